@@ -1,0 +1,290 @@
+/*
+ * libtopic: an embeddable, durable, append-only log of records.
+ *
+ * A topic is a directory holding an ordered log of records split into segment
+ * files.  Every record gets a dense 64-bit offset (0, 1, 2, ...) that never
+ * changes.  The writer process appends; any number of threads, and readers in
+ * other processes, read by offset or by timestamp.
+ *
+ * Conventions, which hold for every function below unless its comment says
+ * otherwise:
+ *  - An int result is 0 on success and negative on failure: a negative errno
+ *    (-EINVAL, -ENOMEM, -EIO, -ENOSPC, ...) for operating-system conditions and
+ *    bad arguments, or one of the TOPIC_E* codes below.  topic_strerror() turns
+ *    any of them into a message.
+ *  - Passing NULL where a handle or an output pointer is required returns
+ *    -EINVAL; it never crashes.
+ *  - The library never keeps a pointer the caller passed in after the call
+ *    returns, and every pointer it hands out says how long it stays valid.
+ *
+ * SPDX-License-Identifier: BSD-2-Clause
+ */
+#ifndef TOPIC_H
+#define TOPIC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TOPIC_VERSION_MAJOR 0
+#define TOPIC_VERSION_MINOR 1
+#define TOPIC_VERSION_PATCH 0
+#define TOPIC_VERSION_NUMBER \
+    (TOPIC_VERSION_MAJOR * 10000 + TOPIC_VERSION_MINOR * 100 + TOPIC_VERSION_PATCH)
+
+#ifndef TOPIC_API
+#  if defined(__GNUC__) && __GNUC__ >= 4
+#    define TOPIC_API __attribute__((visibility("default")))
+#  else
+#    define TOPIC_API
+#  endif
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Handles and records                                                       */
+
+typedef struct topic        topic;         /* one open topic: an ordered, append-only log */
+typedef struct topic_config topic_config;  /* settings, Kafka-style "name" = "value" pairs */
+typedef struct topic_cursor topic_cursor;  /* a reading position; one per reading thread */
+
+/*
+ * One record.  On append the caller owns every byte the pointers name and the
+ * library copies them before returning.  When the library fills a record
+ * (topic_cursor_next) the pointers point into memory the cursor owns, valid
+ * until the next call on that cursor or its close.
+ */
+typedef struct topic_record {
+    uint64_t    offset;      /* assigned by the log: 0, 1, 2, ... with no gaps */
+    int64_t     timestamp;   /* milliseconds since the Unix epoch; 0 on append = now */
+    const void *key;         /* optional; NULL with key_len 0 when absent */
+    size_t      key_len;
+    const void *value;
+    size_t      value_len;
+} topic_record;
+
+/* ------------------------------------------------------------------------ */
+/* Return values                                                             */
+
+/*
+ * Library error codes: negative, and below -30000 so that they never collide
+ * with a negative errno.  TOPIC_ERRNO_MAP generates the codes and their
+ * messages from one list.
+ */
+#define TOPIC_ERRNO_MAP(X)                                                          \
+    X(END,      -30801, "no record at this offset yet (offset >= end offset)")     \
+    X(EGONE,    -30802, "offset is below the start offset: those records were deleted") \
+    X(ECORRUPT, -30803, "a checksum or format check failed: the data is corrupt")  \
+    X(ELOCKED,  -30804, "another handle or process has the topic open for writing") \
+    X(ETOOBIG,  -30805, "record or batch exceeds max.message.bytes")               \
+    X(ETOOSMALL,-30806, "the buffer is too small; *len says how much is needed")  \
+    X(EFAILED,  -30807, "an earlier write or sync failed; reopen the topic to write again") \
+    X(ERDONLY,  -30808, "the topic was opened read-only")                          \
+    X(EVERSION, -30809, "the topic was written by a newer, incompatible format version")
+
+enum {
+#define TOPIC__ERRDEF(name, code, msg) TOPIC_##name = (code),
+    TOPIC_ERRNO_MAP(TOPIC__ERRDEF)
+#undef TOPIC__ERRDEF
+    TOPIC_LAST_ERRCODE = TOPIC_EVERSION
+};
+
+/*
+ * Returns a static, human-readable message for 0, for every TOPIC_* code and
+ * for every negative errno.  Never returns NULL.  Thread-safe.
+ */
+TOPIC_API const char *topic_strerror(int err);
+
+/* Returns the library's version as "MAJOR.MINOR.PATCH", a static string. */
+TOPIC_API const char *topic_version(void);
+
+/* Returns TOPIC_VERSION_NUMBER of the library actually linked at run time. */
+TOPIC_API int topic_version_number(void);
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                             */
+
+/*
+ * Settings are Kafka-style names with string values:
+ *
+ *   segment.bytes         size at which the active segment is rolled
+ *                         (default 1G; 4096 .. 1G)
+ *   segment.ms            age in ms at which the active segment is rolled
+ *                         (default 604800000, 7 days; 0 = never by age)
+ *   index.interval.bytes  log bytes between two sparse index entries
+ *                         (default 4096; 1 .. 16M)
+ *   max.message.bytes     largest record (key plus value), and largest sum of
+ *                         keys and values in one batch (default 1M; 1 .. 256M)
+ *   flush.messages        sync after this many appended records (default 0 =
+ *                         leave it to flush.ms; 1 = every append is durable
+ *                         before it returns)
+ *   flush.ms              sync appended records at most this many ms after
+ *                         they were appended (default 1000; 0 = never by time)
+ *   retention.bytes       accepted and persisted; enforced by a later release
+ *   retention.ms          accepted and persisted; enforced by a later release
+ *   compression.type      "none" (default); "lz4" is accepted and persisted,
+ *                         and applied by a later release
+ *
+ * Sizes take plain bytes or a K, M or G suffix (powers of 1024).  Times are
+ * plain milliseconds.  Settings given when a topic is created persist in its
+ * directory (file "topic.conf"); settings given when a writer reopens an
+ * existing topic override the stored ones and are persisted too.
+ */
+
+/* Returns a new configuration holding no settings (all defaults), or NULL
+ * when memory is exhausted.  Free it with topic_config_free(). */
+TOPIC_API topic_config *topic_config_new(void);
+
+/*
+ * Sets `name` to `value`.  Returns 0, or -EINVAL for a NULL argument, an
+ * unknown name or a value that does not parse or is out of range.  The reason
+ * a person can act on is available from topic_config_error() until the next
+ * call on `c`.  The strings are copied.
+ */
+TOPIC_API int topic_config_set(topic_config *c, const char *name, const char *value);
+
+/*
+ * Copies the value of setting `name` as a string into buf (at most cap bytes
+ * including the terminating NUL).  Unset settings report their default.
+ * Returns 0, -EINVAL for NULL or an unknown name, or TOPIC_ETOOSMALL.
+ */
+TOPIC_API int topic_config_get(const topic_config *c, const char *name, char *buf, size_t cap);
+
+/* The message explaining the last refused topic_config_set() on c, or "" if
+ * none.  Valid until the next call on c. */
+TOPIC_API const char *topic_config_error(const topic_config *c);
+
+/* Frees c.  NULL is accepted and ignored. */
+TOPIC_API void topic_config_free(topic_config *c);
+
+/* ------------------------------------------------------------------------ */
+/* Lifecycle                                                                 */
+
+#define TOPIC_CREATE  0x1  /* create the topic directory if missing */
+#define TOPIC_EXCL    0x2  /* with TOPIC_CREATE: -EEXIST if it already exists */
+#define TOPIC_RDONLY  0x4  /* never writes, takes no writer lock */
+
+/*
+ * Opens the topic in directory `dir` and stores a new handle in *out.
+ * `conf` may be NULL (defaults, or the settings stored in the topic); it is
+ * not kept and may be freed as soon as this returns.
+ *
+ * A writer (no TOPIC_RDONLY) takes an exclusive lock on the directory; if the
+ * last writer did not close cleanly, the active segment is scanned, every
+ * batch verified, the torn tail cut off and its indexes rebuilt, so that every
+ * record whose append returned is there and the next append continues the
+ * dense offsets.  After a clean close nothing is scanned.
+ *
+ * Errors: -EINVAL (bad flags, NULL), -ENOENT (no topic and no TOPIC_CREATE),
+ * -EEXIST (TOPIC_CREATE|TOPIC_EXCL and the directory exists), -ENOTDIR,
+ * -EACCES, -ENOMEM, -EIO, -ENOSPC, TOPIC_ELOCKED (another writer, in this or
+ * any other process), TOPIC_ECORRUPT (a file the topic needs cannot be
+ * understood: a damaged topic.conf or state file), TOPIC_EVERSION.
+ */
+TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, topic **out);
+
+/*
+ * Durable close: syncs everything appended, records a clean shutdown so that
+ * the next open scans nothing, releases the lock and frees t.  Every cursor
+ * of t must be closed first.  Returns 0, or the error of the final sync (the
+ * handle is freed in every case).  NULL is accepted and returns 0.
+ */
+TOPIC_API int topic_close(topic *t);
+
+/* ------------------------------------------------------------------------ */
+/* Writing                                                                   */
+
+/*
+ * Appends one record holding `len` bytes of `value` (no key, timestamp now)
+ * and stores its offset in *offset when offset is not NULL.  `value` may be
+ * NULL only when len is 0.  The record is readable through every handle of
+ * this process as soon as the call returns, and survives a crash of the
+ * process; when it survives a power loss is set by flush.messages / flush.ms.
+ *
+ * Errors: -EINVAL, TOPIC_ETOOBIG, TOPIC_ERDONLY, TOPIC_EFAILED (an earlier
+ * write or sync failed), -ENOSPC (the next segment could not be allocated;
+ * nothing was written), -EIO.  On error no offset is consumed.
+ * Thread-safe: appends from several threads are serialised.
+ */
+TOPIC_API int topic_append(topic *t, const void *value, size_t len, uint64_t *offset);
+
+/*
+ * Appends the n records recs[0..n-1] as one unit: after any crash either all
+ * of them are there or none is.  Their offset fields are ignored; a timestamp
+ * of 0 means now.  The offset of the first is stored in *first_offset when it
+ * is not NULL; the others follow densely.  n == 0 appends nothing and
+ * returns 0.  Errors as topic_append(); TOPIC_ETOOBIG when one record or the
+ * sum of all keys and values exceeds max.message.bytes.
+ */
+TOPIC_API int topic_append_batch(topic *t, const topic_record *recs, size_t n,
+                                 uint64_t *first_offset);
+
+/*
+ * Returns once every record appended so far through any handle of this
+ * topic in this process is on stable storage.  Errors: -EIO and friends from
+ * the sync (after which the handle refuses writes: TOPIC_EFAILED),
+ * TOPIC_ERDONLY.
+ */
+TOPIC_API int topic_sync(topic *t);
+
+/* ------------------------------------------------------------------------ */
+/* Reading                                                                   */
+
+/*
+ * Copies the value of the record at `offset` into buf (capacity cap) and
+ * stores its length in *len.  buf may be NULL when cap is 0, to ask for the
+ * length.  Errors: TOPIC_END (offset >= end offset), TOPIC_EGONE (offset below
+ * the start offset), TOPIC_ETOOSMALL (*len says how much is needed; nothing
+ * copied), TOPIC_ECORRUPT (the batch holding the record failed its checksum),
+ * -EINVAL.  Cost: O(log n) in the number of segments and index entries.
+ * Thread-safe.
+ */
+TOPIC_API int topic_read(topic *t, uint64_t offset, void *buf, size_t cap, size_t *len);
+
+/*
+ * Opens a cursor on t positioned at `offset` (which may equal or exceed the
+ * end offset: the cursor then waits there for new records).  Free it with
+ * topic_cursor_close() before closing t.  A cursor is used by one thread at a
+ * time; several cursors may read one topic concurrently.
+ * Errors: -EINVAL, -ENOMEM, TOPIC_EGONE (offset below the start offset).
+ */
+TOPIC_API int topic_cursor_open(topic *t, uint64_t offset, topic_cursor **out);
+
+/*
+ * Fills *rec with the record at the cursor's position and advances it by one.
+ * rec's pointers stay valid until the next call on this cursor or its close.
+ * Errors: TOPIC_END at the end of the log (the position is kept: call again
+ * once more records exist), TOPIC_ECORRUPT (the cursor stays on the damaged
+ * record; seek past it to go on), TOPIC_EGONE, -EINVAL, -ENOMEM.
+ */
+TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec);
+
+/* Moves the cursor to `offset`.  Errors: -EINVAL, TOPIC_EGONE. */
+TOPIC_API int topic_cursor_seek(topic_cursor *c, uint64_t offset);
+
+/*
+ * Moves the cursor to the first record, in offset order, whose timestamp is
+ * >= timestamp_ms; to the end offset if there is none.  Correct for
+ * timestamps in any order; cost O(log n) plus one index interval of scanning.
+ * Errors: -EINVAL, TOPIC_ECORRUPT.
+ */
+TOPIC_API int topic_cursor_seek_time(topic_cursor *c, int64_t timestamp_ms);
+
+/* The offset the next topic_cursor_next() will return. */
+TOPIC_API uint64_t topic_cursor_offset(const topic_cursor *c);
+
+/* Frees the cursor.  NULL is accepted and ignored. */
+TOPIC_API void topic_cursor_close(topic_cursor *c);
+
+/* First offset still stored (0 for a new topic; 0 for NULL). */
+TOPIC_API uint64_t topic_start_offset(topic *t);
+
+/* Offset the next append will get: one past the last record (0 for NULL). */
+TOPIC_API uint64_t topic_end_offset(topic *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TOPIC_H */

@@ -1,0 +1,160 @@
+/*
+ * The append path: check the records, roll the segment when the batch does
+ * not fit or the segment is too old, encode the batch straight into the
+ * mapped segment, index it, publish the new end offset, apply flush.messages.
+ */
+#include <sys/mman.h>
+
+#include "internal.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#define PREFAULT_STEP (1u << 20)
+
+/* Checks the caller's records; fills the batch's timestamps and size. */
+static int check_records(const topic *t, const topic_record *recs, size_t n, int64_t now,
+                         int64_t *first_ts, int64_t *max_ts, size_t *size)
+{
+    uint64_t max = (uint64_t)t->cfg.v[TOPIC_K_MAX_MESSAGE], total = 0;
+    if (n > UINT32_MAX)
+        return TOPIC_ETOOBIG;
+    *first_ts = topic__rec_ts(&recs[0], now);
+    *max_ts = INT64_MIN;
+    for (size_t i = 0; i < n; i++) {
+        const topic_record *r = &recs[i];
+        if ((r->key == NULL && r->key_len) || (r->value == NULL && r->value_len))
+            return -EINVAL;
+        if (r->key_len > max || r->value_len > max - r->key_len)
+            return TOPIC_ETOOBIG;
+        total += r->key_len + r->value_len;
+        if (total > max)
+            return TOPIC_ETOOBIG;
+        int64_t ts = topic__rec_ts(r, now);
+        if (ts > *max_ts)
+            *max_ts = ts;
+    }
+    *size = TOPIC__HEADER_SIZE + topic__records_size(recs, n, *first_ts, now);
+    return *size > TOPIC__MAX_BATCH ? TOPIC_ETOOBIG : 0;
+}
+
+/* Seals the active segment (if still open for appends) and starts the next.
+ * Failing to seal is sticky; failing to create the next one (a full disk) is
+ * not: nothing was lost and the next append tries again. */
+static int roll(topic *t, size_t need)
+{
+    struct segment *old = t->active, *s;
+    if (old->writable) {
+        int rc = topic__segment_seal(t, old);
+        if (rc < 0) {
+            t->failed = rc;
+            return rc;
+        }
+    }
+    size_t capacity = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
+    if (need > capacity)
+        capacity = need;
+    TRY(topic__segment_create(t, atomic_load(&t->end), capacity, &s));
+    int rc = topic__segvec_push(t, s);
+    if (rc < 0) {
+        topic__segment_free(s);
+        return rc;
+    }
+    t->active = s;
+    t->prefault_pos = 0;
+    return 0;
+}
+
+static bool needs_roll(const topic *t, const struct segment *s, size_t size, int64_t now)
+{
+    size_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
+    int64_t age = t->cfg.v[TOPIC_K_SEGMENT_MS];
+    return !s->writable || len + size > s->map_len ||
+           (age > 0 && len > 0 && now - s->first_ts >= age);
+}
+
+/* Maps the pages ahead of the append position in one call rather than
+ * taking a page fault every 4 KiB; a kernel without MADV_POPULATE_WRITE
+ * simply leaves it to the faults. */
+static void prefault(topic *t, struct segment *s, size_t upto)
+{
+    if (upto + PREFAULT_STEP / 2 < t->prefault_pos || t->prefault_pos >= s->map_len)
+        return;
+    size_t from = t->prefault_pos, n = PREFAULT_STEP;
+    if (from + n > s->map_len)
+        n = s->map_len - from;
+    topic__os.madvise(s->map + from, n, MADV_POPULATE_WRITE);
+    t->prefault_pos = from + n;
+}
+
+static int append_locked(topic *t, const topic_record *recs, size_t n, uint64_t *first)
+{
+    int64_t now = topic__now_ms(), first_ts, max_ts;
+    size_t size;
+    if (t->failed)
+        return TOPIC_EFAILED;
+    TRY(check_records(t, recs, n, now, &first_ts, &max_ts, &size));
+    if (!t->marked_dirty) {
+        int rc = topic__state_mark(t, false);
+        if (rc < 0) {
+            t->failed = rc;
+            return rc;
+        }
+    }
+    if (needs_roll(t, t->active, size, now))
+        TRY(roll(t, size));
+    struct segment *s = t->active;
+    size_t pos = atomic_load_explicit(&s->len, memory_order_relaxed);
+    uint64_t base = atomic_load_explicit(&t->end, memory_order_relaxed);
+    prefault(t, s, pos + size);
+    topic__batch_encode(s->map + pos, size, base, recs, n, first_ts, max_ts, now);
+    struct batch_header h = { .base_offset = base, .count = (uint32_t)n,
+                              .first_ts = first_ts, .max_ts = max_ts };
+    topic__segment_index_batch(t, s, pos, &h);
+    /* Publish: the bytes above, then the segment length, then the end
+     * offset; readers load them in the opposite order. */
+    atomic_store_explicit(&s->len, pos + size, memory_order_release);
+    atomic_store_explicit(&s->end, base + n, memory_order_release);
+    atomic_store_explicit(&t->end, base + n, memory_order_release);
+    if (first != NULL)
+        *first = base;
+    return 0;
+}
+
+static int append(topic *t, const topic_record *recs, size_t n, uint64_t *first)
+{
+    if (t->flags & TOPIC_RDONLY)
+        return TOPIC_ERDONLY;
+    pthread_mutex_lock(&t->append_lock);
+    int rc = append_locked(t, recs, n, first);
+    bool sync = rc == 0 && t->cfg.v[TOPIC_K_FLUSH_MESSAGES] > 0 &&
+                atomic_load(&t->end) - t->synced_end >= (uint64_t)t->cfg.v[TOPIC_K_FLUSH_MESSAGES];
+    pthread_mutex_unlock(&t->append_lock);
+    /* Under flush.messages the append is acknowledged only once durable. */
+    if (sync)
+        rc = topic__sync(t);
+    return rc;
+}
+
+TOPIC_API int topic_append(topic *t, const void *value, size_t len, uint64_t *offset)
+{
+    if (t == NULL || (value == NULL && len > 0))
+        return -EINVAL;
+    topic_record r = { 0, 0, NULL, 0, value, len };
+    return append(t, &r, 1, offset);
+}
+
+TOPIC_API int topic_append_batch(topic *t, const topic_record *recs, size_t n,
+                                 uint64_t *first_offset)
+{
+    if (t == NULL || (recs == NULL && n > 0))
+        return -EINVAL;
+    if (n == 0) {
+        if (t->flags & TOPIC_RDONLY)
+            return TOPIC_ERDONLY;
+        if (first_offset != NULL)
+            *first_offset = topic_end_offset(t);
+        return 0;
+    }
+    return append(t, recs, n, first_offset);
+}

@@ -1,0 +1,170 @@
+/*
+ * Cursors: sequential reading with one checksum verification per batch, and
+ * records handed out zero-copy from the mapped segment.
+ */
+#include "internal.h"
+
+struct topic_cursor {
+    topic *t;
+    uint64_t next;             /* offset the next call returns */
+    struct batch_ref b;        /* current verified batch; b.seg NULL if none */
+    const uint8_t *rp;         /* next record inside it */
+    uint64_t roff;             /* offset of the record at rp */
+};
+
+static void cursor_reset(topic_cursor *c, uint64_t offset)
+{
+    c->next = offset;
+    c->b.seg = NULL;
+}
+
+TOPIC_API int topic_cursor_open(topic *t, uint64_t offset, topic_cursor **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (t == NULL || out == NULL)
+        return -EINVAL;
+    if (offset < topic_start_offset(t))
+        return TOPIC_EGONE;
+    topic_cursor *c = topic__calloc(1, sizeof *c);
+    if (c == NULL)
+        return -ENOMEM;
+    c->t = t;
+    cursor_reset(c, offset);
+    *out = c;
+    return 0;
+}
+
+TOPIC_API void topic_cursor_close(topic_cursor *c)
+{
+    topic__free(c);
+}
+
+TOPIC_API int topic_cursor_seek(topic_cursor *c, uint64_t offset)
+{
+    if (c == NULL)
+        return -EINVAL;
+    if (offset < topic_start_offset(c->t))
+        return TOPIC_EGONE;
+    cursor_reset(c, offset);
+    return 0;
+}
+
+TOPIC_API uint64_t topic_cursor_offset(const topic_cursor *c)
+{
+    return c ? c->next : 0;
+}
+
+static void enter_batch(topic_cursor *c)
+{
+    c->rp = c->b.seg->map + c->b.pos + TOPIC__HEADER_SIZE;
+    c->roff = c->b.h.base_offset;
+}
+
+/* Moves to the batch after the current one when it is already published in
+ * the same segment: the common case of a sequential scan, without searching. */
+static bool next_in_segment(topic_cursor *c)
+{
+    struct batch_ref *b = &c->b;
+    if (b->seg == NULL || c->next != b->h.base_offset + b->h.count ||
+        c->next >= atomic_load_explicit(&c->t->end, memory_order_acquire))
+        return false;
+    size_t pos = b->pos + b->h.length;
+    size_t limit = atomic_load_explicit(&b->seg->len, memory_order_acquire);
+    struct batch_header h;
+    if (pos >= limit || limit > b->seg->map_len ||
+        topic__header_parse(b->seg->map + pos, limit - pos, &h) < 0 ||
+        h.base_offset != c->next || !topic__batch_verify(b->seg->map + pos, &h))
+        return false;   /* the general path finds (or reports) it */
+    b->pos = pos;
+    b->h = h;
+    enter_batch(c);
+    return true;
+}
+
+TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec)
+{
+    if (c == NULL || rec == NULL)
+        return -EINVAL;
+    struct batch_ref *b = &c->b;
+    bool in_batch = b->seg != NULL && c->next >= b->h.base_offset &&
+                    c->next < b->h.base_offset + b->h.count && c->roff <= c->next;
+    if (!in_batch && !next_in_segment(c)) {
+        int rc = topic__locate(c->t, c->next, b);
+        if (rc < 0) {
+            b->seg = NULL;
+            return rc;
+        }
+        enter_batch(c);
+    }
+    const uint8_t *bend = b->seg->map + b->pos + b->h.length;
+    struct record_view r;
+    do {
+        if (topic__record_decode(&c->rp, bend, b->h.first_ts, &r) < 0) {
+            b->seg = NULL;
+            return TOPIC_ECORRUPT;
+        }
+    } while (c->roff++ < c->next);
+    rec->offset = c->next++;
+    rec->timestamp = r.ts;
+    rec->key = r.key;
+    rec->key_len = r.key_len;
+    rec->value = r.value;
+    rec->value_len = r.value_len;
+    return 0;
+}
+
+/* Finds, in segment s, the first record whose timestamp is >= ts. */
+static int seek_time_in(topic_cursor *c, struct segment *s, int64_t ts, bool *found)
+{
+    struct idx_entry e;
+    size_t pos = 0;
+    uint64_t expect = s->base;
+    if (topic__index_find_time(&s->tidx, ts, &e)) {
+        pos = e.pos;
+        expect = s->base + e.rel;
+    }
+    size_t limit = atomic_load_explicit(&s->len, memory_order_acquire);
+    while (pos < limit) {
+        struct batch_header h;
+        if (topic__header_parse(s->map + pos, limit - pos, &h) < 0 || h.base_offset != expect ||
+            !topic__batch_verify(s->map + pos, &h))
+            return TOPIC_ECORRUPT;
+        if (h.max_ts >= ts) {
+            const uint8_t *rp = s->map + pos + TOPIC__HEADER_SIZE, *bend = s->map + pos + h.length;
+            for (uint32_t i = 0; i < h.count; i++) {
+                struct record_view r;
+                TRY(topic__record_decode(&rp, bend, h.first_ts, &r));
+                if (r.ts >= ts) {
+                    cursor_reset(c, h.base_offset + i);
+                    *found = true;
+                    return 0;
+                }
+            }
+            return TOPIC_ECORRUPT;  /* max_ts promised a record that is not there */
+        }
+        pos += h.length;
+        expect += h.count;
+    }
+    return 0;
+}
+
+TOPIC_API int topic_cursor_seek_time(topic_cursor *c, int64_t timestamp_ms)
+{
+    if (c == NULL)
+        return -EINVAL;
+    topic *t = c->t;
+    uint64_t end = topic_end_offset(t);
+    struct segment *s = topic__segment_for(t, topic_start_offset(t));
+    for (; s != NULL && s->base < end; s = topic__segment_after(t, s)) {
+        TRY(topic__segment_load(t, s));
+        if (atomic_load_explicit(&s->max_ts, memory_order_relaxed) < timestamp_ms)
+            continue;
+        bool found = false;
+        TRY(seek_time_in(c, s, timestamp_ms, &found));
+        if (found)
+            return 0;
+    }
+    cursor_reset(c, end);
+    return 0;
+}

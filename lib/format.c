@@ -1,0 +1,210 @@
+/*
+ * The on-disk format of a segment file (.log), byte for byte.  doc/FORMAT.md
+ * says the same for readers who are not reading C.
+ *
+ * A segment file is a sequence of batches, back to back from byte 0, followed
+ * by zero bytes up to the preallocated size while the segment is active.  A
+ * batch is one call to topic_append() or topic_append_batch(): it is written
+ * whole or, after a crash, found torn and cut off whole.  All integers are
+ * little-endian.
+ *
+ *   offset size  field
+ *   0      4     magic        0x54 0x50 0x42 0x31 ("TPB1"); the last byte is the
+ *                             format version.  Four zero bytes here mean "no
+ *                             more batches" (the preallocated tail).
+ *   4      4     length       bytes in the whole batch, this header included;
+ *                             at least 51, at most 2^30
+ *   8      8     checksum     XXH3-64 (seed 0) of bytes [16, length): everything
+ *                             after this field, header and records
+ *   16     8     base_offset  offset of the first record
+ *   24     4     count        records in the batch, at least 1
+ *   28     2     attributes   bits 0-2: compression (0 = none); others zero
+ *   30     2     reserved     zero
+ *   32     8     first_ts     timestamp of the first record, ms since the epoch
+ *   40     8     max_ts       largest timestamp of any record in the batch
+ *   48     ...   records      `count` records, back to back, filling the batch
+ *
+ * A record:
+ *
+ *   varint  timestamp delta  zigzag-encoded (timestamp - first_ts)
+ *   varint  key length + 1   0 means no key (NULL); 1 an empty key
+ *   bytes   key
+ *   varint  value length
+ *   bytes   value
+ *
+ * Varints are unsigned LEB128 (7 bits a byte, low bits first, at most 10
+ * bytes), as in protobuf and Kafka.  Record i of a batch has offset
+ * base_offset + i: offsets are never stored per record.
+ *
+ * A reader trusts nothing it has not checked: the header is parsed with every
+ * field bounded by the bytes that exist, the checksum is verified before any
+ * record is handed out, and record decoding is bounded by the batch's end.
+ */
+#include <string.h>
+#include <xxhash.h>
+
+#include "format.h"
+
+#define MAX_VARINT 10
+
+static size_t varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *varint_put(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* Returns false when the varint runs past `end` or past ten bytes. */
+static bool varint_get(const uint8_t **pp, const uint8_t *end, uint64_t *out)
+{
+    const uint8_t *p = *pp;
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 7 * MAX_VARINT; shift += 7) {
+        if (p >= end)
+            return false;
+        uint8_t b = *p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (b < 0x80) {
+            *pp = p;
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+static uint64_t zigzag(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzigzag(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+static uint64_t ts_delta(int64_t ts, int64_t first_ts)
+{
+    /* Wrapping subtraction: any two int64 timestamps have a delta that
+     * round-trips through uint64 arithmetic. */
+    return zigzag((int64_t)((uint64_t)ts - (uint64_t)first_ts));
+}
+
+size_t topic__records_size(const topic_record *recs, size_t n, int64_t first_ts, int64_t now)
+{
+    size_t size = 0;
+    for (size_t i = 0; i < n; i++) {
+        const topic_record *r = &recs[i];
+        size += varint_size(ts_delta(topic__rec_ts(r, now), first_ts));
+        size += varint_size(r->key ? (uint64_t)r->key_len + 1 : 0) + (r->key ? r->key_len : 0);
+        size += varint_size(r->value_len) + r->value_len;
+    }
+    return size;
+}
+
+void topic__batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
+                         const topic_record *recs, size_t n, int64_t first_ts, int64_t max_ts,
+                         int64_t now)
+{
+    uint8_t *p = dst + TOPIC__HEADER_SIZE;
+    for (size_t i = 0; i < n; i++) {
+        const topic_record *r = &recs[i];
+        p = varint_put(p, ts_delta(topic__rec_ts(r, now), first_ts));
+        p = varint_put(p, r->key ? (uint64_t)r->key_len + 1 : 0);
+        if (r->key && r->key_len) {
+            memcpy(p, r->key, r->key_len);
+            p += r->key_len;
+        }
+        p = varint_put(p, r->value_len);
+        if (r->value_len) {
+            memcpy(p, r->value, r->value_len);
+            p += r->value_len;
+        }
+    }
+    topic__store32(dst + 4, (uint32_t)size);
+    topic__store64(dst + 16, base_offset);
+    topic__store32(dst + 24, (uint32_t)n);
+    topic__store32(dst + 28, 0);            /* attributes, reserved */
+    topic__store64(dst + 32, (uint64_t)first_ts);
+    topic__store64(dst + 40, (uint64_t)max_ts);
+    topic__store64(dst + 8, XXH3_64bits(dst + 16, size - 16));
+    /* Readers never look at a batch before the end offset that covers it is
+     * published, so the order of these stores does not matter to them. */
+    topic__store32(dst, TOPIC__BATCH_MAGIC);
+}
+
+int topic__header_parse(const uint8_t *p, size_t avail, struct batch_header *h)
+{
+    if (avail < 4)
+        return avail == 0 ? TOPIC_END : TOPIC_ECORRUPT;
+    h->magic = topic__load32(p);
+    if (h->magic == 0)
+        return TOPIC_END;
+    if (avail < TOPIC__HEADER_SIZE)
+        return TOPIC_ECORRUPT;
+    if ((h->magic & 0x00ffffffu) == TOPIC__MAGIC_PREFIX && h->magic > TOPIC__BATCH_MAGIC)
+        return TOPIC_EVERSION;
+    h->length = topic__load32(p + 4);
+    h->checksum = topic__load64(p + 8);
+    h->base_offset = topic__load64(p + 16);
+    h->count = topic__load32(p + 24);
+    h->attributes = (uint16_t)(p[28] | p[29] << 8);
+    h->reserved = (uint16_t)(p[30] | p[31] << 8);
+    h->first_ts = (int64_t)topic__load64(p + 32);
+    h->max_ts = (int64_t)topic__load64(p + 40);
+    if (h->magic != TOPIC__BATCH_MAGIC || h->length < TOPIC__MIN_BATCH ||
+        h->length > TOPIC__MAX_BATCH || h->length > avail || h->count == 0 ||
+        h->count > (h->length - TOPIC__HEADER_SIZE) / 3 || h->attributes != 0 ||
+        h->reserved != 0)
+        return TOPIC_ECORRUPT;
+    return 0;
+}
+
+bool topic__batch_verify(const uint8_t *p, const struct batch_header *h)
+{
+    return XXH3_64bits(p + 16, h->length - 16) == h->checksum;
+}
+
+int topic__record_decode(const uint8_t **pos, const uint8_t *end, int64_t first_ts,
+                         struct record_view *r)
+{
+    const uint8_t *p = *pos;
+    uint64_t delta, klen, vlen;
+    if (!varint_get(&p, end, &delta) || !varint_get(&p, end, &klen))
+        return TOPIC_ECORRUPT;
+    if (klen > (uint64_t)(end - p) + 1)
+        return TOPIC_ECORRUPT;
+    r->key = klen ? p : NULL;
+    r->key_len = klen ? (size_t)(klen - 1) : 0;
+    p += r->key_len;
+    if (!varint_get(&p, end, &vlen) || vlen > (uint64_t)(end - p))
+        return TOPIC_ECORRUPT;
+    r->value = p;
+    r->value_len = (size_t)vlen;
+    r->ts = (int64_t)((uint64_t)first_ts + (uint64_t)unzigzag(delta));
+    *pos = p + vlen;
+    return 0;
+}
+
+int topic__batch_walk(const uint8_t *p, const struct batch_header *h)
+{
+    const uint8_t *pos = p + TOPIC__HEADER_SIZE, *end = p + h->length;
+    struct record_view r;
+    for (uint32_t i = 0; i < h->count; i++)
+        if (topic__record_decode(&pos, end, h->first_ts, &r) < 0)
+            return TOPIC_ECORRUPT;
+    return pos == end ? 0 : TOPIC_ECORRUPT;
+}

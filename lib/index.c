@@ -1,0 +1,192 @@
+/*
+ * Sparse indexes of one segment.
+ *
+ *   .index      8-byte entries:  u32 rel (offset - segment base),
+ *                                u32 pos (file position of the batch holding it)
+ *   .timeindex 16-byte entries:  i64 max_ts_before (largest timestamp of every
+ *                                record before pos in this segment, INT64_MIN
+ *                                when there is none), u32 rel, u32 pos
+ *
+ * Entries are written for the batch that starts once at least
+ * index.interval.bytes have been appended since the last entry, so both
+ * fields grow strictly and no entry ever points at position 0 (the start of
+ * the segment is the implicit first entry).  In a preallocated file the used
+ * entries are followed by zero entries.  An index is derived data: whatever
+ * fails validation is rebuilt from the log.
+ *
+ * max_ts_before never decreases, which is what lets topic_cursor_seek_time()
+ * binary-search it even when record timestamps are not in order: every record
+ * before an entry whose max_ts_before < T has a timestamp < T.
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+void topic__index_get(const struct index *ix, uint32_t i, struct idx_entry *e)
+{
+    const uint8_t *p = ix->map + (size_t)i * ix->entry_size;
+    if (ix->entry_size == TOPIC__TIDX_ENTRY) {
+        e->max_ts_before = (int64_t)topic__load64(p);
+        p += 8;
+    } else {
+        e->max_ts_before = INT64_MIN;
+    }
+    e->rel = topic__load32(p);
+    e->pos = topic__load32(p + 4);
+}
+
+void topic__index_put(struct index *ix, const struct idx_entry *e)
+{
+    uint32_t n = atomic_load_explicit(&ix->n, memory_order_relaxed);
+    if (n >= ix->cap)
+        return;   /* a full index only makes lookups scan further */
+    uint8_t *p = ix->map + (size_t)n * ix->entry_size;
+    if (ix->entry_size == TOPIC__TIDX_ENTRY) {
+        topic__store64(p, (uint64_t)e->max_ts_before);
+        p += 8;
+    }
+    topic__store32(p, e->rel);
+    topic__store32(p + 4, e->pos);
+    atomic_store_explicit(&ix->n, n + 1, memory_order_release);
+}
+
+bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entry *e)
+{
+    uint32_t lo = 0, hi = atomic_load_explicit(&ix->n, memory_order_acquire);
+    /* Invariant: entries [0, lo) have rel <= target, [hi, n) have rel > target. */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        struct idx_entry m;
+        topic__index_get(ix, mid, &m);
+        if (m.rel <= rel)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return false;
+    topic__index_get(ix, lo - 1, e);
+    return true;
+}
+
+bool topic__index_find_time(const struct index *ix, int64_t ts, struct idx_entry *e)
+{
+    uint32_t lo = 0, hi = atomic_load_explicit(&ix->n, memory_order_acquire);
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        struct idx_entry m;
+        topic__index_get(ix, mid, &m);
+        if (m.max_ts_before < ts)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return false;
+    topic__index_get(ix, lo - 1, e);
+    return true;
+}
+
+bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_len)
+{
+    uint32_t n = atomic_load_explicit(&ix->n, memory_order_relaxed);
+    struct idx_entry prev = { 0, 0, INT64_MIN }, e;
+    for (uint32_t i = 0; i < n; i++) {
+        topic__index_get(ix, i, &e);
+        if (e.rel <= prev.rel || e.pos <= prev.pos || e.pos >= data_len || e.rel >= nrecords ||
+            e.max_ts_before < prev.max_ts_before)
+            return false;
+        prev = e;
+    }
+    return true;
+}
+
+/* Counts the used entries of a preallocated file: they end at the first
+ * entry whose position is zero, which no real entry has. */
+static uint32_t count_used(const struct index *ix)
+{
+    uint32_t lo = 0, hi = ix->cap;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        struct idx_entry e;
+        topic__index_get(ix, mid, &e);
+        if (e.pos != 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/*
+ * Maps index file `name`.  With `writable`, the file is created if missing
+ * and preallocated to hold `cap` entries (the active segment); otherwise it
+ * is mapped read-only as it is (a sealed segment) and cap is ignored.
+ */
+int topic__index_map(struct index *ix, int dirfd, const char *name, uint32_t cap, bool writable)
+{
+    int fd = topic__openat(dirfd, name, writable ? O_RDWR | O_CREAT : O_RDONLY, 0644);
+    if (fd < 0)
+        return fd;
+    size_t size;
+    int rc = topic__fsize(fd, &size);
+    if (rc == 0 && writable) {
+        size_t want = (size_t)cap * ix->entry_size;
+        if (size > want)
+            want = size;
+        if ((rc = topic__fallocate(fd, (off_t)want)) == 0)
+            size = want;
+    }
+    ix->cap = (uint32_t)(size / ix->entry_size);
+    ix->map = NULL;
+    ix->map_len = (size_t)ix->cap * ix->entry_size;
+    if (rc == 0 && ix->map_len > 0) {
+        void *p;
+        rc = topic__mmap(ix->map_len, writable ? PROT_READ | PROT_WRITE : PROT_READ, fd, &p);
+        if (rc == 0)
+            ix->map = p;
+    }
+    if (rc < 0) {
+        topic__close(fd);
+        ix->cap = 0;
+        ix->map_len = 0;
+        return rc;
+    }
+    ix->fd = fd;
+    atomic_store(&ix->n, ix->map ? count_used(ix) : 0);
+    return 0;
+}
+
+int topic__index_anon(struct index *ix, uint32_t cap)
+{
+    void *p = NULL;
+    ix->fd = -1;
+    ix->map_len = (size_t)(cap ? cap : 1) * ix->entry_size;
+    TRY(topic__mmap(ix->map_len, PROT_READ | PROT_WRITE, -1, &p));
+    ix->map = p;
+    ix->cap = cap;
+    atomic_store(&ix->n, 0);
+    return 0;
+}
+
+/* Cuts the file to its used entries and syncs it: the index of a sealed
+ * segment holds exactly its entries. */
+int topic__index_seal(struct index *ix)
+{
+    if (ix->fd < 0)
+        return 0;
+    TRY(topic__ftruncate(ix->fd, (off_t)atomic_load(&ix->n) * (off_t)ix->entry_size));
+    return topic__fdatasync(ix->fd);
+}
+
+void topic__index_unmap(struct index *ix)
+{
+    topic__munmap(ix->map, ix->map_len);
+    topic__close(ix->fd);
+    ix->map = NULL;
+    ix->map_len = 0;
+    ix->fd = -1;
+    atomic_store(&ix->n, 0);
+}

@@ -1,0 +1,203 @@
+/*
+ * Internal declarations shared by the files of lib/.  Nothing here is part of
+ * the public API; every external symbol is named topic__* and hidden by
+ * -fvisibility=hidden.
+ */
+#ifndef TOPIC_INTERNAL_H
+#define TOPIC_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "topic.h"
+#include "os.h"
+#include "format.h"
+#include "config.h"
+
+/* Forward the first failure: the zstd habit, instead of an `if (rc) goto` ladder. */
+#define TRY(expr)                  \
+    do {                           \
+        int try_rc_ = (expr);      \
+        if (try_rc_ < 0)           \
+            return try_rc_;        \
+    } while (0)
+
+/* ------------------------------------------------------------------------ */
+/* Indexes (index.c)                                                          */
+
+/*
+ * One sparse index of a segment: the offset index (.index, 8-byte entries) or
+ * the time index (.timeindex, 16-byte entries).  The entries live in a shared
+ * mapping of the file: the active segment's file is preallocated and filled
+ * as batches are appended, a sealed segment's file holds exactly its entries.
+ * When a file is missing or fails validation the entries are rebuilt from the
+ * log into anonymous memory instead (see segment.c).
+ */
+struct index {
+    int fd;                   /* -1 when the entries are in anonymous memory */
+    uint8_t *map;             /* entries; NULL when there are none */
+    size_t map_len;
+    uint32_t cap;             /* entries the mapping can hold */
+    _Atomic uint32_t n;       /* entries published to readers */
+    size_t entry_size;        /* TOPIC__IDX_ENTRY or TOPIC__TIDX_ENTRY */
+};
+
+#define TOPIC__IDX_ENTRY  8   /* u32 relative offset, u32 file position */
+#define TOPIC__TIDX_ENTRY 16  /* i64 max timestamp before, u32 rel, u32 pos */
+
+struct idx_entry {
+    uint32_t rel;             /* offset - segment base */
+    uint32_t pos;             /* file position of the batch holding it */
+    int64_t  max_ts_before;   /* time index only: max timestamp before pos */
+};
+
+void topic__index_get(const struct index *ix, uint32_t i, struct idx_entry *e);
+void topic__index_put(struct index *ix, const struct idx_entry *e);
+/* Last entry whose rel <= rel (offset index); false if none. */
+bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entry *e);
+/* Last entry whose max_ts_before < ts (time index); false if none. */
+bool topic__index_find_time(const struct index *ix, int64_t ts, struct idx_entry *e);
+/* Checks that entries grow strictly and stay inside the segment. */
+bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_len);
+int  topic__index_map(struct index *ix, int dirfd, const char *name, uint32_t cap, bool writable);
+int  topic__index_anon(struct index *ix, uint32_t cap);
+int  topic__index_seal(struct index *ix);
+void topic__index_unmap(struct index *ix);
+
+/* ------------------------------------------------------------------------ */
+/* Segments (segment.c)                                                       */
+
+struct segment {
+    uint64_t base;                /* offset of its first record */
+    int fd;                       /* the .log file, -1 until loaded */
+    uint8_t *map;                 /* mapping of the .log file */
+    size_t map_len;               /* bytes mapped (the capacity when active) */
+    _Atomic size_t len;           /* bytes of whole batches, published to readers */
+    _Atomic uint64_t end;         /* one past its last offset; known when sealed */
+    _Atomic int64_t max_ts;       /* largest timestamp in it; INT64_MIN if unknown/empty */
+    int64_t first_ts;             /* timestamp of its first batch (segment.ms) */
+    size_t last_index_pos;        /* file position of the last index entry */
+    struct index idx, tidx;
+    bool writable;                /* the writer's active segment */
+    _Atomic bool loaded;          /* mapped and indexed (lazy for sealed ones) */
+    bool max_ts_known;
+    pthread_mutex_t load_lock;
+};
+
+/* File name of a segment's part: "<20-digit base><ext>". */
+void topic__segment_name(char *buf, size_t cap, uint64_t base, const char *ext);
+struct segment *topic__segment_new(uint64_t base);
+/* Creates a fresh, empty, preallocated active segment. */
+int  topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segment **out);
+/* Maps a sealed segment on first use and validates (or rebuilds) its index. */
+int  topic__segment_load(topic *t, struct segment *s);
+/* Opens the last segment for appending, scanning it when `scan` is set. */
+int  topic__segment_open_active(topic *t, struct segment *s, bool scan, size_t known_len,
+                                uint64_t known_end);
+int  topic__segment_seal(topic *t, struct segment *s);
+void topic__segment_free(struct segment *s);
+/* Scans batches from position 0 and rebuilds the indexes (recover.c). */
+int  topic__segment_scan(topic *t, struct segment *s, size_t limit, bool verify,
+                         size_t *len, uint64_t *end);
+/* Adds index entries for a batch about to be published at pos. */
+void topic__segment_index_batch(topic *t, struct segment *s, size_t pos,
+                                const struct batch_header *h);
+
+/* ------------------------------------------------------------------------ */
+/* The topic handle (topic.c)                                                 */
+
+/* The published list of segments; readers load it without a lock. */
+struct segvec {
+    size_t n, cap;
+    struct segvec *retired;       /* older, smaller vectors, freed at close */
+    struct segment *s[];
+};
+
+struct topic {
+    char *dir;
+    int dirfd;
+    int lockfd;                   /* topic.state, flock()ed by the writer */
+    int flags;
+    struct topic_settings cfg;
+    _Atomic(struct segvec *) segs;
+    _Atomic uint64_t end;         /* offset the next append gets */
+    _Atomic uint64_t start;       /* first offset still stored */
+
+    pthread_mutex_t append_lock;  /* serialises the whole write path */
+    struct segment *active;       /* writer only, under append_lock */
+    int failed;                   /* sticky write error, under append_lock */
+    bool marked_dirty;            /* state says "not clean" on disk */
+    uint64_t synced_end;          /* records below it are on stable storage */
+    int64_t last_sync_ms;
+    size_t prefault_pos;          /* active segment prefaulted up to here */
+
+    pthread_cond_t flush_cond;    /* wakes the flusher to stop */
+    pthread_t flusher;            /* syncs every flush.ms, when that is set */
+    bool flusher_running, stopping;
+
+    struct state_page *state;     /* mapping of topic.state */
+};
+
+int  topic__segvec_push(topic *t, struct segment *s);
+/* The segment holding `offset`, or NULL if the offset precedes every segment. */
+struct segment *topic__segment_for(topic *t, uint64_t offset);
+struct segment *topic__segment_after(topic *t, const struct segment *s);
+int64_t topic__now_ms(void);
+
+/* ------------------------------------------------------------------------ */
+/* Durability (sync.c)                                                        */
+
+/* Makes every record appended so far durable; call without append_lock. */
+int  topic__sync(topic *t);
+int  topic__flusher_start(topic *t);
+void topic__flusher_stop(topic *t);
+
+/* ------------------------------------------------------------------------ */
+/* State file (state.c)                                                       */
+
+/*
+ * topic.state: one page.  The first 64 bytes are the clean-shutdown snapshot,
+ * written and synced by topic_close() and protected by a checksum; a writer
+ * clears `clean` (durably) before its first append.
+ */
+struct state_page {
+    uint32_t magic;
+    uint32_t version;
+    uint64_t checksum;            /* XXH3 of bytes 16..63 */
+    uint32_t clean;
+    uint32_t reserved0;
+    uint64_t active_base;
+    uint64_t active_len;
+    uint64_t end_offset;
+    uint64_t start_offset;
+    uint64_t reserved1;
+};
+
+#define TOPIC__STATE_MAGIC   0x54535054u   /* "TPST" */
+#define TOPIC__STATE_VERSION 1u
+#define TOPIC__STATE_SIZE    4096
+
+int  topic__state_open(topic *t, bool create);
+bool topic__state_clean(const topic *t, struct state_page *snap);
+int  topic__state_mark(topic *t, bool clean);
+void topic__state_close(topic *t);
+
+/* ------------------------------------------------------------------------ */
+/* Finding and decoding records (read.c)                                      */
+
+/* A located batch: where it is and what its header says. */
+struct batch_ref {
+    struct segment *seg;
+    size_t pos;
+    struct batch_header h;
+};
+
+/* Finds the batch holding `offset` and verifies its checksum. */
+int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref);
+
+#endif /* TOPIC_INTERNAL_H */

@@ -1,0 +1,232 @@
+/*
+ * The system-call table and its wrappers.  Wrappers retry EINTR and short
+ * transfers, and turn failures into negative errno values, so that callers
+ * only ever test for `rc < 0`.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "os.h"
+
+static int os_fallocate(int fd, int mode, off_t off, off_t len)
+{
+    return fallocate(fd, mode, off, len);
+}
+
+static int os_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+    return openat(dirfd, path, flags, mode);
+}
+
+#define OS_DEFAULTS {                                                          \
+    .openat = os_openat,    .close = close,         .pread = pread,            \
+    .pwrite = pwrite,       .fsync = fsync,         .fdatasync = fdatasync,    \
+    .fallocate = os_fallocate, .ftruncate = ftruncate, .renameat = renameat,   \
+    .unlinkat = unlinkat,   .mmap = mmap,           .munmap = munmap,          \
+    .madvise = madvise,     .flock = flock,         .fstat = fstat,            \
+    .mkdir = mkdir,         .malloc = malloc,       .calloc = calloc,          \
+    .realloc = realloc,     .free = free,                                      \
+}
+
+const struct topic_os topic__os_default = OS_DEFAULTS;
+struct topic_os topic__os = OS_DEFAULTS;
+
+/* The errno of a failed call, never 0: a failure must not read as success. */
+static int neg_errno(void)
+{
+    return errno > 0 ? -errno : -EIO;
+}
+
+int topic__openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+    int fd;
+    do
+        fd = topic__os.openat(dirfd, path, flags | O_CLOEXEC, mode);
+    while (fd < 0 && errno == EINTR);
+    return fd < 0 ? neg_errno() : fd;
+}
+
+void topic__close(int fd)
+{
+    if (fd >= 0)
+        topic__os.close(fd);
+}
+
+int topic__pread_all(int fd, void *buf, size_t n, off_t off)
+{
+    char *p = buf;
+    while (n > 0) {
+        ssize_t r = topic__os.pread(fd, p, n, off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return neg_errno();
+        }
+        if (r == 0)
+            return -EIO;            /* the file is shorter than it must be */
+        p += r, n -= (size_t)r, off += r;
+    }
+    return 0;
+}
+
+int topic__pwrite_all(int fd, const void *buf, size_t n, off_t off)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t r = topic__os.pwrite(fd, p, n, off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return neg_errno();
+        }
+        if (r == 0)
+            return -ENOSPC;
+        p += r, n -= (size_t)r, off += r;
+    }
+    return 0;
+}
+
+int topic__fdatasync(int fd)
+{
+    return topic__os.fdatasync(fd) < 0 ? neg_errno() : 0;
+}
+
+int topic__fsync(int fd)
+{
+    return topic__os.fsync(fd) < 0 ? neg_errno() : 0;
+}
+
+/*
+ * Reserves blocks for the first `len` bytes of the file so that running out
+ * of disk shows up here, as -ENOSPC, rather than as SIGBUS on a mapped page.
+ * File systems without fallocate() get a sparse file instead.
+ */
+int topic__fallocate(int fd, off_t len)
+{
+    if (len <= 0)
+        return 0;
+    if (topic__os.fallocate(fd, 0, 0, len) == 0)
+        return 0;
+    if (errno == EOPNOTSUPP || errno == ENOSYS)
+        return topic__ftruncate(fd, len);
+    return neg_errno();
+}
+
+int topic__ftruncate(int fd, off_t len)
+{
+    int r;
+    do
+        r = topic__os.ftruncate(fd, len);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? neg_errno() : 0;
+}
+
+int topic__renameat(int dirfd, const char *from, const char *to)
+{
+    return topic__os.renameat(dirfd, from, dirfd, to) < 0 ? neg_errno() : 0;
+}
+
+int topic__unlinkat(int dirfd, const char *path)
+{
+    return topic__os.unlinkat(dirfd, path, 0) < 0 ? neg_errno() : 0;
+}
+
+int topic__mmap(size_t len, int prot, int fd, void **out)
+{
+    int flags = fd >= 0 ? MAP_SHARED : (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+    void *p = topic__os.mmap(NULL, len, prot, flags, fd, 0);
+    if (p == MAP_FAILED)
+        return neg_errno();
+    *out = p;
+    return 0;
+}
+
+void topic__munmap(void *p, size_t len)
+{
+    if (p != NULL && len > 0)
+        topic__os.munmap(p, len);
+}
+
+int topic__flock(int fd, int op)
+{
+    int r;
+    do
+        r = topic__os.flock(fd, op);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? neg_errno() : 0;
+}
+
+int topic__fsize(int fd, size_t *size)
+{
+    struct stat st;
+    if (topic__os.fstat(fd, &st) < 0)
+        return neg_errno();
+    *size = (size_t)st.st_size;
+    return 0;
+}
+
+void *topic__malloc(size_t n) { return topic__os.malloc(n); }
+void *topic__calloc(size_t n, size_t size) { return topic__os.calloc(n, size); }
+void *topic__realloc(void *p, size_t n) { return topic__os.realloc(p, n); }
+void  topic__free(void *p) { if (p != NULL) topic__os.free(p); }
+
+char *topic__strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = topic__malloc(n);
+    if (d != NULL)
+        memcpy(d, s, n);
+    return d;
+}
+
+int topic__write_file_atomic(int dirfd, const char *name, const void *buf, size_t n)
+{
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "%s.tmp", name);
+    int fd = topic__openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return fd;
+    int rc = topic__pwrite_all(fd, buf, n, 0);
+    if (rc == 0)
+        rc = topic__fsync(fd);
+    topic__close(fd);
+    if (rc == 0)
+        rc = topic__renameat(dirfd, tmp, name);
+    if (rc == 0)
+        rc = topic__fsync(dirfd);
+    if (rc < 0)
+        topic__os.unlinkat(dirfd, tmp, 0);
+    return rc;
+}
+
+int topic__read_file(int dirfd, const char *name, char **out, size_t *len, size_t max)
+{
+    int fd = topic__openat(dirfd, name, O_RDONLY, 0);
+    if (fd < 0)
+        return fd;
+    size_t size;
+    int rc = topic__fsize(fd, &size);
+    if (rc == 0 && size > max)
+        rc = -EFBIG;
+    char *buf = NULL;
+    if (rc == 0 && (buf = topic__malloc(size + 1)) == NULL)
+        rc = -ENOMEM;
+    if (rc == 0)
+        rc = topic__pread_all(fd, buf, size, 0);
+    topic__close(fd);
+    if (rc < 0) {
+        topic__free(buf);
+        return rc;
+    }
+    buf[size] = '\0';
+    *out = buf;
+    *len = size;
+    return 0;
+}

@@ -1,0 +1,66 @@
+/*
+ * Every system call and allocation the library makes goes through one table,
+ * topic__os, so that tests can make the Nth call fail (EIO, ENOSPC, ENOMEM,
+ * short writes) the way SQLite's aSyscall[] allows.  The wrappers below return
+ * a negative errno instead of setting errno.
+ */
+#ifndef TOPIC_OS_H
+#define TOPIC_OS_H
+
+#include <stddef.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+struct topic_os {
+    int     (*openat)(int dirfd, const char *path, int flags, mode_t mode);
+    int     (*close)(int fd);
+    ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
+    ssize_t (*pwrite)(int fd, const void *buf, size_t n, off_t off);
+    int     (*fsync)(int fd);
+    int     (*fdatasync)(int fd);
+    int     (*fallocate)(int fd, int mode, off_t off, off_t len);
+    int     (*ftruncate)(int fd, off_t len);
+    int     (*renameat)(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+    int     (*unlinkat)(int dirfd, const char *path, int flags);
+    void   *(*mmap)(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+    int     (*munmap)(void *addr, size_t len);
+    int     (*madvise)(void *addr, size_t len, int advice);
+    int     (*flock)(int fd, int op);
+    int     (*fstat)(int fd, struct stat *st);
+    int     (*mkdir)(const char *path, mode_t mode);
+    void   *(*malloc)(size_t n);
+    void   *(*calloc)(size_t n, size_t size);
+    void   *(*realloc)(void *p, size_t n);
+    void    (*free)(void *p);
+};
+
+/* The live table.  Tests may replace entries; the library only reads it. */
+extern struct topic_os topic__os;
+/* The table as the library ships it, to restore after a test. */
+extern const struct topic_os topic__os_default;
+
+int   topic__openat(int dirfd, const char *path, int flags, mode_t mode);
+void  topic__close(int fd);
+int   topic__pread_all(int fd, void *buf, size_t n, off_t off);
+int   topic__pwrite_all(int fd, const void *buf, size_t n, off_t off);
+int   topic__fdatasync(int fd);
+int   topic__fsync(int fd);
+int   topic__fallocate(int fd, off_t len);
+int   topic__ftruncate(int fd, off_t len);
+int   topic__renameat(int dirfd, const char *from, const char *to);
+int   topic__unlinkat(int dirfd, const char *path);
+int   topic__mmap(size_t len, int prot, int fd, void **out);
+void  topic__munmap(void *p, size_t len);
+int   topic__flock(int fd, int op);
+int   topic__fsize(int fd, size_t *size);
+void *topic__malloc(size_t n);
+void *topic__calloc(size_t n, size_t size);
+void *topic__realloc(void *p, size_t n);
+void  topic__free(void *p);
+char *topic__strdup(const char *s);
+/* Writes a whole small file durably: temp file, fsync, rename, fsync dir. */
+int   topic__write_file_atomic(int dirfd, const char *name, const void *buf, size_t n);
+/* Reads a whole small file into a NUL-terminated malloc'd buffer. */
+int   topic__read_file(int dirfd, const char *name, char **out, size_t *len, size_t max);
+
+#endif /* TOPIC_OS_H */

@@ -1,0 +1,76 @@
+/*
+ * Finding a record: binary search for the segment, binary search of its
+ * sparse index, then a walk of at most one index interval of batch headers,
+ * and a checksum verification of the batch that holds the record.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+/* Walks headers from `pos` (where offset `expect` starts) to the batch
+ * holding `offset`.  Every header must continue the offsets densely. */
+static int walk_to(const struct segment *s, size_t pos, uint64_t expect, size_t limit,
+                   uint64_t offset, struct batch_ref *ref)
+{
+    for (;;) {
+        int rc = topic__header_parse(s->map + pos, limit - pos, &ref->h);
+        if (rc == TOPIC_EVERSION)
+            return rc;
+        /* Running out of bytes below an offset that must exist is damage
+         * too: a sealed segment cut short, or a zeroed range. */
+        if (rc < 0 || ref->h.base_offset != expect)
+            return TOPIC_ECORRUPT;
+        if (offset - expect < ref->h.count) {
+            ref->pos = pos;
+            return 0;
+        }
+        pos += ref->h.length;
+        expect += ref->h.count;
+    }
+}
+
+int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
+{
+    uint64_t end = atomic_load_explicit(&t->end, memory_order_acquire);
+    if (offset >= end)
+        return TOPIC_END;
+    if (offset < atomic_load_explicit(&t->start, memory_order_acquire))
+        return TOPIC_EGONE;
+    struct segment *s = topic__segment_for(t, offset);
+    if (s == NULL)
+        return TOPIC_EGONE;
+    TRY(topic__segment_load(t, s));
+    size_t limit = atomic_load_explicit(&s->len, memory_order_acquire);
+    if (limit > s->map_len)
+        limit = s->map_len;
+    struct idx_entry e;
+    size_t pos = 0;
+    uint64_t expect = s->base;
+    if (offset - s->base <= UINT32_MAX &&
+        topic__index_find_rel(&s->idx, (uint32_t)(offset - s->base), &e)) {
+        pos = e.pos;
+        expect = s->base + e.rel;
+    }
+    ref->seg = s;
+    TRY(walk_to(s, pos, expect, limit, offset, ref));
+    return topic__batch_verify(s->map + ref->pos, &ref->h) ? 0 : TOPIC_ECORRUPT;
+}
+
+TOPIC_API int topic_read(topic *t, uint64_t offset, void *buf, size_t cap, size_t *len)
+{
+    if (t == NULL || len == NULL || (buf == NULL && cap > 0))
+        return -EINVAL;
+    struct batch_ref ref;
+    TRY(topic__locate(t, offset, &ref));
+    const uint8_t *p = ref.seg->map + ref.pos;
+    const uint8_t *pos = p + TOPIC__HEADER_SIZE, *bend = p + ref.h.length;
+    struct record_view r;
+    for (uint64_t i = ref.h.base_offset; i <= offset; i++)
+        TRY(topic__record_decode(&pos, bend, ref.h.first_ts, &r));
+    *len = r.value_len;
+    if (r.value_len > cap)
+        return TOPIC_ETOOSMALL;
+    if (r.value_len)
+        memcpy(buf, r.value, r.value_len);
+    return 0;
+}

@@ -1,0 +1,53 @@
+/*
+ * Walking a segment's batches from a known-good point: recovery after a crash
+ * (verify every checksum, stop at the first bad byte) and rebuilding lost or
+ * damaged indexes.
+ */
+#include "internal.h"
+
+/*
+ * Walks the batches of s from the last index entry (or from position 0 when
+ * the indexes are empty) up to `limit` bytes, adding index entries for every
+ * batch past the last one indexed and tracking the largest timestamp.  With
+ * `verify`, each batch's checksum and record structure are checked too.
+ * Stops at the zero magic of the preallocated tail or at the first batch that
+ * fails a check; *len and *end say where the intact batches end.  Returns 0,
+ * or TOPIC_EVERSION for a batch of a newer format, which must not be cut off.
+ */
+int topic__segment_scan(topic *t, struct segment *s, size_t limit, bool verify,
+                        size_t *len, uint64_t *end)
+{
+    struct idx_entry e;
+    size_t pos = 0;
+    uint64_t expect = s->base;
+    if (topic__index_find_rel(&s->idx, UINT32_MAX, &e)) {
+        pos = s->last_index_pos = e.pos;
+        expect = s->base + e.rel;
+        atomic_store(&s->max_ts, e.max_ts_before);
+        if (topic__index_find_rel(&s->tidx, UINT32_MAX, &e))
+            atomic_store(&s->max_ts, e.max_ts_before);
+    }
+    if (limit > s->map_len)
+        limit = s->map_len;
+    while (pos < limit) {
+        struct batch_header h;
+        int rc = topic__header_parse(s->map + pos, limit - pos, &h);
+        if (rc == TOPIC_EVERSION)
+            return rc;
+        if (rc < 0 || h.base_offset != expect)
+            break;
+        if (verify && (!topic__batch_verify(s->map + pos, &h) ||
+                       topic__batch_walk(s->map + pos, &h) < 0))
+            break;
+        if (pos > s->last_index_pos || pos == 0)
+            topic__segment_index_batch(t, s, pos, &h);
+        else if (h.max_ts > atomic_load(&s->max_ts))
+            atomic_store(&s->max_ts, h.max_ts);
+        pos += h.length;
+        expect += h.count;
+    }
+    s->max_ts_known = true;
+    *len = pos;
+    *end = expect;
+    return 0;
+}

@@ -1,0 +1,260 @@
+/*
+ * One segment: a .log file of batches with its .index and .timeindex.
+ *
+ * The writer's active segment is preallocated to its capacity (so a full disk
+ * shows up as -ENOSPC when the segment is created, never as SIGBUS later) and
+ * mapped shared: an append is a copy into the page cache, which a crash of
+ * the process cannot take back.  Sealing cuts the files to their used length
+ * and syncs them.  Sealed segments are mapped read-only on first use.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+void topic__segment_name(char *buf, size_t cap, uint64_t base, const char *ext)
+{
+    snprintf(buf, cap, "%020" PRIu64 "%s", base, ext);
+}
+
+struct segment *topic__segment_new(uint64_t base)
+{
+    struct segment *s = topic__calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->base = base;
+    s->fd = -1;
+    s->idx.fd = s->tidx.fd = -1;
+    s->idx.entry_size = TOPIC__IDX_ENTRY;
+    s->tidx.entry_size = TOPIC__TIDX_ENTRY;
+    atomic_init(&s->len, 0);
+    atomic_init(&s->end, base);
+    atomic_init(&s->max_ts, INT64_MIN);
+    pthread_mutex_init(&s->load_lock, NULL);
+    return s;
+}
+
+void topic__segment_free(struct segment *s)
+{
+    if (s == NULL)
+        return;
+    topic__munmap(s->map, s->map_len);
+    topic__close(s->fd);
+    topic__index_unmap(&s->idx);
+    topic__index_unmap(&s->tidx);
+    pthread_mutex_destroy(&s->load_lock);
+    topic__free(s);
+}
+
+/* Index entries a segment of `capacity` bytes can need at most. */
+static uint32_t index_cap(const topic *t, size_t capacity)
+{
+    size_t step = (size_t)t->cfg.v[TOPIC_K_INDEX_INTERVAL];
+    if (step < TOPIC__MIN_BATCH)
+        step = TOPIC__MIN_BATCH;
+    return (uint32_t)(capacity / step + 2);
+}
+
+void topic__segment_index_batch(topic *t, struct segment *s, size_t pos,
+                                const struct batch_header *h)
+{
+    int64_t max_ts = atomic_load_explicit(&s->max_ts, memory_order_relaxed);
+    if (pos == 0)
+        s->first_ts = h->first_ts;
+    if (pos > 0 && pos - s->last_index_pos >= (size_t)t->cfg.v[TOPIC_K_INDEX_INTERVAL]) {
+        struct idx_entry e = { (uint32_t)(h->base_offset - s->base), (uint32_t)pos, max_ts };
+        topic__index_put(&s->idx, &e);
+        topic__index_put(&s->tidx, &e);
+        s->last_index_pos = pos;
+    }
+    if (h->max_ts > max_ts)
+        atomic_store_explicit(&s->max_ts, h->max_ts, memory_order_relaxed);
+}
+
+/* Maps both index files writable, replacing them when `fresh`. */
+static int map_indexes(topic *t, struct segment *s, uint32_t cap, bool fresh)
+{
+    char name[64];
+    const char *ext[2] = { ".index", ".timeindex" };
+    struct index *ix[2] = { &s->idx, &s->tidx };
+    for (int i = 0; i < 2; i++) {
+        topic__segment_name(name, sizeof name, s->base, ext[i]);
+        if (fresh) {
+            int rc = topic__unlinkat(t->dirfd, name);
+            if (rc < 0 && rc != -ENOENT)
+                return rc;
+        }
+        TRY(topic__index_map(ix[i], t->dirfd, name, cap, true));
+    }
+    return 0;
+}
+
+/* Opens and maps the .log file read-write, at least `capacity` bytes. */
+static int map_log(topic *t, struct segment *s, size_t capacity, int oflags, size_t *size)
+{
+    char name[64];
+    topic__segment_name(name, sizeof name, s->base, ".log");
+    int fd = topic__openat(t->dirfd, name, O_RDWR | oflags, 0644);
+    if (fd < 0)
+        return fd;
+    s->fd = fd;
+    TRY(topic__fsize(fd, size));
+    if (*size > capacity)
+        capacity = *size;
+    TRY(topic__fallocate(fd, (off_t)capacity));
+    void *p;
+    TRY(topic__mmap(capacity, PROT_READ | PROT_WRITE, fd, &p));
+    s->map = p;
+    s->map_len = capacity;
+    return 0;
+}
+
+int topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segment **out)
+{
+    struct segment *s = topic__segment_new(base);
+    if (s == NULL)
+        return -ENOMEM;
+    size_t size;
+    int rc = map_log(t, s, capacity, O_CREAT | O_TRUNC, &size);
+    if (rc == 0)
+        rc = map_indexes(t, s, index_cap(t, capacity), true);
+    if (rc == 0)
+        rc = topic__fsync(t->dirfd);
+    if (rc < 0) {
+        char name[64];
+        const char *ext[3] = { ".log", ".index", ".timeindex" };
+        topic__segment_free(s);
+        for (int i = 0; i < 3; i++) {
+            topic__segment_name(name, sizeof name, base, ext[i]);
+            topic__os.unlinkat(t->dirfd, name, 0);
+        }
+        return rc;
+    }
+    s->writable = true;
+    s->first_ts = topic__now_ms();
+    atomic_store(&s->loaded, true);
+    *out = s;
+    return 0;
+}
+
+/*
+ * Opens the last segment for appending.  After a clean close its length and
+ * end offset are known and its index files are trusted once they validate;
+ * otherwise (`scan`) every batch is verified, the first bad byte and all after
+ * it are cut off, and the indexes are rebuilt.
+ */
+int topic__segment_open_active(topic *t, struct segment *s, bool scan, size_t known_len,
+                               uint64_t known_end)
+{
+    size_t size, len, capacity = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
+    uint64_t end;
+    TRY(map_log(t, s, capacity, 0, &size));
+    capacity = s->map_len;
+    if (!scan) {
+        /* Trust the indexes once they validate and the walk of the tail
+         * after their last entry (for the largest timestamp) lands exactly
+         * where the clean-shutdown record says the data ends. */
+        TRY(map_indexes(t, s, index_cap(t, capacity), false));
+        scan = !topic__index_valid(&s->idx, known_end - s->base, known_len) ||
+               !topic__index_valid(&s->tidx, known_end - s->base, known_len) ||
+               topic__segment_scan(t, s, known_len, false, &len, &end) < 0 ||
+               len != known_len || end != known_end;
+        if (scan) {
+            topic__index_unmap(&s->idx);
+            topic__index_unmap(&s->tidx);
+            s->last_index_pos = 0;
+            atomic_store(&s->max_ts, INT64_MIN);
+        }
+    }
+    if (scan) {
+        TRY(map_indexes(t, s, index_cap(t, capacity), true));
+        TRY(topic__segment_scan(t, s, size, true, &len, &end));
+        /* Cut whatever follows the last whole batch and zero the rest, so
+         * that no stale byte can ever be read as the start of a batch. */
+        if (len < size) {
+            TRY(topic__ftruncate(s->fd, (off_t)len));
+            TRY(topic__fallocate(s->fd, (off_t)capacity));
+        }
+    }
+    atomic_store(&s->len, len);
+    atomic_store(&s->end, end);
+    s->writable = true;
+    if (len == 0 || s->first_ts > topic__now_ms())
+        s->first_ts = topic__now_ms();
+    atomic_store(&s->loaded, true);
+    return 0;
+}
+
+int topic__segment_seal(topic *t, struct segment *s)
+{
+    (void)t;
+    TRY(topic__ftruncate(s->fd, (off_t)atomic_load(&s->len)));
+    TRY(topic__fdatasync(s->fd));
+    TRY(topic__index_seal(&s->idx));
+    TRY(topic__index_seal(&s->tidx));
+    s->writable = false;
+    return 0;
+}
+
+/* Maps the index files of a sealed segment; when either is missing or fails
+ * validation, both are rebuilt in memory by the walk that follows. */
+static int load_indexes(topic *t, struct segment *s, size_t len)
+{
+    char name[64];
+    uint64_t nrec = atomic_load(&s->end) - s->base;
+    topic__segment_name(name, sizeof name, s->base, ".index");
+    int rc1 = topic__index_map(&s->idx, t->dirfd, name, 0, false);
+    topic__segment_name(name, sizeof name, s->base, ".timeindex");
+    int rc2 = topic__index_map(&s->tidx, t->dirfd, name, 0, false);
+    if (rc1 == 0 && rc2 == 0 && topic__index_valid(&s->idx, nrec, len) &&
+        topic__index_valid(&s->tidx, nrec, len))
+        return 0;
+    topic__index_unmap(&s->idx);
+    topic__index_unmap(&s->tidx);
+    TRY(topic__index_anon(&s->idx, index_cap(t, len)));
+    return topic__index_anon(&s->tidx, index_cap(t, len));
+}
+
+int topic__segment_load(topic *t, struct segment *s)
+{
+    if (atomic_load_explicit(&s->loaded, memory_order_acquire))
+        return 0;
+    pthread_mutex_lock(&s->load_lock);
+    int rc = 0;
+    if (!atomic_load_explicit(&s->loaded, memory_order_acquire)) {
+        char name[64];
+        size_t size = 0, len;
+        uint64_t end;
+        topic__segment_name(name, sizeof name, s->base, ".log");
+        int fd = topic__openat(t->dirfd, name, O_RDONLY, 0);
+        rc = fd;
+        if (fd >= 0) {
+            s->fd = fd;
+            rc = topic__fsize(fd, &size);
+        }
+        if (rc >= 0 && size > 0) {
+            void *p;
+            rc = topic__mmap(size, PROT_READ, fd, &p);
+            if (rc == 0)
+                s->map = p, s->map_len = size;
+        }
+        atomic_store(&s->len, size);
+        if (rc >= 0)
+            rc = load_indexes(t, s, size);
+        /* With trusted indexes only the tail after the last entry is walked
+         * (for the largest timestamp); otherwise the whole segment, to
+         * rebuild them.  A damaged batch stops the walk: readers who reach
+         * it are told TOPIC_ECORRUPT. */
+        if (rc >= 0) {
+            int sr = topic__segment_scan(t, s, size, false, &len, &end);
+            rc = sr == TOPIC_EVERSION ? sr : 0;
+        }
+        if (rc == 0)
+            atomic_store_explicit(&s->loaded, true, memory_order_release);
+    }
+    pthread_mutex_unlock(&s->load_lock);
+    return rc;
+}

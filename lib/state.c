@@ -1,0 +1,111 @@
+/*
+ * topic.state: the writer lock and the clean-shutdown record.
+ *
+ * The writer holds flock(LOCK_EX) on this file for as long as its handle is
+ * open, so a second writer in any process (or a second writer handle in this
+ * one: flock locks belong to open file descriptions) gets TOPIC_ELOCKED.
+ *
+ *   offset size field
+ *   0      4    magic 0x54535054 ("TPST")
+ *   4      4    version (1)
+ *   8      8    checksum: XXH3-64 of bytes [16, 64)
+ *   16     4    clean: 1 after topic_close() synced everything, else 0
+ *   20     4    reserved
+ *   24     8    base offset of the active (last) segment
+ *   32     8    its length in bytes, which is also its file size when clean
+ *   40     8    end offset
+ *   48     8    start offset
+ *   56     8    reserved
+ *   64     ...  zero up to 4096 bytes (room for live state shared with readers)
+ *
+ * The record is trusted only when the checksum matches, clean is 1 and the
+ * active segment's file has exactly the recorded size; anything else means
+ * "not clean" and costs a scan of the active segment, never wrong data.
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <xxhash.h>
+
+#include "internal.h"
+
+static uint64_t state_sum(const struct state_page *p)
+{
+    return XXH3_64bits((const uint8_t *)p + 16, sizeof *p - 16);
+}
+
+int topic__state_open(topic *t, bool create)
+{
+    bool writer = !(t->flags & TOPIC_RDONLY);
+    int fd = topic__openat(t->dirfd, "topic.state",
+                           writer ? O_RDWR | (create ? O_CREAT : 0) : O_RDONLY, 0644);
+    if (fd < 0)
+        return fd;
+    t->lockfd = fd;
+    if (writer) {
+        int rc = topic__flock(fd, LOCK_EX | LOCK_NB);
+        if (rc == -EWOULDBLOCK)
+            return TOPIC_ELOCKED;
+        TRY(rc);
+    }
+    size_t size;
+    TRY(topic__fsize(fd, &size));
+    if (size == 0 && writer) {
+        struct state_page init = { .magic = TOPIC__STATE_MAGIC,
+                                   .version = TOPIC__STATE_VERSION };
+        TRY(topic__ftruncate(fd, TOPIC__STATE_SIZE));
+        TRY(topic__pwrite_all(fd, &init, sizeof init, 0));
+        TRY(topic__fsync(fd));
+        TRY(topic__fsync(t->dirfd));
+        size = TOPIC__STATE_SIZE;
+    }
+    if (size < sizeof(struct state_page))
+        return TOPIC_ECORRUPT;
+    void *p;
+    TRY(topic__mmap(TOPIC__STATE_SIZE, writer ? PROT_READ | PROT_WRITE : PROT_READ, fd, &p));
+    t->state = p;
+    if (t->state->magic != TOPIC__STATE_MAGIC)
+        return TOPIC_ECORRUPT;
+    if (t->state->version > TOPIC__STATE_VERSION)
+        return TOPIC_EVERSION;
+    return 0;
+}
+
+bool topic__state_clean(const topic *t, struct state_page *snap)
+{
+    memcpy(snap, t->state, sizeof *snap);
+    return snap->clean == 1 && snap->checksum == state_sum(snap) &&
+           snap->end_offset >= snap->active_base && snap->start_offset <= snap->end_offset;
+}
+
+/*
+ * Writes the clean-shutdown record (clean) or clears it (before the first
+ * write after open), and syncs it either way: a "clean" record that outlived
+ * newer synced appends would hide them from the next open.
+ */
+int topic__state_mark(topic *t, bool clean)
+{
+    struct state_page snap;
+    memcpy(&snap, t->state, sizeof snap);
+    snap.clean = clean ? 1 : 0;
+    if (clean) {
+        snap.active_base = t->active->base;
+        snap.active_len = atomic_load(&t->active->len);
+        snap.end_offset = atomic_load(&t->end);
+        snap.start_offset = atomic_load(&t->start);
+    }
+    snap.checksum = state_sum(&snap);
+    memcpy(t->state, &snap, sizeof snap);
+    TRY(topic__fdatasync(t->lockfd));
+    t->marked_dirty = !clean;
+    return 0;
+}
+
+void topic__state_close(topic *t)
+{
+    topic__munmap(t->state, TOPIC__STATE_SIZE);
+    t->state = NULL;
+    topic__close(t->lockfd);   /* releases the flock */
+    t->lockfd = -1;
+}

@@ -1,0 +1,382 @@
+/*
+ * The topic handle: opening (lock, settings, the segment list, recovery of
+ * the active segment), closing, and the list of segments readers search.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int64_t topic__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The segment list                                                          */
+
+/*
+ * Readers search the list without a lock.  The writer appends in place while
+ * there is room and otherwise publishes a copy twice the size; replaced
+ * vectors are kept (chained on `retired`) until the topic is closed, since a
+ * reader may still be looking at one.
+ */
+int topic__segvec_push(topic *t, struct segment *s)
+{
+    struct segvec *v = atomic_load_explicit(&t->segs, memory_order_relaxed);
+    size_t n = v ? v->n : 0;
+    if (v == NULL || n == v->cap) {
+        size_t cap = v ? v->cap * 2 : 16;
+        struct segvec *nv = topic__malloc(sizeof *nv + cap * sizeof nv->s[0]);
+        if (nv == NULL)
+            return -ENOMEM;
+        nv->cap = cap;
+        nv->n = n;
+        nv->retired = v;
+        if (n)
+            memcpy(nv->s, v->s, n * sizeof v->s[0]);
+        nv->s[n] = s;
+        __atomic_store_n(&nv->n, n + 1, __ATOMIC_RELAXED);
+        atomic_store_explicit(&t->segs, nv, memory_order_release);
+        return 0;
+    }
+    v->s[n] = s;
+    __atomic_store_n(&v->n, n + 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+struct segment *topic__segment_for(topic *t, uint64_t offset)
+{
+    struct segvec *v = atomic_load_explicit(&t->segs, memory_order_acquire);
+    if (v == NULL)
+        return NULL;
+    size_t lo = 0, hi = __atomic_load_n(&v->n, __ATOMIC_ACQUIRE);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v->s[mid]->base <= offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo ? v->s[lo - 1] : NULL;
+}
+
+struct segment *topic__segment_after(topic *t, const struct segment *s)
+{
+    struct segvec *v = atomic_load_explicit(&t->segs, memory_order_acquire);
+    size_t n = __atomic_load_n(&v->n, __ATOMIC_ACQUIRE);
+    for (size_t i = 0; i + 1 < n; i++)
+        if (v->s[i] == s)
+            return v->s[i + 1];
+    return NULL;
+}
+
+static void segvec_free(struct segvec *v, bool segments)
+{
+    if (v == NULL)
+        return;
+    if (segments)
+        for (size_t i = 0; i < v->n; i++)
+            topic__segment_free(v->s[i]);
+    segvec_free(v->retired, false);
+    topic__free(v);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Opening                                                                   */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* True for "<20 digits>.log", storing the digits' value in *base. */
+static bool parse_segment_name(const char *name, uint64_t *base)
+{
+    if (strlen(name) != 24 || strcmp(name + 20, ".log") != 0)
+        return false;
+    uint64_t v = 0;
+    for (int i = 0; i < 20; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return false;
+        uint64_t d = (uint64_t)(name[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *base = v;
+    return true;
+}
+
+/* Lists the segment files in ascending base order; removes a writer's
+ * leftover temporary files on the way. */
+static int list_segments(topic *t, uint64_t **out, size_t *count)
+{
+    int fd = topic__openat(t->dirfd, ".", O_RDONLY | O_DIRECTORY, 0);
+    if (fd < 0)
+        return fd;
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        topic__close(fd);
+        return -errno;
+    }
+    uint64_t *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t base;
+        size_t len = strlen(de->d_name);
+        if (!(t->flags & TOPIC_RDONLY) && len > 4 && strcmp(de->d_name + len - 4, ".tmp") == 0) {
+            topic__os.unlinkat(t->dirfd, de->d_name, 0);
+            continue;
+        }
+        if (!parse_segment_name(de->d_name, &base))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *nv = topic__realloc(v, cap * sizeof *v);
+            if (nv == NULL) {
+                rc = -ENOMEM;
+                break;
+            }
+            v = nv;
+        }
+        v[n++] = base;
+    }
+    closedir(d);
+    if (rc < 0) {
+        topic__free(v);
+        return rc;
+    }
+    if (n > 1)
+        qsort(v, n, sizeof *v, cmp_u64);
+    *out = v;
+    *count = n;
+    return 0;
+}
+
+/* Opens (a writer) or learns the extent of (a reader) the last segment. */
+static int open_last(topic *t, struct segment *s)
+{
+    struct state_page snap;
+    bool clean = topic__state_clean(t, &snap) && snap.active_base == s->base;
+    if (clean) {
+        char name[64];
+        size_t size = 0;
+        topic__segment_name(name, sizeof name, s->base, ".log");
+        int fd = topic__openat(t->dirfd, name, O_RDONLY, 0);
+        if (fd < 0 || topic__fsize(fd, &size) < 0 || size != snap.active_len)
+            clean = false;
+        topic__close(fd);
+    }
+    if (!(t->flags & TOPIC_RDONLY))
+        return topic__segment_open_active(t, s, !clean, (size_t)snap.active_len,
+                                          snap.end_offset);
+    /* A reader sees the log as it was when it opened: the whole last segment,
+     * verified batch by batch when the writer did not close cleanly. */
+    atomic_store(&s->end, clean ? snap.end_offset : UINT64_MAX);
+    TRY(topic__segment_load(t, s));
+    size_t len;
+    uint64_t end;
+    if (!clean) {
+        s->last_index_pos = 0;
+        topic__index_unmap(&s->idx);
+        topic__index_unmap(&s->tidx);
+        TRY(topic__index_anon(&s->idx, (uint32_t)(s->map_len / TOPIC__MIN_BATCH + 2)));
+        TRY(topic__index_anon(&s->tidx, (uint32_t)(s->map_len / TOPIC__MIN_BATCH + 2)));
+        TRY(topic__segment_scan(t, s, s->map_len, true, &len, &end));
+        atomic_store(&s->len, len);
+        atomic_store(&s->end, end);
+    }
+    return 0;
+}
+
+static int open_segments(topic *t)
+{
+    uint64_t *bases = NULL;
+    size_t n = 0;
+    TRY(list_segments(t, &bases, &n));
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct segment *s = topic__segment_new(bases[i]);
+        if (s == NULL) {
+            rc = -ENOMEM;
+            break;
+        }
+        if ((rc = topic__segvec_push(t, s)) < 0) {
+            topic__segment_free(s);
+            break;
+        }
+        if (i + 1 < n)
+            atomic_store(&s->end, bases[i + 1]);   /* sealed: ends where the next begins */
+        else
+            rc = open_last(t, s);
+    }
+    topic__free(bases);
+    TRY(rc);
+    struct segvec *v = atomic_load(&t->segs);
+    uint64_t start = t->state->start_offset;
+    if (v != NULL) {
+        struct segment *last = v->s[v->n - 1];
+        atomic_store(&t->end, atomic_load(&last->end));
+        if (start < v->s[0]->base)
+            start = v->s[0]->base;
+        t->active = last;
+    } else {
+        atomic_store(&t->end, start);
+    }
+    atomic_store(&t->start, start);
+    if (t->active == NULL && !(t->flags & TOPIC_RDONLY)) {
+        struct segment *s;
+        TRY(topic__segment_create(t, start, (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &s));
+        if ((rc = topic__segvec_push(t, s)) < 0) {
+            topic__segment_free(s);
+            return rc;
+        }
+        t->active = s;
+    }
+    return 0;
+}
+
+/* Makes `dir` if asked to; returns 1 when this call created it. */
+static int make_dir(const char *dir, int flags)
+{
+    if (!(flags & TOPIC_CREATE))
+        return 0;
+    if (topic__os.mkdir(dir, 0755) == 0) {
+        /* Make the new directory's name durable in its parent. */
+        char *parent = topic__strdup(dir);
+        if (parent == NULL)
+            return -ENOMEM;
+        char *slash = strrchr(parent, '/');
+        const char *p = slash == NULL ? "." : slash == parent ? "/" : (*slash = '\0', parent);
+        int fd = topic__openat(AT_FDCWD, p, O_RDONLY | O_DIRECTORY, 0);
+        if (fd >= 0) {
+            topic__fsync(fd);
+            topic__close(fd);
+        }
+        topic__free(parent);
+        return 1;
+    }
+    if (errno != EEXIST)
+        return -errno;
+    return (flags & TOPIC_EXCL) ? -EEXIST : 0;
+}
+
+static int open_handle(topic *t, const char *dir, const topic_config *conf)
+{
+    int made = make_dir(dir, t->flags);
+    TRY(made);
+    t->dirfd = topic__openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0);
+    TRY(t->dirfd);
+    bool writer = !(t->flags & TOPIC_RDONLY);
+    if (!made && faccessat(t->dirfd, "topic.state", F_OK, 0) != 0) {
+        /* An existing directory that is not yet a topic becomes one only
+         * when the caller asked for creation. */
+        if (!(t->flags & TOPIC_CREATE))
+            return -ENOENT;
+        made = 1;
+    }
+    TRY(topic__state_open(t, writer));
+    TRY(topic__settings_load(&t->cfg, t->dirfd));
+    if (conf != NULL)
+        topic__settings_merge(&t->cfg, &conf->s);
+    if (writer && (made || (conf != NULL && conf->s.set != 0)))
+        TRY(topic__settings_store(&t->cfg, t->dirfd));
+    return open_segments(t);
+}
+
+TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, topic **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (dir == NULL || out == NULL || *dir == '\0' ||
+        (flags & ~(TOPIC_CREATE | TOPIC_EXCL | TOPIC_RDONLY)) ||
+        ((flags & TOPIC_EXCL) && !(flags & TOPIC_CREATE)) ||
+        ((flags & TOPIC_RDONLY) && (flags & TOPIC_CREATE)))
+        return -EINVAL;
+    topic *t = topic__calloc(1, sizeof *t);
+    if (t == NULL)
+        return -ENOMEM;
+    t->flags = flags;
+    t->dirfd = t->lockfd = -1;
+    topic__settings_default(&t->cfg);
+    pthread_mutex_init(&t->append_lock, NULL);
+    pthread_cond_init(&t->flush_cond, NULL);
+    t->dir = topic__strdup(dir);
+    int rc = t->dir ? open_handle(t, dir, conf) : -ENOMEM;
+    if (rc == 0 && !(flags & TOPIC_RDONLY))
+        rc = topic__flusher_start(t);
+    if (rc < 0) {
+        topic__state_close(t);
+        segvec_free(atomic_load(&t->segs), true);
+        topic__close(t->dirfd);
+        pthread_cond_destroy(&t->flush_cond);
+        pthread_mutex_destroy(&t->append_lock);
+        topic__free(t->dir);
+        topic__free(t);
+        return rc;
+    }
+    t->last_sync_ms = topic__now_ms();
+    *out = t;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Closing                                                                   */
+
+/* Seals nothing but syncs everything and records the clean shutdown. */
+static int close_writer(topic *t)
+{
+    topic__flusher_stop(t);
+    pthread_mutex_lock(&t->append_lock);
+    int rc = t->failed;
+    if (rc == 0 && t->active->writable) {
+        rc = topic__ftruncate(t->active->fd, (off_t)atomic_load(&t->active->len));
+        if (rc == 0)
+            rc = topic__fdatasync(t->active->fd);
+        if (rc == 0)
+            rc = topic__index_seal(&t->active->idx);
+        if (rc == 0)
+            rc = topic__index_seal(&t->active->tidx);
+    }
+    if (rc == 0)
+        rc = topic__state_mark(t, true);
+    pthread_mutex_unlock(&t->append_lock);
+    return rc;
+}
+
+TOPIC_API int topic_close(topic *t)
+{
+    if (t == NULL)
+        return 0;
+    int rc = 0;
+    if (!(t->flags & TOPIC_RDONLY) && t->active != NULL)
+        rc = close_writer(t);
+    topic__state_close(t);
+    segvec_free(atomic_load(&t->segs), true);
+    topic__close(t->dirfd);
+    pthread_cond_destroy(&t->flush_cond);
+    pthread_mutex_destroy(&t->append_lock);
+    topic__free(t->dir);
+    topic__free(t);
+    return rc;
+}
+
+TOPIC_API uint64_t topic_start_offset(topic *t)
+{
+    return t ? atomic_load_explicit(&t->start, memory_order_acquire) : 0;
+}
+
+TOPIC_API uint64_t topic_end_offset(topic *t)
+{
+    return t ? atomic_load_explicit(&t->end, memory_order_acquire) : 0;
+}
