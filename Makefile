@@ -35,24 +35,30 @@ else
 Q := @
 endif
 
+# B is the build directory: "." for the normal build, build/asan and
+# build/tsan for the sanitizer builds, so that they never mix objects.
+B ?= .
 LIB_SRCS := $(sort $(wildcard lib/*.c))
-LIB_OBJS := $(LIB_SRCS:.c=.o)
+LIB_OBJS := $(patsubst %.c,$(B)/%.o,$(LIB_SRCS))
 LIB_HDRS := include/topic.h $(wildcard lib/*.h)
 SONAME   := libtopic.so.$(VERSION_MAJOR)
-STATIC   := lib/libtopic.a
-SHARED   := lib/libtopic.so.$(VERSION)
+STATIC   := $(B)/lib/libtopic.a
+SHARED   := $(B)/lib/libtopic.so.$(VERSION)
 
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
-TEST_BINS := $(TEST_SRCS:.c=)
+TEST_BINS := $(patsubst %.c,$(B)/%,$(TEST_SRCS))
 TEST_HELPER_SRCS := $(wildcard tests/helpers/*.c)
+TEST_HELPER_HDRS := $(wildcard tests/helpers/*.h)
 
-.PHONY: all lib check demo bench clean install uninstall examples
+.PHONY: all lib check check-unit check-man check-asan check-tsan demo bench clean \
+        install uninstall examples torture
 
 all: lib libtopic.pc
 
-lib: $(STATIC) $(SHARED) lib/libtopic.so
+lib: $(STATIC) $(SHARED) $(B)/lib/libtopic.so
 
-lib/%.o: lib/%.c $(LIB_HDRS)
+$(B)/lib/%.o: lib/%.c $(LIB_HDRS)
+	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) $(TOPIC_CFLAGS) -c $< -o $@
 
@@ -64,50 +70,69 @@ $(SHARED): $(LIB_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(DEP_LIBS)
 
-lib/libtopic.so: $(SHARED)
-	$(Q)ln -sf libtopic.so.$(VERSION) lib/$(SONAME)
-	$(Q)ln -sf $(SONAME) lib/libtopic.so
+$(B)/lib/libtopic.so: $(SHARED)
+	$(Q)ln -sf libtopic.so.$(VERSION) $(B)/lib/$(SONAME)
+	$(Q)ln -sf $(SONAME) $(B)/lib/libtopic.so
 
-libtopic.pc: libtopic.pc.in include/topic.h
+libtopic.pc: libtopic.pc.in include/topic.h Makefile
 	$(Q)sed -e 's|@PREFIX@|$(prefix)|' -e 's|@LIBDIR@|$(libdir)|' \
 	       -e 's|@INCLUDEDIR@|$(includedir)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
 # Tests link the static library so that they may reach internal symbols.
-tests/%: tests/%.c $(STATIC) $(TEST_HELPER_SRCS) $(wildcard tests/helpers/*.h)
+$(B)/tests/%: tests/%.c $(STATIC) $(TEST_HELPER_SRCS) $(TEST_HELPER_HDRS)
+	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) $(TOPIC_CFLAGS) $(CMOCKA_CFLAGS) -Ilib -Itests/helpers -o $@ $< \
 	    $(TEST_HELPER_SRCS) $(STATIC) $(CMOCKA_LIBS) $(DEP_LIBS)
 
-examples/%: examples/%.c $(STATIC)
+$(B)/examples/%: examples/%.c $(STATIC)
+	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) $(TOPIC_CFLAGS) -o $@ $< $(STATIC) $(DEP_LIBS)
 
-EXAMPLES := $(patsubst %.c,%,$(wildcard examples/*.c))
+EXAMPLES := $(patsubst %.c,$(B)/%,$(wildcard examples/*.c))
 examples: $(EXAMPLES)
 
-demo: examples/quickstart
+demo: $(B)/examples/quickstart
 	rm -rf /tmp/libtopic-demo
-	./examples/quickstart /tmp/libtopic-demo
+	$(B)/examples/quickstart /tmp/libtopic-demo
 
 # Every test binary runs on its own; cmocka's summary goes to stderr, so it is
-# folded into stdout for the logs.  A failing test fails `make check`.
-check: $(TEST_BINS)
+# folded into stdout for the logs.  A failing test fails the target, after
+# all the others have run.
+check-unit: $(TEST_BINS)
 	@fail=0; for t in $(TEST_BINS); do \
 	    echo "== $$t"; \
-	    ./$$t 2>&1 || fail=1; \
-	done; \
-	if [ -d man ] && command -v mandoc >/dev/null; then \
-	    for m in man/man*/*.[0-9]; do \
+	    $(TEST_ENV) ./$$t 2>&1 || { echo "FAILED: $$t"; fail=1; }; \
+	done; exit $$fail
+
+check-man:
+	@if command -v mandoc >/dev/null; then \
+	    fail=0; for m in man/man*/*.[0-9]; do \
 	        mandoc -T lint -W warning $$m || fail=1; \
-	    done; \
-	fi; \
-	exit $$fail
+	    done; [ $$fail = 0 ] && echo "man pages: mandoc lint clean"; exit $$fail; \
+	else echo "mandoc not installed: man pages not linted"; fi
+
+check: check-unit check-man examples
+
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer
+check-asan:
+	$(MAKE) B=build/asan CFLAGS="$(SAN_FLAGS) -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    LDFLAGS="-fsanitize=address,undefined" TEST_ENV="ASAN_OPTIONS=detect_leaks=1" check-unit
+check-tsan:
+	$(MAKE) B=build/tsan CFLAGS="$(SAN_FLAGS) -fsanitize=thread" LDFLAGS="-fsanitize=thread" \
+	    TEST_ENV="TSAN_OPTIONS=halt_on_error=1" check-unit
+
+# The long versions of the crash tests.
+torture: $(TEST_BINS)
+	TOPIC_CRASH_ITERATIONS=5000 ./$(B)/tests/test_crash 2>&1
 
 BENCH_RUNS ?= 5
-bench/bench: bench/bench.c $(STATIC)
+$(B)/bench/bench: bench/bench.c $(STATIC)
+	@mkdir -p $(@D)
 	$(Q)$(CC) -O2 -g $(TOPIC_CFLAGS) -o $@ $< $(STATIC) $(DEP_LIBS)
 
-bench: bench/bench
-	./bench/bench --runs $(BENCH_RUNS)
+bench: $(B)/bench/bench
+	./$(B)/bench/bench --runs $(BENCH_RUNS)
 
 install: all
 	install -d $(DESTDIR)$(libdir) $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir) \
@@ -129,4 +154,5 @@ uninstall:
 	for m in man/man7/*.7; do rm -f $(DESTDIR)$(mandir)/man7/$${m##*/}; done
 
 clean:
-	rm -f lib/*.o $(STATIC) lib/libtopic.so* libtopic.pc $(TEST_BINS) $(EXAMPLES) bench/bench
+	rm -rf lib/*.o lib/libtopic.a lib/libtopic.so* libtopic.pc $(TEST_BINS) $(EXAMPLES) \
+	       bench/bench build
