@@ -3,14 +3,7 @@
  * not fit or the segment is too old, encode the batch straight into the
  * mapped segment, index it, publish the new end offset, apply flush.messages.
  */
-#include <sys/mman.h>
-
 #include "internal.h"
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-#define PREFAULT_STEP (1u << 20)
 
 /* Checks the caller's records; fills the batch's timestamps and size. */
 static int check_records(const topic *t, const topic_record *recs, size_t n, int64_t now,
@@ -44,6 +37,7 @@ static int check_records(const topic *t, const topic_record *recs, size_t n, int
 static int roll(topic *t, size_t need)
 {
     struct segment *old = t->active, *s;
+    topic__bg_release(t);
     if (old->writable) {
         int rc = topic__segment_seal(t, old);
         if (rc < 0) {
@@ -61,7 +55,6 @@ static int roll(topic *t, size_t need)
         return rc;
     }
     t->active = s;
-    t->prefault_pos = 0;
     return 0;
 }
 
@@ -71,20 +64,6 @@ static bool needs_roll(const topic *t, const struct segment *s, size_t size, int
     int64_t age = t->cfg.v[TOPIC_K_SEGMENT_MS];
     return !s->writable || len + size > s->map_len ||
            (age > 0 && len > 0 && now - s->first_ts >= age);
-}
-
-/* Maps the pages ahead of the append position in one call rather than
- * taking a page fault every 4 KiB; a kernel without MADV_POPULATE_WRITE
- * simply leaves it to the faults. */
-static void prefault(topic *t, struct segment *s, size_t upto)
-{
-    if (upto + PREFAULT_STEP / 2 < t->prefault_pos || t->prefault_pos >= s->map_len)
-        return;
-    size_t from = t->prefault_pos, n = PREFAULT_STEP;
-    if (from + n > s->map_len)
-        n = s->map_len - from;
-    topic__os.madvise(s->map + from, n, MADV_POPULATE_WRITE);
-    t->prefault_pos = from + n;
 }
 
 static int append_locked(topic *t, const topic_record *recs, size_t n, uint64_t *first)
@@ -104,9 +83,11 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, uint64_t 
     if (needs_roll(t, t->active, size, now))
         TRY(roll(t, size));
     struct segment *s = t->active;
+    if (!s->extended)
+        TRY(topic__segment_extend(t, s));
     size_t pos = atomic_load_explicit(&s->len, memory_order_relaxed);
     uint64_t base = atomic_load_explicit(&t->end, memory_order_relaxed);
-    prefault(t, s, pos + size);
+    topic__bg_prepare(t, s, pos + size);
     topic__batch_encode(s->map + pos, size, base, recs, n, first_ts, max_ts, now);
     struct batch_header h = { .base_offset = base, .count = (uint32_t)n,
                               .first_ts = first_ts, .max_ts = max_ts };

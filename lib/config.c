@@ -35,7 +35,7 @@ static const struct key keys[TOPIC_K_COUNT] = {
     [TOPIC_K_FLUSH_MESSAGES]  = { "flush.messages", COUNT, 0, 0, INT64_MAX, NULL },
     [TOPIC_K_FLUSH_MS]        = { "flush.ms", MILLIS, 1000, 0, INT64_MAX, NULL },
     [TOPIC_K_COMPRESSION]     = { "compression.type", ENUM, 0, 0, 1, compression_choices },
-    [TOPIC_K_INDEX_INTERVAL]  = { "index.interval.bytes", SIZE, 4 * KiB, 1, 16 * MiB, NULL },
+    [TOPIC_K_INDEX_INTERVAL]  = { "index.interval.bytes", SIZE, 1 * KiB, 1, 16 * MiB, NULL },
     [TOPIC_K_MAX_MESSAGE]     = { "max.message.bytes", SIZE, MiB, 1, 256 * MiB, NULL },
 };
 

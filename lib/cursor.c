@@ -114,17 +114,11 @@ TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec)
     return 0;
 }
 
-/* Finds, in segment s, the first record whose timestamp is >= ts. */
-static int seek_time_in(topic_cursor *c, struct segment *s, int64_t ts, bool *found)
+/* Walks the batches of s from pos (offset `expect`) to the first record
+ * whose timestamp is >= ts. */
+static int time_walk(topic_cursor *c, struct segment *s, size_t pos, uint64_t expect,
+                     size_t limit, int64_t ts, bool *found)
 {
-    struct idx_entry e;
-    size_t pos = 0;
-    uint64_t expect = s->base;
-    if (topic__index_find_time(&s->tidx, ts, &e)) {
-        pos = e.pos;
-        expect = s->base + e.rel;
-    }
-    size_t limit = atomic_load_explicit(&s->len, memory_order_acquire);
     while (pos < limit) {
         struct batch_header h;
         if (topic__header_parse(s->map + pos, limit - pos, &h) < 0 || h.base_offset != expect ||
@@ -147,6 +141,21 @@ static int seek_time_in(topic_cursor *c, struct segment *s, int64_t ts, bool *fo
         expect += h.count;
     }
     return 0;
+}
+
+/* Finds, in segment s, the first record whose timestamp is >= ts, starting
+ * from the last time-index entry that rules out everything before it. */
+static int seek_time_in(topic_cursor *c, struct segment *s, int64_t ts, bool *found)
+{
+    struct idx_entry e;
+    size_t limit = atomic_load_explicit(&s->len, memory_order_acquire);
+    if (topic__segment_tidx_ok(s) && topic__index_find_time(&s->tidx, ts, &e) && e.pos < limit) {
+        int rc = time_walk(c, s, e.pos, s->base + e.rel, limit, ts, found);
+        if (rc != TOPIC_ECORRUPT)
+            return rc;
+        /* An entry that does not point at its batch: walk from the start. */
+    }
+    return time_walk(c, s, 0, s->base, limit, ts, found);
 }
 
 TOPIC_API int topic_cursor_seek_time(topic_cursor *c, int64_t timestamp_ms)

@@ -41,6 +41,9 @@
  * record is handed out, and record decoding is bounded by the batch's end.
  */
 #include <string.h>
+/* Inlined, so that the hash of a small batch costs no call into the shared
+ * library and is specialised for its length. */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "format.h"

@@ -103,11 +103,11 @@ bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_l
     return true;
 }
 
-/* Counts the used entries of a preallocated file: they end at the first
+/* Counts the used entries among the first `limit`: they end at the first
  * entry whose position is zero, which no real entry has. */
-static uint32_t count_used(const struct index *ix)
+static uint32_t count_used(const struct index *ix, uint32_t limit)
 {
-    uint32_t lo = 0, hi = ix->cap;
+    uint32_t lo = 0, hi = limit;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         struct idx_entry e;
@@ -121,9 +121,12 @@ static uint32_t count_used(const struct index *ix)
 }
 
 /*
- * Maps index file `name`.  With `writable`, the file is created if missing
- * and preallocated to hold `cap` entries (the active segment); otherwise it
- * is mapped read-only as it is (a sealed segment) and cap is ignored.
+ * Maps index file `name`.  Writable (the active segment): created if missing
+ * and mapped with room for `cap` entries, of which those already in the file
+ * count; topic__index_extend() preallocates the room before new entries are
+ * written.  Read-only (a sealed segment): mapped as it is.  Entries are not
+ * validated here, which keeps opening O(1): lookups check what they find
+ * against the log and fall back to walking it (see read.c).
  */
 int topic__index_map(struct index *ix, int dirfd, const char *name, uint32_t cap, bool writable)
 {
@@ -132,16 +135,11 @@ int topic__index_map(struct index *ix, int dirfd, const char *name, uint32_t cap
         return fd;
     size_t size;
     int rc = topic__fsize(fd, &size);
-    if (rc == 0 && writable) {
-        size_t want = (size_t)cap * ix->entry_size;
-        if (size > want)
-            want = size;
-        if ((rc = topic__fallocate(fd, (off_t)want)) == 0)
-            size = want;
-    }
-    ix->cap = (uint32_t)(size / ix->entry_size);
+    uint32_t in_file = (uint32_t)(size / ix->entry_size);
+    if (!writable || in_file > cap)
+        cap = in_file;
     ix->map = NULL;
-    ix->map_len = (size_t)ix->cap * ix->entry_size;
+    ix->map_len = (size_t)cap * ix->entry_size;
     if (rc == 0 && ix->map_len > 0) {
         void *p;
         rc = topic__mmap(ix->map_len, writable ? PROT_READ | PROT_WRITE : PROT_READ, fd, &p);
@@ -150,13 +148,18 @@ int topic__index_map(struct index *ix, int dirfd, const char *name, uint32_t cap
     }
     if (rc < 0) {
         topic__close(fd);
-        ix->cap = 0;
         ix->map_len = 0;
         return rc;
     }
     ix->fd = fd;
-    atomic_store(&ix->n, ix->map ? count_used(ix) : 0);
+    ix->cap = cap;
+    atomic_store(&ix->n, ix->map ? count_used(ix, in_file) : 0);
     return 0;
+}
+
+int topic__index_extend(struct index *ix)
+{
+    return topic__fallocate(ix->fd, (off_t)ix->map_len);
 }
 
 int topic__index_anon(struct index *ix, uint32_t cap)

@@ -65,6 +65,7 @@ bool topic__index_find_time(const struct index *ix, int64_t ts, struct idx_entry
 /* Checks that entries grow strictly and stay inside the segment. */
 bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_len);
 int  topic__index_map(struct index *ix, int dirfd, const char *name, uint32_t cap, bool writable);
+int  topic__index_extend(struct index *ix);
 int  topic__index_anon(struct index *ix, uint32_t cap);
 int  topic__index_seal(struct index *ix);
 void topic__index_unmap(struct index *ix);
@@ -80,10 +81,12 @@ struct segment {
     _Atomic size_t len;           /* bytes of whole batches, published to readers */
     _Atomic uint64_t end;         /* one past its last offset; known when sealed */
     _Atomic int64_t max_ts;       /* largest timestamp in it; INT64_MIN if unknown/empty */
-    int64_t first_ts;             /* timestamp of its first batch (segment.ms) */
+    int64_t first_ts;             /* when the writer created or reopened it (segment.ms) */
     size_t last_index_pos;        /* file position of the last index entry */
     struct index idx, tidx;
     bool writable;                /* the writer's active segment */
+    bool extended;                /* its files are preallocated to capacity */
+    _Atomic int tidx_state;       /* time index: 0 unchecked, 1 valid, 2 damaged */
     _Atomic bool loaded;          /* mapped and indexed (lazy for sealed ones) */
     bool max_ts_known;
     pthread_mutex_t load_lock;
@@ -99,6 +102,10 @@ int  topic__segment_load(topic *t, struct segment *s);
 /* Opens the last segment for appending, scanning it when `scan` is set. */
 int  topic__segment_open_active(topic *t, struct segment *s, bool scan, size_t known_len,
                                 uint64_t known_end);
+/* Preallocates the active segment's files before its first new batch. */
+int  topic__segment_extend(topic *t, struct segment *s);
+/* True when the time index can be trusted for seeking (checked once). */
+bool topic__segment_tidx_ok(struct segment *s);
 int  topic__segment_seal(topic *t, struct segment *s);
 void topic__segment_free(struct segment *s);
 /* Scans batches from position 0 and rebuilds the indexes (recover.c). */
@@ -134,11 +141,14 @@ struct topic {
     bool marked_dirty;            /* state says "not clean" on disk */
     uint64_t synced_end;          /* records below it are on stable storage */
     int64_t last_sync_ms;
-    size_t prefault_pos;          /* active segment prefaulted up to here */
 
-    pthread_cond_t flush_cond;    /* wakes the flusher to stop */
-    pthread_t flusher;            /* syncs every flush.ms, when that is set */
-    bool flusher_running, stopping;
+    /* The writer's background thread (background.c); all under append_lock. */
+    pthread_t bg;
+    pthread_cond_t bg_cond;       /* wakes it: work to do, or stop */
+    pthread_cond_t bg_idle;       /* it has let go of the segment it prepared */
+    bool bg_running, bg_stopping, bg_busy, bg_prepare_ok;
+    struct segment *pf_seg;       /* segment whose pages it prepares */
+    size_t pf_target, pf_done;    /* prepare up to pf_target; done up to pf_done */
 
     struct state_page *state;     /* mapping of topic.state */
 };
@@ -154,8 +164,17 @@ int64_t topic__now_ms(void);
 
 /* Makes every record appended so far durable; call without append_lock. */
 int  topic__sync(topic *t);
-int  topic__flusher_start(topic *t);
-void topic__flusher_stop(topic *t);
+
+/* ------------------------------------------------------------------------ */
+/* The writer's background thread (background.c)                              */
+
+int  topic__bg_start(topic *t);
+void topic__bg_stop(topic *t);
+/* Under append_lock: the active segment s is filled up to `upto`. */
+void topic__bg_prepare(topic *t, struct segment *s, size_t upto);
+/* Under append_lock: stop touching the segment being prepared (before it is
+ * sealed, which shrinks its file). */
+void topic__bg_release(topic *t);
 
 /* ------------------------------------------------------------------------ */
 /* State file (state.c)                                                       */

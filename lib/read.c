@@ -47,12 +47,23 @@ int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
     size_t pos = 0;
     uint64_t expect = s->base;
     if (offset - s->base <= UINT32_MAX &&
-        topic__index_find_rel(&s->idx, (uint32_t)(offset - s->base), &e)) {
+        topic__index_find_rel(&s->idx, (uint32_t)(offset - s->base), &e) && e.pos < limit) {
         pos = e.pos;
         expect = s->base + e.rel;
     }
+    /* The record lies within about one index interval of pos.  Ask for all
+     * of those cache lines at once, so that the walk below waits for memory
+     * once rather than once per header. */
+    size_t ahead = pos + (size_t)t->cfg.v[TOPIC_K_INDEX_INTERVAL] + TOPIC__HEADER_SIZE;
+    for (size_t q = pos; q < ahead && q < limit; q += 64)
+        __builtin_prefetch(s->map + q);
     ref->seg = s;
-    TRY(walk_to(s, pos, expect, limit, offset, ref));
+    int rc = walk_to(s, pos, expect, limit, offset, ref);
+    /* A damaged index entry must not make good records unreadable: walk
+     * from the start of the segment instead, slower but sure. */
+    if (rc == TOPIC_ECORRUPT && pos != 0)
+        rc = walk_to(s, 0, s->base, limit, offset, ref);
+    TRY(rc);
     return topic__batch_verify(s->map + ref->pos, &ref->h) ? 0 : TOPIC_ECORRUPT;
 }
 

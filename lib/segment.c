@@ -62,8 +62,6 @@ void topic__segment_index_batch(topic *t, struct segment *s, size_t pos,
                                 const struct batch_header *h)
 {
     int64_t max_ts = atomic_load_explicit(&s->max_ts, memory_order_relaxed);
-    if (pos == 0)
-        s->first_ts = h->first_ts;
     if (pos > 0 && pos - s->last_index_pos >= (size_t)t->cfg.v[TOPIC_K_INDEX_INTERVAL]) {
         struct idx_entry e = { (uint32_t)(h->base_offset - s->base), (uint32_t)pos, max_ts };
         topic__index_put(&s->idx, &e);
@@ -92,7 +90,8 @@ static int map_indexes(topic *t, struct segment *s, uint32_t cap, bool fresh)
     return 0;
 }
 
-/* Opens and maps the .log file read-write, at least `capacity` bytes. */
+/* Opens the .log file read-write and maps `capacity` bytes of it (or its
+ * size, if larger); the file itself is extended by topic__segment_extend(). */
 static int map_log(topic *t, struct segment *s, size_t capacity, int oflags, size_t *size)
 {
     char name[64];
@@ -104,11 +103,22 @@ static int map_log(topic *t, struct segment *s, size_t capacity, int oflags, siz
     TRY(topic__fsize(fd, size));
     if (*size > capacity)
         capacity = *size;
-    TRY(topic__fallocate(fd, (off_t)capacity));
     void *p;
     TRY(topic__mmap(capacity, PROT_READ | PROT_WRITE, fd, &p));
     s->map = p;
     s->map_len = capacity;
+    return 0;
+}
+
+int topic__segment_extend(topic *t, struct segment *s)
+{
+    (void)t;
+    if (s->extended)
+        return 0;
+    TRY(topic__fallocate(s->fd, (off_t)s->map_len));
+    TRY(topic__index_extend(&s->idx));
+    TRY(topic__index_extend(&s->tidx));
+    s->extended = true;
     return 0;
 }
 
@@ -121,6 +131,8 @@ int topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segme
     int rc = map_log(t, s, capacity, O_CREAT | O_TRUNC, &size);
     if (rc == 0)
         rc = map_indexes(t, s, index_cap(t, capacity), true);
+    if (rc == 0)
+        rc = topic__segment_extend(t, s);
     if (rc == 0)
         rc = topic__fsync(t->dirfd);
     if (rc < 0) {
@@ -135,55 +147,59 @@ int topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segme
     }
     s->writable = true;
     s->first_ts = topic__now_ms();
+    atomic_store(&s->tidx_state, 1);
     atomic_store(&s->loaded, true);
     *out = s;
     return 0;
 }
 
+/* Forgets the indexes of s so that a walk from position 0 rebuilds them. */
+static void reset_indexes(struct segment *s)
+{
+    topic__index_unmap(&s->idx);
+    topic__index_unmap(&s->tidx);
+    s->last_index_pos = 0;
+    atomic_store(&s->max_ts, INT64_MIN);
+}
+
 /*
  * Opens the last segment for appending.  After a clean close its length and
- * end offset are known and its index files are trusted once they validate;
- * otherwise (`scan`) every batch is verified, the first bad byte and all after
- * it are cut off, and the indexes are rebuilt.
+ * end offset are known, and its indexes are trusted when the walk of the
+ * batches after their last entry lands exactly there: nothing else is read,
+ * so opening costs the same for any size of topic.  Otherwise (`scan`)
+ * every batch is verified, the first bad byte and all after it are cut off,
+ * and the indexes are rebuilt.
  */
 int topic__segment_open_active(topic *t, struct segment *s, bool scan, size_t known_len,
                                uint64_t known_end)
 {
-    size_t size, len, capacity = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
-    uint64_t end;
+    size_t size, len = 0, capacity = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
+    uint64_t end = s->base;
     TRY(map_log(t, s, capacity, 0, &size));
     capacity = s->map_len;
     if (!scan) {
-        /* Trust the indexes once they validate and the walk of the tail
-         * after their last entry (for the largest timestamp) lands exactly
-         * where the clean-shutdown record says the data ends. */
         TRY(map_indexes(t, s, index_cap(t, capacity), false));
-        scan = !topic__index_valid(&s->idx, known_end - s->base, known_len) ||
-               !topic__index_valid(&s->tidx, known_end - s->base, known_len) ||
-               topic__segment_scan(t, s, known_len, false, &len, &end) < 0 ||
+        scan = topic__segment_scan(t, s, known_len, false, &len, &end) < 0 ||
                len != known_len || end != known_end;
-        if (scan) {
-            topic__index_unmap(&s->idx);
-            topic__index_unmap(&s->tidx);
-            s->last_index_pos = 0;
-            atomic_store(&s->max_ts, INT64_MIN);
-        }
+        if (scan)
+            reset_indexes(s);
     }
     if (scan) {
         TRY(map_indexes(t, s, index_cap(t, capacity), true));
         TRY(topic__segment_scan(t, s, size, true, &len, &end));
-        /* Cut whatever follows the last whole batch and zero the rest, so
-         * that no stale byte can ever be read as the start of a batch. */
-        if (len < size) {
+        /* Cut whatever follows the last whole batch; extending the file
+         * again zeroes the rest, so no stale byte is ever read as a batch. */
+        if (len < size)
             TRY(topic__ftruncate(s->fd, (off_t)len));
-            TRY(topic__fallocate(s->fd, (off_t)capacity));
-        }
+        TRY(topic__segment_extend(t, s));
+        atomic_store(&s->tidx_state, 1);
     }
     atomic_store(&s->len, len);
     atomic_store(&s->end, end);
     s->writable = true;
-    if (len == 0 || s->first_ts > topic__now_ms())
-        s->first_ts = topic__now_ms();
+    /* segment.ms counts from when the writer created or reopened the
+     * segment: record timestamps are the caller's and may be anything. */
+    s->first_ts = topic__now_ms();
     atomic_store(&s->loaded, true);
     return 0;
 }
@@ -199,23 +215,61 @@ int topic__segment_seal(topic *t, struct segment *s)
     return 0;
 }
 
-/* Maps the index files of a sealed segment; when either is missing or fails
- * validation, both are rebuilt in memory by the walk that follows. */
-static int load_indexes(topic *t, struct segment *s, size_t len)
+bool topic__segment_tidx_ok(struct segment *s)
+{
+    int st = atomic_load_explicit(&s->tidx_state, memory_order_acquire);
+    if (st == 0) {
+        pthread_mutex_lock(&s->load_lock);
+        st = atomic_load(&s->tidx_state);
+        if (st == 0) {
+            uint64_t nrec = atomic_load(&s->end) - s->base;
+            st = topic__index_valid(&s->tidx, nrec, atomic_load(&s->len)) ? 1 : 2;
+            atomic_store_explicit(&s->tidx_state, st, memory_order_release);
+        }
+        pthread_mutex_unlock(&s->load_lock);
+    }
+    return st == 1;
+}
+
+/* Maps a sealed segment's .log and index files, walks the batches after the
+ * last index entry (for the largest timestamp) and, when that walk does not
+ * end exactly at the end of the file, or an index file is missing, rebuilds
+ * both indexes in memory by walking the whole segment.  A damaged batch stops
+ * the walk; readers who reach it are told TOPIC_ECORRUPT. */
+static int load_sealed(topic *t, struct segment *s)
 {
     char name[64];
-    uint64_t nrec = atomic_load(&s->end) - s->base;
+    size_t size = 0, len;
+    uint64_t end;
+    topic__segment_name(name, sizeof name, s->base, ".log");
+    int fd = topic__openat(t->dirfd, name, O_RDONLY, 0);
+    if (fd < 0)
+        return fd;
+    s->fd = fd;
+    TRY(topic__fsize(fd, &size));
+    if (size > 0) {
+        void *p;
+        TRY(topic__mmap(size, PROT_READ, fd, &p));
+        s->map = p;
+        s->map_len = size;
+    }
+    atomic_store(&s->len, size);
     topic__segment_name(name, sizeof name, s->base, ".index");
-    int rc1 = topic__index_map(&s->idx, t->dirfd, name, 0, false);
+    int rc = topic__index_map(&s->idx, t->dirfd, name, 0, false);
     topic__segment_name(name, sizeof name, s->base, ".timeindex");
-    int rc2 = topic__index_map(&s->tidx, t->dirfd, name, 0, false);
-    if (rc1 == 0 && rc2 == 0 && topic__index_valid(&s->idx, nrec, len) &&
-        topic__index_valid(&s->tidx, nrec, len))
+    if (rc == 0)
+        rc = topic__index_map(&s->tidx, t->dirfd, name, 0, false);
+    if (rc == 0)
+        rc = topic__segment_scan(t, s, size, false, &len, &end);
+    if (rc == TOPIC_EVERSION)
+        return rc;
+    if (rc == 0 && len == size)
         return 0;
-    topic__index_unmap(&s->idx);
-    topic__index_unmap(&s->tidx);
-    TRY(topic__index_anon(&s->idx, index_cap(t, len)));
-    return topic__index_anon(&s->tidx, index_cap(t, len));
+    reset_indexes(s);
+    TRY(topic__index_anon(&s->idx, index_cap(t, size)));
+    TRY(topic__index_anon(&s->tidx, index_cap(t, size)));
+    atomic_store(&s->tidx_state, 1);
+    return topic__segment_scan(t, s, size, false, &len, &end);
 }
 
 int topic__segment_load(topic *t, struct segment *s)
@@ -225,35 +279,18 @@ int topic__segment_load(topic *t, struct segment *s)
     pthread_mutex_lock(&s->load_lock);
     int rc = 0;
     if (!atomic_load_explicit(&s->loaded, memory_order_acquire)) {
-        char name[64];
-        size_t size = 0, len;
-        uint64_t end;
-        topic__segment_name(name, sizeof name, s->base, ".log");
-        int fd = topic__openat(t->dirfd, name, O_RDONLY, 0);
-        rc = fd;
-        if (fd >= 0) {
-            s->fd = fd;
-            rc = topic__fsize(fd, &size);
-        }
-        if (rc >= 0 && size > 0) {
-            void *p;
-            rc = topic__mmap(size, PROT_READ, fd, &p);
-            if (rc == 0)
-                s->map = p, s->map_len = size;
-        }
-        atomic_store(&s->len, size);
-        if (rc >= 0)
-            rc = load_indexes(t, s, size);
-        /* With trusted indexes only the tail after the last entry is walked
-         * (for the largest timestamp); otherwise the whole segment, to
-         * rebuild them.  A damaged batch stops the walk: readers who reach
-         * it are told TOPIC_ECORRUPT. */
-        if (rc >= 0) {
-            int sr = topic__segment_scan(t, s, size, false, &len, &end);
-            rc = sr == TOPIC_EVERSION ? sr : 0;
-        }
-        if (rc == 0)
+        rc = load_sealed(t, s);
+        if (rc == 0) {
             atomic_store_explicit(&s->loaded, true, memory_order_release);
+        } else {
+            /* Leave nothing half-loaded: the next reader tries again. */
+            topic__munmap(s->map, s->map_len);
+            topic__close(s->fd);
+            s->map = NULL;
+            s->map_len = 0;
+            s->fd = -1;
+            reset_indexes(s);
+        }
     }
     pthread_mutex_unlock(&s->load_lock);
     return rc;
