@@ -111,10 +111,11 @@ TOPIC_API int topic_version_number(void);
  *
  *   segment.bytes         size at which the active segment is rolled
  *                         (default 1G; 4096 .. 1G)
- *   segment.ms            age in ms at which the active segment is rolled
- *                         (default 604800000, 7 days; 0 = never by age)
+ *   segment.ms            age in ms at which the active segment is rolled,
+ *                         counted from when the writer created or reopened
+ *                         it (default 604800000, 7 days; 0 = never by age)
  *   index.interval.bytes  log bytes between two sparse index entries
- *                         (default 4096; 1 .. 16M)
+ *                         (default 1024; 1 .. 16M)
  *   max.message.bytes     largest record (key plus value), and largest sum of
  *                         keys and values in one batch (default 1M; 1 .. 256M)
  *   flush.messages        sync after this many appended records (default 0 =
@@ -176,6 +177,10 @@ TOPIC_API void topic_config_free(topic_config *c);
  * batch verified, the torn tail cut off and its indexes rebuilt, so that every
  * record whose append returned is there and the next append continues the
  * dense offsets.  After a clean close nothing is scanned.
+ *
+ * A writer handle runs one background thread ("topic-bg"): it carries out
+ * flush.ms, and maps the pages of the active segment ahead of the appends so
+ * that the page faults of a new page are not paid inside topic_append().
  *
  * Errors: -EINVAL (bad flags, NULL), -ENOENT (no topic and no TOPIC_CREATE),
  * -EEXIST (TOPIC_CREATE|TOPIC_EXCL and the directory exists), -ENOTDIR,

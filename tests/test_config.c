@@ -26,7 +26,7 @@ static void test_defaults(void **state)
     topic_config *c = topic_config_new();
     assert_non_null(c);
     expect_setting(c, "segment.bytes", "1073741824");
-    expect_setting(c, "index.interval.bytes", "4096");
+    expect_setting(c, "index.interval.bytes", "1024");
     expect_setting(c, "max.message.bytes", "1048576");
     expect_setting(c, "flush.ms", "1000");
     expect_setting(c, "flush.messages", "0");
