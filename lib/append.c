@@ -31,20 +31,13 @@ static int check_records(const topic *t, const topic_record *recs, size_t n, int
     return *size > TOPIC__MAX_BATCH ? TOPIC_ETOOBIG : 0;
 }
 
-/* Seals the active segment (if still open for appends) and starts the next.
- * Failing to seal is sticky; failing to create the next one (a full disk) is
- * not: nothing was lost and the next append tries again. */
+/* Starts the next segment; the flusher seals the old one in the background,
+ * so that an append never waits for a segment's worth of data to reach the
+ * disk.  Failing to create the next segment (a full disk) is not sticky:
+ * nothing was lost and the next append tries again. */
 static int roll(topic *t, size_t need)
 {
     struct segment *old = t->active, *s;
-    topic__bg_release(t);
-    if (old->writable) {
-        int rc = topic__segment_seal(t, old);
-        if (rc < 0) {
-            t->failed = rc;
-            return rc;
-        }
-    }
     size_t capacity = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
     if (need > capacity)
         capacity = need;
@@ -54,6 +47,9 @@ static int roll(topic *t, size_t need)
         topic__segment_free(s);
         return rc;
     }
+    topic__bg_release(t);   /* never waits: the roll must not let go of the lock */
+    old->writable = false;
+    topic__bg_seal_later(t, old);
     t->active = s;
     return 0;
 }

@@ -1,22 +1,23 @@
 /*
- * The writer's one background thread.  It does two things an append should
- * not wait for:
+ * The writer's two background threads, for work an append should not wait
+ * for.  Both are started by topic_open() for a writer handle and joined by
+ * topic_close(); their state lives in the topic under append_lock.
  *
- *  - flush.ms: every flush.ms it makes the records appended since the last
- *    sync durable (topic__sync), so that a power loss loses at most that
- *    window;
- *  - preparing pages: a page of a shared file mapping costs a fault (page
- *    allocation, zeroing, file-system bookkeeping) the first time it is
- *    written, about as much as the copy of its 4 KiB.  The thread maps the
- *    pages of the active segment a few MiB ahead of the append position
- *    with MADV_POPULATE_WRITE, so that on a machine with a spare core an
- *    append is a copy into memory that is already there.  When the thread
- *    falls behind, or the kernel lacks MADV_POPULATE_WRITE (before 5.14),
- *    appends take the faults themselves: slower, never wrong.
+ * "topic-flush" seals the segments appends have rolled away from (see
+ * sync.c) and, every flush.ms, makes the records appended since the last
+ * sync durable, so that a power loss loses at most that window.
  *
- * The thread touches a segment only between topic__bg_prepare() and
- * topic__bg_release(); sealing (which shrinks the file) waits for it to let
- * go, since touching a page past the end of a file raises SIGBUS.
+ * "topic-prep" prepares pages.  A page of a shared file mapping costs a
+ * fault (allocation, zeroing, file-system bookkeeping) the first time it is
+ * written, about as much as copying its 4 KiB.  The thread maps the pages of
+ * the active segment a few MiB ahead of the append position with
+ * MADV_POPULATE_WRITE, so that on a machine with a spare core an append is a
+ * copy into memory that is already there.  When it falls behind, or the
+ * kernel lacks MADV_POPULATE_WRITE (before 5.14), appends take the faults
+ * themselves: slower, never wrong.  It touches a segment only between
+ * topic__bg_prepare() and topic__bg_release(), and the sealer waits for it
+ * to let go (topic__bg_wait_released) before shrinking the file: touching a
+ * page past the end of a file raises SIGBUS.
  */
 #include <errno.h>
 #include <sys/mman.h>
@@ -50,37 +51,19 @@ static bool past(const struct timespec *ts)
     return now.tv_sec > ts->tv_sec || (now.tv_sec == ts->tv_sec && now.tv_nsec >= ts->tv_nsec);
 }
 
-/* Prepares one step of pages; called and returns with append_lock held. */
-static void prepare_step(topic *t)
-{
-    struct segment *s = t->pf_seg;
-    size_t from = t->pf_done, n = t->pf_target - from;
-    if (n > PREPARE_STEP)
-        n = PREPARE_STEP;
-    t->bg_busy = true;
-    pthread_mutex_unlock(&t->append_lock);
-    int rc = topic__os.madvise(s->map + from, n, MADV_POPULATE_WRITE);
-    int err = errno;
-    pthread_mutex_lock(&t->append_lock);
-    t->bg_busy = false;
-    pthread_cond_broadcast(&t->bg_idle);
-    if (rc < 0 && (err == EINVAL || err == ENOSYS || err == EPERM))
-        t->bg_prepare_ok = false;   /* an older kernel: leave it to the faults */
-    if (t->pf_seg == s)
-        t->pf_done = rc == 0 ? from + n : t->pf_target;
-}
-
-static void *bg_main(void *arg)
+static void *flusher_main(void *arg)
 {
     topic *t = arg;
-    pthread_setname_np(pthread_self(), "topic-bg");   /* as top(1) shows it */
+    pthread_setname_np(pthread_self(), "topic-flush");   /* as top(1) shows it */
     int64_t period = t->cfg.v[TOPIC_K_FLUSH_MS];
     struct timespec next_flush;
     deadline_after(&next_flush, period);
     pthread_mutex_lock(&t->append_lock);
     while (!t->bg_stopping) {
-        if (t->pf_seg != NULL && t->pf_done < t->pf_target && t->bg_prepare_ok) {
-            prepare_step(t);
+        if (t->unsealed != NULL && t->failed == 0) {
+            pthread_mutex_unlock(&t->append_lock);
+            topic__seal_pending(t);
+            pthread_mutex_lock(&t->append_lock);
             continue;
         }
         if (period > 0 && past(&next_flush)) {
@@ -93,9 +76,46 @@ static void *bg_main(void *arg)
             continue;
         }
         if (period > 0)
-            pthread_cond_timedwait(&t->bg_cond, &t->append_lock, &next_flush);
+            pthread_cond_timedwait(&t->flush_cond, &t->append_lock, &next_flush);
         else
-            pthread_cond_wait(&t->bg_cond, &t->append_lock);
+            pthread_cond_wait(&t->flush_cond, &t->append_lock);
+    }
+    pthread_mutex_unlock(&t->append_lock);
+    return NULL;
+}
+
+/* Prepares one step of pages; called and returns with append_lock held. */
+static void prepare_step(topic *t)
+{
+    struct segment *s = t->pf_seg;
+    size_t from = t->pf_done, n = t->pf_target - from;
+    if (n > PREPARE_STEP)
+        n = PREPARE_STEP;
+    t->prep_busy = true;
+    t->prep_cur = s;
+    pthread_mutex_unlock(&t->append_lock);
+    int rc = topic__os.madvise(s->map + from, n, MADV_POPULATE_WRITE);
+    int err = errno;
+    pthread_mutex_lock(&t->append_lock);
+    t->prep_busy = false;
+    t->prep_cur = NULL;
+    pthread_cond_broadcast(&t->prep_idle);
+    if (rc < 0 && (err == EINVAL || err == ENOSYS || err == EPERM))
+        t->prep_ok = false;   /* an older kernel: leave it to the faults */
+    if (t->pf_seg == s)
+        t->pf_done = rc == 0 ? from + n : t->pf_target;
+}
+
+static void *preparer_main(void *arg)
+{
+    topic *t = arg;
+    pthread_setname_np(pthread_self(), "topic-prep");
+    pthread_mutex_lock(&t->append_lock);
+    while (!t->bg_stopping) {
+        if (t->pf_seg != NULL && t->pf_done < t->pf_target && t->prep_ok)
+            prepare_step(t);
+        else
+            pthread_cond_wait(&t->prep_cond, &t->append_lock);
     }
     pthread_mutex_unlock(&t->append_lock);
     return NULL;
@@ -103,10 +123,10 @@ static void *bg_main(void *arg)
 
 void topic__bg_prepare(topic *t, struct segment *s, size_t upto)
 {
-    if (!t->bg_running || !t->bg_prepare_ok)
+    if (!t->preparer_running || !t->prep_ok)
         return;
     if (t->pf_seg != s) {
-        if (t->pf_seg != NULL || t->bg_busy)
+        if (t->pf_seg != NULL || t->prep_busy)
             return;   /* still letting go of the last one */
         t->pf_seg = s;
         t->pf_done = t->pf_target = upto & ~PAGE_MASK;
@@ -116,45 +136,73 @@ void topic__bg_prepare(topic *t, struct segment *s, size_t upto)
     /* Whole pages only: madvise() refuses a start that is not page-aligned. */
     size_t target = (upto + PREPARE_AHEAD) & ~PAGE_MASK, limit = s->map_len & ~PAGE_MASK;
     t->pf_target = target < limit ? target : limit;
-    pthread_cond_signal(&t->bg_cond);
+    pthread_cond_signal(&t->prep_cond);
 }
 
 void topic__bg_release(topic *t)
 {
     t->pf_seg = NULL;
-    while (t->bg_busy)
-        pthread_cond_wait(&t->bg_idle, &t->append_lock);
 }
 
-int topic__bg_start(topic *t)
+void topic__bg_wait_released(topic *t, const struct segment *s)
+{
+    while (t->prep_cur == s)
+        pthread_cond_wait(&t->prep_idle, &t->append_lock);
+}
+
+void topic__bg_seal_later(topic *t, struct segment *s)
+{
+    s->next_unsealed = NULL;
+    *t->unsealed_tail = s;
+    t->unsealed_tail = &s->next_unsealed;
+    pthread_cond_signal(&t->flush_cond);
+}
+
+void topic__bg_init(topic *t)
 {
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&t->bg_cond, &attr);
+    pthread_cond_init(&t->flush_cond, &attr);
     pthread_condattr_destroy(&attr);
-    pthread_cond_init(&t->bg_idle, NULL);
-    t->bg_prepare_ok = true;
-    int rc = pthread_create(&t->bg, NULL, bg_main, t);
-    if (rc != 0) {
-        pthread_cond_destroy(&t->bg_cond);
-        pthread_cond_destroy(&t->bg_idle);
+    pthread_cond_init(&t->prep_cond, NULL);
+    pthread_cond_init(&t->prep_idle, NULL);
+    pthread_mutex_init(&t->append_lock, NULL);
+    pthread_mutex_init(&t->seal_lock, NULL);
+    t->unsealed_tail = &t->unsealed;
+}
+
+int topic__bg_start(topic *t)
+{
+    t->prep_ok = true;
+    int rc = pthread_create(&t->flusher, NULL, flusher_main, t);
+    if (rc != 0)
         return -rc;
-    }
-    t->bg_running = true;
+    t->flusher_running = true;
+    /* Without the preparer, appends only run slower: not worth failing. */
+    t->preparer_running = pthread_create(&t->preparer, NULL, preparer_main, t) == 0;
     return 0;
 }
 
 void topic__bg_stop(topic *t)
 {
-    if (!t->bg_running)
-        return;
     pthread_mutex_lock(&t->append_lock);
     t->bg_stopping = true;
-    pthread_cond_signal(&t->bg_cond);
+    pthread_cond_signal(&t->flush_cond);
+    pthread_cond_signal(&t->prep_cond);
     pthread_mutex_unlock(&t->append_lock);
-    pthread_join(t->bg, NULL);
-    pthread_cond_destroy(&t->bg_cond);
-    pthread_cond_destroy(&t->bg_idle);
-    t->bg_running = false;
+    if (t->flusher_running)
+        pthread_join(t->flusher, NULL);
+    if (t->preparer_running)
+        pthread_join(t->preparer, NULL);
+    t->flusher_running = t->preparer_running = false;
+}
+
+void topic__bg_destroy(topic *t)
+{
+    pthread_cond_destroy(&t->flush_cond);
+    pthread_cond_destroy(&t->prep_cond);
+    pthread_cond_destroy(&t->prep_idle);
+    pthread_mutex_destroy(&t->append_lock);
+    pthread_mutex_destroy(&t->seal_lock);
 }

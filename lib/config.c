@@ -196,6 +196,17 @@ TOPIC_API void topic_config_free(topic_config *c)
     topic__free(c);
 }
 
+/* A setting's name as this or a later release may write it. */
+static bool plausible_name(const char *name)
+{
+    if (*name == '\0')
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '_'))
+            return false;
+    return true;
+}
+
 int topic__settings_load(struct topic_settings *s, int dirfd)
 {
     char *text;
@@ -205,9 +216,19 @@ int topic__settings_load(struct topic_settings *s, int dirfd)
         return 0;
     if (rc < 0)
         return rc;
+    /* A text file of name=value lines, or damage. */
+    for (size_t i = 0; i < len && rc == 0; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 && c != '\n' && c != '\r' && c != '\t')
+            rc = TOPIC_ECORRUPT;
+    }
     char err[256];
     char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    for (char *line = strtok_r(text, "\n", &save); line && rc == 0;
+         line = strtok_r(NULL, "\n", &save)) {
+        size_t n = strlen(line);
+        if (n > 0 && line[n - 1] == '\r')
+            line[--n] = '\0';
         if (line[0] == '#' || line[0] == '\0')
             continue;
         char *eq = strchr(line, '=');
@@ -216,15 +237,13 @@ int topic__settings_load(struct topic_settings *s, int dirfd)
             break;
         }
         *eq = '\0';
+        if (!plausible_name(line))
+            rc = TOPIC_ECORRUPT;
         /* A setting a newer release added is skipped, so that an older
          * release can still read the topic; a bad value of a known one is
          * damage. */
-        if (find_key(line) < 0)
-            continue;
-        if (settings_set(s, line, eq + 1, err, sizeof err) < 0) {
+        else if (find_key(line) >= 0 && settings_set(s, line, eq + 1, err, sizeof err) < 0)
             rc = TOPIC_ECORRUPT;
-            break;
-        }
     }
     topic__free(text);
     return rc;

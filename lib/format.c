@@ -14,8 +14,10 @@
  *                             more batches" (the preallocated tail).
  *   4      4     length       bytes in the whole batch, this header included;
  *                             at least 51, at most 2^30
- *   8      8     checksum     XXH3-64 (seed 0) of bytes [16, length): everything
- *                             after this field, header and records
+ *   8      8     checksum     XXH3-64 of bytes [16, length), everything after
+ *                             this field, with bytes [0, 8) (magic and length,
+ *                             read as a little-endian u64) as the seed: a
+ *                             damaged magic or length fails it as well
  *   16     8     base_offset  offset of the first record
  *   24     4     count        records in the batch, at least 1
  *   28     2     attributes   bits 0-2: compression (0 = none); others zero
@@ -31,6 +33,10 @@
  *   bytes   key
  *   varint  value length
  *   bytes   value
+ *
+ * Every later format version keeps bytes [0, 16) as they are here, so that
+ * a reader can tell a batch of a newer version (its checksum verifies: the
+ * topic is refused with TOPIC_EVERSION) from a damaged one (TOPIC_ECORRUPT).
  *
  * Varints are unsigned LEB128 (7 bits a byte, low bits first, at most 10
  * bytes), as in protobuf and Kafka.  Record i of a batch has offset
@@ -106,6 +112,11 @@ static uint64_t ts_delta(int64_t ts, int64_t first_ts)
     return zigzag((int64_t)((uint64_t)ts - (uint64_t)first_ts));
 }
 
+static uint64_t batch_sum(const uint8_t *p, size_t length)
+{
+    return XXH3_64bits_withSeed(p + 16, length - 16, topic__load64(p));
+}
+
 size_t topic__records_size(const topic_record *recs, size_t n, int64_t first_ts, int64_t now)
 {
     size_t size = 0;
@@ -143,10 +154,22 @@ void topic__batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
     topic__store32(dst + 28, 0);            /* attributes, reserved */
     topic__store64(dst + 32, (uint64_t)first_ts);
     topic__store64(dst + 40, (uint64_t)max_ts);
-    topic__store64(dst + 8, XXH3_64bits(dst + 16, size - 16));
     /* Readers never look at a batch before the end offset that covers it is
      * published, so the order of these stores does not matter to them. */
     topic__store32(dst, TOPIC__BATCH_MAGIC);
+    topic__store64(dst + 8, batch_sum(dst, size));
+}
+
+/* A magic of this format family with a higher version: a newer release's
+ * batch if its checksum holds, else a damaged one of ours. */
+static int newer_version(const uint8_t *p, size_t avail)
+{
+    if (avail < TOPIC__HEADER_SIZE)
+        return TOPIC_ECORRUPT;
+    uint32_t length = topic__load32(p + 4);
+    if (length < 16 || length > avail || batch_sum(p, length) != topic__load64(p + 8))
+        return TOPIC_ECORRUPT;
+    return TOPIC_EVERSION;
 }
 
 int topic__header_parse(const uint8_t *p, size_t avail, struct batch_header *h)
@@ -159,7 +182,7 @@ int topic__header_parse(const uint8_t *p, size_t avail, struct batch_header *h)
     if (avail < TOPIC__HEADER_SIZE)
         return TOPIC_ECORRUPT;
     if ((h->magic & 0x00ffffffu) == TOPIC__MAGIC_PREFIX && h->magic > TOPIC__BATCH_MAGIC)
-        return TOPIC_EVERSION;
+        return newer_version(p, avail);
     h->length = topic__load32(p + 4);
     h->checksum = topic__load64(p + 8);
     h->base_offset = topic__load64(p + 16);
@@ -176,9 +199,14 @@ int topic__header_parse(const uint8_t *p, size_t avail, struct batch_header *h)
     return 0;
 }
 
+void topic__batch_seal(uint8_t *p, size_t length)
+{
+    topic__store64(p + 8, batch_sum(p, length));
+}
+
 bool topic__batch_verify(const uint8_t *p, const struct batch_header *h)
 {
-    return XXH3_64bits(p + 16, h->length - 16) == h->checksum;
+    return batch_sum(p, h->length) == h->checksum;
 }
 
 int topic__record_decode(const uint8_t **pos, const uint8_t *end, int64_t first_ts,

@@ -18,7 +18,7 @@
 struct batch_header {
     uint32_t magic;
     uint32_t length;          /* whole batch, header included */
-    uint64_t checksum;        /* XXH3-64 of bytes [16, length) */
+    uint64_t checksum;        /* XXH3-64 of bytes [16, length), seeded by [0, 8) */
     uint64_t base_offset;
     uint32_t count;
     uint16_t attributes;
@@ -71,12 +71,16 @@ static inline int64_t topic__rec_ts(const topic_record *r, int64_t now)
 }
 /*
  * Parses the header at p, with `avail` bytes readable.  Returns 0, TOPIC_END
- * when the magic is zero (the preallocated tail: no more batches), or
+ * when the magic is zero (the preallocated tail: no more batches),
+ * TOPIC_EVERSION for an intact batch of a newer format version, or
  * TOPIC_ECORRUPT when the header cannot be a batch that fits in avail bytes.
  * The checksum is not verified here.
  */
 int  topic__header_parse(const uint8_t *p, size_t avail, struct batch_header *h);
 bool topic__batch_verify(const uint8_t *p, const struct batch_header *h);
+/* Computes and stores the checksum of the batch at p (for tests and tools
+ * that build batches by hand). */
+void topic__batch_seal(uint8_t *p, size_t length);
 /* Decodes one record at *pos (advanced past it) inside [payload, end). */
 int  topic__record_decode(const uint8_t **pos, const uint8_t *end, int64_t first_ts,
                           struct record_view *r);

@@ -86,6 +86,7 @@ struct segment {
     struct index idx, tidx;
     bool writable;                /* the writer's active segment */
     bool extended;                /* its files are preallocated to capacity */
+    struct segment *next_unsealed; /* see topic.unsealed */
     _Atomic int tidx_state;       /* time index: 0 unchecked, 1 valid, 2 damaged */
     _Atomic bool loaded;          /* mapped and indexed (lazy for sealed ones) */
     bool max_ts_known;
@@ -108,8 +109,10 @@ int  topic__segment_extend(topic *t, struct segment *s);
 bool topic__segment_tidx_ok(struct segment *s);
 int  topic__segment_seal(topic *t, struct segment *s);
 void topic__segment_free(struct segment *s);
-/* Scans batches from position 0 and rebuilds the indexes (recover.c). */
-int  topic__segment_scan(topic *t, struct segment *s, size_t limit, bool verify,
+/* Walks batches from the last index entry (recover.c). */
+#define TOPIC__SCAN_VERIFY 1   /* check every checksum and record */
+#define TOPIC__SCAN_INDEX  2   /* add index entries for the batches walked */
+int  topic__segment_scan(topic *t, struct segment *s, size_t limit, int how,
                          size_t *len, uint64_t *end);
 /* Adds index entries for a batch about to be published at pos. */
 void topic__segment_index_batch(topic *t, struct segment *s, size_t pos,
@@ -142,11 +145,19 @@ struct topic {
     uint64_t synced_end;          /* records below it are on stable storage */
     int64_t last_sync_ms;
 
-    /* The writer's background thread (background.c); all under append_lock. */
-    pthread_t bg;
-    pthread_cond_t bg_cond;       /* wakes it: work to do, or stop */
-    pthread_cond_t bg_idle;       /* it has let go of the segment it prepared */
-    bool bg_running, bg_stopping, bg_busy, bg_prepare_ok;
+    /* Segments rolled away from and not yet sealed, oldest first, linked
+     * through next_unsealed; the flusher seals them (sync.c). */
+    struct segment *unsealed, **unsealed_tail;
+    pthread_mutex_t seal_lock;    /* one sealer at a time; taken before append_lock */
+
+    /* The writer's background threads (background.c); under append_lock. */
+    pthread_t flusher, preparer;
+    bool flusher_running, preparer_running, bg_stopping;
+    pthread_cond_t flush_cond;    /* wakes the flusher: a segment to seal, or stop */
+    pthread_cond_t prep_cond;     /* wakes the preparer: pages to prepare, or stop */
+    pthread_cond_t prep_idle;     /* the preparer has let go of its segment */
+    bool prep_busy, prep_ok;
+    const struct segment *prep_cur; /* the segment it is touching right now */
     struct segment *pf_seg;       /* segment whose pages it prepares */
     size_t pf_target, pf_done;    /* prepare up to pf_target; done up to pf_done */
 
@@ -164,17 +175,26 @@ int64_t topic__now_ms(void);
 
 /* Makes every record appended so far durable; call without append_lock. */
 int  topic__sync(topic *t);
+/* Seals the segments rolled away from; call without append_lock. */
+int  topic__seal_pending(topic *t);
 
 /* ------------------------------------------------------------------------ */
 /* The writer's background thread (background.c)                              */
 
+/* Locks, conditions and lists of a handle: set up for every handle. */
+void topic__bg_init(topic *t);
+void topic__bg_destroy(topic *t);
 int  topic__bg_start(topic *t);
 void topic__bg_stop(topic *t);
+/* Under append_lock: s was rolled away from; the flusher will seal it. */
+void topic__bg_seal_later(topic *t, struct segment *s);
 /* Under append_lock: the active segment s is filled up to `upto`. */
 void topic__bg_prepare(topic *t, struct segment *s, size_t upto);
-/* Under append_lock: stop touching the segment being prepared (before it is
- * sealed, which shrinks its file). */
+/* Under append_lock: prepare no more of the segment being prepared. */
 void topic__bg_release(topic *t);
+/* Under append_lock (which it may release while waiting): returns once the
+ * preparer is not touching s, so that s may be shrunk. */
+void topic__bg_wait_released(topic *t, const struct segment *s);
 
 /* ------------------------------------------------------------------------ */
 /* State file (state.c)                                                       */
@@ -194,7 +214,7 @@ struct state_page {
     uint64_t active_len;
     uint64_t end_offset;
     uint64_t start_offset;
-    uint64_t reserved1;
+    uint64_t unsealed_from;       /* segments below this base are sealed and synced */
 };
 
 #define TOPIC__STATE_MAGIC   0x54535054u   /* "TPST" */
@@ -204,6 +224,8 @@ struct state_page {
 int  topic__state_open(topic *t, bool create);
 bool topic__state_clean(const topic *t, struct state_page *snap);
 int  topic__state_mark(topic *t, bool clean);
+/* Records, durably, that every segment below base `below` is sealed. */
+int  topic__state_sealed(topic *t, uint64_t below);
 void topic__state_close(topic *t);
 
 /* ------------------------------------------------------------------------ */

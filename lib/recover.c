@@ -7,14 +7,15 @@
 
 /*
  * Walks the batches of s from the last index entry (or from position 0 when
- * the indexes are empty) up to `limit` bytes, adding index entries for every
- * batch past the last one indexed and tracking the largest timestamp.  With
- * `verify`, each batch's checksum and record structure are checked too.
+ * the indexes are empty) up to `limit` bytes, tracking the largest timestamp
+ * and, with TOPIC__SCAN_INDEX, adding index entries for the batches past the
+ * last one indexed.  With TOPIC__SCAN_VERIFY each batch's checksum and record
+ * structure are checked too.
  * Stops at the zero magic of the preallocated tail or at the first batch that
  * fails a check; *len and *end say where the intact batches end.  Returns 0,
  * or TOPIC_EVERSION for a batch of a newer format, which must not be cut off.
  */
-int topic__segment_scan(topic *t, struct segment *s, size_t limit, bool verify,
+int topic__segment_scan(topic *t, struct segment *s, size_t limit, int how,
                         size_t *len, uint64_t *end)
 {
     struct idx_entry e;
@@ -36,10 +37,10 @@ int topic__segment_scan(topic *t, struct segment *s, size_t limit, bool verify,
             return rc;
         if (rc < 0 || h.base_offset != expect)
             break;
-        if (verify && (!topic__batch_verify(s->map + pos, &h) ||
+        if ((how & TOPIC__SCAN_VERIFY) && (!topic__batch_verify(s->map + pos, &h) ||
                        topic__batch_walk(s->map + pos, &h) < 0))
             break;
-        if (pos > s->last_index_pos || pos == 0)
+        if ((how & TOPIC__SCAN_INDEX) && (pos > s->last_index_pos || pos == 0))
             topic__segment_index_batch(t, s, pos, &h);
         else if (h.max_ts > atomic_load(&s->max_ts))
             atomic_store(&s->max_ts, h.max_ts);

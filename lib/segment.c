@@ -72,7 +72,8 @@ void topic__segment_index_batch(topic *t, struct segment *s, size_t pos,
         atomic_store_explicit(&s->max_ts, h->max_ts, memory_order_relaxed);
 }
 
-/* Maps both index files writable, replacing them when `fresh`. */
+/* Maps both index files writable and preallocated, replacing them when
+ * `fresh`.  Entries may be added as soon as this returns. */
 static int map_indexes(topic *t, struct segment *s, uint32_t cap, bool fresh)
 {
     char name[64];
@@ -86,12 +87,14 @@ static int map_indexes(topic *t, struct segment *s, uint32_t cap, bool fresh)
                 return rc;
         }
         TRY(topic__index_map(ix[i], t->dirfd, name, cap, true));
+        TRY(topic__index_extend(ix[i]));
     }
     return 0;
 }
 
 /* Opens the .log file read-write and maps `capacity` bytes of it (or its
- * size, if larger); the file itself is extended by topic__segment_extend(). */
+ * size, if larger); the file itself is extended by topic__segment_extend(),
+ * on the first append, so that opening a large topic stays cheap. */
 static int map_log(topic *t, struct segment *s, size_t capacity, int oflags, size_t *size)
 {
     char name[64];
@@ -116,8 +119,6 @@ int topic__segment_extend(topic *t, struct segment *s)
     if (s->extended)
         return 0;
     TRY(topic__fallocate(s->fd, (off_t)s->map_len));
-    TRY(topic__index_extend(&s->idx));
-    TRY(topic__index_extend(&s->tidx));
     s->extended = true;
     return 0;
 }
@@ -179,14 +180,14 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan, size_t kn
     capacity = s->map_len;
     if (!scan) {
         TRY(map_indexes(t, s, index_cap(t, capacity), false));
-        scan = topic__segment_scan(t, s, known_len, false, &len, &end) < 0 ||
+        scan = topic__segment_scan(t, s, known_len, TOPIC__SCAN_INDEX, &len, &end) < 0 ||
                len != known_len || end != known_end;
         if (scan)
             reset_indexes(s);
     }
     if (scan) {
         TRY(map_indexes(t, s, index_cap(t, capacity), true));
-        TRY(topic__segment_scan(t, s, size, true, &len, &end));
+        TRY(topic__segment_scan(t, s, size, TOPIC__SCAN_VERIFY | TOPIC__SCAN_INDEX, &len, &end));
         /* Cut whatever follows the last whole batch; extending the file
          * again zeroes the rest, so no stale byte is ever read as a batch. */
         if (len < size)
@@ -231,10 +232,21 @@ bool topic__segment_tidx_ok(struct segment *s)
     return st == 1;
 }
 
-/* Maps a sealed segment's .log and index files, walks the batches after the
- * last index entry (for the largest timestamp) and, when that walk does not
- * end exactly at the end of the file, or an index file is missing, rebuilds
- * both indexes in memory by walking the whole segment.  A damaged batch stops
+/* Writes rebuilt entries back to the index file, for the next open.  Index
+ * files are derived data: failing to write one only costs that rebuild
+ * again, so errors are not reported. */
+static void store_index(topic *t, const struct index *ix, uint64_t base, const char *ext)
+{
+    char name[64];
+    topic__segment_name(name, sizeof name, base, ext);
+    topic__write_file_atomic(t->dirfd, name, ix->map, (size_t)atomic_load(&ix->n) * ix->entry_size);
+}
+
+/* Maps a sealed segment's .log and index files and walks the batches after
+ * the last index entry (for the largest timestamp).  When an index file is
+ * missing, holds no entry for a segment that needs some, or the walk does not
+ * end exactly at the end of the file, both indexes are rebuilt in memory by
+ * walking the whole segment, and a writer stores them.  A damaged batch stops
  * the walk; readers who reach it are told TOPIC_ECORRUPT. */
 static int load_sealed(topic *t, struct segment *s)
 {
@@ -260,16 +272,22 @@ static int load_sealed(topic *t, struct segment *s)
     if (rc == 0)
         rc = topic__index_map(&s->tidx, t->dirfd, name, 0, false);
     if (rc == 0)
-        rc = topic__segment_scan(t, s, size, false, &len, &end);
+        rc = topic__segment_scan(t, s, size, 0, &len, &end);
     if (rc == TOPIC_EVERSION)
         return rc;
-    if (rc == 0 && len == size)
+    bool sparse = atomic_load(&s->idx.n) == 0 && size > 4 * (size_t)t->cfg.v[TOPIC_K_INDEX_INTERVAL];
+    if (rc == 0 && len == size && !sparse)
         return 0;
     reset_indexes(s);
     TRY(topic__index_anon(&s->idx, index_cap(t, size)));
     TRY(topic__index_anon(&s->tidx, index_cap(t, size)));
     atomic_store(&s->tidx_state, 1);
-    return topic__segment_scan(t, s, size, false, &len, &end);
+    TRY(topic__segment_scan(t, s, size, TOPIC__SCAN_INDEX, &len, &end));
+    if (!(t->flags & TOPIC_RDONLY)) {
+        store_index(t, &s->idx, s->base, ".index");
+        store_index(t, &s->tidx, s->base, ".timeindex");
+    }
+    return 0;
 }
 
 int topic__segment_load(topic *t, struct segment *s)

@@ -15,7 +15,10 @@
  *   32     8    its length in bytes, which is also its file size when clean
  *   40     8    end offset
  *   48     8    start offset
- *   56     8    reserved
+ *   56     8    unsealed_from: every segment whose base is below it was sealed
+ *                (cut to its data and synced); only those at or above it
+ *                can hold a torn tail after a crash.  Written alone (an
+ *                aligned 8-byte store, one sector) after each seal.
  *   64     ...  zero up to 4096 bytes (room for live state shared with readers)
  *
  * The record is trusted only when the checksum matches, clean is 1 and the
@@ -40,6 +43,16 @@ int topic__state_open(topic *t, bool create)
     bool writer = !(t->flags & TOPIC_RDONLY);
     int fd = topic__openat(t->dirfd, "topic.state",
                            writer ? O_RDWR | (create ? O_CREAT : 0) : O_RDONLY, 0644);
+    if (fd == -ENOENT && !writer) {
+        /* A reader of a topic whose state file is gone (the writer makes a
+         * new one) reads it as after a crash: nothing is known to be clean. */
+        void *p;
+        TRY(topic__mmap(TOPIC__STATE_SIZE, PROT_READ | PROT_WRITE, -1, &p));
+        t->state = p;
+        t->state->magic = TOPIC__STATE_MAGIC;
+        t->state->version = TOPIC__STATE_VERSION;
+        return 0;
+    }
     if (fd < 0)
         return fd;
     t->lockfd = fd;
@@ -86,20 +99,37 @@ bool topic__state_clean(const topic *t, struct state_page *snap)
  */
 int topic__state_mark(topic *t, bool clean)
 {
-    struct state_page snap;
-    memcpy(&snap, t->state, sizeof snap);
-    snap.clean = clean ? 1 : 0;
+    struct state_page *p = t->state;
     if (clean) {
+        /* At close, with every segment sealed and the threads stopped. */
+        struct state_page snap;
+        memcpy(&snap, p, sizeof snap);
+        snap.clean = 1;
         snap.active_base = t->active->base;
         snap.active_len = atomic_load(&t->active->len);
         snap.end_offset = atomic_load(&t->end);
         snap.start_offset = atomic_load(&t->start);
+        snap.unsealed_from = t->active->base;
+        snap.checksum = state_sum(&snap);
+        memcpy(p, &snap, sizeof snap);
+    } else {
+        /* Only the flag: the sealer may be writing unsealed_from. */
+        __atomic_store_n(&p->clean, 0, __ATOMIC_RELAXED);
     }
-    snap.checksum = state_sum(&snap);
-    memcpy(t->state, &snap, sizeof snap);
     TRY(topic__fdatasync(t->lockfd));
     t->marked_dirty = !clean;
     return 0;
+}
+
+/* Called by the sealer without append_lock: it writes only its own field,
+ * and the checksum only while the record says clean, which no writer with a
+ * segment to seal can be. */
+int topic__state_sealed(topic *t, uint64_t below)
+{
+    if (__atomic_load_n(&t->state->unsealed_from, __ATOMIC_RELAXED) >= below)
+        return 0;
+    __atomic_store_n(&t->state->unsealed_from, below, __ATOMIC_RELAXED);
+    return topic__fdatasync(t->lockfd);
 }
 
 void topic__state_close(topic *t)

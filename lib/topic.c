@@ -233,11 +233,51 @@ static int open_last(topic *t, struct segment *s)
         topic__index_unmap(&s->tidx);
         TRY(topic__index_anon(&s->idx, (uint32_t)(s->map_len / TOPIC__MIN_BATCH + 2)));
         TRY(topic__index_anon(&s->tidx, (uint32_t)(s->map_len / TOPIC__MIN_BATCH + 2)));
-        TRY(topic__segment_scan(t, s, s->map_len, true, &len, &end));
+        TRY(topic__segment_scan(t, s, s->map_len, TOPIC__SCAN_VERIFY | TOPIC__SCAN_INDEX, &len, &end));
         atomic_store(&s->len, len);
         atomic_store(&s->end, end);
     }
     return 0;
+}
+
+static bool indexes_present(topic *t, uint64_t base)
+{
+    char name[64];
+    topic__segment_name(name, sizeof name, base, ".index");
+    if (faccessat(t->dirfd, name, F_OK, 0) != 0)
+        return false;
+    topic__segment_name(name, sizeof name, base, ".timeindex");
+    return faccessat(t->dirfd, name, F_OK, 0) == 0;
+}
+
+/*
+ * After a crash, a segment that appends had rolled away from but the flusher
+ * had not sealed yet may have lost its tail while a later segment kept its
+ * head.  Such a segment is verified like the active one, cut after its last
+ * whole batch and sealed.  If it now ends before the next segment begins, the
+ * later segments are removed so that offsets stay dense (none of their
+ * records had been synced: a sync seals every earlier segment first), and it
+ * becomes the active segment: returns 1.
+ */
+static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, size_t nlater)
+{
+    TRY(topic__segment_open_active(t, s, true, 0, 0));
+    if (atomic_load(&s->end) == later[0]) {
+        TRY(topic__segment_seal(t, s));
+        s->writable = false;
+        return 0;
+    }
+    const char *ext[3] = { ".log", ".index", ".timeindex" };
+    for (size_t i = nlater; i-- > 0;)
+        for (int k = 0; k < 3; k++) {
+            char name[64];
+            topic__segment_name(name, sizeof name, later[i], ext[k]);
+            int rc = topic__unlinkat(t->dirfd, name);
+            if (rc < 0 && rc != -ENOENT)
+                return rc;
+        }
+    TRY(topic__fsync(t->dirfd));
+    return 1;
 }
 
 static int open_segments(topic *t)
@@ -245,6 +285,9 @@ static int open_segments(topic *t)
     uint64_t *bases = NULL;
     size_t n = 0;
     TRY(list_segments(t, &bases, &n));
+    struct state_page snap;
+    bool recovering = !(t->flags & TOPIC_RDONLY) && !topic__state_clean(t, &snap);
+    uint64_t unsealed_from = t->state->unsealed_from;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct segment *s = topic__segment_new(bases[i]);
@@ -256,10 +299,19 @@ static int open_segments(topic *t)
             topic__segment_free(s);
             break;
         }
-        if (i + 1 < n)
-            atomic_store(&s->end, bases[i + 1]);   /* sealed: ends where the next begins */
-        else
+        if (i + 1 == n) {
             rc = open_last(t, s);
+        } else if (recovering && bases[i] >= unsealed_from) {
+            rc = recover_rolled(t, s, bases + i + 1, n - i - 1);
+            if (rc == 1) {
+                n = i + 1;
+                rc = 0;
+            }
+        } else {
+            atomic_store(&s->end, bases[i + 1]);   /* sealed: ends where the next begins */
+            if (!(t->flags & TOPIC_RDONLY) && !indexes_present(t, bases[i]))
+                rc = topic__segment_load(t, s);    /* rebuilds and stores them */
+        }
     }
     topic__free(bases);
     TRY(rc);
@@ -271,6 +323,8 @@ static int open_segments(topic *t)
         if (start < v->s[0]->base)
             start = v->s[0]->base;
         t->active = last;
+        if (recovering)
+            TRY(topic__state_sealed(t, last->base));
     } else {
         atomic_store(&t->end, start);
     }
@@ -285,6 +339,21 @@ static int open_segments(topic *t)
         t->active = s;
     }
     return 0;
+}
+
+/* A topic directory holds topic.state, topic.conf or a segment: any one
+ * of them survives damage to the others. */
+static bool looks_like_topic(topic *t)
+{
+    uint64_t *bases = NULL;
+    size_t n = 0;
+    if (faccessat(t->dirfd, "topic.state", F_OK, 0) == 0 ||
+        faccessat(t->dirfd, "topic.conf", F_OK, 0) == 0)
+        return true;
+    if (list_segments(t, &bases, &n) < 0)
+        return false;
+    topic__free(bases);
+    return n > 0;
 }
 
 /* Makes `dir` if asked to; returns 1 when this call created it. */
@@ -319,7 +388,7 @@ static int open_handle(topic *t, const char *dir, const topic_config *conf)
     t->dirfd = topic__openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0);
     TRY(t->dirfd);
     bool writer = !(t->flags & TOPIC_RDONLY);
-    if (!made && faccessat(t->dirfd, "topic.state", F_OK, 0) != 0) {
+    if (!made && !looks_like_topic(t)) {
         /* An existing directory that is not yet a topic becomes one only
          * when the caller asked for creation. */
         if (!(t->flags & TOPIC_CREATE))
@@ -333,6 +402,16 @@ static int open_handle(topic *t, const char *dir, const topic_config *conf)
     if (writer && (made || (conf != NULL && conf->s.set != 0)))
         TRY(topic__settings_store(&t->cfg, t->dirfd));
     return open_segments(t);
+}
+
+static void free_handle(topic *t)
+{
+    topic__state_close(t);
+    segvec_free(atomic_load(&t->segs), true);
+    topic__close(t->dirfd);
+    topic__bg_destroy(t);
+    topic__free(t->dir);
+    topic__free(t);
 }
 
 TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, topic **out)
@@ -350,18 +429,14 @@ TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, t
     t->flags = flags;
     t->dirfd = t->lockfd = -1;
     topic__settings_default(&t->cfg);
-    pthread_mutex_init(&t->append_lock, NULL);
+    topic__bg_init(t);
     t->dir = topic__strdup(dir);
     int rc = t->dir ? open_handle(t, dir, conf) : -ENOMEM;
     if (rc == 0 && !(flags & TOPIC_RDONLY))
         rc = topic__bg_start(t);
     if (rc < 0) {
-        topic__state_close(t);
-        segvec_free(atomic_load(&t->segs), true);
-        topic__close(t->dirfd);
-        pthread_mutex_destroy(&t->append_lock);
-        topic__free(t->dir);
-        topic__free(t);
+        topic__bg_stop(t);
+        free_handle(t);
         return rc;
     }
     t->last_sync_ms = topic__now_ms();
@@ -372,13 +447,16 @@ TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, t
 /* ------------------------------------------------------------------------ */
 /* Closing                                                                   */
 
-/* Seals nothing but syncs everything and records the clean shutdown. */
+/* Stops the background threads, seals what they had not, syncs the active
+ * segment and cuts it to its data, and records the clean shutdown. */
 static int close_writer(topic *t)
 {
     topic__bg_stop(t);
+    int rc = topic__seal_pending(t);
     pthread_mutex_lock(&t->append_lock);
-    int rc = t->failed;
-    if (rc == 0 && t->active->writable) {
+    if (rc == 0)
+        rc = t->failed;
+    if (rc == 0) {
         rc = topic__ftruncate(t->active->fd, (off_t)atomic_load(&t->active->len));
         if (rc == 0)
             rc = topic__fdatasync(t->active->fd);
@@ -400,12 +478,7 @@ TOPIC_API int topic_close(topic *t)
     int rc = 0;
     if (!(t->flags & TOPIC_RDONLY) && t->active != NULL)
         rc = close_writer(t);
-    topic__state_close(t);
-    segvec_free(atomic_load(&t->segs), true);
-    topic__close(t->dirfd);
-    pthread_mutex_destroy(&t->append_lock);
-    topic__free(t->dir);
-    topic__free(t);
+    free_handle(t);
     return rc;
 }
 

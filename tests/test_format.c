@@ -86,10 +86,13 @@ static void test_header_rejects(void **state)
     /* Fewer bytes than the batch claims: a torn tail. */
     assert_int_equal(topic__header_parse(buf, size - 1, &h), TOPIC_ECORRUPT);
     assert_int_equal(topic__header_parse(buf, 20, &h), TOPIC_ECORRUPT);
-    /* A newer format version is refused, not cut off as garbage. */
+    /* An intact batch of a newer format version is refused, not cut off as
+     * garbage; a damaged version byte is damage. */
     uint8_t v2[256];
     memcpy(v2, buf, size);
     v2[3] = '2';
+    assert_int_equal(topic__header_parse(v2, size, &h), TOPIC_ECORRUPT);
+    topic__batch_seal(v2, size);
     assert_int_equal(topic__header_parse(v2, size, &h), TOPIC_EVERSION);
     /* Lengths and counts that cannot be. */
     uint8_t bad[256];
