@@ -51,6 +51,7 @@ static int roll(topic *t, size_t need)
     old->writable = false;
     topic__bg_seal_later(t, old);
     t->active = s;
+    topic__publish(t);
     return 0;
 }
 
@@ -93,6 +94,7 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, uint64_t 
     atomic_store_explicit(&s->len, pos + size, memory_order_release);
     atomic_store_explicit(&s->end, base + n, memory_order_release);
     atomic_store_explicit(&t->end, base + n, memory_order_release);
+    topic__publish(t);
     if (first != NULL)
         *first = base;
     return 0;

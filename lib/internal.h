@@ -87,6 +87,8 @@ struct segment {
     bool writable;                /* the writer's active segment */
     bool extended;                /* its files are preallocated to capacity */
     struct segment *next_unsealed; /* see topic.unsealed */
+    bool follow;                  /* a reader's view of a segment that may grow */
+    uint64_t walked_end;          /* follow: one past the last offset walked */
     _Atomic int tidx_state;       /* time index: 0 unchecked, 1 valid, 2 damaged */
     _Atomic bool loaded;          /* mapped and indexed (lazy for sealed ones) */
     bool max_ts_known;
@@ -195,6 +197,17 @@ void topic__bg_release(topic *t);
 /* Under append_lock (which it may release while waiting): returns once the
  * preparer is not touching s, so that s may be shrunk. */
 void topic__bg_wait_released(topic *t, const struct segment *s);
+
+/* ------------------------------------------------------------------------ */
+/* Following a writer (follow.c)                                              */
+
+/* Writer, under append_lock: publishes the end of the log to readers. */
+void topic__publish(topic *t);
+/* Reader: learns about new records, if there are any. */
+void topic__refresh(topic *t);
+int  topic__follow_open_last(topic *t, struct segment *s);
+int  topic__follow_load(topic *t, struct segment *s);
+int  topic__list_segments(topic *t, uint64_t **out, size_t *count);
 
 /* ------------------------------------------------------------------------ */
 /* State file (state.c)                                                       */

@@ -32,8 +32,11 @@ static int walk_to(const struct segment *s, size_t pos, uint64_t expect, size_t 
 int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
 {
     uint64_t end = atomic_load_explicit(&t->end, memory_order_acquire);
-    if (offset >= end)
-        return TOPIC_END;
+    if (offset >= end) {
+        topic__refresh(t);   /* a reader learns of a writer's new records */
+        if (offset >= atomic_load_explicit(&t->end, memory_order_acquire))
+            return TOPIC_END;
+    }
     if (offset < atomic_load_explicit(&t->start, memory_order_acquire))
         return TOPIC_EGONE;
     struct segment *s = topic__segment_for(t, offset);

@@ -10,7 +10,8 @@
  * the indexes are empty) up to `limit` bytes, tracking the largest timestamp
  * and, with TOPIC__SCAN_INDEX, adding index entries for the batches past the
  * last one indexed.  With TOPIC__SCAN_VERIFY each batch's checksum and record
- * structure are checked too.
+ * structure are checked too.  The walk also stops at the segment's end
+ * offset when that is known (the next segment's base).
  * Stops at the zero magic of the preallocated tail or at the first batch that
  * fails a check; *len and *end say where the intact batches end.  Returns 0,
  * or TOPIC_EVERSION for a batch of a newer format, which must not be cut off.
@@ -30,7 +31,8 @@ int topic__segment_scan(topic *t, struct segment *s, size_t limit, int how,
     }
     if (limit > s->map_len)
         limit = s->map_len;
-    while (pos < limit) {
+    uint64_t stop = atomic_load(&s->end);   /* UINT64_MAX while unknown */
+    while (pos < limit && expect < stop) {
         struct batch_header h;
         int rc = topic__header_parse(s->map + pos, limit - pos, &h);
         if (rc == TOPIC_EVERSION)

@@ -31,7 +31,7 @@ struct segment *topic__segment_new(uint64_t base)
     s->idx.entry_size = TOPIC__IDX_ENTRY;
     s->tidx.entry_size = TOPIC__TIDX_ENTRY;
     atomic_init(&s->len, 0);
-    atomic_init(&s->end, base);
+    atomic_init(&s->end, UINT64_MAX);   /* unknown until walked or sealed */
     atomic_init(&s->max_ts, INT64_MIN);
     pthread_mutex_init(&s->load_lock, NULL);
     return s;
@@ -147,6 +147,7 @@ int topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segme
         return rc;
     }
     s->writable = true;
+    atomic_store(&s->end, base);
     s->first_ts = topic__now_ms();
     atomic_store(&s->tidx_state, 1);
     atomic_store(&s->loaded, true);
@@ -250,6 +251,11 @@ static void store_index(topic *t, const struct index *ix, uint64_t base, const c
  * the walk; readers who reach it are told TOPIC_ECORRUPT. */
 static int load_sealed(topic *t, struct segment *s)
 {
+    /* A reader cannot trust the files of a segment that is not sealed yet:
+     * a writer may still be cutting them. */
+    if ((t->flags & TOPIC_RDONLY) &&
+        s->base >= __atomic_load_n(&t->state->unsealed_from, __ATOMIC_RELAXED))
+        return topic__follow_load(t, s);
     char name[64];
     size_t size = 0, len;
     uint64_t end;

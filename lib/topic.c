@@ -158,7 +158,7 @@ static bool parse_segment_name(const char *name, uint64_t *base)
 
 /* Lists the segment files in ascending base order; removes a writer's
  * leftover temporary files on the way. */
-static int list_segments(topic *t, uint64_t **out, size_t *count)
+int topic__list_segments(topic *t, uint64_t **out, size_t *count)
 {
     int fd = topic__openat(t->dirfd, ".", O_RDONLY | O_DIRECTORY, 0);
     if (fd < 0)
@@ -221,23 +221,7 @@ static int open_last(topic *t, struct segment *s)
     if (!(t->flags & TOPIC_RDONLY))
         return topic__segment_open_active(t, s, !clean, (size_t)snap.active_len,
                                           snap.end_offset);
-    /* A reader sees the log as it was when it opened: the whole last segment,
-     * verified batch by batch when the writer did not close cleanly. */
-    atomic_store(&s->end, clean ? snap.end_offset : UINT64_MAX);
-    TRY(topic__segment_load(t, s));
-    size_t len;
-    uint64_t end;
-    if (!clean) {
-        s->last_index_pos = 0;
-        topic__index_unmap(&s->idx);
-        topic__index_unmap(&s->tidx);
-        TRY(topic__index_anon(&s->idx, (uint32_t)(s->map_len / TOPIC__MIN_BATCH + 2)));
-        TRY(topic__index_anon(&s->tidx, (uint32_t)(s->map_len / TOPIC__MIN_BATCH + 2)));
-        TRY(topic__segment_scan(t, s, s->map_len, TOPIC__SCAN_VERIFY | TOPIC__SCAN_INDEX, &len, &end));
-        atomic_store(&s->len, len);
-        atomic_store(&s->end, end);
-    }
-    return 0;
+    return topic__follow_open_last(t, s);
 }
 
 static bool indexes_present(topic *t, uint64_t base)
@@ -284,7 +268,7 @@ static int open_segments(topic *t)
 {
     uint64_t *bases = NULL;
     size_t n = 0;
-    TRY(list_segments(t, &bases, &n));
+    TRY(topic__list_segments(t, &bases, &n));
     struct state_page snap;
     bool recovering = !(t->flags & TOPIC_RDONLY) && !topic__state_clean(t, &snap);
     uint64_t unsealed_from = t->state->unsealed_from;
@@ -319,7 +303,7 @@ static int open_segments(topic *t)
     uint64_t start = t->state->start_offset;
     if (v != NULL) {
         struct segment *last = v->s[v->n - 1];
-        atomic_store(&t->end, atomic_load(&last->end));
+        atomic_store(&t->end, last->follow ? last->walked_end : atomic_load(&last->end));
         if (start < v->s[0]->base)
             start = v->s[0]->base;
         t->active = last;
@@ -350,7 +334,7 @@ static bool looks_like_topic(topic *t)
     if (faccessat(t->dirfd, "topic.state", F_OK, 0) == 0 ||
         faccessat(t->dirfd, "topic.conf", F_OK, 0) == 0)
         return true;
-    if (list_segments(t, &bases, &n) < 0)
+    if (topic__list_segments(t, &bases, &n) < 0)
         return false;
     topic__free(bases);
     return n > 0;
@@ -440,6 +424,11 @@ TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, t
         return rc;
     }
     t->last_sync_ms = topic__now_ms();
+    if (!(flags & TOPIC_RDONLY)) {
+        pthread_mutex_lock(&t->append_lock);
+        topic__publish(t);
+        pthread_mutex_unlock(&t->append_lock);
+    }
     *out = t;
     return 0;
 }
@@ -489,5 +478,8 @@ TOPIC_API uint64_t topic_start_offset(topic *t)
 
 TOPIC_API uint64_t topic_end_offset(topic *t)
 {
-    return t ? atomic_load_explicit(&t->end, memory_order_acquire) : 0;
+    if (t == NULL)
+        return 0;
+    topic__refresh(t);
+    return atomic_load_explicit(&t->end, memory_order_acquire);
 }

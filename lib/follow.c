@@ -1,0 +1,207 @@
+/*
+ * Readers following a writer in another process (or another handle of this
+ * one).  The writer publishes, in the live area of topic.state (a shared
+ * mapping), where its log ends: the active segment's base and length and the
+ * end offset, under a sequence lock so that a reader never mixes the values
+ * of two appends.  A TOPIC_RDONLY handle looks at them whenever a reader
+ * reaches its end offset, and walks the new batches itself, building its own
+ * index of them in memory.
+ *
+ * A reader never touches a byte the writer has not finished: it reads only
+ * below the published length of the active segment, and only the batches
+ * below the next segment's base in a segment that was rolled away from.
+ * Those bytes stay in the file for as long as the segment exists, which is
+ * what makes it safe to map files that the writer later cuts to their data.
+ * The published values are a hint, never trusted as data: the walk stops at
+ * the first header that does not continue the offsets, and every batch is
+ * verified against its checksum before a record of it is handed out.
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+/* Room mapped for a segment that may still grow: the largest segment the
+ * writer can make (segment.bytes of 1G plus one oversized batch), in
+ * address space only. */
+#define FOLLOW_MAP ((size_t)1 << 31)
+
+struct live {
+    uint32_t seq;                 /* odd while the writer updates the rest */
+    uint32_t reserved;
+    uint64_t active_base, active_len, end;
+};
+
+static struct live *live_area(topic *t)
+{
+    return (struct live *)(void *)((uint8_t *)t->state + 64);
+}
+
+void topic__publish(topic *t)
+{
+    struct live *l = live_area(t);
+    uint32_t seq = __atomic_load_n(&l->seq, __ATOMIC_RELAXED);
+    __atomic_store_n(&l->seq, seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    __atomic_store_n(&l->active_base, t->active->base, __ATOMIC_RELAXED);
+    __atomic_store_n(&l->active_len, atomic_load_explicit(&t->active->len, memory_order_relaxed),
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&l->end, atomic_load_explicit(&t->end, memory_order_relaxed), __ATOMIC_RELAXED);
+    __atomic_store_n(&l->seq, seq + 2, __ATOMIC_RELEASE);
+}
+
+/* Reads the writer's published position; false if there is none yet. */
+static bool live_read(topic *t, uint64_t *base, uint64_t *len, uint64_t *end)
+{
+    struct live *l = live_area(t);
+    for (int tries = 0; tries < 1000; tries++) {
+        uint32_t s1 = __atomic_load_n(&l->seq, __ATOMIC_ACQUIRE);
+        if (s1 & 1)
+            continue;
+        *base = __atomic_load_n(&l->active_base, __ATOMIC_RELAXED);
+        *len = __atomic_load_n(&l->active_len, __ATOMIC_RELAXED);
+        *end = __atomic_load_n(&l->end, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&l->seq, __ATOMIC_RELAXED) == s1)
+            return s1 != 0;
+    }
+    return false;
+}
+
+static uint32_t follow_index_cap(const topic *t)
+{
+    size_t step = (size_t)t->cfg.v[TOPIC_K_INDEX_INTERVAL];
+    if (step < TOPIC__MIN_BATCH)
+        step = TOPIC__MIN_BATCH;
+    return (uint32_t)(FOLLOW_MAP / step + 2);
+}
+
+/* Maps a segment that may still grow, with indexes of the reader's own. */
+static int follow_map(topic *t, struct segment *s, size_t *size)
+{
+    char name[64];
+    topic__segment_name(name, sizeof name, s->base, ".log");
+    int fd = topic__openat(t->dirfd, name, O_RDONLY, 0);
+    if (fd < 0)
+        return fd;
+    s->fd = fd;
+    TRY(topic__fsize(fd, size));
+    void *p;
+    s->map_len = *size > FOLLOW_MAP ? *size : FOLLOW_MAP;
+    TRY(topic__mmap(s->map_len, PROT_READ, fd, &p));
+    s->map = p;
+    TRY(topic__index_anon(&s->idx, follow_index_cap(t)));
+    TRY(topic__index_anon(&s->tidx, follow_index_cap(t)));
+    atomic_store(&s->tidx_state, 1);
+    s->follow = true;
+    return 0;
+}
+
+/* Walks s from where the reader's walk stopped to `limit` bytes (or to its
+ * end offset, when known), indexing the new batches; publishes to this
+ * handle's readers the length of the whole batches found. */
+static void follow_walk(topic *t, struct segment *s, size_t limit)
+{
+    size_t len;
+    uint64_t end;
+    /* Verified: published lengths vouch for a live writer's bytes, not for
+     * a file that has been damaged since, nor for a dead writer's torn tail. */
+    int how = TOPIC__SCAN_VERIFY | TOPIC__SCAN_INDEX;
+    if (topic__segment_scan(t, s, limit, how, &len, &end) == 0 &&
+        len > atomic_load(&s->len)) {
+        atomic_store_explicit(&s->len, len, memory_order_release);
+        s->walked_end = end;
+    }
+}
+
+int topic__follow_load(topic *t, struct segment *s)
+{
+    size_t size;
+    TRY(follow_map(t, s, &size));
+    /* s->end is the next segment's base: the walk stops there. */
+    follow_walk(t, s, size);
+    return 0;
+}
+
+int topic__follow_open_last(topic *t, struct segment *s)
+{
+    size_t size;
+    uint64_t base, len, end;
+    atomic_store(&s->end, UINT64_MAX);
+    TRY(follow_map(t, s, &size));
+    s->walked_end = s->base;
+    size_t limit = size;
+    if (live_read(t, &base, &len, &end) && base == s->base && len < limit)
+        limit = (size_t)len;
+    follow_walk(t, s, limit);
+    atomic_store(&s->loaded, true);
+    return 0;
+}
+
+/* Adds the segments that appeared after `last`, which has been rolled away
+ * from; returns the new last one. */
+static int follow_roll(topic *t, struct segment *last, struct segment **out)
+{
+    uint64_t *bases;
+    size_t n;
+    TRY(topic__list_segments(t, &bases, &n));
+    if (n > 0 && bases[n - 1] > last->base && !(atomic_load(&last->loaded)))
+        TRY(topic__segment_load(t, last));
+    size_t i = 0;
+    while (i < n && bases[i] <= last->base)
+        i++;
+    int rc = 0;
+    if (i == n) {
+        *out = last;    /* listed before the new file was there */
+        topic__free(bases);
+        return 0;
+    }
+    atomic_store(&last->end, bases[i]);
+    follow_walk(t, last, last->map_len);
+    struct segment *s = last;
+    for (; i < n && rc == 0; i++) {
+        if ((s = topic__segment_new(bases[i])) == NULL) {
+            rc = -ENOMEM;
+            break;
+        }
+        bool newest = i + 1 == n;
+        atomic_store(&s->end, newest ? UINT64_MAX : bases[i + 1]);
+        if (newest) {
+            size_t size;
+            rc = follow_map(t, s, &size);
+            s->walked_end = s->base;
+            if (rc == 0)
+                atomic_store(&s->loaded, true);
+        }
+        if (rc == 0)
+            rc = topic__segvec_push(t, s);
+        if (rc < 0)
+            topic__segment_free(s);
+    }
+    topic__free(bases);
+    if (rc == 0)
+        *out = s;
+    return rc;
+}
+
+void topic__refresh(topic *t)
+{
+    uint64_t base, len, end;
+    if (!(t->flags & TOPIC_RDONLY) || !live_read(t, &base, &len, &end) ||
+        end <= atomic_load_explicit(&t->end, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&t->append_lock);
+    struct segment *s = t->active;
+    if (s != NULL && end > atomic_load(&t->end)) {
+        if (base > s->base && follow_roll(t, s, &s) == 0)
+            t->active = s;
+        /* Only below the published length: the writer may be copying the
+         * batch after it right now. */
+        if (s->loaded && base == s->base)
+            follow_walk(t, s, len < s->map_len ? (size_t)len : s->map_len);
+        if (s->walked_end > atomic_load(&t->end))
+            atomic_store_explicit(&t->end, s->walked_end, memory_order_release);
+    }
+    pthread_mutex_unlock(&t->append_lock);
+}
