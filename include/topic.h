@@ -123,10 +123,13 @@ TOPIC_API int topic_version_number(void);
  *                         before it returns)
  *   flush.ms              sync appended records at most this many ms after
  *                         they were appended (default 1000; 0 = never by time)
- *   retention.bytes       accepted and persisted; enforced by a later release
- *   retention.ms          accepted and persisted; enforced by a later release
- *   compression.type      "none" (default); "lz4" is accepted and persisted,
- *                         and applied by a later release
+ *   retention.bytes       delete the oldest segments while the log would
+ *                         still hold at least this many bytes without them
+ *                         (default -1 = no limit); never the active segment
+ *   retention.ms          delete a segment once every record in it is older
+ *                         than this many ms (default -1 = keep forever)
+ *   compression.type      "none" (default) or "lz4": each batch of several
+ *                         records is compressed when that makes it smaller
  *
  * Sizes take plain bytes or a K, M or G suffix (powers of 1024).  Times are
  * plain milliseconds.  Settings given when a topic is created persist in its
@@ -227,10 +230,11 @@ TOPIC_API int topic_append_batch(topic *t, const topic_record *recs, size_t n,
                                  uint64_t *first_offset);
 
 /*
- * Returns once every record appended so far through any handle of this
- * topic in this process is on stable storage.  Errors: -EIO and friends from
- * the sync (after which the handle refuses writes: TOPIC_EFAILED),
- * TOPIC_ERDONLY.
+ * Returns once every record appended so far through this handle, and every
+ * position committed through it (topic_commit), is on stable storage.
+ * Errors: -EIO and friends from the sync (after which the handle refuses
+ * writes: TOPIC_EFAILED); TOPIC_ERDONLY on a read-only handle, after syncing
+ * the positions it committed.
  */
 TOPIC_API int topic_sync(topic *t);
 
@@ -286,8 +290,63 @@ TOPIC_API void topic_cursor_close(topic_cursor *c);
 /* First offset still stored (0 for a new topic; 0 for NULL). */
 TOPIC_API uint64_t topic_start_offset(topic *t);
 
-/* Offset the next append will get: one past the last record (0 for NULL). */
+/* Offset the next append will get: one past the last record (0 for NULL).
+ * On a TOPIC_RDONLY handle, includes what a writer has appended since. */
 TOPIC_API uint64_t topic_end_offset(topic *t);
+
+/*
+ * Returns 0 as soon as a record at `offset` exists (at once if it already
+ * does), or -ETIMEDOUT after timeout_ms milliseconds (0 = do not wait, -1 =
+ * wait forever).  Wakes for appends through this handle, other handles and
+ * other processes, and sleeps (no spinning) in between.  The consume loop:
+ *
+ *     while ((rc = topic_cursor_next(c, &rec)) == 0 || rc == TOPIC_END)
+ *         if (rc == TOPIC_END)
+ *             topic_wait(t, topic_cursor_offset(c), -1);
+ *         else
+ *             handle(&rec);
+ *
+ * Errors: -EINVAL, -ETIMEDOUT.  Thread-safe.
+ */
+TOPIC_API int topic_wait(topic *t, uint64_t offset, int timeout_ms);
+
+/* ------------------------------------------------------------------------ */
+/* Keeping the log in bounds, and consumer positions                         */
+
+/*
+ * Makes `offset` the start offset: records below it read as TOPIC_EGONE from
+ * now on, in every handle and process, and every segment that holds only
+ * such records is deleted.  The new start offset is durable when this
+ * returns.  offset <= start offset does nothing.  Errors: -EINVAL (offset
+ * beyond the end offset), TOPIC_ERDONLY, TOPIC_EFAILED, -EIO.
+ */
+TOPIC_API int topic_delete_before(topic *t, uint64_t offset);
+
+/*
+ * Records `offset` (by convention the next offset the group will read) as
+ * the committed position of consumer group `group`.  Works on TOPIC_RDONLY
+ * handles too: a consumer process commits its own position without being
+ * the writer.  Atomic: after any crash the group reads back its old or its
+ * new position, never anything else.  Durable as appends are: at once
+ * against a crash of the process, and against power loss by flush.messages
+ * (1 = synced before it returns), flush.ms, topic_sync() and topic_close().
+ * Group names are 1 to 128 characters of letters, digits, '.', '_' and '-',
+ * not starting with '.'.  Errors: -EINVAL (bad name), -EIO, -ENOSPC.
+ * Thread-safe; commits to one group from several processes at once leave
+ * one of their values.
+ */
+TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset);
+
+/* Stores the committed position of `group` in *offset.  Errors: -ENOENT (never
+ * committed), -EINVAL. */
+TOPIC_API int topic_committed(topic *t, const char *group, uint64_t *offset);
+
+/*
+ * Lists the groups that have committed a position, as their names each
+ * followed by a NUL byte, in ascending order, in buf; *len is the bytes
+ * needed.  buf may be NULL when cap is 0.  Errors: TOPIC_ETOOSMALL, -EINVAL.
+ */
+TOPIC_API int topic_groups(topic *t, char *buf, size_t cap, size_t *len);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,8 @@
  * not fit or the segment is too old, encode the batch straight into the
  * mapped segment, index it, publish the new end offset, apply flush.messages.
  */
+#include <string.h>
+
 #include "internal.h"
 
 /* Checks the caller's records; fills the batch's timestamps and size. */
@@ -42,7 +44,7 @@ static int roll(topic *t, size_t need)
     if (need > capacity)
         capacity = need;
     TRY(topic__segment_create(t, atomic_load(&t->end), capacity, &s));
-    int rc = topic__segvec_push(t, s);
+    int rc = topic__seglist_push(t, s);
     if (rc < 0) {
         topic__segment_free(s);
         return rc;
@@ -63,6 +65,33 @@ static bool needs_roll(const topic *t, const struct segment *s, size_t size, int
            (age > 0 && len > 0 && now - s->first_ts >= age);
 }
 
+/* Batches smaller than this are not worth compressing. */
+#define LZ4_WORTH_IT 256
+
+static int grow(struct zbuf *z, size_t n)
+{
+    if (z->cap >= n)
+        return 0;
+    uint8_t *p = topic__realloc(z->p, n);
+    if (p == NULL)
+        return -ENOMEM;
+    z->p = p;
+    z->cap = n;
+    return 0;
+}
+
+/* Encodes the records into t->zraw and compresses them into t->zout;
+ * *packed is the payload's size, or 0 to store the batch raw. */
+static int compress(topic *t, const topic_record *recs, size_t n, int64_t first_ts, int64_t now,
+                    size_t raw, size_t *packed)
+{
+    TRY(grow(&t->zraw, raw));
+    TRY(grow(&t->zout, topic__lz4_bound(raw)));
+    topic__records_encode(t->zraw.p, recs, n, first_ts, now);
+    *packed = topic__lz4_pack(t->zraw.p, raw, t->zout.p, t->zout.cap);
+    return 0;
+}
+
 static int append_locked(topic *t, const topic_record *recs, size_t n, uint64_t *first)
 {
     int64_t now = topic__now_ms(), first_ts, max_ts;
@@ -77,6 +106,11 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, uint64_t 
             return rc;
         }
     }
+    size_t packed = 0;
+    if (t->cfg.v[TOPIC_K_COMPRESSION] == TOPIC__COMPRESS_LZ4 && size >= LZ4_WORTH_IT)
+        TRY(compress(t, recs, n, first_ts, now, size - TOPIC__HEADER_SIZE, &packed));
+    if (packed)
+        size = TOPIC__HEADER_SIZE + packed;
     if (needs_roll(t, t->active, size, now))
         TRY(roll(t, size));
     struct segment *s = t->active;
@@ -85,7 +119,12 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, uint64_t 
     size_t pos = atomic_load_explicit(&s->len, memory_order_relaxed);
     uint64_t base = atomic_load_explicit(&t->end, memory_order_relaxed);
     topic__bg_prepare(t, s, pos + size);
-    topic__batch_encode(s->map + pos, size, base, recs, n, first_ts, max_ts, now);
+    if (packed) {
+        memcpy(s->map + pos + TOPIC__HEADER_SIZE, t->zout.p, packed);
+        topic__header_encode(s->map + pos, size, base, n, first_ts, max_ts, TOPIC__COMPRESS_LZ4);
+    } else {
+        topic__batch_encode(s->map + pos, size, base, recs, n, first_ts, max_ts, now);
+    }
     struct batch_header h = { .base_offset = base, .count = (uint32_t)n,
                               .first_ts = first_ts, .max_ts = max_ts };
     topic__segment_index_batch(t, s, pos, &h);
@@ -95,6 +134,7 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, uint64_t 
     atomic_store_explicit(&s->end, base + n, memory_order_release);
     atomic_store_explicit(&t->end, base + n, memory_order_release);
     topic__publish(t);
+    topic__wait_notify(t);
     if (first != NULL)
         *first = base;
     return 0;

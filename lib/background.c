@@ -4,8 +4,9 @@
  * topic_close(); their state lives in the topic under append_lock.
  *
  * "topic-flush" seals the segments appends have rolled away from (see
- * sync.c) and, every flush.ms, makes the records appended since the last
- * sync durable, so that a power loss loses at most that window.
+ * sync.c), every flush.ms makes the records appended since the last sync
+ * durable, so that a power loss loses at most that window, and applies the
+ * retention settings after every seal and once a second.
  *
  * "topic-prep" prepares pages.  A page of a shared file mapping costs a
  * fault (allocation, zeroing, file-system bookkeeping) the first time it is
@@ -56,27 +57,34 @@ static void *flusher_main(void *arg)
     topic *t = arg;
     pthread_setname_np(pthread_self(), "topic-flush");   /* as top(1) shows it */
     int64_t period = t->cfg.v[TOPIC_K_FLUSH_MS];
-    struct timespec next_flush;
-    deadline_after(&next_flush, period);
+    bool retention = t->cfg.v[TOPIC_K_RETENTION_BYTES] >= 0 || t->cfg.v[TOPIC_K_RETENTION_MS] >= 0;
+    /* It wakes for the sooner of flush.ms and, under retention, a second. */
+    int64_t tick = period > 0 && (!retention || period < 1000) ? period : retention ? 1000 : 0;
+    struct timespec next_tick;
+    deadline_after(&next_tick, tick);
     pthread_mutex_lock(&t->append_lock);
     while (!t->bg_stopping) {
         if (t->unsealed != NULL && t->failed == 0) {
             pthread_mutex_unlock(&t->append_lock);
-            topic__seal_pending(t);
+            if (topic__seal_pending(t) == 0 && retention)
+                topic__apply_retention(t);
             pthread_mutex_lock(&t->append_lock);
             continue;
         }
-        if (period > 0 && past(&next_flush)) {
-            if (t->synced_end < atomic_load(&t->end) && t->failed == 0) {
-                pthread_mutex_unlock(&t->append_lock);
+        if (tick > 0 && past(&next_tick)) {
+            bool flush = period > 0 && t->synced_end < atomic_load(&t->end) && t->failed == 0 &&
+                         topic__now_ms() - t->last_sync_ms >= period;
+            pthread_mutex_unlock(&t->append_lock);
+            if (flush)
                 topic__sync(t);
-                pthread_mutex_lock(&t->append_lock);
-            }
-            deadline_after(&next_flush, period);
+            if (retention)
+                topic__apply_retention(t);
+            pthread_mutex_lock(&t->append_lock);
+            deadline_after(&next_tick, tick);
             continue;
         }
-        if (period > 0)
-            pthread_cond_timedwait(&t->flush_cond, &t->append_lock, &next_flush);
+        if (tick > 0)
+            pthread_cond_timedwait(&t->flush_cond, &t->append_lock, &next_tick);
         else
             pthread_cond_wait(&t->flush_cond, &t->append_lock);
     }
@@ -152,6 +160,7 @@ void topic__bg_wait_released(topic *t, const struct segment *s)
 
 void topic__bg_seal_later(topic *t, struct segment *s)
 {
+    topic__segment_ref(s);   /* retention may drop it from the list meanwhile */
     s->next_unsealed = NULL;
     *t->unsealed_tail = s;
     t->unsealed_tail = &s->next_unsealed;
@@ -167,8 +176,10 @@ void topic__bg_init(topic *t)
     pthread_condattr_destroy(&attr);
     pthread_cond_init(&t->prep_cond, NULL);
     pthread_cond_init(&t->prep_idle, NULL);
+    pthread_cond_init(&t->sync_done, NULL);
     pthread_mutex_init(&t->append_lock, NULL);
     pthread_mutex_init(&t->seal_lock, NULL);
+    pthread_mutex_init(&t->group_lock, NULL);
     t->unsealed_tail = &t->unsealed;
 }
 
@@ -203,6 +214,8 @@ void topic__bg_destroy(topic *t)
     pthread_cond_destroy(&t->flush_cond);
     pthread_cond_destroy(&t->prep_cond);
     pthread_cond_destroy(&t->prep_idle);
+    pthread_cond_destroy(&t->sync_done);
     pthread_mutex_destroy(&t->append_lock);
     pthread_mutex_destroy(&t->seal_lock);
+    pthread_mutex_destroy(&t->group_lock);
 }

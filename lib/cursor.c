@@ -7,15 +7,24 @@
 struct topic_cursor {
     topic *t;
     uint64_t next;             /* offset the next call returns */
-    struct batch_ref b;        /* current verified batch; b.seg NULL if none */
+    struct batch_ref b;        /* current verified batch; b.seg (referenced) NULL if none */
     const uint8_t *rp;         /* next record inside it */
+    const uint8_t *rend;       /* end of its records */
     uint64_t roff;             /* offset of the record at rp */
+    struct zbuf z;             /* its records, when it is compressed */
 };
+
+/* Lets go of the current batch (and the reference to its segment). */
+static void drop_batch(topic_cursor *c)
+{
+    topic__segment_put(c->b.seg);
+    c->b.seg = NULL;
+}
 
 static void cursor_reset(topic_cursor *c, uint64_t offset)
 {
     c->next = offset;
-    c->b.seg = NULL;
+    drop_batch(c);
 }
 
 TOPIC_API int topic_cursor_open(topic *t, uint64_t offset, topic_cursor **out)
@@ -37,6 +46,10 @@ TOPIC_API int topic_cursor_open(topic *t, uint64_t offset, topic_cursor **out)
 
 TOPIC_API void topic_cursor_close(topic_cursor *c)
 {
+    if (c != NULL) {
+        drop_batch(c);
+        topic__zbuf_free(&c->z);
+    }
     topic__free(c);
 }
 
@@ -55,10 +68,11 @@ TOPIC_API uint64_t topic_cursor_offset(const topic_cursor *c)
     return c ? c->next : 0;
 }
 
-static void enter_batch(topic_cursor *c)
+/* Decompresses the batch once, if need be, and starts at its first record. */
+static int enter_batch(topic_cursor *c)
 {
-    c->rp = c->b.seg->map + c->b.pos + TOPIC__HEADER_SIZE;
     c->roff = c->b.h.base_offset;
+    return topic__batch_records(c->b.seg->map + c->b.pos, &c->b.h, &c->z, &c->rp, &c->rend);
 }
 
 /* Moves to the batch after the current one when it is already published in
@@ -78,7 +92,10 @@ static bool next_in_segment(topic_cursor *c)
         return false;   /* the general path finds (or reports) it */
     b->pos = pos;
     b->h = h;
-    enter_batch(c);
+    if (enter_batch(c) < 0) {
+        drop_batch(c);
+        return false;   /* the general path reports it */
+    }
     return true;
 }
 
@@ -90,18 +107,21 @@ TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec)
     bool in_batch = b->seg != NULL && c->next >= b->h.base_offset &&
                     c->next < b->h.base_offset + b->h.count && c->roff <= c->next;
     if (!in_batch && !next_in_segment(c)) {
-        int rc = topic__locate(c->t, c->next, b);
-        if (rc < 0) {
-            b->seg = NULL;
+        struct batch_ref found;
+        int rc = topic__locate(c->t, c->next, &found);
+        drop_batch(c);
+        if (rc < 0)
+            return rc;
+        *b = found;
+        if ((rc = enter_batch(c)) < 0) {
+            drop_batch(c);
             return rc;
         }
-        enter_batch(c);
     }
-    const uint8_t *bend = b->seg->map + b->pos + b->h.length;
     struct record_view r;
     do {
-        if (topic__record_decode(&c->rp, bend, b->h.first_ts, &r) < 0) {
-            b->seg = NULL;
+        if (topic__record_decode(&c->rp, c->rend, b->h.first_ts, &r) < 0) {
+            drop_batch(c);
             return TOPIC_ECORRUPT;
         }
     } while (c->roff++ < c->next);
@@ -125,17 +145,18 @@ static int time_walk(topic_cursor *c, struct segment *s, size_t pos, uint64_t ex
             !topic__batch_verify(s->map + pos, &h))
             return TOPIC_ECORRUPT;
         if (h.max_ts >= ts) {
-            const uint8_t *rp = s->map + pos + TOPIC__HEADER_SIZE, *bend = s->map + pos + h.length;
-            for (uint32_t i = 0; i < h.count; i++) {
+            const uint8_t *rp, *bend;
+            int rc = topic__batch_records(s->map + pos, &h, &c->z, &rp, &bend);
+            for (uint32_t i = 0; i < h.count && rc == 0; i++) {
                 struct record_view r;
-                TRY(topic__record_decode(&rp, bend, h.first_ts, &r));
-                if (r.ts >= ts) {
+                rc = topic__record_decode(&rp, bend, h.first_ts, &r);
+                if (rc == 0 && r.ts >= ts) {
                     cursor_reset(c, h.base_offset + i);
                     *found = true;
                     return 0;
                 }
             }
-            return TOPIC_ECORRUPT;  /* max_ts promised a record that is not there */
+            return rc < 0 ? rc : TOPIC_ECORRUPT;  /* max_ts promised a record that is not there */
         }
         pos += h.length;
         expect += h.count;
@@ -163,17 +184,20 @@ TOPIC_API int topic_cursor_seek_time(topic_cursor *c, int64_t timestamp_ms)
     if (c == NULL)
         return -EINVAL;
     topic *t = c->t;
+    drop_batch(c);   /* c->z is about to be reused */
     uint64_t end = topic_end_offset(t);
-    struct segment *s = topic__segment_for(t, topic_start_offset(t));
-    for (; s != NULL && s->base < end; s = topic__segment_after(t, s)) {
-        TRY(topic__segment_load(t, s));
-        if (atomic_load_explicit(&s->max_ts, memory_order_relaxed) < timestamp_ms)
-            continue;
-        bool found = false;
-        TRY(seek_time_in(c, s, timestamp_ms, &found));
-        if (found)
-            return 0;
+    struct segment *s = topic__segment_get(t, topic_start_offset(t)), *next;
+    int rc = 0;
+    bool found = false;
+    for (; s != NULL && s->base < end && rc == 0 && !found; s = next) {
+        rc = topic__segment_load(t, s);
+        if (rc == 0 && atomic_load_explicit(&s->max_ts, memory_order_relaxed) >= timestamp_ms)
+            rc = seek_time_in(c, s, timestamp_ms, &found);
+        next = topic__segment_next(t, s);
+        topic__segment_put(s);
     }
-    cursor_reset(c, end);
-    return 0;
+    topic__segment_put(s);
+    if (rc == 0 && !found)
+        cursor_reset(c, end);
+    return rc;
 }

@@ -30,7 +30,7 @@
 struct live {
     uint32_t seq;                 /* odd while the writer updates the rest */
     uint32_t reserved;
-    uint64_t active_base, active_len, end;
+    uint64_t active_base, active_len, end, start;
 };
 
 static struct live *live_area(topic *t)
@@ -48,11 +48,13 @@ void topic__publish(topic *t)
     __atomic_store_n(&l->active_len, atomic_load_explicit(&t->active->len, memory_order_relaxed),
                      __ATOMIC_RELAXED);
     __atomic_store_n(&l->end, atomic_load_explicit(&t->end, memory_order_relaxed), __ATOMIC_RELAXED);
+    __atomic_store_n(&l->start, atomic_load_explicit(&t->start, memory_order_relaxed),
+                     __ATOMIC_RELAXED);
     __atomic_store_n(&l->seq, seq + 2, __ATOMIC_RELEASE);
 }
 
 /* Reads the writer's published position; false if there is none yet. */
-static bool live_read(topic *t, uint64_t *base, uint64_t *len, uint64_t *end)
+static bool live_read(topic *t, uint64_t *base, uint64_t *len, uint64_t *end, uint64_t *start)
 {
     struct live *l = live_area(t);
     for (int tries = 0; tries < 1000; tries++) {
@@ -62,6 +64,7 @@ static bool live_read(topic *t, uint64_t *base, uint64_t *len, uint64_t *end)
         *base = __atomic_load_n(&l->active_base, __ATOMIC_RELAXED);
         *len = __atomic_load_n(&l->active_len, __ATOMIC_RELAXED);
         *end = __atomic_load_n(&l->end, __ATOMIC_RELAXED);
+        *start = __atomic_load_n(&l->start, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&l->seq, __ATOMIC_RELAXED) == s1)
             return s1 != 0;
@@ -127,12 +130,12 @@ int topic__follow_load(topic *t, struct segment *s)
 int topic__follow_open_last(topic *t, struct segment *s)
 {
     size_t size;
-    uint64_t base, len, end;
+    uint64_t base, len, end, start;
     atomic_store(&s->end, UINT64_MAX);
     TRY(follow_map(t, s, &size));
     s->walked_end = s->base;
     size_t limit = size;
-    if (live_read(t, &base, &len, &end) && base == s->base && len < limit)
+    if (live_read(t, &base, &len, &end, &start) && base == s->base && len < limit)
         limit = (size_t)len;
     follow_walk(t, s, limit);
     atomic_store(&s->loaded, true);
@@ -175,7 +178,7 @@ static int follow_roll(topic *t, struct segment *last, struct segment **out)
                 atomic_store(&s->loaded, true);
         }
         if (rc == 0)
-            rc = topic__segvec_push(t, s);
+            rc = topic__seglist_push(t, s);
         if (rc < 0)
             topic__segment_free(s);
     }
@@ -187,9 +190,18 @@ static int follow_roll(topic *t, struct segment *last, struct segment **out)
 
 void topic__refresh(topic *t)
 {
-    uint64_t base, len, end;
-    if (!(t->flags & TOPIC_RDONLY) || !live_read(t, &base, &len, &end) ||
-        end <= atomic_load_explicit(&t->end, memory_order_acquire))
+    uint64_t base, len, end, start;
+    if (!(t->flags & TOPIC_RDONLY) || !live_read(t, &base, &len, &end, &start))
+        return;
+    if (start > atomic_load_explicit(&t->start, memory_order_acquire)) {
+        /* The writer deleted old records: let go of their segments. */
+        pthread_mutex_lock(&t->append_lock);
+        if (start > atomic_load(&t->start))
+            atomic_store_explicit(&t->start, start, memory_order_release);
+        pthread_mutex_unlock(&t->append_lock);
+        topic__drop_gone(t);
+    }
+    if (end <= atomic_load_explicit(&t->end, memory_order_acquire))
         return;
     pthread_mutex_lock(&t->append_lock);
     struct segment *s = t->active;

@@ -20,11 +20,14 @@
  *                             damaged magic or length fails it as well
  *   16     8     base_offset  offset of the first record
  *   24     4     count        records in the batch, at least 1
- *   28     2     attributes   bits 0-2: compression (0 = none); others zero
+ *   28     2     attributes   bits 0-2: compression (0 = none, 1 = lz4);
+ *                             others zero
  *   30     2     reserved     zero
  *   32     8     first_ts     timestamp of the first record, ms since the epoch
  *   40     8     max_ts       largest timestamp of any record in the batch
- *   48     ...   records      `count` records, back to back, filling the batch
+ *   48     ...   records      `count` records, back to back, filling the batch;
+ *                             or, compressed: u32 length of the records, then
+ *                             one LZ4 block of them (lz4's block format)
  *
  * A record:
  *
@@ -129,11 +132,9 @@ size_t topic__records_size(const topic_record *recs, size_t n, int64_t first_ts,
     return size;
 }
 
-void topic__batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
-                         const topic_record *recs, size_t n, int64_t first_ts, int64_t max_ts,
-                         int64_t now)
+void topic__records_encode(uint8_t *p, const topic_record *recs, size_t n, int64_t first_ts,
+                           int64_t now)
 {
-    uint8_t *p = dst + TOPIC__HEADER_SIZE;
     for (size_t i = 0; i < n; i++) {
         const topic_record *r = &recs[i];
         p = varint_put(p, ts_delta(topic__rec_ts(r, now), first_ts));
@@ -148,16 +149,29 @@ void topic__batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
             p += r->value_len;
         }
     }
+}
+
+void topic__header_encode(uint8_t *dst, size_t size, uint64_t base_offset, size_t n,
+                          int64_t first_ts, int64_t max_ts, unsigned attributes)
+{
     topic__store32(dst + 4, (uint32_t)size);
     topic__store64(dst + 16, base_offset);
     topic__store32(dst + 24, (uint32_t)n);
-    topic__store32(dst + 28, 0);            /* attributes, reserved */
+    topic__store32(dst + 28, attributes);   /* and a zero reserved field */
     topic__store64(dst + 32, (uint64_t)first_ts);
     topic__store64(dst + 40, (uint64_t)max_ts);
     /* Readers never look at a batch before the end offset that covers it is
      * published, so the order of these stores does not matter to them. */
     topic__store32(dst, TOPIC__BATCH_MAGIC);
     topic__store64(dst + 8, batch_sum(dst, size));
+}
+
+void topic__batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
+                         const topic_record *recs, size_t n, int64_t first_ts, int64_t max_ts,
+                         int64_t now)
+{
+    topic__records_encode(dst + TOPIC__HEADER_SIZE, recs, n, first_ts, now);
+    topic__header_encode(dst, size, base_offset, n, first_ts, max_ts, TOPIC__COMPRESS_NONE);
 }
 
 /* A magic of this format family with a higher version: a newer release's
@@ -191,10 +205,11 @@ int topic__header_parse(const uint8_t *p, size_t avail, struct batch_header *h)
     h->reserved = (uint16_t)(p[30] | p[31] << 8);
     h->first_ts = (int64_t)topic__load64(p + 32);
     h->max_ts = (int64_t)topic__load64(p + 40);
+    unsigned comp = h->attributes & TOPIC__ATTR_COMPRESSION_MASK;
     if (h->magic != TOPIC__BATCH_MAGIC || h->length < TOPIC__MIN_BATCH ||
         h->length > TOPIC__MAX_BATCH || h->length > avail || h->count == 0 ||
-        h->count > (h->length - TOPIC__HEADER_SIZE) / 3 || h->attributes != 0 ||
-        h->reserved != 0)
+        (comp == TOPIC__COMPRESS_NONE && h->count > (h->length - TOPIC__HEADER_SIZE) / 3) ||
+        comp > TOPIC__COMPRESS_LZ4 || h->attributes != comp || h->reserved != 0)
         return TOPIC_ECORRUPT;
     return 0;
 }
@@ -232,10 +247,14 @@ int topic__record_decode(const uint8_t **pos, const uint8_t *end, int64_t first_
 
 int topic__batch_walk(const uint8_t *p, const struct batch_header *h)
 {
-    const uint8_t *pos = p + TOPIC__HEADER_SIZE, *end = p + h->length;
+    struct zbuf z = { 0 };
+    const uint8_t *pos, *end;
+    int rc = topic__batch_records(p, h, &z, &pos, &end);
     struct record_view r;
-    for (uint32_t i = 0; i < h->count; i++)
-        if (topic__record_decode(&pos, end, h->first_ts, &r) < 0)
-            return TOPIC_ECORRUPT;
-    return pos == end ? 0 : TOPIC_ECORRUPT;
+    for (uint32_t i = 0; i < h->count && rc == 0; i++)
+        rc = topic__record_decode(&pos, end, h->first_ts, &r);
+    if (rc == 0 && pos != end)
+        rc = TOPIC_ECORRUPT;
+    topic__zbuf_free(&z);
+    return rc;
 }

@@ -14,6 +14,8 @@
 #define TOPIC__MIN_BATCH     (TOPIC__HEADER_SIZE + 3u)  /* one empty record */
 #define TOPIC__MAX_BATCH     (1u << 30)
 #define TOPIC__ATTR_COMPRESSION_MASK 0x7u
+#define TOPIC__COMPRESS_NONE 0u
+#define TOPIC__COMPRESS_LZ4  1u
 
 struct batch_header {
     uint32_t magic;
@@ -57,8 +59,21 @@ static inline void topic__store64(uint8_t *p, uint64_t v)
     topic__store32(p + 4, (uint32_t)(v >> 32));
 }
 
+/* A buffer for decompressed records, grown as needed (compress.c). */
+struct zbuf {
+    uint8_t *p;
+    size_t cap;
+};
+
 /* Bytes the records take inside a batch payload (no header). */
 size_t topic__records_size(const topic_record *recs, size_t n, int64_t first_ts, int64_t now);
+/* Encodes the records alone, back to back, at p. */
+void topic__records_encode(uint8_t *p, const topic_record *recs, size_t n, int64_t first_ts,
+                           int64_t now);
+/* Fills in the header of a batch of `size` bytes whose payload is in place,
+ * checksum included. */
+void topic__header_encode(uint8_t *dst, size_t size, uint64_t base_offset, size_t n,
+                          int64_t first_ts, int64_t max_ts, unsigned attributes);
 /* Encodes header and records into dst (exactly `size` bytes, as computed by
  * TOPIC__HEADER_SIZE + topic__records_size) and fills in the checksum. */
 void topic__batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
@@ -84,6 +99,19 @@ void topic__batch_seal(uint8_t *p, size_t length);
 /* Decodes one record at *pos (advanced past it) inside [payload, end). */
 int  topic__record_decode(const uint8_t **pos, const uint8_t *end, int64_t first_ts,
                           struct record_view *r);
+/*
+ * Where the records of a verified batch are: in place, or decompressed into
+ * z.  Returns 0 or TOPIC_ECORRUPT (a block that does not decompress to the
+ * length it claims), -ENOMEM.
+ */
+int  topic__batch_records(const uint8_t *p, const struct batch_header *h, struct zbuf *z,
+                          const uint8_t **begin, const uint8_t **end);
+void topic__zbuf_free(struct zbuf *z);
+/* Compresses `n` bytes of records at src into dst (room for `cap` bytes)
+ * as the payload of an lz4 batch; returns its size, or 0 when that would
+ * not be smaller than n. */
+size_t topic__lz4_pack(const uint8_t *src, size_t n, uint8_t *dst, size_t cap);
+size_t topic__lz4_bound(size_t n);
 /* Decodes every record of a verified batch to check its structure and count. */
 int  topic__batch_walk(const uint8_t *p, const struct batch_header *h);
 

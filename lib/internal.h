@@ -93,6 +93,7 @@ struct segment {
     _Atomic bool loaded;          /* mapped and indexed (lazy for sealed ones) */
     bool max_ts_known;
     pthread_mutex_t load_lock;
+    _Atomic int refs;             /* the list's, cursors', readers' in flight */
 };
 
 /* File name of a segment's part: "<20-digit base><ext>". */
@@ -123,11 +124,11 @@ void topic__segment_index_batch(topic *t, struct segment *s, size_t pos,
 /* ------------------------------------------------------------------------ */
 /* The topic handle (topic.c)                                                 */
 
-/* The published list of segments; readers load it without a lock. */
-struct segvec {
+/* The list of segments, oldest first (seglist.c). */
+struct seglist {
+    pthread_rwlock_t lock;        /* readers look up, the writer adds and drops */
+    struct segment **v;
     size_t n, cap;
-    struct segvec *retired;       /* older, smaller vectors, freed at close */
-    struct segment *s[];
 };
 
 struct topic {
@@ -136,15 +137,18 @@ struct topic {
     int lockfd;                   /* topic.state, flock()ed by the writer */
     int flags;
     struct topic_settings cfg;
-    _Atomic(struct segvec *) segs;
+    struct seglist segs;
     _Atomic uint64_t end;         /* offset the next append gets */
     _Atomic uint64_t start;       /* first offset still stored */
 
     pthread_mutex_t append_lock;  /* serialises the whole write path */
     struct segment *active;       /* writer only, under append_lock */
     int failed;                   /* sticky write error, under append_lock */
+    struct zbuf zraw, zout;       /* lz4: records, then compressed; under append_lock */
     bool marked_dirty;            /* state says "not clean" on disk */
     uint64_t synced_end;          /* records below it are on stable storage */
+    bool syncing;                 /* a thread is syncing for everyone */
+    pthread_cond_t sync_done;     /* ... and has finished */
     int64_t last_sync_ms;
 
     /* Segments rolled away from and not yet sealed, oldest first, linked
@@ -164,12 +168,38 @@ struct topic {
     size_t pf_target, pf_done;    /* prepare up to pf_target; done up to pf_done */
 
     struct state_page *state;     /* mapping of topic.state */
+
+    struct wait_page *wait;       /* topic.wait, or NULL: poll (wait.c) */
+
+    /* Consumer groups this handle has used (offsets.c). */
+    pthread_mutex_t group_lock;
+    struct group **groups;
+    size_t ngroups, cap_groups;
 };
 
-int  topic__segvec_push(topic *t, struct segment *s);
-/* The segment holding `offset`, or NULL if the offset precedes every segment. */
-struct segment *topic__segment_for(topic *t, uint64_t offset);
-struct segment *topic__segment_after(topic *t, const struct segment *s);
+/* ------------------------------------------------------------------------ */
+/* The list of segments (seglist.c)                                           */
+
+void topic__seglist_init(topic *t);
+/* Frees the list and every segment in it (at close). */
+void topic__seglist_free(topic *t);
+/* Appends s, which the list then holds a reference to. */
+int  topic__seglist_push(topic *t, struct segment *s);
+/* The segment holding `offset` (the last one whose base is <= offset), with a
+ * reference the caller gives back with topic__segment_put(); NULL if the
+ * offset precedes every segment. */
+struct segment *topic__segment_get(topic *t, uint64_t offset);
+/* The segment after s, referenced, or NULL. */
+struct segment *topic__segment_next(topic *t, const struct segment *s);
+void topic__segment_ref(struct segment *s);
+void topic__segment_put(struct segment *s);
+/* The oldest and newest segments (no reference: the writer's own use). */
+struct segment *topic__seglist_first(topic *t);
+struct segment *topic__seglist_last(topic *t);
+size_t topic__seglist_count(topic *t);
+/* Removes the segments that end at or below `start`, never the last one;
+ * with `unlink`, deletes their files.  Returns how many went. */
+int  topic__seglist_drop_before(topic *t, uint64_t start, bool unlink);
 int64_t topic__now_ms(void);
 
 /* ------------------------------------------------------------------------ */
@@ -197,6 +227,29 @@ void topic__bg_release(topic *t);
 /* Under append_lock (which it may release while waiting): returns once the
  * preparer is not touching s, so that s may be shrunk. */
 void topic__bg_wait_released(topic *t, const struct segment *s);
+
+/* ------------------------------------------------------------------------ */
+/* Waiting (wait.c)                                                           */
+
+int  topic__wait_open(topic *t);
+void topic__wait_close(topic *t);
+/* Writer, after publishing new records: wakes whoever waits for them. */
+void topic__wait_notify(topic *t);
+
+/* ------------------------------------------------------------------------ */
+/* Consumer groups (offsets.c)                                                */
+
+/* Syncs the groups committed to since their last sync. */
+int  topic__groups_sync(topic *t);
+void topic__groups_close(topic *t);
+
+/* ------------------------------------------------------------------------ */
+/* Retention (retention.c)                                                    */
+
+/* Removes the segments wholly below the start offset; call without locks. */
+int  topic__drop_gone(topic *t);
+/* Applies retention.bytes and retention.ms; call without locks. */
+int  topic__apply_retention(topic *t);
 
 /* ------------------------------------------------------------------------ */
 /* Following a writer (follow.c)                                              */
@@ -251,7 +304,8 @@ struct batch_ref {
     struct batch_header h;
 };
 
-/* Finds the batch holding `offset` and verifies its checksum. */
+/* Finds the batch holding `offset` and verifies its checksum; on success
+ * ref->seg holds a reference the caller gives back (topic__segment_put). */
 int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref);
 
 #endif /* TOPIC_INTERNAL_H */

@@ -29,6 +29,8 @@ static int walk_to(const struct segment *s, size_t pos, uint64_t expect, size_t 
     }
 }
 
+static int locate_in(topic *t, struct segment *s, uint64_t offset, struct batch_ref *ref);
+
 int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
 {
     uint64_t end = atomic_load_explicit(&t->end, memory_order_acquire);
@@ -37,12 +39,27 @@ int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
         if (offset >= atomic_load_explicit(&t->end, memory_order_acquire))
             return TOPIC_END;
     }
-    if (offset < atomic_load_explicit(&t->start, memory_order_acquire))
+    if (offset < atomic_load_explicit(&t->start, memory_order_acquire)) {
+        topic__refresh(t);
         return TOPIC_EGONE;
-    struct segment *s = topic__segment_for(t, offset);
+    }
+    struct segment *s = topic__segment_get(t, offset);
     if (s == NULL)
         return TOPIC_EGONE;
+    int rc = locate_in(t, s, offset, ref);
+    if (rc < 0)
+        topic__segment_put(s);
+    /* A segment whose file is gone was deleted by the writer's retention. */
+    if (rc == -ENOENT)
+        rc = TOPIC_EGONE;
+    return rc;
+}
+
+/* As topic__locate, in segment s; on success ref->seg holds s. */
+static int locate_in(topic *t, struct segment *s, uint64_t offset, struct batch_ref *ref)
+{
     TRY(topic__segment_load(t, s));
+    int rc;
     size_t limit = atomic_load_explicit(&s->len, memory_order_acquire);
     if (limit > s->map_len)
         limit = s->map_len;
@@ -61,7 +78,7 @@ int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
     for (size_t q = pos; q < ahead && q < limit; q += 64)
         __builtin_prefetch(s->map + q);
     ref->seg = s;
-    int rc = walk_to(s, pos, expect, limit, offset, ref);
+    rc = walk_to(s, pos, expect, limit, offset, ref);
     /* A damaged index entry must not make good records unreadable: walk
      * from the start of the segment instead, slower but sure. */
     if (rc == TOPIC_ECORRUPT && pos != 0)
@@ -76,15 +93,20 @@ TOPIC_API int topic_read(topic *t, uint64_t offset, void *buf, size_t cap, size_
         return -EINVAL;
     struct batch_ref ref;
     TRY(topic__locate(t, offset, &ref));
-    const uint8_t *p = ref.seg->map + ref.pos;
-    const uint8_t *pos = p + TOPIC__HEADER_SIZE, *bend = p + ref.h.length;
+    struct zbuf z = { 0 };
+    const uint8_t *pos, *bend;
     struct record_view r;
-    for (uint64_t i = ref.h.base_offset; i <= offset; i++)
-        TRY(topic__record_decode(&pos, bend, ref.h.first_ts, &r));
-    *len = r.value_len;
-    if (r.value_len > cap)
-        return TOPIC_ETOOSMALL;
-    if (r.value_len)
-        memcpy(buf, r.value, r.value_len);
-    return 0;
+    int rc = topic__batch_records(ref.seg->map + ref.pos, &ref.h, &z, &pos, &bend);
+    for (uint64_t i = ref.h.base_offset; i <= offset && rc == 0; i++)
+        rc = topic__record_decode(&pos, bend, ref.h.first_ts, &r);
+    if (rc == 0) {
+        *len = r.value_len;
+        if (r.value_len > cap)
+            rc = TOPIC_ETOOSMALL;
+        else if (r.value_len)
+            memcpy(buf, r.value, r.value_len);
+    }
+    topic__zbuf_free(&z);
+    topic__segment_put(ref.seg);
+    return rc;
 }

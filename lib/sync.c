@@ -49,6 +49,8 @@ int topic__seal_pending(topic *t)
                 t->unsealed_tail = &t->unsealed;
         }
         pthread_mutex_unlock(&t->append_lock);
+        if (rc == 0)
+            topic__segment_put(s);
         if (rc < 0)
             break;
     }
@@ -56,26 +58,37 @@ int topic__seal_pending(topic *t)
     return rc;
 }
 
+/*
+ * Group commit: one thread at a time syncs, on behalf of everyone.  A thread
+ * that finds a sync under way waits for it; if that sync covered its
+ * records it returns, otherwise it runs the next one, which covers every
+ * record appended in the meantime.  Under flush.messages=1 with several
+ * appending threads, one fdatasync thus acknowledges many appends.
+ */
 int topic__sync(topic *t)
 {
     pthread_mutex_lock(&t->append_lock);
-    if (t->failed) {
+    uint64_t want = atomic_load(&t->end);
+    while (t->syncing && t->synced_end < want && !t->failed)
+        pthread_cond_wait(&t->sync_done, &t->append_lock);
+    if (t->failed || t->synced_end >= want) {
+        int rc = t->failed ? TOPIC_EFAILED : 0;
         pthread_mutex_unlock(&t->append_lock);
-        return TOPIC_EFAILED;
+        return rc;
     }
+    t->syncing = true;
     uint64_t target = atomic_load(&t->end);
     struct segment *s = t->active;
-    bool done = t->synced_end >= target;
+    topic__segment_ref(s);
     pthread_mutex_unlock(&t->append_lock);
-    if (done)
-        return 0;
 
     /* Records below target are in s or in segments rolled away from before
-     * it; if s itself is rolled away from meanwhile, its fd still syncs it.
-     * Segments are freed only at close, so s->fd stays open. */
+     * it; if s itself is rolled away from meanwhile, its fd still syncs it
+     * (the reference keeps the fd open even if retention drops s). */
     int rc = topic__seal_pending(t);
     if (rc == 0)
         rc = topic__fdatasync(s->fd);
+    topic__segment_put(s);
 
     pthread_mutex_lock(&t->append_lock);
     if (rc < 0) {
@@ -84,6 +97,8 @@ int topic__sync(topic *t)
         t->synced_end = target;
         t->last_sync_ms = topic__now_ms();
     }
+    t->syncing = false;
+    pthread_cond_broadcast(&t->sync_done);
     pthread_mutex_unlock(&t->append_lock);
     return rc;
 }
@@ -92,7 +107,11 @@ TOPIC_API int topic_sync(topic *t)
 {
     if (t == NULL)
         return -EINVAL;
+    /* A reader's own writes, its groups' positions, are synced too; the
+     * log itself is the writer's to sync. */
+    int rc = topic__groups_sync(t);
     if (t->flags & TOPIC_RDONLY)
-        return TOPIC_ERDONLY;
-    return topic__sync(t);
+        return rc < 0 ? rc : TOPIC_ERDONLY;
+    int r = topic__sync(t);
+    return rc < 0 ? rc : r;
 }

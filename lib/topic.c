@@ -60,76 +60,6 @@ int64_t topic__now_ms(void)
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* The segment list                                                          */
-
-/*
- * Readers search the list without a lock.  The writer appends in place while
- * there is room and otherwise publishes a copy twice the size; replaced
- * vectors are kept (chained on `retired`) until the topic is closed, since a
- * reader may still be looking at one.
- */
-int topic__segvec_push(topic *t, struct segment *s)
-{
-    struct segvec *v = atomic_load_explicit(&t->segs, memory_order_relaxed);
-    size_t n = v ? v->n : 0;
-    if (v == NULL || n == v->cap) {
-        size_t cap = v ? v->cap * 2 : 16;
-        struct segvec *nv = topic__malloc(sizeof *nv + cap * sizeof nv->s[0]);
-        if (nv == NULL)
-            return -ENOMEM;
-        nv->cap = cap;
-        nv->n = n;
-        nv->retired = v;
-        if (n)
-            memcpy(nv->s, v->s, n * sizeof v->s[0]);
-        nv->s[n] = s;
-        __atomic_store_n(&nv->n, n + 1, __ATOMIC_RELAXED);
-        atomic_store_explicit(&t->segs, nv, memory_order_release);
-        return 0;
-    }
-    v->s[n] = s;
-    __atomic_store_n(&v->n, n + 1, __ATOMIC_RELEASE);
-    return 0;
-}
-
-struct segment *topic__segment_for(topic *t, uint64_t offset)
-{
-    struct segvec *v = atomic_load_explicit(&t->segs, memory_order_acquire);
-    if (v == NULL)
-        return NULL;
-    size_t lo = 0, hi = __atomic_load_n(&v->n, __ATOMIC_ACQUIRE);
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (v->s[mid]->base <= offset)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo ? v->s[lo - 1] : NULL;
-}
-
-struct segment *topic__segment_after(topic *t, const struct segment *s)
-{
-    struct segvec *v = atomic_load_explicit(&t->segs, memory_order_acquire);
-    size_t n = __atomic_load_n(&v->n, __ATOMIC_ACQUIRE);
-    for (size_t i = 0; i + 1 < n; i++)
-        if (v->s[i] == s)
-            return v->s[i + 1];
-    return NULL;
-}
-
-static void segvec_free(struct segvec *v, bool segments)
-{
-    if (v == NULL)
-        return;
-    if (segments)
-        for (size_t i = 0; i < v->n; i++)
-            topic__segment_free(v->s[i]);
-    segvec_free(v->retired, false);
-    topic__free(v);
-}
-
-/* ------------------------------------------------------------------------ */
 /* Opening                                                                   */
 
 static int cmp_u64(const void *a, const void *b)
@@ -279,7 +209,7 @@ static int open_segments(topic *t)
             rc = -ENOMEM;
             break;
         }
-        if ((rc = topic__segvec_push(t, s)) < 0) {
+        if ((rc = topic__seglist_push(t, s)) < 0) {
             topic__segment_free(s);
             break;
         }
@@ -299,13 +229,13 @@ static int open_segments(topic *t)
     }
     topic__free(bases);
     TRY(rc);
-    struct segvec *v = atomic_load(&t->segs);
+    struct segment *last = topic__seglist_last(t);
     uint64_t start = t->state->start_offset;
-    if (v != NULL) {
-        struct segment *last = v->s[v->n - 1];
+    if (last != NULL) {
+        struct segment *first = topic__seglist_first(t);
         atomic_store(&t->end, last->follow ? last->walked_end : atomic_load(&last->end));
-        if (start < v->s[0]->base)
-            start = v->s[0]->base;
+        if (start < first->base)
+            start = first->base;
         t->active = last;
         if (recovering)
             TRY(topic__state_sealed(t, last->base));
@@ -313,10 +243,12 @@ static int open_segments(topic *t)
         atomic_store(&t->end, start);
     }
     atomic_store(&t->start, start);
+    /* Segments below the start offset that a crash left behind. */
+    TRY(topic__drop_gone(t));
     if (t->active == NULL && !(t->flags & TOPIC_RDONLY)) {
         struct segment *s;
         TRY(topic__segment_create(t, start, (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &s));
-        if ((rc = topic__segvec_push(t, s)) < 0) {
+        if ((rc = topic__seglist_push(t, s)) < 0) {
             topic__segment_free(s);
             return rc;
         }
@@ -385,13 +317,18 @@ static int open_handle(topic *t, const char *dir, const topic_config *conf)
         topic__settings_merge(&t->cfg, &conf->s);
     if (writer && (made || (conf != NULL && conf->s.set != 0)))
         TRY(topic__settings_store(&t->cfg, t->dirfd));
-    return open_segments(t);
+    TRY(open_segments(t));
+    return topic__wait_open(t);
 }
 
 static void free_handle(topic *t)
 {
+    topic__wait_close(t);
+    topic__groups_close(t);
+    topic__zbuf_free(&t->zraw);
+    topic__zbuf_free(&t->zout);
     topic__state_close(t);
-    segvec_free(atomic_load(&t->segs), true);
+    topic__seglist_free(t);
     topic__close(t->dirfd);
     topic__bg_destroy(t);
     topic__free(t->dir);
@@ -414,6 +351,7 @@ TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, t
     t->dirfd = t->lockfd = -1;
     topic__settings_default(&t->cfg);
     topic__bg_init(t);
+    topic__seglist_init(t);
     t->dir = topic__strdup(dir);
     int rc = t->dir ? open_handle(t, dir, conf) : -ENOMEM;
     if (rc == 0 && !(flags & TOPIC_RDONLY))
@@ -464,9 +402,12 @@ TOPIC_API int topic_close(topic *t)
 {
     if (t == NULL)
         return 0;
-    int rc = 0;
-    if (!(t->flags & TOPIC_RDONLY) && t->active != NULL)
-        rc = close_writer(t);
+    int rc = topic__groups_sync(t);
+    if (!(t->flags & TOPIC_RDONLY) && t->active != NULL) {
+        int r = close_writer(t);
+        if (rc == 0)
+            rc = r;
+    }
     free_handle(t);
     return rc;
 }

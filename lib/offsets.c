@@ -1,0 +1,296 @@
+/*
+ * Consumer groups' committed positions.
+ *
+ * Each group has a file "groups/<name>" of one page, mapped shared:
+ *
+ *   offset size field
+ *   0      4    magic 0x4f475054 ("TPGO")
+ *   4      4    version (1)
+ *   8      32   slot A: u64 sequence, u64 offset, i64 time (ms), u64 checksum
+ *   40     32   slot B
+ *
+ * The checksum is XXH3-64 of the slot's first 24 bytes.  A commit writes the
+ * slot that does not hold the newest valid value, with the next sequence
+ * number, checksum last.  After any crash at least one slot is whole: the
+ * position reads back as the old value or the new one, never a mixture,
+ * because a torn slot fails its checksum and the other slot still holds the
+ * previous value.  A commit is a copy into the page cache (it survives the
+ * process at once); it reaches the disk under the topic's flush settings,
+ * topic_sync() and topic_close().
+ *
+ * Groups are files beside the log rather than records in it, so that a
+ * consumer process with a TOPIC_RDONLY handle can commit its own position
+ * while the one writer keeps the log to itself.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include "internal.h"
+
+#define GROUP_MAGIC   0x4f475054u
+#define GROUP_VERSION 1u
+#define GROUP_FILE    4096
+#define GROUP_NAME_MAX 128
+
+struct slot {
+    uint64_t seq, offset;
+    int64_t time_ms;
+    uint64_t sum;
+};
+
+struct group_file {
+    uint32_t magic, version;
+    struct slot slot[2];
+};
+
+struct group {
+    char name[GROUP_NAME_MAX + 1];
+    int fd;
+    struct group_file *map;
+    bool dirty;               /* committed since its last sync */
+    int64_t synced_ms;
+};
+
+static bool valid_name(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > GROUP_NAME_MAX || name[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static uint64_t slot_sum(const struct slot *s)
+{
+    struct slot copy = *s;
+    return XXH3_64bits(&copy, offsetof(struct slot, sum));
+}
+
+/* The newest whole slot, or -1 if neither is. */
+static int newest(const struct group_file *f)
+{
+    struct slot a = f->slot[0], b = f->slot[1];
+    bool va = a.seq != 0 && a.sum == slot_sum(&a), vb = b.seq != 0 && b.sum == slot_sum(&b);
+    if (va && vb)
+        return a.seq >= b.seq ? 0 : 1;
+    return va ? 0 : vb ? 1 : -1;
+}
+
+static int groups_dir(topic *t, bool create)
+{
+    int fd = topic__openat(t->dirfd, "groups", O_RDONLY | O_DIRECTORY, 0);
+    if (fd != -ENOENT || !create)
+        return fd;
+    if (mkdirat(t->dirfd, "groups", 0755) < 0 && errno != EEXIST)
+        return -errno;
+    TRY(topic__fsync(t->dirfd));
+    return topic__openat(t->dirfd, "groups", O_RDONLY | O_DIRECTORY, 0);
+}
+
+/* Opens (and with `create`, makes) the file of group `name`. */
+static int group_open(topic *t, const char *name, bool create, struct group **out)
+{
+    for (size_t i = 0; i < t->ngroups; i++)
+        if (strcmp(t->groups[i]->name, name) == 0) {
+            *out = t->groups[i];
+            return 0;
+        }
+    int dfd = groups_dir(t, create);
+    if (dfd < 0)
+        return dfd;
+    int fd = topic__openat(dfd, name, O_RDWR | (create ? O_CREAT : 0), 0644);
+    size_t size = 0;
+    int rc = fd < 0 ? fd : topic__fsize(fd, &size);
+    if (rc == 0 && size < GROUP_FILE) {
+        /* New: its page and header reach the disk before it is used. */
+        struct group_file h = { .magic = GROUP_MAGIC, .version = GROUP_VERSION };
+        rc = topic__fallocate(fd, GROUP_FILE);
+        if (rc == 0 && size < sizeof h)
+            rc = topic__pwrite_all(fd, &h, sizeof h, 0);
+        if (rc == 0)
+            rc = topic__fsync(fd);
+        if (rc == 0)
+            rc = topic__fsync(dfd);
+    }
+    topic__close(dfd);
+    void *p = NULL;
+    if (rc == 0)
+        rc = topic__mmap(GROUP_FILE, PROT_READ | PROT_WRITE, fd, &p);
+    struct group *g = NULL;
+    if (rc == 0 && ((struct group_file *)p)->magic != GROUP_MAGIC)
+        rc = TOPIC_ECORRUPT;
+    if (rc == 0 && (g = topic__calloc(1, sizeof *g)) == NULL)
+        rc = -ENOMEM;
+    if (rc == 0 && t->ngroups == t->cap_groups) {
+        size_t cap = t->cap_groups ? t->cap_groups * 2 : 4;
+        struct group **v = topic__realloc(t->groups, cap * sizeof *v);
+        if (v == NULL)
+            rc = -ENOMEM;
+        else
+            t->groups = v, t->cap_groups = cap;
+    }
+    if (rc < 0) {
+        topic__free(g);
+        topic__munmap(p, GROUP_FILE);
+        topic__close(fd);
+        return rc;
+    }
+    strcpy(g->name, name);
+    g->fd = fd;
+    g->map = p;
+    g->synced_ms = topic__now_ms();
+    t->groups[t->ngroups++] = g;
+    *out = g;
+    return 0;
+}
+
+static int group_sync(struct group *g)
+{
+    if (!g->dirty)
+        return 0;
+    TRY(topic__fdatasync(g->fd));
+    g->dirty = false;
+    g->synced_ms = topic__now_ms();
+    return 0;
+}
+
+TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset)
+{
+    if (t == NULL || !valid_name(group))
+        return -EINVAL;
+    pthread_mutex_lock(&t->group_lock);
+    struct group *g;
+    int rc = group_open(t, group, true, &g);
+    if (rc == 0) {
+        struct group_file *f = g->map;
+        int cur = newest(f);
+        struct slot s = { .seq = cur < 0 ? 1 : f->slot[cur].seq + 1, .offset = offset,
+                          .time_ms = topic__now_ms() };
+        s.sum = slot_sum(&s);
+        f->slot[cur == 0 ? 1 : 0] = s;
+        g->dirty = true;
+        int64_t every = t->cfg.v[TOPIC_K_FLUSH_MS];
+        /* flush.messages=1: durable before returning; otherwise at most
+         * flush.ms late (checked here, so that a consumer process without a
+         * flusher thread keeps the promise too). */
+        if (t->cfg.v[TOPIC_K_FLUSH_MESSAGES] == 1 || (every > 0 && s.time_ms - g->synced_ms >= every))
+            rc = group_sync(g);
+    }
+    pthread_mutex_unlock(&t->group_lock);
+    return rc;
+}
+
+TOPIC_API int topic_committed(topic *t, const char *group, uint64_t *offset)
+{
+    if (t == NULL || offset == NULL || !valid_name(group))
+        return -EINVAL;
+    pthread_mutex_lock(&t->group_lock);
+    struct group *g;
+    int rc = group_open(t, group, false, &g);
+    if (rc == 0) {
+        int cur = newest(g->map);
+        if (cur < 0)
+            rc = -ENOENT;
+        else
+            *offset = g->map->slot[cur].offset;
+    }
+    pthread_mutex_unlock(&t->group_lock);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+TOPIC_API int topic_groups(topic *t, char *buf, size_t cap, size_t *len)
+{
+    if (t == NULL || len == NULL || (buf == NULL && cap > 0))
+        return -EINVAL;
+    *len = 0;
+    int dfd = groups_dir(t, false);
+    if (dfd == -ENOENT)
+        return 0;
+    if (dfd < 0)
+        return dfd;
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        topic__close(dfd);
+        return -errno;
+    }
+    char **names = NULL;
+    size_t n = 0, room = 0, need = 0;
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL && rc == 0) {
+        if (!valid_name(de->d_name))
+            continue;   /* ".", "..", temporary files */
+        if (n == room) {
+            room = room ? room * 2 : 16;
+            char **v = topic__realloc(names, room * sizeof *v);
+            if (v == NULL) {
+                rc = -ENOMEM;
+                break;
+            }
+            names = v;
+        }
+        if ((names[n] = topic__strdup(de->d_name)) == NULL)
+            rc = -ENOMEM;
+        else
+            need += strlen(names[n++]) + 1;
+    }
+    closedir(d);
+    if (rc == 0) {
+        qsort(names, n, sizeof *names, cmp_str);
+        *len = need;
+        if (need > cap) {
+            rc = TOPIC_ETOOSMALL;
+        } else {
+            size_t at = 0;
+            for (size_t i = 0; i < n; i++) {
+                size_t l = strlen(names[i]) + 1;
+                memcpy(buf + at, names[i], l);
+                at += l;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        topic__free(names[i]);
+    topic__free(names);
+    return rc;
+}
+
+int topic__groups_sync(topic *t)
+{
+    int rc = 0;
+    pthread_mutex_lock(&t->group_lock);
+    for (size_t i = 0; i < t->ngroups; i++) {
+        int r = group_sync(t->groups[i]);
+        if (rc == 0)
+            rc = r;
+    }
+    pthread_mutex_unlock(&t->group_lock);
+    return rc;
+}
+
+void topic__groups_close(topic *t)
+{
+    for (size_t i = 0; i < t->ngroups; i++) {
+        topic__munmap(t->groups[i]->map, GROUP_FILE);
+        topic__close(t->groups[i]->fd);
+        topic__free(t->groups[i]);
+    }
+    topic__free(t->groups);
+    t->groups = NULL;
+    t->ngroups = t->cap_groups = 0;
+}

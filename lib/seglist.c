@@ -1,0 +1,162 @@
+/*
+ * The list of a topic's segments, oldest first.
+ *
+ * Readers look a segment up under a read lock and leave with a reference, so
+ * that retention can drop a segment from the list while a cursor or a
+ * topic_read() still uses it: the segment (its mapping, its file descriptor)
+ * goes away with its last reference.  On Linux a mapping of a deleted file
+ * stays readable, so a reader positioned in a deleted segment finishes the
+ * bytes it has, then sees TOPIC_EGONE.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+void topic__seglist_init(topic *t)
+{
+    pthread_rwlock_init(&t->segs.lock, NULL);
+}
+
+void topic__seglist_free(topic *t)
+{
+    for (size_t i = 0; i < t->segs.n; i++)
+        topic__segment_put(t->segs.v[i]);
+    topic__free(t->segs.v);
+    t->segs.v = NULL;
+    t->segs.n = t->segs.cap = 0;
+    pthread_rwlock_destroy(&t->segs.lock);
+}
+
+void topic__segment_ref(struct segment *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+void topic__segment_put(struct segment *s)
+{
+    if (s != NULL && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+        topic__segment_free(s);
+}
+
+int topic__seglist_push(topic *t, struct segment *s)
+{
+    struct seglist *l = &t->segs;
+    pthread_rwlock_wrlock(&l->lock);
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct segment **v = topic__realloc(l->v, cap * sizeof *v);
+        if (v == NULL) {
+            pthread_rwlock_unlock(&l->lock);
+            return -ENOMEM;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    atomic_store(&s->refs, 1);
+    l->v[l->n++] = s;
+    pthread_rwlock_unlock(&l->lock);
+    return 0;
+}
+
+/* Index of the last segment whose base is <= offset, or n if none. */
+static size_t find(const struct seglist *l, uint64_t offset)
+{
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (l->v[mid]->base <= offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo ? lo - 1 : l->n;
+}
+
+struct segment *topic__segment_get(topic *t, uint64_t offset)
+{
+    struct seglist *l = &t->segs;
+    struct segment *s = NULL;
+    pthread_rwlock_rdlock(&l->lock);
+    size_t i = find(l, offset);
+    if (i < l->n) {
+        s = l->v[i];
+        topic__segment_ref(s);
+    }
+    pthread_rwlock_unlock(&l->lock);
+    return s;
+}
+
+struct segment *topic__segment_next(topic *t, const struct segment *s)
+{
+    struct seglist *l = &t->segs;
+    struct segment *next = NULL;
+    pthread_rwlock_rdlock(&l->lock);
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i]->base > s->base) {
+            next = l->v[i];
+            topic__segment_ref(next);
+            break;
+        }
+    pthread_rwlock_unlock(&l->lock);
+    return next;
+}
+
+struct segment *topic__seglist_first(topic *t)
+{
+    pthread_rwlock_rdlock(&t->segs.lock);
+    struct segment *s = t->segs.n ? t->segs.v[0] : NULL;
+    pthread_rwlock_unlock(&t->segs.lock);
+    return s;
+}
+
+struct segment *topic__seglist_last(topic *t)
+{
+    pthread_rwlock_rdlock(&t->segs.lock);
+    struct segment *s = t->segs.n ? t->segs.v[t->segs.n - 1] : NULL;
+    pthread_rwlock_unlock(&t->segs.lock);
+    return s;
+}
+
+size_t topic__seglist_count(topic *t)
+{
+    pthread_rwlock_rdlock(&t->segs.lock);
+    size_t n = t->segs.n;
+    pthread_rwlock_unlock(&t->segs.lock);
+    return n;
+}
+
+static void unlink_files(topic *t, uint64_t base)
+{
+    static const char *const ext[3] = { ".log", ".index", ".timeindex" };
+    for (int k = 0; k < 3; k++) {
+        char name[64];
+        topic__segment_name(name, sizeof name, base, ext[k]);
+        topic__os.unlinkat(t->dirfd, name, 0);
+    }
+}
+
+int topic__seglist_drop_before(topic *t, uint64_t start, bool unlink)
+{
+    struct seglist *l = &t->segs;
+    struct segment *gone[64];
+    size_t k = 0;
+    pthread_rwlock_wrlock(&l->lock);
+    /* A segment ends where the next one begins. */
+    while (k < sizeof gone / sizeof gone[0] && k + 1 < l->n && l->v[k + 1]->base <= start) {
+        gone[k] = l->v[k];
+        k++;
+    }
+    if (k > 0) {
+        memmove(l->v, l->v + k, (l->n - k) * sizeof l->v[0]);
+        l->n -= k;
+    }
+    pthread_rwlock_unlock(&l->lock);
+    for (size_t i = 0; i < k; i++) {
+        if (unlink)
+            unlink_files(t, gone[i]->base);
+        topic__segment_put(gone[i]);
+    }
+    return (int)k;
+}

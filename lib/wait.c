@@ -1,0 +1,115 @@
+/*
+ * topic_wait(): sleeping until a record exists, across processes.
+ *
+ * "topic.wait" is one shared page holding two words: `wake`, a futex that the
+ * writer bumps after an append when anybody sleeps, and `waiters`, how many
+ * sleep.  A waiter registers, looks at the end offset once more (so that an
+ * append between its first look and its sleep is never missed: the writer
+ * publishes the end offset before it reads `waiters`, the waiter registers
+ * before it reads the end offset, and both orders are sequentially
+ * consistent), then sleeps on `wake` with the value it read before looking.
+ * An idle writer pays one load per append; a reader pays nothing until it
+ * waits.  The file is kept apart from topic.state so that readers write to
+ * nothing the log depends on; one that may not write it (a read-only file
+ * system, another user's topic) polls every millisecond instead.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct wait_page {
+    uint32_t wake;
+    uint32_t waiters;
+};
+
+#define WAIT_FILE 4096
+
+int topic__wait_open(topic *t)
+{
+    int fd = topic__openat(t->dirfd, "topic.wait", O_RDWR | O_CREAT, 0644);
+    size_t size = 0;
+    int rc = fd < 0 ? fd : topic__fsize(fd, &size);
+    if (rc == 0 && size < WAIT_FILE)
+        rc = topic__ftruncate(fd, WAIT_FILE);   /* zeros: nothing durable here */
+    void *p = NULL;
+    if (rc == 0)
+        rc = topic__mmap(WAIT_FILE, PROT_READ | PROT_WRITE, fd, &p);
+    topic__close(fd);
+    /* Not being able to share the page only costs waiters some latency. */
+    t->wait = rc == 0 ? p : NULL;
+    return 0;
+}
+
+void topic__wait_close(topic *t)
+{
+    topic__munmap(t->wait, WAIT_FILE);
+    t->wait = NULL;
+}
+
+static long futex(uint32_t *word, int op, uint32_t val, const struct timespec *timeout)
+{
+    return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
+}
+
+void topic__wait_notify(topic *t)
+{
+    struct wait_page *w = t->wait;
+    if (w == NULL)
+        return;
+    /* Pairs with the waiter's registration: see the comment at the top. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&w->waiters, __ATOMIC_RELAXED) == 0)
+        return;
+    __atomic_fetch_add(&w->wake, 1, __ATOMIC_SEQ_CST);
+    futex(&w->wake, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool arrived(topic *t, uint64_t offset)
+{
+    return offset < topic_end_offset(t);
+}
+
+/* Sleeps until woken, or for at most `ms` (-1: no limit). */
+static void sleep_once(topic *t, uint64_t offset, int64_t ms)
+{
+    struct wait_page *w = t->wait;
+    struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+    if (w == NULL) {
+        struct timespec poll = { 0, 1000000L };   /* 1 ms */
+        nanosleep(ms >= 0 && ms < 1 ? &ts : &poll, NULL);
+        return;
+    }
+    uint32_t seen = __atomic_load_n(&w->wake, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&w->waiters, 1, __ATOMIC_SEQ_CST);
+    if (!arrived(t, offset))
+        futex(&w->wake, FUTEX_WAIT, seen, ms >= 0 ? &ts : NULL);
+    __atomic_fetch_sub(&w->waiters, 1, __ATOMIC_SEQ_CST);
+}
+
+TOPIC_API int topic_wait(topic *t, uint64_t offset, int timeout_ms)
+{
+    if (t == NULL || timeout_ms < -1)
+        return -EINVAL;
+    int64_t deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : INT64_MAX;
+    for (;;) {
+        if (arrived(t, offset))
+            return 0;
+        int64_t left = timeout_ms >= 0 ? deadline - mono_ms() : -1;
+        if (timeout_ms >= 0 && left <= 0)
+            return -ETIMEDOUT;
+        sleep_once(t, offset, left);
+    }
+}
