@@ -51,9 +51,9 @@ TEST_HELPER_SRCS := $(wildcard tests/helpers/*.c)
 TEST_HELPER_HDRS := $(wildcard tests/helpers/*.h)
 
 .PHONY: all lib check check-unit check-man check-asan check-tsan demo bench clean \
-        install uninstall examples torture
+        install uninstall examples torture tool check-python
 
-all: lib libtopic.pc
+all: lib libtopic.pc tool
 
 lib: $(STATIC) $(SHARED) $(B)/lib/libtopic.so
 
@@ -92,6 +92,23 @@ $(B)/examples/%: examples/%.c $(STATIC)
 EXAMPLES := $(patsubst %.c,$(B)/%,$(wildcard examples/*.c))
 examples: $(EXAMPLES)
 
+# The command-line tool, linked statically so that it runs from the tree.
+TOOL_SRCS := $(sort $(wildcard tools/*.c))
+$(B)/tools/topic: $(TOOL_SRCS) $(wildcard tools/*.h) $(STATIC)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) $(TOPIC_CFLAGS) -o $@ $(TOOL_SRCS) $(STATIC) $(DEP_LIBS)
+tool: $(if $(TOOL_SRCS),$(B)/tools/topic)
+
+# The Python binding's tests, with Debian's pytest (see doc/TOOLCHAIN notes:
+# the python3 first on PATH may lack it).  Skipped where pytest is missing.
+PYTHON ?= /usr/bin/python3
+check-python: lib tool
+	@if [ -d python/tests ] && $(PYTHON) -c 'import pytest' 2>/dev/null; then \
+	    LIBTOPIC_PATH=$(CURDIR)/$(B)/lib/libtopic.so TOPIC_TOOL=$(CURDIR)/$(B)/tools/topic \
+	    $(PYTHON) -m pytest -q python/tests; \
+	else echo "python: pytest not installed (or no tests): skipped"; fi
+
 demo: $(B)/examples/quickstart
 	rm -rf /tmp/libtopic-demo
 	$(B)/examples/quickstart /tmp/libtopic-demo
@@ -112,7 +129,7 @@ check-man:
 	    done; [ $$fail = 0 ] && echo "man pages: mandoc lint clean"; exit $$fail; \
 	else echo "mandoc not installed: man pages not linted"; fi
 
-check: check-unit check-man examples
+check: check-unit check-man examples check-python
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer
 check-asan:
@@ -134,24 +151,30 @@ $(B)/bench/bench: bench/bench.c $(STATIC)
 bench: $(B)/bench/bench
 	./$(B)/bench/bench --runs $(BENCH_RUNS)
 
+# The .pc file is written from libtopic.pc.in here, with the prefix given to
+# this command, whatever `make` was run with before.
 install: all
 	install -d $(DESTDIR)$(libdir) $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir) \
-	           $(DESTDIR)$(mandir)/man3 $(DESTDIR)$(mandir)/man7
+	           $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man3 $(DESTDIR)$(mandir)/man5 \
+	           $(DESTDIR)$(mandir)/man7 $(DESTDIR)$(bindir)
+	if [ -x $(B)/tools/topic ]; then install -m 755 $(B)/tools/topic $(DESTDIR)$(bindir)/topic; fi
 	install -m 644 include/topic.h $(DESTDIR)$(includedir)/topic.h
 	install -m 644 $(STATIC) $(DESTDIR)$(libdir)/libtopic.a
 	install -m 755 $(SHARED) $(DESTDIR)$(libdir)/libtopic.so.$(VERSION)
 	ln -sf libtopic.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(libdir)/libtopic.so
-	install -m 644 libtopic.pc $(DESTDIR)$(pkgconfigdir)/libtopic.pc
-	for m in man/man3/*.3; do [ -e "$$m" ] && install -m 644 $$m $(DESTDIR)$(mandir)/man3/ || true; done
-	for m in man/man7/*.7; do [ -e "$$m" ] && install -m 644 $$m $(DESTDIR)$(mandir)/man7/ || true; done
+	sed -e 's|@PREFIX@|$(prefix)|' -e 's|@LIBDIR@|$(libdir)|' -e 's|@INCLUDEDIR@|$(includedir)|' \
+	    -e 's|@VERSION@|$(VERSION)|' libtopic.pc.in > $(DESTDIR)$(pkgconfigdir)/libtopic.pc
+	for s in 1 3 5 7; do for m in man/man$$s/*.$$s; do \
+	    [ -e "$$m" ] && install -m 644 $$m $(DESTDIR)$(mandir)/man$$s/ || true; done; done
 
 uninstall:
 	rm -f $(DESTDIR)$(includedir)/topic.h $(DESTDIR)$(libdir)/libtopic.a \
 	      $(DESTDIR)$(libdir)/libtopic.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME) \
 	      $(DESTDIR)$(libdir)/libtopic.so $(DESTDIR)$(pkgconfigdir)/libtopic.pc
-	for m in man/man3/*.3; do rm -f $(DESTDIR)$(mandir)/man3/$${m##*/}; done
-	for m in man/man7/*.7; do rm -f $(DESTDIR)$(mandir)/man7/$${m##*/}; done
+	rm -f $(DESTDIR)$(bindir)/topic
+	for s in 1 3 5 7; do for m in man/man$$s/*.$$s; do \
+	    [ -e "$$m" ] && rm -f $(DESTDIR)$(mandir)/man$$s/$${m##*/} || true; done; done
 
 clean:
 	rm -rf lib/*.o lib/libtopic.a lib/libtopic.so* libtopic.pc $(TEST_BINS) $(EXAMPLES) \
