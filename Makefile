@@ -51,7 +51,7 @@ TEST_HELPER_SRCS := $(wildcard tests/helpers/*.c)
 TEST_HELPER_HDRS := $(wildcard tests/helpers/*.h)
 
 .PHONY: all lib check check-unit check-man check-asan check-tsan demo bench clean \
-        install uninstall examples torture tool check-python
+        install uninstall examples torture tool check-python check-cli
 
 all: lib libtopic.pc tool
 
@@ -129,7 +129,13 @@ check-man:
 	    done; [ $$fail = 0 ] && echo "man pages: mandoc lint clean"; exit $$fail; \
 	else echo "mandoc not installed: man pages not linted"; fi
 
-check: check-unit check-man examples check-python
+# The command-line tool, run as a user would (tests/cli).
+check-cli: tool
+	@if [ -f tests/cli/test_cli.sh ] && [ -x $(B)/tools/topic ]; then \
+	    sh tests/cli/test_cli.sh $(CURDIR)/$(B)/tools/topic; \
+	else echo "cli: no tool or no tests: skipped"; fi
+
+check: check-unit check-man examples check-python check-cli
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer
 check-asan:
