@@ -1,0 +1,227 @@
+/*
+ * One topic handle shared by four appending threads and four reading
+ * threads (two with cursors, two with topic_read), with segments small
+ * enough to roll constantly: meant to run under ThreadSanitizer and
+ * AddressSanitizer (make check-tsan, make check-asan) as well as plainly.
+ *
+ * Every value names its thread and sequence number and carries a checksum
+ * of itself, so a reader can tell a torn or misplaced value from a good one
+ * without knowing which thread got which offset.  Readers check that they
+ * see a prefix of the log in offset order with no gaps, and that each
+ * thread's records appear in the order the thread appended them.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <cmocka.h>
+
+#include "topic.h"
+#include "testutil.h"
+
+enum { WRITERS = 4, READERS = 4, PER_WRITER = 3000 };
+
+struct value {
+    uint32_t thread, seq;
+    uint64_t fill[3];
+    uint64_t sum;
+};
+
+struct shared {
+    topic *t;
+    atomic_int writers_done;
+    atomic_int failures;
+};
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static void make_value(struct value *v, uint32_t thread, uint32_t seq)
+{
+    v->thread = thread;
+    v->seq = seq;
+    for (int i = 0; i < 3; i++)
+        v->fill[i] = mix(((uint64_t)thread << 32 | seq) + (uint64_t)i);
+    v->sum = mix(v->fill[0] ^ v->fill[1] ^ v->fill[2] ^ v->thread ^ ((uint64_t)v->seq << 7));
+}
+
+static int value_ok(const void *p, size_t len)
+{
+    struct value v, want;
+    if (len != sizeof v)
+        return 0;
+    memcpy(&v, p, sizeof v);
+    if (v.thread >= WRITERS)
+        return 0;
+    make_value(&want, v.thread, v.seq);
+    return memcmp(&v, &want, sizeof v) == 0;
+}
+
+static void note_failure(struct shared *sh)
+{
+    atomic_fetch_add(&sh->failures, 1);
+}
+
+static void *writer_main(void *arg)
+{
+    struct shared *sh = ((void **)arg)[0];
+    uint32_t id = (uint32_t)(uintptr_t)((void **)arg)[1];
+    for (uint32_t seq = 0; seq < PER_WRITER;) {
+        if (seq % 7 == 3 && seq + 4 <= PER_WRITER) {
+            /* Every so often a batch of four. */
+            struct value v[4];
+            topic_record r[4];
+            for (int i = 0; i < 4; i++) {
+                make_value(&v[i], id, seq + (uint32_t)i);
+                r[i] = (topic_record){ 0, 0, NULL, 0, &v[i], sizeof v[i] };
+            }
+            if (topic_append_batch(sh->t, r, 4, NULL) != 0)
+                note_failure(sh);
+            seq += 4;
+        } else {
+            struct value v;
+            make_value(&v, id, seq);
+            if (topic_append(sh->t, &v, sizeof v, NULL) != 0)
+                note_failure(sh);
+            seq++;
+        }
+    }
+    atomic_fetch_add(&sh->writers_done, 1);
+    return NULL;
+}
+
+/* Reads with a cursor to the end, again and again, until the writers are
+ * done and it has seen everything. */
+static void *cursor_main(void *arg)
+{
+    struct shared *sh = arg;
+    topic_cursor *c;
+    if (topic_cursor_open(sh->t, 0, &c) != 0) {
+        note_failure(sh);
+        return NULL;
+    }
+    uint64_t expect = 0;
+    int64_t last_seq[WRITERS];
+    for (int i = 0; i < WRITERS; i++)
+        last_seq[i] = -1;
+    for (;;) {
+        topic_record rec;
+        int rc = topic_cursor_next(c, &rec);
+        if (rc == TOPIC_END) {
+            if (atomic_load(&sh->writers_done) == WRITERS &&
+                expect == topic_end_offset(sh->t))
+                break;
+            continue;
+        }
+        if (rc != 0 || rec.offset != expect || !value_ok(rec.value, rec.value_len)) {
+            note_failure(sh);
+            break;
+        }
+        struct value v;
+        memcpy(&v, rec.value, sizeof v);
+        if ((int64_t)v.seq <= last_seq[v.thread]) {   /* a thread's order kept */
+            note_failure(sh);
+            break;
+        }
+        last_seq[v.thread] = v.seq;
+        expect++;
+    }
+    if (expect != (uint64_t)WRITERS * PER_WRITER)
+        note_failure(sh);
+    topic_cursor_close(c);
+    return NULL;
+}
+
+/* Random reads below the end offset it has seen: every one must succeed. */
+static void *reader_main(void *arg)
+{
+    struct shared *sh = arg;
+    uint64_t x = 0x9e3779b97f4a7c15ULL ^ (uintptr_t)&x;
+    char buf[sizeof(struct value)];
+    while (atomic_load(&sh->writers_done) < WRITERS) {
+        uint64_t end = topic_end_offset(sh->t);
+        if (end == 0)
+            continue;
+        x = mix(x + 1);
+        size_t len;
+        int rc = topic_read(sh->t, x % end, buf, sizeof buf, &len);
+        if (rc != 0 || !value_ok(buf, len)) {
+            note_failure(sh);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void run(const char *flush_messages)
+{
+    char *dir = tu_mkdtemp("threads");
+    topic_config *cfg = topic_config_new();
+    assert_int_equal(topic_config_set(cfg, "segment.bytes", "8K"), 0);
+    assert_int_equal(topic_config_set(cfg, "index.interval.bytes", "256"), 0);
+    assert_int_equal(topic_config_set(cfg, "flush.messages", flush_messages), 0);
+    struct shared sh = { 0 };
+    assert_int_equal(topic_open(dir, TOPIC_CREATE, cfg, &sh.t), 0);
+    pthread_t w[WRITERS], r[READERS];
+    void *args[WRITERS][2];
+    for (int i = 0; i < READERS; i++)
+        assert_int_equal(pthread_create(&r[i], NULL, i < 2 ? cursor_main : reader_main, &sh), 0);
+    for (int i = 0; i < WRITERS; i++) {
+        args[i][0] = &sh;
+        args[i][1] = (void *)(uintptr_t)i;
+        assert_int_equal(pthread_create(&w[i], NULL, writer_main, args[i]), 0);
+    }
+    for (int i = 0; i < WRITERS; i++)
+        pthread_join(w[i], NULL);
+    for (int i = 0; i < READERS; i++)
+        pthread_join(r[i], NULL);
+    assert_int_equal(atomic_load(&sh.failures), 0);
+    assert_int_equal(topic_end_offset(sh.t), (uint64_t)WRITERS * PER_WRITER);
+    assert_int_equal(topic_close(sh.t), 0);
+
+    /* And all of it is there after reopening. */
+    topic *t;
+    assert_int_equal(topic_open(dir, TOPIC_RDONLY, NULL, &t), 0);
+    assert_int_equal(topic_end_offset(t), (uint64_t)WRITERS * PER_WRITER);
+    char buf[sizeof(struct value)];
+    for (uint64_t o = 0; o < (uint64_t)WRITERS * PER_WRITER; o++) {
+        size_t len;
+        assert_int_equal(topic_read(t, o, buf, sizeof buf, &len), 0);
+        assert_true(value_ok(buf, len));
+    }
+    assert_int_equal(topic_close(t), 0);
+    topic_config_free(cfg);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static void test_shared_handle_default_policy(void **state)
+{
+    (void)state;
+    run("0");
+}
+
+/* Durable appends from four threads: group commit under contention. */
+static void test_shared_handle_durable(void **state)
+{
+    (void)state;
+    run("1");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shared_handle_default_policy),
+        cmocka_unit_test(test_shared_handle_durable),
+    };
+    return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
+}
