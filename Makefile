@@ -51,7 +51,7 @@ TEST_HELPER_SRCS := $(wildcard tests/helpers/*.c)
 TEST_HELPER_HDRS := $(wildcard tests/helpers/*.h)
 
 .PHONY: all lib check check-unit check-man check-asan check-tsan demo bench clean \
-        install uninstall examples torture tool check-python check-cli
+        install uninstall examples torture tool check-python check-cli check-fuzz fuzz
 
 all: lib libtopic.pc tool
 
@@ -135,7 +135,7 @@ check-cli: tool
 	    sh tests/cli/test_cli.sh $(CURDIR)/$(B)/tools/topic; \
 	else echo "cli: no tool or no tests: skipped"; fi
 
-check: check-unit check-man examples check-python check-cli
+check: check-unit check-fuzz check-man examples check-python check-cli
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer
 check-asan:
@@ -148,6 +148,40 @@ check-tsan:
 # The long versions of the crash tests.
 torture: $(TEST_BINS)
 	TOPIC_CRASH_ITERATIONS=5000 ./$(B)/tests/test_crash 2>&1
+
+# Fuzzing.  Each fuzz/fuzz_NAME.c is a libFuzzer target; `make check` replays
+# its corpus (fuzz/corpus/NAME) through a plain driver, and `make fuzz` runs
+# every target under libFuzzer for FUZZ_SECONDS each (clang required), adding
+# what it finds to build/fuzz/corpus-NAME.
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_COMMON  := fuzz/util.c
+$(B)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(FUZZ_COMMON) fuzz/fuzz.h $(STATIC)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) $(TOPIC_CFLAGS) -Ilib -Ifuzz -o $@ $< fuzz/replay.c $(FUZZ_COMMON) \
+	    $(STATIC) $(DEP_LIBS)
+
+check-fuzz: $(FUZZ_TARGETS:%=$(B)/fuzz/replay_%)
+	@for f in $(FUZZ_TARGETS); do \
+	    ./$(B)/fuzz/replay_$$f fuzz/corpus/$$f || exit 1; \
+	done
+
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all
+build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_COMMON) fuzz/fuzz.h $(LIB_SRCS) $(LIB_HDRS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -std=c11 -D_GNU_SOURCE -Iinclude -Ilib -Ifuzz -pthread -o $@ $< \
+	    $(FUZZ_COMMON) $(LIB_SRCS) $(DEP_LIBS)
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@for f in $(FUZZ_TARGETS); do \
+	    mkdir -p build/fuzz/corpus-$$f; \
+	    echo "== fuzzing $$f for $(FUZZ_SECONDS) s"; \
+	    ./build/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
+	        -artifact_prefix=build/fuzz/$$f- build/fuzz/corpus-$$f fuzz/corpus/$$f || exit 1; \
+	done
 
 BENCH_RUNS ?= 5
 $(B)/bench/bench: bench/bench.c $(STATIC)
