@@ -51,7 +51,7 @@ TEST_HELPER_SRCS := $(wildcard tests/helpers/*.c)
 TEST_HELPER_HDRS := $(wildcard tests/helpers/*.h)
 
 .PHONY: all lib check check-unit check-man check-asan check-tsan demo bench clean \
-        install uninstall examples torture tool check-python check-cli check-fuzz fuzz
+        install uninstall examples torture tool check-python check-cli check-fuzz fuzz check-install
 
 all: lib libtopic.pc tool
 
@@ -135,7 +135,12 @@ check-cli: tool
 	    sh tests/cli/test_cli.sh $(CURDIR)/$(B)/tools/topic; \
 	else echo "cli: no tool or no tests: skipped"; fi
 
-check: check-unit check-fuzz check-man examples check-python check-cli
+# Install into a temporary DESTDIR, build and run a program against it, check
+# the exported symbols, uninstall.
+check-install: all
+	@sh tests/install/test_install.sh
+
+check: check-unit check-fuzz check-man examples check-python check-cli check-install
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer
 check-asan:
