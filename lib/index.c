@@ -52,15 +52,21 @@ void topic__index_put(struct index *ix, const struct idx_entry *e)
     atomic_store_explicit(&ix->n, n + 1, memory_order_release);
 }
 
-bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entry *e)
+/*
+ * The last entry for which `before` holds, where `before` is true for a
+ * prefix of the entries (both fields only grow); false if it holds for none.
+ * The count is loaded once: entries the writer adds meanwhile are ignored.
+ */
+static bool last_before(const struct index *ix, bool (*before)(const struct idx_entry *, int64_t),
+                        int64_t key, struct idx_entry *e)
 {
     uint32_t lo = 0, hi = atomic_load_explicit(&ix->n, memory_order_acquire);
-    /* Invariant: entries [0, lo) have rel <= target, [hi, n) have rel > target. */
+    /* Invariant: `before` holds for [0, lo) and not for [hi, n). */
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         struct idx_entry m;
         topic__index_get(ix, mid, &m);
-        if (m.rel <= rel)
+        if (before(&m, key))
             lo = mid + 1;
         else
             hi = mid;
@@ -71,22 +77,24 @@ bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entr
     return true;
 }
 
+static bool rel_at_most(const struct idx_entry *m, int64_t rel)
+{
+    return (int64_t)m->rel <= rel;
+}
+
+static bool earlier_than(const struct idx_entry *m, int64_t ts)
+{
+    return m->max_ts_before < ts;
+}
+
+bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entry *e)
+{
+    return last_before(ix, rel_at_most, rel, e);
+}
+
 bool topic__index_find_time(const struct index *ix, int64_t ts, struct idx_entry *e)
 {
-    uint32_t lo = 0, hi = atomic_load_explicit(&ix->n, memory_order_acquire);
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        struct idx_entry m;
-        topic__index_get(ix, mid, &m);
-        if (m.max_ts_before < ts)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == 0)
-        return false;
-    topic__index_get(ix, lo - 1, e);
-    return true;
+    return last_before(ix, earlier_than, ts, e);
 }
 
 bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_len)
