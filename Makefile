@@ -51,7 +51,7 @@ TEST_HELPER_SRCS := $(wildcard tests/helpers/*.c)
 TEST_HELPER_HDRS := $(wildcard tests/helpers/*.h)
 
 .PHONY: all lib check check-unit check-man check-asan check-tsan demo bench clean \
-        install uninstall examples torture tool check-python check-cli check-fuzz fuzz check-install
+        install uninstall examples torture tool check-python check-cli check-fuzz fuzz check-install coverage golden
 
 all: lib libtopic.pc tool
 
@@ -149,6 +149,22 @@ check-asan:
 check-tsan:
 	$(MAKE) B=build/tsan CFLAGS="$(SAN_FLAGS) -fsanitize=thread" LDFLAGS="-fsanitize=thread" \
 	    TEST_ENV="TSAN_OPTIONS=halt_on_error=1" check-unit
+
+# Line and branch coverage of lib/ by the unit tests and the corpus replays
+# (Debian package gcovr); the report lands in build/coverage/.
+coverage:
+	$(MAKE) B=build/coverage CFLAGS="-O0 -g --coverage" LDFLAGS="--coverage" check-unit check-fuzz
+	@mkdir -p build/coverage/report
+	gcovr --root . --filter lib/ --object-directory build/coverage --print-summary \
+	    --html-details build/coverage/report/index.html --txt build/coverage/report/coverage.txt \
+	    build/coverage
+
+# Remakes the golden damaged topics of tests/golden/cases.
+golden: $(STATIC)
+	@mkdir -p $(B)/tests/golden
+	$(CC) $(CFLAGS) $(TOPIC_CFLAGS) -Ilib -o $(B)/tests/golden/make_golden tests/golden/make_golden.c \
+	    $(STATIC) $(DEP_LIBS)
+	./$(B)/tests/golden/make_golden
 
 # The long versions of the crash tests.
 torture: $(TEST_BINS)

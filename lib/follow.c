@@ -104,18 +104,19 @@ static int follow_map(topic *t, struct segment *s, size_t *size)
 /* Walks s from where the reader's walk stopped to `limit` bytes (or to its
  * end offset, when known), indexing the new batches; publishes to this
  * handle's readers the length of the whole batches found. */
-static void follow_walk(topic *t, struct segment *s, size_t limit)
+static int follow_walk(topic *t, struct segment *s, size_t limit)
 {
     size_t len;
     uint64_t end;
     /* Verified: published lengths vouch for a live writer's bytes, not for
      * a file that has been damaged since, nor for a dead writer's torn tail. */
     int how = TOPIC__SCAN_VERIFY | TOPIC__SCAN_INDEX;
-    if (topic__segment_scan(t, s, limit, how, &len, &end) == 0 &&
-        len > atomic_load(&s->len)) {
+    int rc = topic__segment_scan(t, s, limit, how, &len, &end);
+    if (rc == 0 && len > atomic_load(&s->len)) {
         atomic_store_explicit(&s->len, len, memory_order_release);
         s->walked_end = end;
     }
+    return rc;   /* TOPIC_EVERSION: a batch this release cannot read */
 }
 
 int topic__follow_load(topic *t, struct segment *s)
@@ -123,8 +124,7 @@ int topic__follow_load(topic *t, struct segment *s)
     size_t size;
     TRY(follow_map(t, s, &size));
     /* s->end is the next segment's base: the walk stops there. */
-    follow_walk(t, s, size);
-    return 0;
+    return follow_walk(t, s, size);
 }
 
 int topic__follow_open_last(topic *t, struct segment *s)
@@ -137,7 +137,7 @@ int topic__follow_open_last(topic *t, struct segment *s)
     size_t limit = size;
     if (live_read(t, &base, &len, &end, &start) && base == s->base && len < limit)
         limit = (size_t)len;
-    follow_walk(t, s, limit);
+    TRY(follow_walk(t, s, limit));
     atomic_store(&s->loaded, true);
     return 0;
 }
