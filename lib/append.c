@@ -114,9 +114,9 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, uint64_t 
     if (needs_roll(t, t->active, size, now))
         TRY(roll(t, size));
     struct segment *s = t->active;
-    if (!s->extended)
-        TRY(topic__segment_extend(t, s));
     size_t pos = atomic_load_explicit(&s->len, memory_order_relaxed);
+    if (pos + size > s->reserved)
+        TRY(topic__segment_reserve(t, s, pos + size));
     uint64_t base = atomic_load_explicit(&t->end, memory_order_relaxed);
     topic__bg_prepare(t, s, pos + size);
     if (packed) {

@@ -99,17 +99,37 @@ static void prepare_step(topic *t)
     size_t from = t->pf_done, n = t->pf_target - from;
     if (n > PREPARE_STEP)
         n = PREPARE_STEP;
+    size_t reserved = s->reserved, want = reserved;
     t->prep_busy = true;
     t->prep_cur = s;
     pthread_mutex_unlock(&t->append_lock);
-    int rc = topic__os.madvise(s->map + from, n, MADV_POPULATE_WRITE);
-    int err = errno;
+    /* Pages past the allocated part of the file would fault with SIGBUS:
+     * reserve first, as the appender would have to a little later (it
+     * checks s->reserved under the lock, so at worst both reserve). */
+    int rc = 0, err = 0;
+    if (from + n > reserved) {
+        want = topic__reserve_target(s, reserved, from + n);
+        rc = topic__fallocate_range(s->fd, (off_t)reserved, (off_t)(want - reserved));
+        err = rc < 0 ? -rc : 0;
+        if (rc < 0)
+            want = reserved;   /* nothing gained */
+    }
+    if (rc == 0) {
+        rc = topic__os.madvise(s->map + from, n, MADV_POPULATE_WRITE);
+        err = errno;
+    }
     pthread_mutex_lock(&t->append_lock);
+    if (want > s->reserved)
+        s->reserved = want;
     t->prep_busy = false;
     t->prep_cur = NULL;
     pthread_cond_broadcast(&t->prep_idle);
     if (rc < 0 && (err == EINVAL || err == ENOSYS || err == EPERM))
         t->prep_ok = false;   /* an older kernel: leave it to the faults */
+    if (want == reserved && from + n > reserved) {
+        t->pf_target = t->pf_done;   /* the append that needs the space will report it */
+        return;
+    }
     if (t->pf_seg == s)
         t->pf_done = rc == 0 ? from + n : t->pf_target;
 }

@@ -37,11 +37,25 @@ void topic__index_get(const struct index *ix, uint32_t i, struct idx_entry *e)
     e->pos = topic__load32(p + 4);
 }
 
+/* Entries' worth of file allocated at a time: 4096 of them. */
+#define RESERVE_ENTRIES 4096u
+
 void topic__index_put(struct index *ix, const struct idx_entry *e)
 {
     uint32_t n = atomic_load_explicit(&ix->n, memory_order_relaxed);
     if (n >= ix->cap)
-        return;   /* a full index only makes lookups scan further */
+        return;   /* a full index only makes lookups walk further */
+    size_t need = ((size_t)n + 1) * ix->entry_size;
+    if (need > ix->reserved) {
+        /* A file-backed index grows in steps; where the disk is full the
+         * entry is left out, which costs lookups time, never correctness. */
+        size_t want = ix->reserved + (size_t)RESERVE_ENTRIES * ix->entry_size;
+        if (want > ix->map_len)
+            want = ix->map_len;
+        if (topic__fallocate_range(ix->fd, (off_t)ix->reserved, (off_t)(want - ix->reserved)) < 0)
+            return;
+        ix->reserved = want;
+    }
     uint8_t *p = ix->map + (size_t)n * ix->entry_size;
     if (ix->entry_size == TOPIC__TIDX_ENTRY) {
         topic__store64(p, (uint64_t)e->max_ts_before);
@@ -131,8 +145,8 @@ static uint32_t count_used(const struct index *ix, uint32_t limit)
 /*
  * Maps index file `name`.  Writable (the active segment): created if missing
  * and mapped with room for `cap` entries, of which those already in the file
- * count; topic__index_extend() preallocates the room before new entries are
- * written.  Read-only (a sealed segment): mapped as it is.  Entries are not
+ * count; the file is allocated in steps as entries are added
+ * (topic__index_put).  Read-only (a sealed segment): mapped as it is.  Entries are not
  * validated here, which keeps opening O(1): lookups check what they find
  * against the log and fall back to walking it (see read.c).
  */
@@ -161,13 +175,9 @@ int topic__index_map(struct index *ix, int dirfd, const char *name, uint32_t cap
     }
     ix->fd = fd;
     ix->cap = cap;
+    ix->reserved = (size_t)in_file * ix->entry_size;
     atomic_store(&ix->n, ix->map ? count_used(ix, in_file) : 0);
     return 0;
-}
-
-int topic__index_extend(struct index *ix)
-{
-    return topic__fallocate(ix->fd, (off_t)ix->map_len);
 }
 
 int topic__index_anon(struct index *ix, uint32_t cap)
@@ -178,6 +188,7 @@ int topic__index_anon(struct index *ix, uint32_t cap)
     TRY(topic__mmap(ix->map_len, PROT_READ | PROT_WRITE, -1, &p));
     ix->map = p;
     ix->cap = cap;
+    ix->reserved = ix->map_len;   /* memory: nothing to allocate on disk */
     atomic_store(&ix->n, 0);
     return 0;
 }

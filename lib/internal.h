@@ -43,6 +43,7 @@ struct index {
     uint8_t *map;             /* entries; NULL when there are none */
     size_t map_len;
     uint32_t cap;             /* entries the mapping can hold */
+    size_t reserved;          /* bytes of the file allocated (writable ones) */
     _Atomic uint32_t n;       /* entries published to readers */
     size_t entry_size;        /* TOPIC__IDX_ENTRY or TOPIC__TIDX_ENTRY */
 };
@@ -65,7 +66,6 @@ bool topic__index_find_time(const struct index *ix, int64_t ts, struct idx_entry
 /* Checks that entries grow strictly and stay inside the segment. */
 bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_len);
 int  topic__index_map(struct index *ix, int dirfd, const char *name, uint32_t cap, bool writable);
-int  topic__index_extend(struct index *ix);
 int  topic__index_anon(struct index *ix, uint32_t cap);
 int  topic__index_seal(struct index *ix);
 void topic__index_unmap(struct index *ix);
@@ -85,7 +85,7 @@ struct segment {
     size_t last_index_pos;        /* file position of the last index entry */
     struct index idx, tidx;
     bool writable;                /* the writer's active segment */
-    bool extended;                /* its files are preallocated to capacity */
+    size_t reserved;              /* writer: bytes of the file allocated (<= map_len) */
     struct segment *next_unsealed; /* see topic.unsealed */
     bool follow;                  /* a reader's view of a segment that may grow */
     uint64_t walked_end;          /* follow: one past the last offset walked */
@@ -106,8 +106,11 @@ int  topic__segment_load(topic *t, struct segment *s);
 /* Opens the last segment for appending, scanning it when `scan` is set. */
 int  topic__segment_open_active(topic *t, struct segment *s, bool scan, size_t known_len,
                                 uint64_t known_end);
-/* Preallocates the active segment's files before its first new batch. */
-int  topic__segment_extend(topic *t, struct segment *s);
+/* Writer, under append_lock: makes sure the first `upto` bytes of the active
+ * segment's file are allocated on disk, reserving ahead in steps. */
+int  topic__segment_reserve(topic *t, struct segment *s, size_t upto);
+/* How far a reservation that must reach `upto` goes (a whole step). */
+size_t topic__reserve_target(const struct segment *s, size_t reserved, size_t upto);
 /* True when the time index can be trusted for seeking (checked once). */
 bool topic__segment_tidx_ok(struct segment *s);
 int  topic__segment_seal(topic *t, struct segment *s);

@@ -110,12 +110,21 @@ int topic__fsync(int fd)
  */
 int topic__fallocate(int fd, off_t len)
 {
+    return topic__fallocate_range(fd, 0, len);
+}
+
+int topic__fallocate_range(int fd, off_t off, off_t len)
+{
     if (len <= 0)
         return 0;
-    if (topic__os.fallocate(fd, 0, 0, len) == 0)
+    if (topic__os.fallocate(fd, 0, off, len) == 0)
         return 0;
-    if (errno == EOPNOTSUPP || errno == ENOSYS)
-        return topic__ftruncate(fd, len);
+    if (errno == EOPNOTSUPP || errno == ENOSYS) {
+        struct stat st;
+        if (topic__os.fstat(fd, &st) < 0)
+            return neg_errno();
+        return st.st_size >= off + len ? 0 : topic__ftruncate(fd, off + len);
+    }
     return neg_errno();
 }
 

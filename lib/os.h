@@ -46,6 +46,8 @@ int   topic__pwrite_all(int fd, const void *buf, size_t n, off_t off);
 int   topic__fdatasync(int fd);
 int   topic__fsync(int fd);
 int   topic__fallocate(int fd, off_t len);
+/* The same for bytes [off, off + len), extending the file as needed. */
+int   topic__fallocate_range(int fd, off_t off, off_t len);
 int   topic__ftruncate(int fd, off_t len);
 int   topic__renameat(int dirfd, const char *from, const char *to);
 int   topic__unlinkat(int dirfd, const char *path);

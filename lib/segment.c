@@ -72,8 +72,8 @@ void topic__segment_index_batch(topic *t, struct segment *s, size_t pos,
         atomic_store_explicit(&s->max_ts, h->max_ts, memory_order_relaxed);
 }
 
-/* Maps both index files writable and preallocated, replacing them when
- * `fresh`.  Entries may be added as soon as this returns. */
+/* Maps both index files writable, replacing them when `fresh`.  Entries
+ * may be added as soon as this returns (the files grow as they are). */
 static int map_indexes(topic *t, struct segment *s, uint32_t cap, bool fresh)
 {
     char name[64];
@@ -87,14 +87,13 @@ static int map_indexes(topic *t, struct segment *s, uint32_t cap, bool fresh)
                 return rc;
         }
         TRY(topic__index_map(ix[i], t->dirfd, name, cap, true));
-        TRY(topic__index_extend(ix[i]));
     }
     return 0;
 }
 
 /* Opens the .log file read-write and maps `capacity` bytes of it (or its
- * size, if larger); the file itself is extended by topic__segment_extend(),
- * on the first append, so that opening a large topic stays cheap. */
+ * size, if larger); the file itself grows by topic__segment_reserve(), from
+ * the first append on, so that opening a large topic stays cheap. */
 static int map_log(topic *t, struct segment *s, size_t capacity, int oflags, size_t *size)
 {
     char name[64];
@@ -113,13 +112,30 @@ static int map_log(topic *t, struct segment *s, size_t capacity, int oflags, siz
     return 0;
 }
 
-int topic__segment_extend(topic *t, struct segment *s)
+/*
+ * Space is reserved in steps rather than a whole segment at once: on tmpfs
+ * (often /tmp) a reservation is memory, and a gigabyte per topic is not a
+ * price to pay up front.  Every byte is reserved before it is written, so a
+ * full disk is still an error of the append that meets it, never SIGBUS.
+ */
+#define RESERVE_STEP ((size_t)16 << 20)
+
+size_t topic__reserve_target(const struct segment *s, size_t reserved, size_t upto)
+{
+    size_t want = reserved + RESERVE_STEP;
+    if (want < upto)
+        want = upto;
+    return want < s->map_len ? want : s->map_len;
+}
+
+int topic__segment_reserve(topic *t, struct segment *s, size_t upto)
 {
     (void)t;
-    if (s->extended)
+    if (upto <= s->reserved)
         return 0;
-    TRY(topic__fallocate(s->fd, (off_t)s->map_len));
-    s->extended = true;
+    size_t want = topic__reserve_target(s, s->reserved, upto);
+    TRY(topic__fallocate_range(s->fd, (off_t)s->reserved, (off_t)(want - s->reserved)));
+    s->reserved = want;
     return 0;
 }
 
@@ -133,7 +149,7 @@ int topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segme
     if (rc == 0)
         rc = map_indexes(t, s, index_cap(t, capacity), true);
     if (rc == 0)
-        rc = topic__segment_extend(t, s);
+        rc = topic__segment_reserve(t, s, 1);
     if (rc == 0)
         rc = topic__fsync(t->dirfd);
     if (rc < 0) {
@@ -189,15 +205,17 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan, size_t kn
     if (scan) {
         TRY(map_indexes(t, s, index_cap(t, capacity), true));
         TRY(topic__segment_scan(t, s, size, TOPIC__SCAN_VERIFY | TOPIC__SCAN_INDEX, &len, &end));
-        /* Cut whatever follows the last whole batch; extending the file
+        /* Cut whatever follows the last whole batch; reserving the file
          * again zeroes the rest, so no stale byte is ever read as a batch. */
-        if (len < size)
+        if (len < size) {
             TRY(topic__ftruncate(s->fd, (off_t)len));
-        TRY(topic__segment_extend(t, s));
+            size = len;
+        }
         atomic_store(&s->tidx_state, 1);
     }
     atomic_store(&s->len, len);
     atomic_store(&s->end, end);
+    s->reserved = size;   /* more on the first append */
     s->writable = true;
     /* segment.ms counts from when the writer created or reopened the
      * segment: record timestamps are the caller's and may be anything. */
