@@ -176,14 +176,17 @@ TOPIC_API void topic_config_free(topic_config *c);
  * not kept and may be freed as soon as this returns.
  *
  * A writer (no TOPIC_RDONLY) takes an exclusive lock on the directory; if the
- * last writer did not close cleanly, the active segment is scanned, every
- * batch verified, the torn tail cut off and its indexes rebuilt, so that every
- * record whose append returned is there and the next append continues the
- * dense offsets.  After a clean close nothing is scanned.
+ * last writer did not close cleanly, the active segment and any segment it
+ * had not finished sealing are scanned, every batch verified, torn tails cut
+ * off and indexes rebuilt, so that every record whose append returned is
+ * there and the next append continues the dense offsets.  After a clean
+ * close nothing is scanned.
  *
- * A writer handle runs one background thread ("topic-bg"): it carries out
- * flush.ms, and maps the pages of the active segment ahead of the appends so
- * that the page faults of a new page are not paid inside topic_append().
+ * A writer handle runs two background threads: "topic-flush" carries out
+ * flush.ms, seals the segments appends have rolled away from and applies
+ * retention; "topic-prep" maps the pages of the active segment ahead of the
+ * appends, so that the page faults of a new page are not paid inside
+ * topic_append().
  *
  * Errors: -EINVAL (bad flags, NULL), -ENOENT (no topic and no TOPIC_CREATE),
  * -EEXIST (TOPIC_CREATE|TOPIC_EXCL and the directory exists), -ENOTDIR,
@@ -212,8 +215,12 @@ TOPIC_API int topic_close(topic *t);
  * process; when it survives a power loss is set by flush.messages / flush.ms.
  *
  * Errors: -EINVAL, TOPIC_ETOOBIG, TOPIC_ERDONLY, TOPIC_EFAILED (an earlier
- * write or sync failed), -ENOSPC (the next segment could not be allocated;
- * nothing was written), -EIO.  On error no offset is consumed.
+ * write or sync failed), -ENOSPC (space for the record could not be
+ * allocated; nothing was written), -EIO.  On error no offset is consumed,
+ * with one exception: under flush.messages, when the record was written but
+ * the sync that follows failed, the append returns that error and the
+ * record is readable but was never acknowledged as durable; the handle then
+ * refuses writes (TOPIC_EFAILED) until reopened.
  * Thread-safe: appends from several threads are serialised.
  */
 TOPIC_API int topic_append(topic *t, const void *value, size_t len, uint64_t *offset);

@@ -43,15 +43,27 @@ static int roll(topic *t, size_t need)
     size_t capacity = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
     if (need > capacity)
         capacity = need;
+    if (atomic_load(&old->len) == 0 && old->writable) {
+        /* An empty segment too small for this batch (larger than
+         * segment.bytes) is replaced by a larger one of the same base: its
+         * files go first, so that the new ones are new files. */
+        TRY(topic__seglist_drop_empty_last(t, old));
+        topic__bg_release(t);
+        old->writable = false;
+        topic__segment_put(old);
+        old = NULL;
+    }
     TRY(topic__segment_create(t, atomic_load(&t->end), capacity, &s));
     int rc = topic__seglist_push(t, s);
     if (rc < 0) {
         topic__segment_free(s);
         return rc;
     }
-    topic__bg_release(t);   /* never waits: the roll must not let go of the lock */
-    old->writable = false;
-    topic__bg_seal_later(t, old);
+    if (old != NULL) {
+        topic__bg_release(t);   /* never waits: the roll must not let go of the lock */
+        old->writable = false;
+        topic__bg_seal_later(t, old);
+    }
     t->active = s;
     topic__publish(t);
     return 0;
@@ -135,6 +147,11 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, uint64_t 
     atomic_store_explicit(&t->end, base + n, memory_order_release);
     topic__publish(t);
     topic__wait_notify(t);
+    if (t->unsynced_since_ms == 0) {
+        t->unsynced_since_ms = now;
+        if (t->cfg.v[TOPIC_K_FLUSH_MS] > 0)
+            pthread_cond_signal(&t->flush_cond);   /* its flush.ms starts now */
+    }
     if (first != NULL)
         *first = base;
     return 0;

@@ -45,25 +45,16 @@ static void deadline_after(struct timespec *ts, int64_t ms)
     }
 }
 
-static bool past(const struct timespec *ts)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > ts->tv_sec || (now.tv_sec == ts->tv_sec && now.tv_nsec >= ts->tv_nsec);
-}
-
 static void *flusher_main(void *arg)
 {
     topic *t = arg;
     pthread_setname_np(pthread_self(), "topic-flush");   /* as top(1) shows it */
     int64_t period = t->cfg.v[TOPIC_K_FLUSH_MS];
     bool retention = t->cfg.v[TOPIC_K_RETENTION_BYTES] >= 0 || t->cfg.v[TOPIC_K_RETENTION_MS] >= 0;
-    /* It wakes for the sooner of flush.ms and, under retention, a second. */
-    int64_t tick = period > 0 && (!retention || period < 1000) ? period : retention ? 1000 : 0;
-    struct timespec next_tick;
-    deadline_after(&next_tick, tick);
+    int64_t next_retention = topic__now_ms() + 1000;
     pthread_mutex_lock(&t->append_lock);
     while (!t->bg_stopping) {
+        int64_t now = topic__now_ms();
         if (t->unsealed != NULL && t->failed == 0) {
             pthread_mutex_unlock(&t->append_lock);
             if (topic__seal_pending(t) == 0 && retention)
@@ -71,22 +62,35 @@ static void *flusher_main(void *arg)
             pthread_mutex_lock(&t->append_lock);
             continue;
         }
-        if (tick > 0 && past(&next_tick)) {
-            bool flush = period > 0 && t->synced_end < atomic_load(&t->end) && t->failed == 0 &&
-                         topic__now_ms() - t->last_sync_ms >= period;
+        /* flush.ms counts from the oldest record not yet synced. */
+        if (period > 0 && t->unsynced_since_ms != 0 && t->failed == 0 &&
+            now - t->unsynced_since_ms >= period) {
             pthread_mutex_unlock(&t->append_lock);
-            if (flush)
-                topic__sync(t);
-            if (retention)
-                topic__apply_retention(t);
+            topic__sync(t);
             pthread_mutex_lock(&t->append_lock);
-            deadline_after(&next_tick, tick);
             continue;
         }
-        if (tick > 0)
-            pthread_cond_timedwait(&t->flush_cond, &t->append_lock, &next_tick);
-        else
+        if (retention && now >= next_retention) {
+            pthread_mutex_unlock(&t->append_lock);
+            topic__apply_retention(t);
+            pthread_mutex_lock(&t->append_lock);
+            next_retention = topic__now_ms() + 1000;
+            continue;
+        }
+        /* Sleep until the sooner of those two deadlines, or a signal: an
+         * append that leaves the first unsynced record, a roll, close. */
+        int64_t wait = -1;
+        if (period > 0 && t->unsynced_since_ms != 0 && t->failed == 0)
+            wait = t->unsynced_since_ms + period - now;
+        if (retention && (wait < 0 || next_retention - now < wait))
+            wait = next_retention - now;
+        if (wait >= 0) {
+            struct timespec ts;
+            deadline_after(&ts, wait);
+            pthread_cond_timedwait(&t->flush_cond, &t->append_lock, &ts);
+        } else {
             pthread_cond_wait(&t->flush_cond, &t->append_lock);
+        }
     }
     pthread_mutex_unlock(&t->append_lock);
     return NULL;

@@ -41,7 +41,9 @@ static struct live *live_area(topic *t)
 void topic__publish(topic *t)
 {
     struct live *l = live_area(t);
-    uint32_t seq = __atomic_load_n(&l->seq, __ATOMIC_RELAXED);
+    /* Even: a writer killed between the two stores below leaves it odd,
+     * and readers must not wait for that writer forever. */
+    uint32_t seq = __atomic_load_n(&l->seq, __ATOMIC_RELAXED) & ~1u;
     __atomic_store_n(&l->seq, seq + 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     __atomic_store_n(&l->active_base, t->active->base, __ATOMIC_RELAXED);

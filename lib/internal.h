@@ -152,7 +152,7 @@ struct topic {
     uint64_t synced_end;          /* records below it are on stable storage */
     bool syncing;                 /* a thread is syncing for everyone */
     pthread_cond_t sync_done;     /* ... and has finished */
-    int64_t last_sync_ms;
+    int64_t unsynced_since_ms;    /* when the oldest unsynced record came; 0 if none */
 
     /* Segments rolled away from and not yet sealed, oldest first, linked
      * through next_unsealed; the flusher seals them (sync.c). */
@@ -200,6 +200,9 @@ void topic__segment_put(struct segment *s);
 struct segment *topic__seglist_first(topic *t);
 struct segment *topic__seglist_last(topic *t);
 size_t topic__seglist_count(topic *t);
+/* Removes s, the last segment and an empty one, from the list and deletes
+ * its files; the list's reference passes to the caller. */
+int  topic__seglist_drop_empty_last(topic *t, struct segment *s);
 /* Removes the segments that end at or below `start`, never the last one;
  * with `unlink`, deletes their files.  Returns how many went. */
 int  topic__seglist_drop_before(topic *t, uint64_t start, bool unlink);

@@ -35,6 +35,8 @@
 #define GROUP_MAGIC   0x4f475054u
 #define GROUP_VERSION 1u
 #define GROUP_FILE    4096
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "group files are little-endian structs");
 #define GROUP_NAME_MAX 128
 
 struct slot {

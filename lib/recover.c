@@ -22,12 +22,16 @@ int topic__segment_scan(topic *t, struct segment *s, size_t limit, int how,
     struct idx_entry e;
     size_t pos = 0;
     uint64_t expect = s->base;
-    if (topic__index_find_rel(&s->idx, UINT32_MAX, &e)) {
-        pos = s->last_index_pos = e.pos;
+    /* New entries go after the last offset-index entry; the largest
+     * timestamp is known up to the last time-index entry.  The two are the
+     * same entry unless one file lost some (a full disk skips entries), so
+     * the walk starts at the time index's, which is never later. */
+    if (topic__index_find_rel(&s->idx, UINT32_MAX, &e))
+        s->last_index_pos = e.pos;
+    if (topic__index_find_rel(&s->tidx, UINT32_MAX, &e) && e.pos <= s->last_index_pos) {
+        pos = e.pos;
         expect = s->base + e.rel;
         atomic_store(&s->max_ts, e.max_ts_before);
-        if (topic__index_find_rel(&s->tidx, UINT32_MAX, &e))
-            atomic_store(&s->max_ts, e.max_ts_before);
     }
     if (limit > s->map_len)
         limit = s->map_len;

@@ -19,7 +19,9 @@
  *                (cut to its data and synced); only those at or above it
  *                can hold a torn tail after a crash.  Written alone (an
  *                aligned 8-byte store, one sector) after each seal.
- *   64     ...  zero up to 4096 bytes (room for live state shared with readers)
+ *   64     40   the live area: where the writer's log ends, for readers in
+ *                other processes (follow.c)
+ *   104    ...  zero up to 4096 bytes
  *
  * The record is trusted only when the checksum matches, clean is 1 and the
  * active segment's file has exactly the recorded size; anything else means
@@ -32,6 +34,12 @@
 #include <xxhash.h>
 
 #include "internal.h"
+
+/* The page is written as a C struct: its layout is the little-endian one
+ * documented above only on little-endian hosts, the only ones supported. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "topic.state and groups/ files are little-endian structs");
+_Static_assert(sizeof(struct state_page) == 64, "the clean-shutdown record is 64 bytes");
 
 static uint64_t state_sum(const struct state_page *p)
 {
@@ -121,9 +129,9 @@ int topic__state_mark(topic *t, bool clean)
     return 0;
 }
 
-/* Called by the sealer without append_lock: it writes only its own field,
- * and the checksum only while the record says clean, which no writer with a
- * segment to seal can be. */
+/* Called by the sealer without append_lock.  It writes only its own field
+ * and leaves the checksum alone: a writer with a segment to seal has
+ * already cleared `clean`, so the checksum means nothing until close. */
 int topic__state_sealed(topic *t, uint64_t below)
 {
     if (__atomic_load_n(&t->state->unsealed_from, __ATOMIC_RELAXED) >= below)

@@ -77,6 +77,7 @@ int topic__sync(topic *t)
         return rc;
     }
     t->syncing = true;
+    int64_t started = topic__now_ms();
     uint64_t target = atomic_load(&t->end);
     struct segment *s = t->active;
     topic__segment_ref(s);
@@ -95,7 +96,8 @@ int topic__sync(topic *t)
         fail(t, rc);
     } else if (target > t->synced_end) {
         t->synced_end = target;
-        t->last_sync_ms = topic__now_ms();
+        /* Records appended during the sync are younger than its start. */
+        t->unsynced_since_ms = t->synced_end < atomic_load(&t->end) ? started : 0;
     }
     t->syncing = false;
     pthread_cond_broadcast(&t->sync_done);

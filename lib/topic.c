@@ -323,6 +323,12 @@ static int open_handle(topic *t, const char *dir, const topic_config *conf)
 
 static void free_handle(topic *t)
 {
+    /* Segments still waiting to be sealed (a seal failed) hold references. */
+    for (struct segment *s = t->unsealed, *next; s != NULL; s = next) {
+        next = s->next_unsealed;
+        topic__segment_put(s);
+    }
+    t->unsealed = NULL;
     topic__wait_close(t);
     topic__groups_close(t);
     topic__zbuf_free(&t->zraw);
@@ -361,7 +367,6 @@ TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, t
         free_handle(t);
         return rc;
     }
-    t->last_sync_ms = topic__now_ms();
     if (!(flags & TOPIC_RDONLY)) {
         pthread_mutex_lock(&t->append_lock);
         topic__publish(t);
