@@ -139,24 +139,30 @@ TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec)
 static int time_walk(topic_cursor *c, struct segment *s, size_t pos, uint64_t expect,
                      size_t limit, int64_t ts, bool *found)
 {
+    uint64_t start = topic_start_offset(c->t);
     while (pos < limit) {
         struct batch_header h;
         if (topic__header_parse(s->map + pos, limit - pos, &h) < 0 || h.base_offset != expect ||
             !topic__batch_verify(s->map + pos, &h))
             return TOPIC_ECORRUPT;
-        if (h.max_ts >= ts) {
+        if (h.max_ts >= ts && h.base_offset + h.count > start) {
             const uint8_t *rp, *bend;
             int rc = topic__batch_records(s->map + pos, &h, &c->z, &rp, &bend);
             for (uint32_t i = 0; i < h.count && rc == 0; i++) {
                 struct record_view r;
                 rc = topic__record_decode(&rp, bend, h.first_ts, &r);
-                if (rc == 0 && r.ts >= ts) {
+                /* Records below the start offset are deleted, whatever
+                 * their bytes say. */
+                if (rc == 0 && r.ts >= ts && h.base_offset + i >= start) {
                     cursor_reset(c, h.base_offset + i);
                     *found = true;
                     return 0;
                 }
             }
-            return rc < 0 ? rc : TOPIC_ECORRUPT;  /* max_ts promised a record that is not there */
+            if (rc < 0)
+                return rc;
+            if (h.base_offset >= start)
+                return TOPIC_ECORRUPT;  /* max_ts promised a record that is not there */
         }
         pos += h.length;
         expect += h.count;

@@ -55,6 +55,11 @@ void topic__publish(topic *t)
     __atomic_store_n(&l->seq, seq + 2, __ATOMIC_RELEASE);
 }
 
+uint64_t topic__live_start(topic *t)
+{
+    return __atomic_load_n(&live_area(t)->start, __ATOMIC_RELAXED);
+}
+
 /* Reads the writer's published position; false if there is none yet. */
 static bool live_read(topic *t, uint64_t *base, uint64_t *len, uint64_t *end, uint64_t *start)
 {
@@ -133,9 +138,22 @@ int topic__follow_open_last(topic *t, struct segment *s)
 {
     size_t size;
     uint64_t base, len, end, start;
+    struct state_page snap;
     atomic_store(&s->end, UINT64_MAX);
     TRY(follow_map(t, s, &size));
     s->walked_end = s->base;
+    if (topic__state_clean(t, &snap) && snap.active_base == s->base && snap.active_len == size) {
+        /* Closed cleanly: the record says where the log ends, as it does for
+         * a writer, and damage in between is reported to whoever reads it
+         * (TOPIC_ECORRUPT) instead of ending the log early. */
+        size_t walked;
+        uint64_t walked_end;
+        TRY(topic__segment_scan(t, s, size, TOPIC__SCAN_INDEX, &walked, &walked_end));
+        atomic_store_explicit(&s->len, size, memory_order_release);
+        s->walked_end = snap.end_offset;
+        atomic_store(&s->loaded, true);
+        return 0;
+    }
     size_t limit = size;
     if (live_read(t, &base, &len, &end, &start) && base == s->base && len < limit)
         limit = (size_t)len;

@@ -264,6 +264,9 @@ int  topic__apply_retention(topic *t);
 void topic__publish(topic *t);
 /* Reader: learns about new records, if there are any. */
 void topic__refresh(topic *t);
+/* The start offset the writer published (one load: readers check it on
+ * every read, so that deleted records are gone for them at once). */
+uint64_t topic__live_start(topic *t);
 int  topic__follow_open_last(topic *t, struct segment *s);
 int  topic__follow_load(topic *t, struct segment *s);
 int  topic__list_segments(topic *t, uint64_t **out, size_t *count);

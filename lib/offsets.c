@@ -55,6 +55,7 @@ struct group {
     int fd;
     struct group_file *map;
     bool dirty;               /* committed since its last sync */
+    bool readonly;            /* mapped for lookups only */
     int64_t synced_ms;
 };
 
@@ -99,20 +100,38 @@ static int groups_dir(topic *t, bool create)
     return topic__openat(t->dirfd, "groups", O_RDONLY | O_DIRECTORY, 0);
 }
 
-/* Opens (and with `create`, makes) the file of group `name`. */
+/* Opens (and with `create`, makes) the file of group `name`.  Looking a
+ * position up needs no write access: where the file may not be written (a
+ * read-only copy of a topic), it is mapped read-only, and a later commit
+ * opens it again for writing. */
 static int group_open(topic *t, const char *name, bool create, struct group **out)
 {
     for (size_t i = 0; i < t->ngroups; i++)
         if (strcmp(t->groups[i]->name, name) == 0) {
-            *out = t->groups[i];
-            return 0;
+            if (!create || !t->groups[i]->readonly) {
+                *out = t->groups[i];
+                return 0;
+            }
+            /* Wanted for a commit: drop the read-only mapping, open again. */
+            topic__munmap(t->groups[i]->map, GROUP_FILE);
+            topic__close(t->groups[i]->fd);
+            topic__free(t->groups[i]);
+            t->groups[i] = t->groups[--t->ngroups];
+            break;
         }
     int dfd = groups_dir(t, create);
     if (dfd < 0)
         return dfd;
     int fd = topic__openat(dfd, name, O_RDWR | (create ? O_CREAT : 0), 0644);
+    bool readonly = false;
+    if (!create && (fd == -EACCES || fd == -EROFS || fd == -EPERM)) {
+        fd = topic__openat(dfd, name, O_RDONLY, 0);
+        readonly = true;
+    }
     size_t size = 0;
     int rc = fd < 0 ? fd : topic__fsize(fd, &size);
+    if (rc == 0 && readonly && size < GROUP_FILE)
+        rc = -ENOENT;   /* never committed: its first commit did not finish */
     if (rc == 0 && size < GROUP_FILE) {
         /* New: its page and header reach the disk before it is used. */
         struct group_file h = { .magic = GROUP_MAGIC, .version = GROUP_VERSION };
@@ -127,7 +146,7 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
     topic__close(dfd);
     void *p = NULL;
     if (rc == 0)
-        rc = topic__mmap(GROUP_FILE, PROT_READ | PROT_WRITE, fd, &p);
+        rc = topic__mmap(GROUP_FILE, readonly ? PROT_READ : PROT_READ | PROT_WRITE, fd, &p);
     struct group *g = NULL;
     if (rc == 0 && ((struct group_file *)p)->magic != GROUP_MAGIC)
         rc = TOPIC_ECORRUPT;
@@ -148,6 +167,7 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
         return rc;
     }
     strcpy(g->name, name);
+    g->readonly = readonly;
     g->fd = fd;
     g->map = p;
     g->synced_ms = topic__now_ms();

@@ -39,10 +39,10 @@ int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
         if (offset >= atomic_load_explicit(&t->end, memory_order_acquire))
             return TOPIC_END;
     }
-    if (offset < atomic_load_explicit(&t->start, memory_order_acquire)) {
-        topic__refresh(t);
+    if ((t->flags & TOPIC_RDONLY) && topic__live_start(t) > atomic_load(&t->start))
+        topic__refresh(t);   /* the writer deleted records since */
+    if (offset < atomic_load_explicit(&t->start, memory_order_acquire))
         return TOPIC_EGONE;
-    }
     struct segment *s = topic__segment_get(t, offset);
     if (s == NULL)
         return TOPIC_EGONE;

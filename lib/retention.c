@@ -85,7 +85,7 @@ static uint64_t retention_start(topic *t)
     if (max_bytes < 0 && max_ms < 0)
         return start;
     uint64_t total = 0;
-    struct segment *s = topic__segment_get(t, 0), *next;
+    struct segment *s = topic__segment_get(t, start), *next;   /* the oldest kept */
     for (struct segment *p = s; p != NULL; p = next) {
         total += segment_bytes(t, p);
         next = topic__segment_next(t, p);
