@@ -1,0 +1,911 @@
+"""Topic, Cursor and Record: the Python face of include/topic.h."""
+
+import errno as _errno
+import math
+import operator
+import os
+import sys
+import threading
+import time
+import warnings
+import weakref
+from ctypes import (addressof, byref, c_char, c_size_t, c_ubyte, c_uint64,
+                    c_void_p, create_string_buffer)
+from typing import NamedTuple, Optional, Union
+
+from . import _lib as _L
+from .errors import (END, ERDONLY, ETOOSMALL, ClosedError,
+                     error, strerror)
+
+_lib = _L.lib
+_append = _lib.topic_append
+_append_batch = _lib.topic_append_batch
+_read = _lib.topic_read
+_wait = _lib.topic_wait
+_cursor_next = _lib.topic_cursor_next
+
+_U64_MAX = (1 << 64) - 1
+_I64_MIN = -(1 << 63)
+_I64_MAX = (1 << 63) - 1
+_ETIMEDOUT = -_errno.ETIMEDOUT
+_ENOENT = -_errno.ENOENT
+
+#: How long one topic_wait() call may block.  Waiting forever is done in
+#: slices of this length so that Ctrl-C (KeyboardInterrupt) and close() from
+#: another thread are noticed within it.
+WAIT_SLICE = 0.1
+
+# read() keeps a per-thread buffer for values up to this size; a larger
+# value is read into a buffer of its own that is not kept.
+_READ_BUF_START = 4096
+_READ_BUF_KEEP = 1 << 20
+
+#: The settings the library knows (include/topic.h), in its order.
+CONFIG_NAMES = (
+    "segment.bytes", "segment.ms", "index.interval.bytes", "max.message.bytes",
+    "flush.messages", "flush.ms", "retention.bytes", "retention.ms",
+    "compression.type",
+)
+
+
+class Record(NamedTuple):
+    """One record of a topic.
+
+    Read from a topic, ``offset`` and ``timestamp`` (ms since the Unix
+    epoch) are ints, ``key`` is ``None`` (no key) or bytes, ``value`` is
+    bytes (or memoryviews with ``copy=False``).  Given to append_batch(),
+    ``offset`` is ignored and ``timestamp`` None (or 0) means now.
+    """
+
+    offset: Optional[int] = None
+    timestamp: Optional[int] = None
+    key: Optional[bytes] = None
+    value: Union[bytes, memoryview] = b""
+
+
+_new_record = tuple.__new__   # Record(...) without the keyword handling
+
+# The whole address space as one array of bytes: _MEM[a:a + n] is the
+# quickest way ctypes has to copy n bytes at address a into a new bytes
+# object (string_at() is a foreign call, about four times slower).  Only
+# ever sliced at addresses the library just handed out.
+_MEM = (c_char * sys.maxsize).from_address(0)
+
+
+# ---------------------------------------------------------------------------
+# Argument conversion
+
+
+def _as_bytes(x, what="value"):
+    """bytes for a value or key: bytes as is, str encoded as UTF-8, any other
+    bytes-like object copied.  Anything else is a TypeError (in particular an
+    int, which bytes() would turn into that many zero bytes)."""
+    if type(x) is bytes:
+        return x
+    if isinstance(x, str):
+        return x.encode("utf-8")
+    try:
+        return memoryview(x).tobytes()
+    except TypeError:
+        raise TypeError("%s must be bytes, a bytes-like object or str, not %s"
+                        % (what, type(x).__name__)) from None
+
+
+def _offset(x, what="offset"):
+    try:
+        o = operator.index(x)
+    except TypeError:
+        raise TypeError("%s must be an int, not %s" % (what, type(x).__name__)) from None
+    if not 0 <= o <= _U64_MAX:
+        raise ValueError("%s must be between 0 and 2**64-1, not %d" % (what, o))
+    return o
+
+
+def _timestamp(x):
+    if x is None:
+        return 0
+    try:
+        ts = operator.index(x)
+    except TypeError:
+        raise TypeError("timestamp must be an int (milliseconds since the epoch),"
+                        " not %s" % type(x).__name__) from None
+    if not _I64_MIN <= ts <= _I64_MAX:
+        raise ValueError("timestamp %d does not fit in 64 bits" % ts)
+    return ts
+
+
+def _group(name):
+    if not isinstance(name, str):
+        raise TypeError("group must be a str, not %s" % type(name).__name__)
+    return name.encode("utf-8")
+
+
+def _config_text(name, value):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError("setting %r: value must be a str or an int, not %s"
+                    % (name, type(value).__name__))
+
+
+class _Config:
+    """A topic_config built from a mapping; ValueError for a refused setting."""
+
+    def __init__(self, settings):
+        self.ptr = _lib.topic_config_new()
+        if not self.ptr:
+            raise MemoryError("topic_config_new")
+        try:
+            for name, value in dict(settings).items():
+                if not isinstance(name, str):
+                    raise TypeError("setting names must be str, not %s"
+                                    % type(name).__name__)
+                rc = _lib.topic_config_set(self.ptr, name.encode("utf-8"),
+                                           _config_text(name, value).encode("utf-8"))
+                if rc != 0:
+                    msg = _lib.topic_config_error(self.ptr).decode("utf-8", "replace")
+                    raise ValueError(msg or "%s: %s" % (name, strerror(rc)))
+        except BaseException:
+            self.free()
+            raise
+
+    def get(self, name):
+        buf = create_string_buffer(64)
+        rc = _lib.topic_config_get(self.ptr, name.encode("utf-8"), buf, len(buf))
+        if rc != 0:
+            raise error(rc, "config_get(%r)" % name)
+        return buf.value.decode("utf-8")
+
+    def free(self):
+        if self.ptr:
+            _lib.topic_config_free(self.ptr)
+            self.ptr = None
+
+
+def check_config(config):
+    """Checks settings as Topic(config=...) would, without opening anything.
+
+    Returns ``{name: value}`` with every value as the library reads it
+    (sizes in plain bytes: ``{"segment.bytes": "64M"}`` gives
+    ``{"segment.bytes": "67108864"}``).  Raises ValueError with the library's
+    explanation for an unknown name or a bad value."""
+    c = _Config(config)
+    try:
+        return {name: c.get(name) for name in dict(config)}
+    finally:
+        c.free()
+
+
+def default_config():
+    """Every setting the library knows, with its default, as strings."""
+    c = _Config({})
+    try:
+        return {name: c.get(name) for name in CONFIG_NAMES}
+    finally:
+        c.free()
+
+
+# ---------------------------------------------------------------------------
+# Zero-copy views
+
+
+def _make_view(addr, n):
+    """A read-only memoryview of n bytes at addr, and the ctypes array under
+    it (kept to notice views derived from it that outlive their release)."""
+    arr = (c_ubyte * n).from_address(addr)
+    return arr, memoryview(arr).cast("B").toreadonly()
+
+
+def _free_view(entry):
+    """Releases the view of entry = [array, view] (BufferError while it has
+    exports) and returns how many references its array still has."""
+    if entry[1] is not None:
+        entry[1].release()
+        entry[1] = None
+    return sys.getrefcount(entry[0])
+
+
+def _calibrate():
+    # References to an array that no view uses any more, measured through
+    # the same code as the real check, so that it does not depend on the
+    # interpreter's internals.
+    keep = create_string_buffer(1)
+    return _free_view(list(_make_view(addressof(keep), 1)))
+
+
+_FREE_REFS = _calibrate()
+
+
+def _release_views(entries, force):
+    """Releases zero-copy views.  Returns the entries still used by a view
+    derived from them (a slice, memoryview(view), an exported buffer); with
+    force they are dropped whatever happens."""
+    kept = []
+    for entry in entries:
+        try:
+            leaked = _free_view(entry) > _FREE_REFS
+        except BufferError:
+            leaked = True
+        if leaked and not force:
+            kept.append(entry)
+    return kept
+
+
+_LEAK_MESSAGE = (
+    "a zero-copy key or value (copy=False) is still in use through a slice,"
+    " memoryview() or an exported buffer of it; it would point at memory the"
+    " cursor reuses.  Copy what you keep with bytes(view) before asking for"
+    " the next record")
+
+
+# ---------------------------------------------------------------------------
+# Topic
+
+
+class Topic:
+    """An open topic: a durable, append-only log of records in a directory.
+
+    ``Topic(path, create=False, readonly=False, config=None, exclusive=False)``
+
+    - ``create``: create the directory (and the topic) if missing.
+    - ``exclusive``: with create, fail with FileExistsError if it exists.
+    - ``readonly``: never write, take no writer lock; follows a writer in
+      another process.  Consumer positions (commit) still work.
+    - ``config``: a mapping of Kafka-style settings, e.g.
+      ``{"segment.bytes": "64M", "compression.type": "lz4"}``; values are
+      str or int.  A bad name or value raises ValueError.
+
+    Only one writer may have a topic open at a time (Locked otherwise), in
+    this process or any other.  Use as a context manager, or call close().
+    A Topic may be shared by threads; see the README for the rules.
+    """
+
+    def __init__(self, path, create=False, readonly=False, config=None, *,
+                 exclusive=False):
+        self._ptr = None
+        self._closing = False
+        self._calls = []
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._cursors = weakref.WeakSet()
+        self._local = threading.local()
+        self.path = os.fspath(path)
+        self.readonly = bool(readonly)
+        if readonly and create:
+            raise ValueError("create=True and readonly=True exclude each other:"
+                             " a read-only handle never writes")
+        if exclusive and not create:
+            raise ValueError("exclusive=True needs create=True")
+        flags = ((_L.CREATE if create else 0) | (_L.EXCL if exclusive else 0) |
+                 (_L.RDONLY if readonly else 0))
+        conf = _Config(config) if config else None
+        out = c_void_p()
+        try:
+            rc = _lib.topic_open(os.fsencode(self.path), flags,
+                                 conf.ptr if conf else None, byref(out))
+        finally:
+            if conf:
+                conf.free()
+        if rc != 0:
+            self._closing = True
+            raise error(rc, "open", filename=self.path)
+        self._ptr = out.value
+
+    # -- lifetime ---------------------------------------------------------
+
+    # Calls in progress are counted in self._calls, a list that each call
+    # appends to before it looks at self._closing (in _enter) and pops from
+    # when the C function has returned; close() sets _closing, then waits
+    # for the list to empty before it frees the handle.  list.append/pop are
+    # atomic, and each side writes before it reads what the other writes, so
+    # either the call sees _closing (and backs out) or close() sees the call
+    # (and waits for it): a handle is never freed under a running call.  This
+    # costs a fraction of what a lock taken twice per call would.  Every call
+    # site reads
+    #
+    #     calls = self._calls
+    #     try:
+    #         calls.append(None)
+    #         h = self._enter()
+    #         ... use h ...
+    #     finally:
+    #         calls.pop()
+    #
+    # with the append inside the try and the pop a direct call of the C
+    # method: an asynchronous exception (Ctrl-C's KeyboardInterrupt) is only
+    # raised after a C method returns or when a Python function starts, so
+    # it can neither leave an entry behind nor pop one never made.
+
+    def _enter(self):
+        """The handle, for a call already counted in self._calls."""
+        if self._closing:
+            raise ClosedError(None, "the topic %r is closed" % (self.path,))
+        return self._ptr
+
+    def close(self):
+        """Syncs everything appended and committed, closes every cursor of
+        this topic (their zero-copy views are released) and releases the
+        writer lock.  Calling it again does nothing.  Calls in progress in
+        other threads finish first (a wait() within WAIT_SLICE); later calls
+        raise ClosedError."""
+        with self._lock:
+            while self._closing and self._ptr is not None:
+                self._idle.wait(0.1)           # another thread is closing it
+            if self._closing:
+                return                         # closed (or never opened)
+            self._closing = True
+        try:
+            delay = 0.0001
+            while self._calls:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.01)
+        except BaseException:
+            # Interrupted (Ctrl-C) before anything was freed: the topic stays
+            # open and usable, and close() may be called again.
+            self._closing = False
+            raise
+        # From here on the handle is freed whatever happens: an interrupt is
+        # held back until it is, then raised.  (It can only be raised once a
+        # C call has returned, so `freed` set just before topic_close() says
+        # that it ran; cursors' _release() may be retried.)
+        deferred = None
+        freed = False
+        rc = 0
+        while not freed:
+            try:
+                for c in list(self._cursors):
+                    c._release()
+                freed = True
+                rc = _lib.topic_close(self._ptr)
+            except BaseException as e:
+                if deferred is None:
+                    deferred = e
+        self._ptr = None
+        with self._lock:
+            self._idle.notify_all()
+        if deferred is not None:
+            raise deferred
+        if rc != 0:
+            raise error(rc, "close", filename=self.path)
+
+    @property
+    def closed(self):
+        """True once close() has been called."""
+        return self._closing
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if self._ptr is not None and not self._closing:
+                warnings.warn("unclosed libtopic.Topic %r" % (self.path,),
+                              ResourceWarning, source=self)
+                self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        state = "closed" if self._closing else (
+            "readonly" if self.readonly else "writer")
+        return "<libtopic.Topic %r %s>" % (self.path, state)
+
+    # -- writing ------------------------------------------------------------
+
+    def append(self, value, key=None, timestamp=None):
+        """Appends one record; returns its offset.
+
+        ``value`` and ``key`` are bytes-like objects or str (encoded as
+        UTF-8).  ``key=None`` is no key (``b""`` is an empty key, kept apart
+        from none).  ``timestamp`` is milliseconds since the Unix epoch;
+        None (or 0) means now.  With a key or a timestamp the record goes
+        through topic_append_batch as a batch of one."""
+        if key is not None or timestamp is not None:
+            return self.append_batch((Record(None, timestamp, key, value),))
+        v = value if type(value) is bytes else _as_bytes(value)
+        out = c_uint64()
+        calls = self._calls
+        try:
+            calls.append(None)
+            h = self._enter()
+            rc = _append(h, v, len(v), byref(out))
+        finally:
+            calls.pop()
+        if rc != 0:
+            raise error(rc, "append")
+        return out.value
+
+    def append_batch(self, records):
+        """Appends several records as one unit: after any crash either all of
+        them are there or none is.  Returns the offset of the first (the
+        others follow densely); an empty batch appends nothing and returns
+        the end offset.
+
+        Each item is a value (bytes-like or str), a ``(key, value)`` or
+        ``(key, value, timestamp)`` tuple, or a Record (its offset is
+        ignored)."""
+        if isinstance(records, (bytes, bytearray, memoryview, str, Record)):
+            raise TypeError("append_batch() takes an iterable of records;"
+                            " use append() for a single one")
+        items = records if isinstance(records, (list, tuple)) else list(records)
+        n = len(items)
+        arr = (_L.RecordIn * n)()
+        for i, item in enumerate(items):
+            r = arr[i]
+            if isinstance(item, Record):
+                key, value, ts = item.key, item.value, item.timestamp
+            elif isinstance(item, tuple):
+                if len(item) == 2:
+                    (key, value), ts = item, None
+                elif len(item) == 3:
+                    key, value, ts = item
+                else:
+                    raise TypeError("a record tuple is (key, value) or (key, value,"
+                                    " timestamp), not %d items" % len(item))
+            else:
+                key, value, ts = None, item, None
+            v = value if type(value) is bytes else _as_bytes(value)
+            r.value = v
+            r.value_len = len(v)
+            if key is not None:
+                k = key if type(key) is bytes else _as_bytes(key, "key")
+                r.key = k
+                r.key_len = len(k)
+            if ts is not None:
+                r.timestamp = _timestamp(ts)
+        out = c_uint64()
+        calls = self._calls
+        try:
+            calls.append(None)
+            h = self._enter()
+            rc = _append_batch(h, arr, n, byref(out))
+        finally:
+            calls.pop()
+        if rc != 0:
+            raise error(rc, "append_batch(%d records)" % n)
+        return out.value
+
+    def sync(self):
+        """Returns once every record appended and every position committed
+        through this handle is on stable storage.  On a readonly topic it
+        makes the positions committed through it durable."""
+        calls = self._calls
+        try:
+            calls.append(None)
+            h = self._enter()
+            rc = _lib.topic_sync(h)
+        finally:
+            calls.pop()
+        if rc == ERDONLY and self.readonly:
+            return   # the committed positions were synced; there is no log to sync
+        if rc != 0:
+            raise error(rc, "sync")
+
+    def delete_before(self, offset):
+        """Makes ``offset`` the start offset: records below it are gone
+        (Gone) in every handle and process, and segments holding only such
+        records are deleted.  An offset at or below the start offset does
+        nothing; one beyond the end offset is an InvalidArgument."""
+        offset = _offset(offset)
+        calls = self._calls
+        try:
+            calls.append(None)
+            h = self._enter()
+            rc = _lib.topic_delete_before(h, offset)
+        finally:
+            calls.pop()
+        if rc != 0:
+            raise error(rc, "delete_before(%d)" % offset)
+
+    # -- reading ------------------------------------------------------------
+
+    @property
+    def start_offset(self):
+        """The first offset still stored (0 for a new topic)."""
+        calls = self._calls
+        try:
+            calls.append(None)
+            h = self._enter()
+            return _lib.topic_start_offset(h)
+        finally:
+            calls.pop()
+
+    @property
+    def end_offset(self):
+        """The offset the next append will get.  On a readonly topic it
+        includes what a writer has appended since."""
+        calls = self._calls
+        try:
+            calls.append(None)
+            h = self._enter()
+            return _lib.topic_end_offset(h)
+        finally:
+            calls.pop()
+
+    def read(self, offset):
+        """The value of the record at ``offset``, as bytes.
+
+        Raises EndOfLog at or past the end offset, Gone below the start
+        offset, Corrupt if the batch holding it fails its checksum."""
+        if type(offset) is not int or not 0 <= offset <= _U64_MAX:
+            offset = _offset(offset)
+        local = self._local
+        buf = getattr(local, "buf", None)
+        if buf is None:
+            buf = local.buf = create_string_buffer(_READ_BUF_START)
+        n = c_size_t()
+        calls = self._calls
+        try:
+            calls.append(None)
+            h = self._enter()
+            rc = _read(h, offset, buf, len(buf), byref(n))
+            while rc == ETOOSMALL:
+                # The size it reports; retried, as a record never changes
+                # (a deletion in between reports Gone instead).
+                buf = create_string_buffer(max(n.value, 1))
+                if n.value <= _READ_BUF_KEEP:
+                    local.buf = buf
+                rc = _read(h, offset, buf, len(buf), byref(n))
+        finally:
+            calls.pop()
+        if rc != 0:
+            raise error(rc, "read(%d)" % offset)
+        return buf[:n.value]
+
+    def read_into(self, offset, buffer):
+        """Copies the value at ``offset`` into ``buffer`` (a writable
+        bytes-like object, e.g. a bytearray) and returns its length.  If it
+        does not fit, raises BufferTooSmall with ``.needed`` set and copies
+        nothing."""
+        offset = _offset(offset)
+        mv = memoryview(buffer)
+        if mv.readonly:
+            raise TypeError("read_into() needs a writable buffer")
+        mv = mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+        cap = mv.nbytes
+        arr = (c_ubyte * cap).from_buffer(mv) if cap else None
+        n = c_size_t()
+        calls = self._calls
+        try:
+            calls.append(None)
+            h = self._enter()
+            rc = _read(h, offset, arr, cap, byref(n))
+        finally:
+            calls.pop()
+            del arr
+            mv.release()
+        if rc == ETOOSMALL:
+            e = error(rc, "read_into(%d, %d-byte buffer): needs %d bytes"
+                      % (offset, cap, n.value))
+            e.needed = n.value
+            raise e
+        if rc != 0:
+            raise error(rc, "read_into(%d)" % offset)
+        return n.value
+
+    def wait(self, offset, timeout=None):
+        """Waits until a record at ``offset`` exists.  Returns True once it
+        does (at once if it already does), False after ``timeout`` seconds
+        (a float; None waits forever, 0 only checks).  Wakes for appends
+        through any handle in any process; interruptible by Ctrl-C."""
+        offset = _offset(offset)
+        if timeout is not None:
+            if timeout < 0:
+                raise ValueError("timeout must be >= 0 or None, not %r" % (timeout,))
+            deadline = time.monotonic() + timeout
+        slice_ms = int(WAIT_SLICE * 1000)
+        while True:
+            if timeout is None:
+                ms = slice_ms
+            else:
+                left = deadline - time.monotonic()
+                ms = max(0, min(slice_ms, math.ceil(left * 1000)))
+            calls = self._calls
+            try:
+                calls.append(None)
+                h = self._enter()
+                rc = _wait(h, offset, ms)
+            finally:
+                calls.pop()
+            if rc == 0:
+                return True
+            if rc != _ETIMEDOUT:
+                raise error(rc, "wait(%d)" % offset)
+            if timeout is not None and time.monotonic() >= deadline:
+                return False
+
+    def cursor(self, offset=None):
+        """A Cursor positioned at ``offset`` (None: the start offset)."""
+        return Cursor(self, offset)
+
+    def records(self, start=None, follow=False, copy=True):
+        """Iterates over the records from offset ``start`` (None: the start
+        offset), yielding Record(offset, timestamp, key, value).
+
+        At the end of the log it stops, or with ``follow=True`` waits for new
+        records (forever; Ctrl-C or closing the topic ends it).
+
+        With ``copy=False`` key and value are read-only memoryviews of the
+        library's memory, valid only until the next record is asked for (or
+        the iterator or topic is closed): they are released then, and
+        BufferError is raised if a slice or other view derived from one is
+        still alive.  Use bytes(view) to keep anything.
+
+        The cursor is opened at once (Gone if ``start`` was deleted)."""
+        cur = Cursor(self, start)
+        return _iterate(cur, follow, copy)
+
+    def __iter__(self):
+        return self.records()
+
+    # -- consumer positions ---------------------------------------------------
+
+    def commit(self, group, offset):
+        """Records ``offset`` (by convention the next offset the group will
+        read) as the committed position of consumer ``group``.  Works on
+        readonly topics too.  Atomic; durable against a process crash at
+        once, against power loss per flush.messages / flush.ms / sync().
+        Group names are 1-128 of ``[A-Za-z0-9._-]``, not starting with '.';
+        others raise InvalidArgument (a ValueError)."""
+        g = _group(group)
+        offset = _offset(offset)
+        calls = self._calls
+        try:
+            calls.append(None)
+            h = self._enter()
+            rc = _lib.topic_commit(h, g, offset)
+        finally:
+            calls.pop()
+        if rc != 0:
+            raise error(rc, "commit(%r, %d)" % (group, offset))
+
+    def committed(self, group):
+        """The committed position of ``group``, or None if it never
+        committed one."""
+        g = _group(group)
+        out = c_uint64()
+        calls = self._calls
+        try:
+            calls.append(None)
+            h = self._enter()
+            rc = _lib.topic_committed(h, g, byref(out))
+        finally:
+            calls.pop()
+        if rc == _ENOENT:
+            return None
+        if rc != 0:
+            raise error(rc, "committed(%r)" % (group,))
+        return out.value
+
+    def groups(self):
+        """The names of the groups that have committed a position, sorted."""
+        cap = 256
+        n = c_size_t()
+        calls = self._calls
+        try:
+            calls.append(None)
+            h = self._enter()
+            while True:
+                buf = create_string_buffer(cap)
+                rc = _lib.topic_groups(h, buf, cap, byref(n))
+                if rc != ETOOSMALL:
+                    break
+                cap = max(n.value, cap * 2)
+        finally:
+            calls.pop()
+        if rc != 0:
+            raise error(rc, "groups")
+        raw = buf.raw[:n.value]
+        return [s.decode("utf-8", "replace") for s in raw.split(b"\0")[:-1]]
+
+
+# ---------------------------------------------------------------------------
+# Cursor
+
+
+class Cursor:
+    """A reading position in a topic, with keys and timestamps.
+
+    Made by ``topic.cursor(offset)``.  ``next()`` returns the Record at the
+    position and advances, or None at the end of the log (call again once
+    more records exist).  Iterating a cursor yields records until the end.
+    A cursor may be used by one thread at a time (calls from several threads
+    are serialised); use one cursor per reading thread.  Close it, or use it
+    as a context manager; closing the topic closes its cursors.
+    """
+
+    def __init__(self, topic, offset=None):
+        self._ptr = None
+        self._lock = threading.Lock()
+        self._views = []
+        self._rec = _L.RecordOut()
+        self._topic = topic
+        out = c_void_p()
+        calls = topic._calls
+        try:
+            calls.append(None)
+            h = topic._enter()
+            off = _lib.topic_start_offset(h) if offset is None else _offset(offset)
+            rc = _lib.topic_cursor_open(h, off, byref(out))
+            if rc == 0:
+                topic._cursors.add(self)   # first, so that close() finds it
+                self._ptr = out.value
+        finally:
+            calls.pop()
+        if rc != 0:
+            raise error(rc, "cursor(%d)" % off)
+
+    def _check(self):
+        if self._ptr is None:
+            raise ClosedError(None, "the cursor is closed")
+
+    def _next(self, copy):
+        """next() without the cursor's lock: for its owner only."""
+        if self._views:
+            self._views = _release_views(self._views, False)
+            if self._views:
+                raise BufferError(_LEAK_MESSAGE)
+        t = self._topic
+        calls = t._calls
+        try:
+            calls.append(None)
+            t._enter()
+            self._check()
+            r = self._rec
+            rc = _cursor_next(self._ptr, r)
+            if rc != 0:
+                if rc == END:
+                    return None
+                raise error(rc, "cursor next(%d)" % _lib.topic_cursor_offset(self._ptr))
+            kl = r.key_len
+            vl = r.value_len
+            if copy:
+                key = None if r.key is None else (_MEM[r.key:r.key + kl] if kl else b"")
+                value = _MEM[r.value:r.value + vl] if vl else b""
+            else:
+                key = value = None
+                if r.key is not None:
+                    key = memoryview(b"")
+                    if kl:
+                        entry = list(_make_view(r.key, kl))
+                        self._views.append(entry)
+                        key = entry[1]
+                value = memoryview(b"")
+                if vl:
+                    entry = list(_make_view(r.value, vl))
+                    self._views.append(entry)
+                    value = entry[1]
+            return _new_record(Record, (r.offset, r.timestamp, key, value))
+        finally:
+            calls.pop()
+
+    def next(self, copy=True):
+        """The record at the position, advancing by one; None at the end.
+
+        With ``copy=False`` key and value are read-only memoryviews valid
+        until the next call on this cursor or its close (then released;
+        BufferError if something derived from them is still alive)."""
+        with self._lock:
+            return self._next(copy)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        rec = self.next()
+        if rec is None:
+            raise StopIteration
+        return rec
+
+    def seek(self, offset):
+        """Moves to ``offset`` (Gone if it was deleted)."""
+        offset = _offset(offset)
+        self._call(_lib.topic_cursor_seek, offset, "seek(%d)" % offset)
+
+    def seek_time(self, timestamp_ms):
+        """Moves to the first record, in offset order, whose timestamp is >=
+        ``timestamp_ms``; to the end offset if there is none."""
+        ts = _timestamp(timestamp_ms)
+        self._call(_lib.topic_cursor_seek_time, ts, "seek_time(%d)" % ts)
+
+    def _call(self, fn, arg, what):
+        with self._lock:
+            self._views = _release_views(self._views, False)
+            if self._views:
+                raise BufferError(_LEAK_MESSAGE)
+            t = self._topic
+            calls = t._calls
+            try:
+                calls.append(None)
+                t._enter()
+                self._check()
+                rc = fn(self._ptr, arg)
+            finally:
+                calls.pop()
+        if rc != 0:
+            raise error(rc, what)
+
+    @property
+    def offset(self):
+        """The offset the next call of next() returns."""
+        with self._lock:
+            t = self._topic
+            calls = t._calls
+            try:
+                calls.append(None)
+                t._enter()
+                self._check()
+                return _lib.topic_cursor_offset(self._ptr)
+            finally:
+                calls.pop()
+
+    def wait(self, timeout=None):
+        """Waits until a record exists at the cursor's position: True, or
+        False after ``timeout`` seconds (None: forever)."""
+        return self._topic.wait(self.offset, timeout)
+
+    def _release(self):
+        """Frees the C cursor and releases every zero-copy view."""
+        with self._lock:
+            self._views = _release_views(self._views, True)
+            ptr, self._ptr = self._ptr, None
+            # A cursor the topic's close() did not reach (it never should)
+            # is left alone once the topic is freed, rather than touched.
+            if ptr is not None and self._topic._ptr is not None:
+                _lib.topic_cursor_close(ptr)
+
+    def close(self):
+        """Closes the cursor; again does nothing."""
+        self._release()
+        self._topic._cursors.discard(self)
+
+    @property
+    def closed(self):
+        return self._ptr is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return "<libtopic.Cursor of %r%s>" % (
+            self._topic.path, " closed" if self._ptr is None else "")
+
+
+def _iterate(cur, follow, copy):
+    try:
+        while True:
+            rec = cur.next(copy)
+            if rec is not None:
+                yield rec
+            elif not follow:
+                return
+            else:
+                t = cur._topic
+                t.wait(_lib_cursor_offset(cur))
+    finally:
+        cur.close()
+
+
+def _lib_cursor_offset(cur):
+    t = cur._topic
+    calls = t._calls
+    try:
+        calls.append(None)
+        t._enter()
+        cur._check()
+        return _lib.topic_cursor_offset(cur._ptr)
+    finally:
+        calls.pop()

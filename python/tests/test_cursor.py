@@ -1,0 +1,239 @@
+"""Cursors, records(), following, zero-copy views, seek_time, wait."""
+import gc
+import threading
+import time
+
+import pytest
+
+import libtopic
+
+
+def fill(topic, n, prefix=b"v"):
+    for i in range(n):
+        topic.append(prefix + b"%d" % i)
+
+
+def test_cursor_next_seek_offset(topic):
+    fill(topic, 10)
+    with topic.cursor() as c:
+        assert c.offset == 0
+        r = c.next()
+        assert isinstance(r, libtopic.Record)
+        assert (r.offset, r.key, r.value) == (0, None, b"v0")
+        assert c.offset == 1
+        c.seek(7)
+        assert [r.value for r in c] == [b"v7", b"v8", b"v9"]   # iteration ends at the end
+        assert c.next() is None                                # and next() says so
+        assert c.offset == 10
+        topic.append(b"v10")
+        assert c.next().value == b"v10"                        # then goes on
+        c.seek(0)
+        assert c.next().offset == 0
+        with pytest.raises(ValueError):
+            c.seek(-1)
+    assert c.closed
+    c.close()                                                  # idempotent
+    with pytest.raises(libtopic.ClosedError):
+        c.next()
+    with pytest.raises(libtopic.ClosedError):
+        c.seek(0)
+    with pytest.raises(libtopic.ClosedError):
+        c.offset
+
+
+def test_cursor_at_or_past_the_end(topic):
+    fill(topic, 2)
+    c = topic.cursor(5)               # may be past the end: waits there
+    assert c.next() is None
+    assert c.wait(timeout=0.05) is False
+    fill(topic, 4)
+    assert c.wait(timeout=0) is True
+    assert c.next().offset == 5
+    c.close()
+
+
+def test_seek_time(topic):
+    topic.append_batch([(None, b"a", 1000), (None, b"b", 2000), (None, b"c", 3000)])
+    topic.append(b"d", timestamp=2500)            # out of order is fine
+    topic.append(b"e", timestamp=4000)
+    with topic.cursor() as c:
+        c.seek_time(1500)
+        assert c.offset == 1
+        assert c.next().value == b"b"
+        c.seek_time(2600)
+        assert c.next().value == b"c"
+        c.seek_time(0)
+        assert c.offset == 0
+        c.seek_time(10 ** 12)                     # after everything: the end offset
+        assert c.offset == topic.end_offset
+        assert c.next() is None
+        with pytest.raises(TypeError):
+            c.seek_time("noon")
+
+
+def test_records_start_and_end(topic):
+    fill(topic, 5)
+    assert [r.offset for r in topic.records(3)] == [3, 4]
+    assert list(topic.records(5)) == []
+    assert [r.value for r in topic.records()][:2] == [b"v0", b"v1"]
+    topic.delete_before(2)
+    assert [r.offset for r in topic.records()] == [2, 3, 4]   # None: the start offset
+
+
+def test_records_are_copies(topic):
+    fill(topic, 3)
+    recs = list(topic.records())
+    assert all(type(r.value) is bytes for r in recs)
+    topic.close()
+    assert [r.value for r in recs] == [b"v0", b"v1", b"v2"]   # outlive the topic
+
+
+def test_follow_in_a_thread(topic):
+    got = []
+    done = threading.Event()
+
+    def consume():
+        for rec in topic.records(follow=True):
+            got.append(rec.value)
+            if len(got) == 20:
+                break
+        done.set()
+
+    th = threading.Thread(target=consume)
+    th.start()
+    for i in range(20):
+        topic.append(b"m%d" % i)
+        if i % 5 == 0:
+            time.sleep(0.01)
+    assert done.wait(10)
+    th.join(5)
+    assert got == [b"m%d" % i for i in range(20)]
+
+
+def test_close_ends_a_follower_in_another_thread(path):
+    t = libtopic.Topic(path, create=True)
+    errors = []
+
+    def follow():
+        try:
+            for _ in t.records(follow=True):
+                pass
+        except libtopic.ClosedError as e:
+            errors.append(e)
+
+    th = threading.Thread(target=follow)
+    th.start()
+    time.sleep(0.15)
+    start = time.monotonic()
+    t.close()
+    th.join(5)
+    assert not th.is_alive()
+    assert len(errors) == 1
+    assert time.monotonic() - start < 2
+
+
+def test_wait(topic):
+    start = time.monotonic()
+    assert topic.wait(0, timeout=0.25) is False
+    elapsed = time.monotonic() - start
+    assert 0.24 <= elapsed < 2
+    assert topic.wait(0, timeout=0) is False
+
+    def later():
+        time.sleep(0.1)
+        topic.append(b"x")
+
+    th = threading.Thread(target=later)
+    th.start()
+    start = time.monotonic()
+    assert topic.wait(0) is True                     # None: forever, in slices
+    assert time.monotonic() - start < 5
+    th.join()
+    assert topic.wait(0, timeout=0) is True
+    assert topic.wait(0, 0.5) is True
+
+
+# -- zero-copy ------------------------------------------------------------------
+
+
+def test_zero_copy_values_are_views_released_on_the_next_record(topic):
+    topic.append(b"first", key=b"k1")
+    topic.append(b"second")
+    topic.append(b"")
+    it = topic.records(copy=False)
+    r0 = next(it)
+    assert isinstance(r0.value, memoryview) and isinstance(r0.key, memoryview)
+    assert r0.value.readonly and r0.value.format == "B"
+    assert bytes(r0.value) == b"first" and bytes(r0.key) == b"k1"
+    assert r0.value.tobytes() == b"first"
+    with pytest.raises(TypeError):
+        r0.value[0] = 0                           # read-only: the log's own memory
+    kept = bytes(r0.value)
+    r1 = next(it)
+    with pytest.raises(ValueError, match="released"):
+        bytes(r0.value)                           # invalid now, and says so
+    with pytest.raises(ValueError):
+        r0.key[0]
+    assert kept == b"first"
+    assert bytes(r1.value) == b"second" and r1.key is None
+    r2 = next(it)
+    assert bytes(r2.value) == b""
+    with pytest.raises(StopIteration):
+        next(it)
+    with pytest.raises(ValueError):
+        r1.value.tobytes()                        # the end of the iteration too
+
+
+def test_zero_copy_derived_views_are_refused(topic):
+    fill(topic, 3)
+    with topic.cursor() as c:
+        r = c.next(copy=False)
+        part = r.value[1:]                        # a slice shares the memory
+        with pytest.raises(BufferError, match="bytes"):
+            c.next(copy=False)
+        assert c.offset == 1                      # nothing moved
+        assert bytes(part) == b"0"
+        del part
+        r = c.next(copy=False)                    # once it is gone, on we go
+        assert bytes(r.value) == b"v1"
+        exported = memoryview(r.value)            # memoryview(view) counts too
+        with pytest.raises(BufferError):
+            c.seek(0)
+        del exported
+        c.seek(0)
+        r = c.next(copy=False)
+    with pytest.raises(ValueError):
+        bytes(r.value)                            # closing the cursor releases it
+
+
+def test_zero_copy_released_when_the_topic_closes(path):
+    t = libtopic.Topic(path, create=True)
+    t.append(b"abc")
+    it = t.records(copy=False)
+    r = next(it)
+    t.close()
+    with pytest.raises(ValueError):
+        bytes(r.value)
+    with pytest.raises(libtopic.ClosedError):
+        next(it)
+
+
+def test_zero_copy_with_lz4_batches(path):
+    conf = {"compression.type": "lz4"}
+    with libtopic.Topic(path, create=True, config=conf) as t:
+        values = [(b"record %d " % i) * 40 for i in range(50)]
+        t.append_batch([(b"k%d" % i, v) for i, v in enumerate(values)])
+        got = [(bytes(r.key), bytes(r.value)) for r in t.records(copy=False)]
+        assert got == [(b"k%d" % i, v) for i, v in enumerate(values)]
+
+
+def test_abandoned_iterators_and_cursors_are_closed(path):
+    t = libtopic.Topic(path, create=True)
+    fill(t, 3)
+    it = t.records()
+    next(it)
+    c = t.cursor()
+    del it, c
+    gc.collect()
+    assert len(t._cursors) == 0
+    t.close()

@@ -1,0 +1,282 @@
+"""Every exception class, raised in the situation that produces it."""
+import errno
+import os
+import shutil
+import struct
+import subprocess
+import textwrap
+
+import pytest
+
+import libtopic
+from conftest import child_env, run_python
+
+
+def test_hierarchy():
+    for cls in (libtopic.EndOfLog, libtopic.Gone, libtopic.Corrupt, libtopic.Locked,
+                libtopic.TooBig, libtopic.BufferTooSmall, libtopic.Failed,
+                libtopic.ReadOnly, libtopic.UnsupportedVersion, libtopic.ClosedError,
+                libtopic.TopicOSError):
+        assert issubclass(cls, libtopic.TopicError)
+    assert issubclass(libtopic.TopicOSError, OSError)
+    assert issubclass(libtopic.TopicFileNotFoundError, FileNotFoundError)
+    assert issubclass(libtopic.TopicFileExistsError, FileExistsError)
+    assert issubclass(libtopic.TopicNotADirectoryError, NotADirectoryError)
+    assert issubclass(libtopic.TopicPermissionError, PermissionError)
+    assert issubclass(libtopic.TopicTimeoutError, TimeoutError)
+    assert issubclass(libtopic.InvalidArgument, ValueError)
+    assert issubclass(libtopic.ClosedError, ValueError)
+
+
+def test_end_of_log(topic):
+    topic.append(b"x")
+    with pytest.raises(libtopic.EndOfLog) as ei:
+        topic.read(1)
+    e = ei.value
+    assert e.code == libtopic.END
+    assert e.message == libtopic.strerror(libtopic.END)
+    assert str(e) == "read(1): " + e.message
+
+
+def test_gone(topic):
+    for i in range(5):
+        topic.append(b"%d" % i)
+    topic.delete_before(3)
+    with pytest.raises(libtopic.Gone) as ei:
+        topic.read(2)
+    assert ei.value.code == libtopic.EGONE and "deleted" in str(ei.value)
+    with pytest.raises(libtopic.Gone):
+        topic.cursor(0)
+    with pytest.raises(libtopic.Gone):
+        topic.records(1)
+    assert topic.read(3) == b"3"
+
+
+def damage_first_record(path):
+    with libtopic.Topic(path, create=True) as t:
+        t.append(b"A" * 100)
+        t.append(b"B" * 100)
+    seg = path / ("0" * 20 + ".log")
+    data = bytearray(seg.read_bytes())
+    data[data.index(b"A" * 100) + 50] ^= 0xFF      # one damaged byte in record 0
+    seg.write_bytes(bytes(data))
+
+
+def test_corrupt(path):
+    damage_first_record(path)
+    with libtopic.Topic(path) as t:           # a clean close: nothing is scanned
+        with pytest.raises(libtopic.Corrupt) as ei:
+            t.read(0)
+        assert ei.value.code == libtopic.ECORRUPT
+        assert t.read(1) == b"B" * 100      # the next batch is whole
+        with t.cursor(0) as c:
+            with pytest.raises(libtopic.Corrupt):
+                c.next()
+            assert c.offset == 0             # stays on the damaged record
+            c.seek(1)
+            assert c.next().value == b"B" * 100
+        with pytest.raises(libtopic.Corrupt):
+            list(t.records())
+
+
+@pytest.mark.xfail(reason="libtopic: a read-only handle's walk of the active segment"
+                          " stops at a damaged batch, so it reports TOPIC_END (and an"
+                          " end offset before it) instead of TOPIC_ECORRUPT",
+                   raises=libtopic.EndOfLog, strict=False)
+def test_corrupt_seen_by_a_reader(path):
+    damage_first_record(path)
+    with libtopic.Topic(path, readonly=True) as t:
+        with pytest.raises(libtopic.Corrupt):
+            t.read(0)
+
+
+def test_locked(path, topic):
+    with pytest.raises(libtopic.Locked) as ei:
+        libtopic.Topic(path)
+    assert ei.value.code == libtopic.ELOCKED
+    assert str(path) in str(ei.value)
+    with libtopic.Topic(path, readonly=True):   # readers are welcome
+        pass
+
+
+def test_too_big(path):
+    with libtopic.Topic(path, create=True, config={"max.message.bytes": "1K"}) as t:
+        t.append(b"x" * 1024)
+        with pytest.raises(libtopic.TooBig) as ei:
+            t.append(b"x" * 1025)
+        assert ei.value.code == libtopic.ETOOBIG
+        with pytest.raises(libtopic.TooBig):
+            t.append(b"x" * 1000, key=b"k" * 100)          # key plus value
+        with pytest.raises(libtopic.TooBig):
+            t.append_batch([b"x" * 600, b"y" * 600])       # sum of the batch
+        assert t.end_offset == 1                           # no offset consumed
+
+
+def test_read_only(path, topic):
+    topic.append(b"x")
+    with libtopic.Topic(path, readonly=True) as ro:
+        with pytest.raises(libtopic.ReadOnly) as ei:
+            ro.append(b"y")
+        assert ei.value.code == libtopic.ERDONLY
+        with pytest.raises(libtopic.ReadOnly):
+            ro.append_batch([b"y"])
+        with pytest.raises(libtopic.ReadOnly):
+            ro.delete_before(1)
+        ro.commit("reader", 1)                  # positions are allowed
+        assert ro.committed("reader") == 1
+
+
+def test_unsupported_version(path):
+    with libtopic.Topic(path, create=True) as t:
+        t.append(b"x")
+    state = path / "topic.state"
+    data = bytearray(state.read_bytes())
+    data[4:8] = struct.pack("<I", 99)          # a state file from a newer release
+    state.write_bytes(bytes(data))
+    with pytest.raises(libtopic.UnsupportedVersion) as ei:
+        libtopic.Topic(path)
+    assert ei.value.code == libtopic.EVERSION
+    with pytest.raises(libtopic.UnsupportedVersion):
+        libtopic.Topic(path, readonly=True)
+
+
+def test_os_errors_carry_errno(tmp_path):
+    missing = tmp_path / "missing"
+    with pytest.raises(FileNotFoundError) as ei:
+        libtopic.Topic(missing)
+    e = ei.value
+    assert isinstance(e, libtopic.TopicOSError)
+    assert e.errno == errno.ENOENT and e.code == -errno.ENOENT
+    assert e.filename == str(missing)
+    assert "No such file or directory" in str(e)
+    with pytest.raises(FileNotFoundError):
+        libtopic.Topic(missing, readonly=True)
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a topic")
+    with pytest.raises(NotADirectoryError) as ei:
+        libtopic.Topic(afile, create=True)
+    assert ei.value.errno == errno.ENOTDIR
+
+    (tmp_path / "t").mkdir()
+    with pytest.raises(FileExistsError) as ei:
+        libtopic.Topic(tmp_path / "t", create=True, exclusive=True)
+    assert ei.value.errno == errno.EEXIST
+
+
+def test_invalid_argument(topic):
+    topic.append(b"x")
+    for bad in ("", ".hidden", "has space", "x" * 129, "slash/y", "ünï"):
+        with pytest.raises(libtopic.InvalidArgument) as ei:
+            topic.commit(bad, 0)
+        assert ei.value.errno == errno.EINVAL
+    with pytest.raises(ValueError):
+        topic.committed("bad name")
+    with pytest.raises(TypeError):
+        topic.commit(b"bytes-name", 0)
+    with pytest.raises(libtopic.InvalidArgument):
+        topic.delete_before(5)                   # beyond the end offset
+    topic.commit("x" * 128, 1)                   # the longest name is fine
+    with pytest.raises(ValueError):
+        topic.wait(0, timeout=-1)
+
+
+def test_closed(path):
+    t = libtopic.Topic(path, create=True)
+    c = t.cursor()
+    t.close()
+    with pytest.raises(libtopic.ClosedError):
+        t.append(b"x")
+    with pytest.raises(libtopic.ClosedError):
+        c.next()
+    assert c.closed
+    c.close()
+
+
+# -- I/O failures, with a fault-injecting shim -------------------------------
+
+SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* fdatasync() and fsync() fail with EIO while the file named by
+ * $SHIM_FAIL_FILE exists: a disk going bad under a running writer. */
+static int failing(void)
+{
+    const char *p = getenv("SHIM_FAIL_FILE");
+    return p != NULL && access(p, F_OK) == 0;
+}
+
+int fdatasync(int fd)
+{
+    static int (*real)(int);
+    if (failing()) { errno = EIO; return -1; }
+    if (real == NULL) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    return real(fd);
+}
+
+int fsync(int fd)
+{
+    static int (*real)(int);
+    if (failing()) { errno = EIO; return -1; }
+    if (real == NULL) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    return real(fd);
+}
+"""
+
+FAILING_WRITER = textwrap.dedent("""
+    import errno, os, sys, libtopic
+    path, flag = sys.argv[1], sys.argv[2]
+    t = libtopic.Topic(path, create=True)
+    t.append(b"before")
+    t.sync()
+    open(flag, "w").close()                 # the disk starts failing
+    t.append(b"unsynced")
+    try:
+        t.sync()
+    except libtopic.TopicOSError as e:
+        assert e.errno == errno.EIO, e
+        print("sync:", type(e).__name__, e.errno)
+    try:
+        t.append(b"refused")
+    except libtopic.Failed as e:
+        assert e.code == libtopic.EFAILED
+        print("append:", type(e).__name__, e)
+    os.unlink(flag)                         # the disk is back: still refused
+    try:
+        t.append(b"refused again")
+    except libtopic.Failed:
+        print("still failed")
+    try:
+        t.close()
+    except libtopic.TopicError as e:
+        print("close:", type(e).__name__)
+""")
+
+
+def test_failed_after_an_io_error(tmp_path):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the fault-injection shim")
+    shim = tmp_path / "shim.so"
+    src = tmp_path / "shim.c"
+    src.write_text(SHIM)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"],
+                   check=True, timeout=60)
+    flag = tmp_path / "fail-now"
+    preload = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), str(shim)]))
+    env = child_env(LD_PRELOAD=preload, SHIM_FAIL_FILE=str(flag))
+    path = tmp_path / "topic"
+    r = run_python(FAILING_WRITER, path, flag, env=env)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert out[0] == "sync: TopicOSError 5"
+    assert out[1].startswith("append: Failed") and "reopen" in out[1]
+    assert out[2] == "still failed"
+    assert out[3].startswith("close: ")
+    with libtopic.Topic(path) as t:          # reopening clears it
+        assert t.read(0) == b"before"
+        t.append(b"after")

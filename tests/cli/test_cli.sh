@@ -1,0 +1,362 @@
+#!/bin/sh
+# Tests of the command-line tool topic(1), run as a user would run it.
+#
+#   sh tests/cli/test_cli.sh PATH_TO_TOPIC_BINARY
+#
+# Prints one line per check ("ok N - ..." or "not ok N - ..." with the reason
+# on the lines after it), then "P passed, F failed"; exits non-zero when a
+# check failed.  Needs a POSIX shell, python3 (to parse JSON) and the usual
+# utilities (cmp, seq, cp, sed, grep, od).
+#
+# SPDX-License-Identifier: BSD-2-Clause
+
+if [ $# -ne 1 ]; then
+	echo "usage: sh $0 PATH_TO_TOPIC_BINARY" >&2
+	exit 2
+fi
+TOPIC=$1
+case $TOPIC in
+/*) ;;
+*) TOPIC=$(pwd)/$TOPIC ;;
+esac
+if [ ! -x "$TOPIC" ]; then
+	echo "$0: $TOPIC is not an executable" >&2
+	exit 2
+fi
+PYTHON=${PYTHON:-python3}
+
+W=$(mktemp -d "${TMPDIR:-/tmp}/topic-cli.XXXXXX") || exit 2
+BG_PID=
+cleanup() {
+	[ -n "$BG_PID" ] && kill "$BG_PID" 2>/dev/null
+	rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 2' INT TERM
+
+pass=0
+fail=0
+
+ok() {
+	pass=$((pass + 1))
+	echo "ok $((pass + fail)) - $1"
+}
+
+not_ok() {
+	fail=$((fail + 1))
+	echo "not ok $((pass + fail)) - $1"
+	if [ -n "$2" ]; then
+		printf '%s\n' "$2" | sed 's/^/#   /'
+	fi
+}
+
+# run CMD...: runs the tool with stdout in $W/out, stderr in $W/err and the
+# exit status in $st.
+run() {
+	"$TOPIC" "$@" >"$W/out" 2>"$W/err"
+	st=$?
+}
+
+# expect STATUS DESCRIPTION ARGS...: runs the tool, checks its exit status.
+expect() {
+	want=$1
+	desc=$2
+	shift 2
+	run "$@"
+	if [ "$st" -eq "$want" ]; then
+		ok "$desc"
+	else
+		not_ok "$desc" "exit status $st, expected $want; stderr: $(head -c 400 "$W/err")"
+	fi
+}
+
+# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
+check() {
+	desc=$1
+	shift
+	if "$@" >"$W/check.out" 2>&1; then
+		ok "$desc"
+	else
+		not_ok "$desc" "$(head -c 400 "$W/check.out")"
+	fi
+}
+
+# json PYTHON-EXPRESSION: exits 0 when every line of $W/out (the output of the
+# last run) parses as JSON and the expression, over `docs` (the list of the
+# parsed lines), is true.
+json() {
+	"$PYTHON" -c '
+import json, os, sys
+text = sys.stdin.buffer.read().decode("utf-8")
+docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+ok = eval("(" + os.fsencode(sys.argv[1]).decode("utf-8") + "\n)")
+if not ok:
+    print("expression false for:", text[:300])
+sys.exit(0 if ok else 1)
+' "$1" <"$W/out"
+}
+
+T=$W/t
+
+# --------------------------------------------------------------------------
+# Usage
+
+expect 2 "no arguments is a usage error"
+expect 2 "an unknown subcommand exits 2" frobnicate "$T"
+check "the unknown subcommand is named on stderr" grep -q "frobnicate" "$W/err"
+expect 0 "--help exits 0" --help
+check "--help lists every subcommand" sh -c "for c in create append read info verify recover delete-before config dump; do grep -q \"^  \$c \" '$W/out' || exit 1; done"
+expect 0 "read --help exits 0" read --help
+expect 2 "an unknown option exits 2" read "$T" --no-such-option
+expect 2 "a missing DIR exits 2" info
+expect 2 "a malformed offset exits 2" read "$T" --from 12x
+
+# --------------------------------------------------------------------------
+# create, append, read
+
+expect 2 "create with an unknown setting exits 2" create "$T" --config no.such.setting=1
+check "...and says why" grep -q 'no.such.setting' "$W/err"
+check "...and creates nothing" test ! -e "$T"
+expect 2 "create with a bad value exits 2" create "$T" --config segment.bytes=12
+check "...with the library's reason" grep -q 'segment.bytes: 12 is out of range' "$W/err"
+expect 0 "create" create "$T" --config segment.bytes=64K --config flush.ms=500
+expect 3 "create of an existing topic fails" create "$T"
+check "...with a message in the documented form" grep -q "^topic: .*: File exists" "$W/err"
+expect 3 "reading a directory that is not a topic fails" read "$W"
+
+# Lines with spaces, UTF-8, an empty line and a long line; read back exactly.
+{
+	echo "first record"
+	echo "  leading and trailing spaces  "
+	echo ""
+	echo "héllo wörld ✓"
+	i=0
+	line=
+	while [ $i -lt 200 ]; do line="${line}0123456789"; i=$((i + 1)); done
+	echo "$line"
+	echo "last"
+} >"$W/lines"
+"$TOPIC" append "$T" <"$W/lines" >"$W/out" 2>"$W/err"
+st=$?
+check "append lines from stdin" test "$st" -eq 0
+run read "$T"
+check "read prints them back exactly" cmp "$W/lines" "$W/out"
+
+# Many lines in one go (batched appends), numbered from offset 6.
+seq 1 20000 >"$W/seq"
+expect 0 "append 20000 lines" append "$T" <"$W/seq"
+run read "$T" --from 6
+check "read --from 6 returns the 20000 lines in order" cmp "$W/seq" "$W/out"
+run info "$T" --json
+check "the 20000 lines rolled several 64K segments" json 'len(docs[0]["segments"]) > 2 and docs[0]["end_offset"] == 20006'
+
+run read "$T" --from 100 --count 3
+printf '95\n96\n97\n' >"$W/want"
+check "read --from 100 --count 3" cmp "$W/want" "$W/out"
+run read "$T" --from 2 --count 2 --offsets
+printf '2\t\n3\théllo wörld ✓\n' >"$W/want"
+check "read --offsets prefixes the offset and a tab" cmp "$W/want" "$W/out"
+expect 0 "read --from the end offset prints nothing" read "$T" --from 20006
+check "...nothing at all" test ! -s "$W/out"
+expect 1 "read --from beyond the end offset exits 1" read "$T" --from 20007
+
+# --verbose prints the offsets; a last line without a newline counts.
+printf 'a\nb\nno newline' | "$TOPIC" append "$T" --verbose >"$W/out" 2>"$W/err"
+printf '20006\n20007\n20008\n' >"$W/want"
+check "append --verbose prints each offset; a last line without newline is a record" cmp "$W/want" "$W/out"
+
+# Escaping: tabs, backslashes and bytes that are not UTF-8.
+printf 'tab\there back\\slash \377\001 end\n' >"$W/odd"
+expect 0 "append a line with a tab, a backslash and non-UTF-8 bytes" append "$T" --key k1 <"$W/odd"
+run read "$T" --from 20009 --keys
+printf 'k1\ttab\\there back\\\\slash \\xff\\x01 end\n' >"$W/want"
+check "read escapes them on one line (with --keys)" cmp "$W/want" "$W/out"
+run read "$T" --from 20009 --raw
+check "read --raw prints the bytes as they are" cmp "$W/odd" "$W/out"
+
+# A file as one record, binary included.
+printf 'line one\nline two\000\377 binary\n' >"$W/blob"
+expect 0 "append --file appends a whole file as one record" append "$T" --file "$W/blob" --key blob --verbose
+check "...at offset 20010" test "$(cat "$W/out")" = 20010
+run read "$T" --from 20010 --json
+check "read --json gives the file back as base64, with its key" "$PYTHON" -c '
+import base64, json, sys
+d = json.loads(open(sys.argv[1]).read())
+want = open(sys.argv[2], "rb").read()
+sys.exit(0 if base64.b64decode(d["value_base64"]) == want and d["key"] == "blob"
+         and d["offset"] == 20010 and "value" not in d else 1)' "$W/out" "$W/blob"
+
+# --json for plain records: every line parses, fields as documented.
+run read "$T" --json --count 6
+check "read --json: one object per record, each line parses" json '
+len(docs) == 6 and [d["offset"] for d in docs] == list(range(6))
+and docs[0]["value"] == "first record" and docs[3]["value"] == "héllo wörld ✓"
+and all(d["key"] is None and isinstance(d["timestamp"], int) and d["timestamp"] > 0 for d in docs)'
+run read "$T" --json --from 20009
+check "read --json gives a value that is not UTF-8 as value_base64" json '
+docs[0]["key"] == "k1" and "value_base64" in docs[0]
+and __import__("base64").b64decode(docs[0]["value_base64"]) == b"tab\there back\\slash \xff\x01 end"'
+
+# --from-time: everything from long ago, nothing from the far future.
+run read "$T" --from-time 2000-01-01T00:00:00Z --count 1
+check "read --from-time with an ISO-8601 time long ago starts at the first record" test "$(cat "$W/out")" = "first record"
+expect 0 "read --from-time in the future prints nothing" read "$T" --from-time 4000000000000
+check "...nothing at all" test ! -s "$W/out"
+expect 2 "read --from-time with a malformed time exits 2" read "$T" --from-time yesterday
+
+# --follow: a reader waiting at the end gets records appended afterwards.
+"$TOPIC" read "$T" --follow --from 20011 --count 2 >"$W/follow" 2>"$W/follow.err" &
+BG_PID=$!
+sleep 0.3
+printf 'followed one\nfollowed two\n' | "$TOPIC" append "$T"
+i=0
+while kill -0 "$BG_PID" 2>/dev/null && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+if kill -0 "$BG_PID" 2>/dev/null; then
+	kill "$BG_PID"
+	not_ok "read --follow --count 2 sees new records and stops" "still running after 10 s"
+else
+	wait "$BG_PID"
+	printf 'followed one\nfollowed two\n' >"$W/want"
+	check "read --follow --count 2 sees new records and stops" cmp "$W/want" "$W/follow"
+fi
+BG_PID=
+
+# --------------------------------------------------------------------------
+# info and config
+
+expect 0 "info" info "$T"
+check "info shows the start and end offsets" grep -q '^end offset: *20013$' "$W/out"
+check "info shows the settings from topic.conf" grep -q 'segment.bytes=65536$' "$W/out"
+run info "$T" --json
+check "info --json parses, with offsets, segments, total bytes and config" json '
+docs[0]["start_offset"] == 0 and docs[0]["end_offset"] == 20013
+and docs[0]["total_bytes"] == sum(s["bytes"] for s in docs[0]["segments"])
+and docs[0]["segments"][0]["base_offset"] == 0
+and docs[0]["config"]["segment.bytes"] == 65536 and docs[0]["config"]["flush.ms"] == 500
+and docs[0]["config"]["compression.type"] == "none"
+and sorted(docs[0]["config_explicit"]) == ["flush.ms", "segment.bytes"]'
+
+expect 0 "config shows every setting" config "$T"
+check "...as name=value lines" grep -q '^max.message.bytes=1048576$' "$W/out"
+run config "$T" flush.ms
+check "config NAME shows one setting" test "$(cat "$W/out")" = 500
+expect 0 "config NAME=VALUE sets it" config "$T" flush.ms=250 index.interval.bytes=4K
+run config "$T" flush.ms
+check "...and it persists" test "$(cat "$W/out")" = 250
+run config "$T" index.interval.bytes
+check "...with size suffixes" test "$(cat "$W/out")" = 4096
+check "...in topic.conf" grep -q '^flush.ms=250$' "$T/topic.conf"
+expect 2 "config with a bad value exits 2" config "$T" flush.ms=soon
+check "...and prints the library's reason" grep -q 'flush.ms: "soon"' "$W/err"
+run config "$T" flush.ms
+check "...and changes nothing" test "$(cat "$W/out")" = 250
+expect 2 "config with an unknown setting exits 2" config "$T" no.such.thing
+expect 2 "setting an unknown setting exits 2" config "$T" no.such.thing=1
+run config "$T" --json
+check "config --json parses" json 'docs[0]["flush.ms"] == 250 and len(docs[0]) == 9'
+
+# --------------------------------------------------------------------------
+# Consumer groups
+
+expect 0 "read --group --commit" read "$T" --group g1 --commit --count 5
+check "...starts at the start offset" test "$(sed -n 1p "$W/out")" = "first record"
+run info "$T"
+check "info shows the committed position and the lag" grep -q '^  g1  committed 5  lag 20008$' "$W/out"
+run read "$T" --group g1 --commit --count 2 --offsets
+printf '5\tlast\n6\t1\n' >"$W/want"
+check "read --group resumes at the committed position" cmp "$W/want" "$W/out"
+run info "$T" --json
+check "info --json shows the group's committed position and lag" json '
+docs[0]["groups"] == [{"name": "g1", "committed": 7, "lag": 20006}]'
+expect 0 "read --group without --commit does not move the position" read "$T" --group g1 --count 3
+run info "$T" --json
+check "...still 7" json 'docs[0]["groups"][0]["committed"] == 7'
+expect 2 "--commit without --group exits 2" read "$T" --commit
+expect 2 "a bad group name exits 2" read "$T" --group .hidden
+
+# --------------------------------------------------------------------------
+# verify and dump
+
+expect 0 "verify on a clean topic exits 0" verify "$T"
+check "...and says ok" grep -q ': ok$' "$W/out"
+run verify "$T" --json
+check "verify --json parses and says ok" json 'docs[0]["ok"] is True and docs[0]["damage"] == [] and docs[0]["records"] == 20013'
+expect 0 "dump" dump "$T" --segment 0
+check "dump shows batches with their checksums" grep -q 'batch at position 0: base offset 0, count 6, .*checksum [0-9a-f]* ok$' "$W/out"
+check "dump shows records" grep -q 'offset 3 .*value \[[0-9]*\] "héllo wörld ✓"' "$W/out"
+
+# A small topic of three batches; damage a byte in the middle batch's
+# records, in a copy.
+D=$W/d
+expect 0 "create a small topic" create "$D"
+for i in 1 2 3; do
+	printf 'batch%s record a\nbatch%s record b\nbatch%s record c\n' $i $i $i | "$TOPIC" append "$D"
+done
+run dump "$D" --headers
+batch=$(grep 'batch at position [0-9]*: base offset 3,' "$W/out")
+pos=$(printf '%s\n' "$batch" | sed 's/.*batch at position \([0-9]*\):.*/\1/')
+len=$(printf '%s\n' "$batch" | sed 's/.*, length \([0-9]*\),.*/\1/')
+check "dump --headers lists the batch at offset 3" test -n "$pos" -a -n "$len"
+cp -R "$D" "$W/damaged"
+# The header is 48 bytes (lib/format.c); flip a byte halfway into the records.
+"$PYTHON" -c '
+import sys
+path, at = sys.argv[1], int(sys.argv[2])
+data = bytearray(open(path, "rb").read())
+data[at] ^= 0x20
+open(path, "wb").write(data)
+' "$W/damaged/00000000000000000000.log" $((pos + 48 + (len - 48) / 2))
+expect 1 "verify on a copy with a flipped byte exits 1" verify "$W/damaged"
+check "...and reports the damaged batch by file, position and offset" grep -q "^00000000000000000000.log: position $pos, offset 3: checksum mismatch" "$W/out"
+check "...and the offsets it makes unreadable" grep -q 'offsets 3-5 unreadable' "$W/out"
+run verify "$W/damaged" --json
+check "verify --json reports the damaged offset" json "
+docs[0]['ok'] is False and len(docs[0]['damage']) == 1
+and docs[0]['damage'][0]['offset'] == 3 and docs[0]['damage'][0]['end_offset'] == 6
+and docs[0]['damage'][0]['position'] == $pos
+and docs[0]['damage'][0]['file'] == '00000000000000000000.log'"
+expect 1 "dump on the damaged copy exits 1" dump "$W/damaged"
+check "...and marks the batch" grep -q "batch at position $pos: .* BAD$" "$W/out"
+expect 0 "the original still verifies" verify "$D"
+
+# A missing segment in the middle of a topic is a gap in the offsets.
+rm -rf "$W/gap"
+cp -R "$T" "$W/gap"
+second=$(ls "$W/gap" | grep '\.log$' | sed -n 2p)
+rm -f "$W/gap/$second"
+expect 1 "verify finds a missing segment (a gap in the offsets)" verify "$W/gap" --quiet
+check "...and says where" grep -q 'offsets missing between segments' "$W/out"
+
+# --------------------------------------------------------------------------
+# recover
+
+expect 0 "recover on a cleanly closed topic" recover "$D"
+check "...changes nothing" grep -q '^nothing changed' "$W/out"
+expect 3 "recover on a directory that is not a topic fails" recover "$W/nothing-here"
+
+# --------------------------------------------------------------------------
+# delete-before
+
+expect 0 "delete-before 3" delete-before "$D" 3
+check "...says what the start offset became" grep -q 'start offset: 0 -> 3' "$W/out"
+expect 1 "read --from below the start offset exits 1" read "$D" --from 1
+check "...with the library's message" grep -q 'offset is below the start offset' "$W/err"
+run read "$D" --count 1
+check "read starts at the new start offset" test "$(cat "$W/out")" = "batch2 record a"
+run info "$D" --json
+check "info shows the new start offset" json 'docs[0]["start_offset"] == 3 and docs[0]["records"] == 6'
+expect 1 "delete-before beyond the end offset exits 1" delete-before "$D" 100
+expect 2 "delete-before with a malformed offset exits 2" delete-before "$D" three
+expect 0 "delete-before 15000 on the many-segment topic" delete-before "$T" 15000
+check "...deletes segments" grep -q 'start offset: 0 -> 15000 ([1-9][0-9]* segments* deleted)' "$W/out"
+run info "$T" --json
+check "...leaving the segment that holds the new start offset first" json '
+docs[0]["start_offset"] == 15000 and docs[0]["segments"][0]["base_offset"] <= 15000
+and (len(docs[0]["segments"]) == 1 or docs[0]["segments"][1]["base_offset"] > 15000)'
+expect 0 "verify after delete-before" verify "$T" --quiet
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,149 @@
+/*
+ * topic(1), the command-line tool of libtopic: declarations shared by the
+ * files of tools/.  Every subcommand lives in a cmd_*.c file and is reached
+ * through the table in main.c.
+ *
+ * SPDX-License-Identifier: BSD-2-Clause
+ */
+#ifndef TOPIC_CLI_H
+#define TOPIC_CLI_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "topic.h"
+
+/* Exit statuses, the same for every subcommand (see topic(1)). */
+enum {
+    TOOL_OK = 0,        /* success */
+    TOOL_NOTFOUND = 1,  /* damage found, or the record/offset asked for does not exist */
+    TOOL_USAGE = 2,     /* bad command line or setting */
+    TOOL_FAIL = 3       /* any other failure */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Subcommands (cmd_*.c).  argv[0] is the subcommand's name.                 */
+
+int cmd_create(int argc, char **argv);
+int cmd_append(int argc, char **argv);
+int cmd_read(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_recover(int argc, char **argv);
+int cmd_delete_before(int argc, char **argv);
+int cmd_config(int argc, char **argv);
+int cmd_dump(int argc, char **argv);
+
+/* ------------------------------------------------------------------------ */
+/* Command-line options (util.c)                                             */
+
+struct opt_spec {
+    const char *name;       /* long name, without the dashes */
+    char shortname;         /* 0 when there is none */
+    bool has_arg;
+    int id;                 /* returned by opt_next(); positive */
+};
+
+enum {
+    OPT_DONE = -1,          /* no more arguments */
+    OPT_POSITIONAL = -2,    /* *arg is a positional argument */
+    OPT_ERROR = -3          /* a usage error, already reported */
+};
+
+struct opt_parser {
+    int argc;
+    char **argv;
+    int i;                  /* next argument to look at */
+    const char *cmd;        /* subcommand, for messages */
+    const char *usage;      /* printed by --help */
+    bool only_positional;   /* after "--" */
+};
+
+void opt_init(struct opt_parser *p, int argc, char **argv, const char *usage);
+/* The next option's id with its argument in *arg, or one of OPT_*.  Handles
+ * --help and -h itself: prints the usage on stdout and exits 0. */
+int opt_next(struct opt_parser *p, const struct opt_spec *specs, const char **arg);
+
+/* Prints "topic: CMD: message" and a hint to stderr; returns TOOL_USAGE. */
+int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------------------ */
+/* Errors (util.c)                                                            */
+
+/* The exit status for a library error code. */
+int exit_code_for(int err);
+/* Prints "topic: <what>: <topic_strerror(err)>" to stderr; returns the exit
+ * status that err calls for. */
+int report(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "topic: <message>" to stderr; returns `code`. */
+int complain(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Opens a topic, reporting a failure; returns 0 or an exit status. */
+int open_topic(const char *dir, int flags, const topic_config *conf, topic **out);
+/* Closes a topic, reporting a failure; returns 0 or an exit status. */
+int close_topic(topic *t, const char *dir);
+/* Flushes stdout; returns false (after reporting it, unless the reader went
+ * away: EPIPE) when output could not be written. */
+bool flush_stdout(void);
+/* True once stdout has failed with EPIPE (the reader of a pipe is gone). */
+bool stdout_broken(void);
+
+/* ------------------------------------------------------------------------ */
+/* Parsing and formatting (util.c)                                           */
+
+/* Whole-string unsigned decimal numbers. */
+bool parse_u64(const char *s, uint64_t *out);
+/* Milliseconds since the epoch, or an ISO-8601 date and time:
+ * 2026-11-25, 2026-11-25T10:00, 2026-11-25T10:00:00.250Z, ...+01:00.
+ * Without a zone the time is local time. */
+bool parse_time(const char *s, int64_t *ms);
+/* "2026-11-25T10:00:00.000Z" (at least 25 bytes of room). */
+void format_time(int64_t ms, char *buf, size_t cap);
+
+bool utf8_valid(const uint8_t *p, size_t n);
+/* Bytes as text: printable UTF-8 as is, '\\', control characters and
+ * invalid bytes escaped (\n \t \r \\ \xHH); at most `max` input bytes
+ * (SIZE_MAX: all). */
+void put_escaped(FILE *f, const uint8_t *p, size_t n, size_t max);
+/* A JSON string literal of valid UTF-8 bytes. */
+void put_json_string(FILE *f, const uint8_t *p, size_t n);
+void put_json_cstr(FILE *f, const char *s);
+void put_base64(FILE *f, const uint8_t *p, size_t n);
+/* `"name":"text"` for UTF-8 bytes, `"name_base64":"..."` for other bytes,
+ * `"name":null` for NULL. */
+void put_json_bytes(FILE *f, const char *name, const uint8_t *p, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Settings (settings.c)                                                     */
+
+/* The names of every setting this release knows, in display order. */
+#define SETTING_COUNT 9
+extern const char *const setting_names[SETTING_COUNT];
+
+/*
+ * The settings in force in topic DIR: its topic.conf applied over the
+ * defaults.  *explicit_set gets bit i set when setting_names[i] is in the
+ * file.  Returns 0, or a negative error (TOPIC_ECORRUPT when topic.conf does
+ * not parse; *bad_line then says which line).
+ */
+int settings_load(const char *dir, topic_config **out, unsigned *explicit_set, int *bad_line);
+/* True when the value prints as a JSON number. */
+bool setting_is_number(const char *value);
+
+/* ------------------------------------------------------------------------ */
+/* Segment files, read directly (segfile.c; dump and verify only)            */
+
+struct seg_file {
+    uint64_t base;          /* from the file name */
+    char name[32];          /* "<20 digits>.log" */
+    uint64_t size;          /* bytes in the file */
+};
+
+/* The .log files of DIR in ascending base order; free *out with free(). */
+int seg_list(const char *dir, struct seg_file **out, size_t *n);
+/* File sizes of the segments' .index and .timeindex, 0 when missing. */
+uint64_t seg_aux_size(const char *dir, const struct seg_file *s, const char *ext);
+
+#endif /* TOPIC_CLI_H */

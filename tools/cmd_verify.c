@@ -1,0 +1,621 @@
+/*
+ * topic verify and topic dump: the two subcommands that read segment files
+ * directly, batch by batch (walk.c), rather than through the library.
+ *
+ * verify checks every batch of every segment: header, checksum, records and
+ * the header's timestamps, and that offsets continue densely from batch to
+ * batch and from one segment to the next.  It reports each problem by
+ * segment file, file position and offset, and goes on to the next intact
+ * batch.  dump prints the batches and their records, for looking at the
+ * format itself.
+ *
+ * Both are meant for a topic at rest: while a writer appends, the end of its
+ * active segment may be caught half written.
+ *
+ * SPDX-License-Identifier: BSD-2-Clause
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "walk.h"
+
+/* A file cut short under our mapping (a writer sealing it) raises SIGBUS. */
+static void on_sigbus(int sig)
+{
+    static const char msg[] = "topic: a segment file shrank while it was being read "
+                              "(is a writer running?)\n";
+    (void)sig;
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+    _exit(TOOL_FAIL);
+}
+
+static void catch_sigbus(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* topic verify                                                              */
+
+static const char verify_usage[] =
+    "usage: topic verify DIR [--json] [--quiet]\n"
+    "\n"
+    "Reads every segment file of the topic directly and checks every batch: its\n"
+    "header, its checksum, its records, and that offsets continue without a gap\n"
+    "or an overlap from batch to batch and from one segment file to the next.\n"
+    "Each problem is reported with its segment file, file position and offset.\n"
+    "Exits 0 when everything is intact, 1 when damage was found.  Shows a\n"
+    "progress bar on standard error when that is a terminal.\n"
+    "\n"
+    "  -j, --json   print one JSON object\n"
+    "  -q, --quiet  print only the problems and the summary\n"
+    "  -h, --help   show this help\n";
+
+struct damage {
+    char file[32];
+    size_t pos, len;
+    bool has_offset, has_end;
+    uint64_t offset, end;     /* offsets [offset, end) are affected */
+    char what[224];
+};
+
+struct verify {
+    bool json, quiet;
+    struct damage *v;
+    size_t n, cap;
+    uint64_t batches, records;
+    unsigned unreadable;      /* files that could not be read, newer batches */
+    /* progress on a terminal */
+    bool progress;
+    uint64_t total_bytes, done_bytes;
+    struct timespec shown;
+};
+
+static struct damage *add_damage(struct verify *v, const char *file, size_t pos, size_t len)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        struct damage *nv = realloc(v->v, cap * sizeof *nv);
+        if (nv == NULL) {
+            fputs("topic: verify: out of memory\n", stderr);
+            exit(TOOL_FAIL);
+        }
+        v->v = nv;
+        v->cap = cap;
+    }
+    struct damage *d = &v->v[v->n++];
+    memset(d, 0, sizeof *d);
+    snprintf(d->file, sizeof d->file, "%s", file);
+    d->pos = pos;
+    d->len = len;
+    return d;
+}
+
+static void clear_progress(struct verify *v)
+{
+    if (v->progress)
+        fputs("\r\033[K", stderr);
+}
+
+static void show_damage(struct verify *v, const struct damage *d)
+{
+    if (v->json)
+        return;
+    clear_progress(v);
+    printf("%s: position %zu", d->file, d->pos);
+    if (d->has_offset)
+        printf(", offset %" PRIu64, d->offset);
+    printf(": %s", d->what);
+    if (d->has_offset && d->has_end && d->end > d->offset + 1)
+        printf("; offsets %" PRIu64 "-%" PRIu64 " unreadable", d->offset, d->end - 1);
+    else if (d->has_offset && !d->has_end)
+        printf("; offsets from %" PRIu64 " on unreadable", d->offset);
+    putchar('\n');
+    fflush(stdout);
+}
+
+static void update_progress(struct verify *v, uint64_t done)
+{
+    if (!v->progress)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t ms = (int64_t)(now.tv_sec - v->shown.tv_sec) * 1000 +
+                 (now.tv_nsec - v->shown.tv_nsec) / 1000000;
+    if (ms < 100 && done < v->total_bytes)
+        return;
+    v->shown = now;
+    unsigned pct = v->total_bytes ? (unsigned)(done * 100 / v->total_bytes) : 100;
+    char bar[41];
+    unsigned fill = pct * 40 / 100;
+    memset(bar, '#', fill);
+    memset(bar + fill, '.', 40 - fill);
+    bar[40] = '\0';
+    fprintf(stderr, "\rverifying [%s] %3u%% %" PRIu64 "/%" PRIu64 " MiB", bar, pct,
+            done >> 20, v->total_bytes >> 20);
+    fflush(stderr);
+}
+
+/* Verifies one segment; *end gets where its offsets end, when known. */
+static void verify_segment(struct verify *v, const char *dir, const struct seg_file *s,
+                           const struct seg_file *next, uint64_t done_before, bool *end_known,
+                           uint64_t *end)
+{
+    struct seg_map m;
+    int rc = seg_map_open(dir, s, &m);
+    *end_known = false;
+    if (rc < 0) {
+        struct damage *d = add_damage(v, s->name, 0, 0);
+        snprintf(d->what, sizeof d->what, "cannot read the file: %s", topic_strerror(rc));
+        show_damage(v, d);
+        v->unreadable++;
+        return;
+    }
+    struct walker w;
+    struct walk_item it;
+    struct zbuf z = { NULL, 0 };
+    uint64_t batches = 0, records = 0;
+    size_t damaged = 0, tail = 0;
+    walker_init(&w, &m, s->base);
+    while (walker_next(&w, &it)) {
+        update_progress(v, done_before + it.pos + it.len);
+        if (it.kind == ITEM_TAIL) {
+            tail = it.len;
+            continue;
+        }
+        if (it.kind == ITEM_NEWER) {
+            struct damage *d = add_damage(v, s->name, it.pos, it.len);
+            snprintf(d->what, sizeof d->what, "a batch of a newer format version "
+                     "(this release cannot check it)");
+            show_damage(v, d);
+            v->unreadable++;
+            v->n--;   /* not damage: noted, and counted as unreadable */
+            continue;
+        }
+        if (it.kind == ITEM_BATCH) {
+            batches++;
+            records += it.h.count;
+            if (it.expect_known && it.h.base_offset != it.expect) {
+                struct damage *d = add_damage(v, s->name, it.pos, it.len);
+                d->has_offset = true;
+                if (it.h.base_offset > it.expect) {
+                    d->offset = it.expect;
+                    d->end = it.h.base_offset;
+                    d->has_end = true;
+                    snprintf(d->what, sizeof d->what, "offsets missing: the batch starts at "
+                             "offset %" PRIu64 ", %" PRIu64 " was expected", it.h.base_offset,
+                             it.expect);
+                } else {
+                    d->offset = it.h.base_offset;
+                    snprintf(d->what, sizeof d->what, "offsets overlap: the batch starts at "
+                             "offset %" PRIu64 ", %" PRIu64 " was expected", it.h.base_offset,
+                             it.expect);
+                }
+                show_damage(v, d);
+                damaged++;
+            }
+            const char *why = batch_check(m.p + it.pos, &it.h, &z);
+            if (why != NULL) {
+                struct damage *d = add_damage(v, s->name, it.pos, it.len);
+                d->has_offset = d->has_end = true;
+                d->offset = it.h.base_offset;
+                d->end = it.h.base_offset + it.h.count;
+                snprintf(d->what, sizeof d->what, "the checksum holds but %s", why);
+                show_damage(v, d);
+                damaged++;
+            }
+            continue;
+        }
+        /* ITEM_BAD */
+        struct damage *d = add_damage(v, s->name, it.pos, it.len);
+        if (it.expect_known) {
+            d->has_offset = true;
+            d->offset = it.expect;
+        }
+        if (it.count_trusted) {
+            d->has_end = true;
+            d->end = it.h.base_offset + it.h.count;
+        } else if (it.next_known) {
+            d->has_end = true;
+            d->end = it.next_base;
+        } else if (it.pos + it.len >= m.size || m.data_end <= it.pos + it.len) {
+            /* To the end of the file: the next segment says where it ended. */
+            if (next != NULL) {
+                d->has_end = true;
+                d->end = next->base;
+            }
+        }
+        if (it.header_ok)
+            snprintf(d->what, sizeof d->what, "%s (batch of %zu bytes, header says base "
+                     "offset %" PRIu64 ", %" PRIu32 " records)", it.problem, it.len,
+                     it.h.base_offset, it.h.count);
+        else
+            snprintf(d->what, sizeof d->what, "%s (%zu bytes skipped)", it.problem, it.len);
+        if (d->has_end && d->has_offset && d->end <= d->offset)
+            d->has_end = false;
+        show_damage(v, d);
+        damaged++;
+    }
+    topic__zbuf_free(&z);
+    if (w.expect_known) {
+        *end_known = true;
+        *end = w.expect;
+    }
+    v->batches += batches;
+    v->records += records;
+    if (!v->json && !v->quiet) {
+        clear_progress(v);
+        printf("%s: %" PRIu64 " batch%s, %" PRIu64 " record%s", s->name, batches,
+               batches == 1 ? "" : "es", records, records == 1 ? "" : "s");
+        if (*end_known && *end > s->base)
+            printf(", offsets %" PRIu64 "-%" PRIu64, s->base, *end - 1);
+        printf(", %zu bytes", m.size - tail);
+        if (tail > 0)
+            printf(" and %zu zero byte%s", tail, tail == 1 ? "" : "s");
+        if (damaged > 0)
+            printf(": %zu problem%s\n", damaged, damaged == 1 ? "" : "s");
+        else
+            printf(": ok\n");
+    }
+    seg_map_close(&m);
+}
+
+static void verify_json(const struct verify *v, const char *dir, const struct seg_file *segs,
+                        size_t nsegs, bool opened, uint64_t start, uint64_t end)
+{
+    FILE *f = stdout;
+    fputs("{\"dir\":", f);
+    put_json_cstr(f, dir);
+    fprintf(f, ",\"ok\":%s", v->n == 0 && v->unreadable == 0 ? "true" : "false");
+    if (opened)
+        fprintf(f, ",\"start_offset\":%" PRIu64 ",\"end_offset\":%" PRIu64, start, end);
+    fprintf(f, ",\"segments\":%zu,\"batches\":%" PRIu64 ",\"records\":%" PRIu64, nsegs,
+            v->batches, v->records);
+    fputs(",\"files\":[", f);
+    for (size_t i = 0; i < nsegs; i++)
+        fprintf(f, "%s{\"file\":\"%s\",\"base_offset\":%" PRIu64 ",\"bytes\":%" PRIu64 "}",
+                i ? "," : "", segs[i].name, segs[i].base, segs[i].size);
+    fputs("],\"damage\":[", f);
+    for (size_t i = 0; i < v->n; i++) {
+        const struct damage *d = &v->v[i];
+        fprintf(f, "%s{\"file\":", i ? "," : "");
+        put_json_cstr(f, d->file);
+        fprintf(f, ",\"position\":%zu,\"length\":%zu,", d->pos, d->len);
+        if (d->has_offset)
+            fprintf(f, "\"offset\":%" PRIu64 ",", d->offset);
+        else
+            fputs("\"offset\":null,", f);
+        if (d->has_end)
+            fprintf(f, "\"end_offset\":%" PRIu64 ",", d->end);
+        else
+            fputs("\"end_offset\":null,", f);
+        fputs("\"problem\":", f);
+        put_json_cstr(f, d->what);
+        fputc('}', f);
+    }
+    fprintf(f, "],\"unreadable\":%u}\n", v->unreadable);
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    enum { O_JSON = 1, O_QUIET };
+    static const struct opt_spec specs[] = {
+        { "json", 'j', false, O_JSON },
+        { "quiet", 'q', false, O_QUIET },
+        { NULL, 0, false, 0 },
+    };
+    struct opt_parser p;
+    opt_init(&p, argc, argv, verify_usage);
+    struct verify v;
+    memset(&v, 0, sizeof v);
+    const char *dir = NULL, *arg;
+    int id;
+    while ((id = opt_next(&p, specs, &arg)) != OPT_DONE) {
+        if (id == OPT_ERROR)
+            return TOOL_USAGE;
+        if (id == O_JSON)
+            v.json = true;
+        else if (id == O_QUIET)
+            v.quiet = true;
+        else if (dir == NULL)
+            dir = arg;
+        else
+            return usage_error("verify", "unexpected argument '%s'", arg);
+    }
+    if (dir == NULL)
+        return usage_error("verify", "missing DIR");
+
+    struct seg_file *segs = NULL;
+    size_t nsegs = 0;
+    int rc = seg_list(dir, &segs, &nsegs);
+    if (rc < 0)
+        return report(rc, "verify: %s", dir);
+    /* The library's view, for the start and end offsets, and a check that
+     * the files it needs besides the segments (topic.state, topic.conf)
+     * can be understood. */
+    topic *t = NULL;
+    uint64_t start = 0, end = 0;
+    int err = topic_open(dir, TOPIC_RDONLY, NULL, &t);
+    if (err == -ENOENT && nsegs == 0) {
+        free(segs);
+        return open_topic(dir, TOPIC_RDONLY, NULL, &t);   /* reports "not a topic" */
+    }
+    if (err == 0) {
+        start = topic_start_offset(t);
+        end = topic_end_offset(t);
+        topic_close(t);
+    } else {
+        struct damage *d = add_damage(&v, "(topic)", 0, 0);
+        snprintf(d->what, sizeof d->what, "the library cannot open the topic: %s",
+                 topic_strerror(err));
+        show_damage(&v, d);
+        if (err != TOPIC_ECORRUPT) {
+            v.n--;
+            v.unreadable++;
+        }
+    }
+
+    catch_sigbus();
+    v.progress = isatty(STDERR_FILENO) == 1;
+    for (size_t i = 0; i < nsegs; i++)
+        v.total_bytes += segs[i].size;
+    uint64_t done = 0;
+    for (size_t i = 0; i < nsegs; i++) {
+        bool end_known;
+        uint64_t seg_end = 0;
+        const struct seg_file *next = i + 1 < nsegs ? &segs[i + 1] : NULL;
+        verify_segment(&v, dir, &segs[i], next, done, &end_known, &seg_end);
+        done += segs[i].size;
+        if (next != NULL && end_known && seg_end != next->base) {
+            struct damage *d = add_damage(&v, next->name, 0, 0);
+            d->has_offset = true;
+            if (seg_end < next->base) {
+                d->offset = seg_end;
+                d->end = next->base;
+                d->has_end = true;
+                snprintf(d->what, sizeof d->what, "offsets missing between segments: %s ends "
+                         "at offset %" PRIu64 ", the next begins at %" PRIu64, segs[i].name,
+                         seg_end, next->base);
+            } else {
+                d->offset = next->base;
+                d->end = seg_end;
+                d->has_end = true;
+                snprintf(d->what, sizeof d->what, "segments overlap: %s runs to offset %"
+                         PRIu64 ", past the next one's base %" PRIu64, segs[i].name,
+                         seg_end, next->base);
+            }
+            show_damage(&v, d);
+        }
+    }
+    clear_progress(&v);
+    if (v.json) {
+        verify_json(&v, dir, segs, nsegs, err == 0, start, end);
+    } else {
+        printf("%zu segment%s, %" PRIu64 " batch%s, %" PRIu64 " record%s", nsegs,
+               nsegs == 1 ? "" : "s", v.batches, v.batches == 1 ? "" : "es", v.records,
+               v.records == 1 ? "" : "s");
+        if (err == 0)
+            printf(" (library view: start offset %" PRIu64 ", end offset %" PRIu64 ")", start,
+                   end);
+        if (v.n > 0)
+            printf(": %zu problem%s found\n", v.n, v.n == 1 ? "" : "s");
+        else if (v.unreadable > 0)
+            printf(": %u part%s could not be checked\n", v.unreadable,
+                   v.unreadable == 1 ? "" : "s");
+        else
+            printf(": ok\n");
+    }
+    free(segs);
+    rc = v.n > 0 ? TOOL_NOTFOUND : v.unreadable > 0 ? TOOL_FAIL : TOOL_OK;
+    free(v.v);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* topic dump                                                                */
+
+static const char dump_usage[] =
+    "usage: topic dump DIR [--segment BASE] [--headers] [--full]\n"
+    "\n"
+    "Prints the batches of every segment file (or of one) as stored: file\n"
+    "position, base offset, record count, length, attributes, timestamps and\n"
+    "whether the checksum holds, then each record's offset, timestamp, key and\n"
+    "value.  Damaged bytes are shown as such and the dump goes on at the next\n"
+    "intact batch; the records of a batch whose checksum fails are decoded as\n"
+    "far as they go and marked unverified.\n"
+    "\n"
+    "  -s, --segment BASE  only the segment with this base offset (or the one\n"
+    "                      holding offset BASE)\n"
+    "  -H, --headers       batch headers only, no records\n"
+    "  -f, --full          print whole keys and values (default: 64 bytes)\n"
+    "  -h, --help          show this help\n";
+
+#define DUMP_BYTES 64
+
+static void dump_records(const uint8_t *p, const struct batch_header *h, struct zbuf *z,
+                         bool verified, bool full)
+{
+    const uint8_t *pos, *end;
+    if (topic__batch_records(p, h, z, &pos, &end) < 0) {
+        printf("    (the lz4 block does not decompress)\n");
+        return;
+    }
+    size_t max = full ? SIZE_MAX : DUMP_BYTES;
+    for (uint32_t i = 0; i < h->count; i++) {
+        struct record_view r;
+        if (topic__record_decode(&pos, end, h->first_ts, &r) < 0) {
+            printf("    record %" PRIu32 ": does not decode\n", i);
+            return;
+        }
+        char ts[40];
+        format_time(r.ts, ts, sizeof ts);
+        printf("    offset %" PRIu64 "%s  timestamp %" PRId64 " (%s)  key ",
+               h->base_offset + i, verified ? "" : " (unverified)", r.ts, ts);
+        if (r.key == NULL) {
+            fputs("(none)", stdout);
+        } else {
+            printf("[%zu] \"", r.key_len);
+            put_escaped(stdout, r.key, r.key_len, max);
+            putchar('"');
+        }
+        printf("  value [%zu] \"", r.value_len);
+        put_escaped(stdout, r.value, r.value_len, max);
+        fputs("\"\n", stdout);
+    }
+    if (pos != end)
+        printf("    (%zu bytes after the last record)\n", (size_t)(end - pos));
+}
+
+static void dump_header(const struct walk_item *it, bool ok)
+{
+    const struct batch_header *h = &it->h;
+    char first[40], max[40];
+    format_time(h->first_ts, first, sizeof first);
+    format_time(h->max_ts, max, sizeof max);
+    unsigned comp = h->attributes & TOPIC__ATTR_COMPRESSION_MASK;
+    printf("  batch at position %zu: base offset %" PRIu64 ", count %" PRIu32 ", length %" PRIu32
+           ", attributes 0x%04x (%s), first_ts %" PRId64 " (%s), max_ts %" PRId64
+           " (%s), checksum %016" PRIx64 " %s\n",
+           it->pos, h->base_offset, h->count, h->length, (unsigned)h->attributes,
+           comp == TOPIC__COMPRESS_LZ4 ? "lz4" : comp == TOPIC__COMPRESS_NONE ? "none" : "?",
+           h->first_ts, first, h->max_ts, max, h->checksum, ok ? "ok" : "BAD");
+    if (it->expect_known && h->base_offset != it->expect)
+        printf("  (base offset %" PRIu64 " was expected here)\n", it->expect);
+}
+
+static void dump_segment(const char *dir, const struct seg_file *s, bool headers, bool full,
+                         int *rc)
+{
+    struct seg_map m;
+    int err = seg_map_open(dir, s, &m);
+    printf("%s: base offset %" PRIu64 ", %" PRIu64 " bytes\n", s->name, s->base, s->size);
+    if (err < 0) {
+        *rc = report(err, "dump: %s", s->name);
+        return;
+    }
+    struct walker w;
+    struct walk_item it;
+    struct zbuf z = { NULL, 0 };
+    walker_init(&w, &m, s->base);
+    while (walker_next(&w, &it) && !ferror(stdout)) {
+        switch (it.kind) {
+        case ITEM_TAIL:
+            printf("  %zu zero bytes from position %zu to the end (preallocated space)\n",
+                   it.len, it.pos);
+            break;
+        case ITEM_NEWER:
+            printf("  batch at position %zu: %zu bytes of a newer format version "
+                   "(magic %08" PRIx32 ")\n", it.pos, it.len, topic__load32(m.p + it.pos));
+            break;
+        case ITEM_BATCH:
+            dump_header(&it, true);
+            if (!headers)
+                dump_records(m.p + it.pos, &it.h, &z, true, full);
+            break;
+        case ITEM_BAD:
+            if (it.header_ok) {
+                dump_header(&it, false);
+                printf("  DAMAGED: %s\n", it.problem);
+                if (!headers && it.len == it.h.length)
+                    dump_records(m.p + it.pos, &it.h, &z, false, full);
+            } else {
+                printf("  DAMAGED at position %zu: %s; %zu bytes skipped\n", it.pos,
+                       it.problem, it.len);
+            }
+            *rc = TOOL_NOTFOUND;
+            break;
+        }
+    }
+    topic__zbuf_free(&z);
+    seg_map_close(&m);
+}
+
+int cmd_dump(int argc, char **argv)
+{
+    enum { O_SEGMENT = 1, O_HEADERS, O_FULL };
+    static const struct opt_spec specs[] = {
+        { "segment", 's', true, O_SEGMENT },
+        { "headers", 'H', false, O_HEADERS },
+        { "full", 'f', false, O_FULL },
+        { NULL, 0, false, 0 },
+    };
+    struct opt_parser p;
+    opt_init(&p, argc, argv, dump_usage);
+    const char *dir = NULL, *arg;
+    bool one = false, headers = false, full = false;
+    uint64_t base = 0;
+    int id;
+    while ((id = opt_next(&p, specs, &arg)) != OPT_DONE) {
+        switch (id) {
+        case OPT_ERROR:
+            return TOOL_USAGE;
+        case O_SEGMENT: {
+            /* A base offset, or a segment's file name. */
+            char digits[32];
+            size_t n = strlen(arg);
+            if (n == 24 && strcmp(arg + 20, ".log") == 0) {
+                memcpy(digits, arg, 20);
+                digits[20] = '\0';
+                arg = digits;
+            }
+            if (!parse_u64(arg, &base))
+                return usage_error("dump", "--segment: '%s' is not a base offset", arg);
+            one = true;
+            break;
+        }
+        case O_HEADERS: headers = true; break;
+        case O_FULL: full = true; break;
+        default:
+            if (dir != NULL)
+                return usage_error("dump", "unexpected argument '%s'", arg);
+            dir = arg;
+            break;
+        }
+    }
+    if (dir == NULL)
+        return usage_error("dump", "missing DIR");
+    struct seg_file *segs = NULL;
+    size_t nsegs = 0;
+    int rc = seg_list(dir, &segs, &nsegs);
+    if (rc < 0)
+        return report(rc, "dump: %s", dir);
+    if (nsegs == 0) {
+        free(segs);
+        topic *t;
+        rc = open_topic(dir, TOPIC_RDONLY, NULL, &t);   /* reports a non-topic */
+        if (rc == 0) {
+            topic_close(t);
+            printf("no segment files\n");
+        }
+        return rc;
+    }
+    size_t from = 0, to = nsegs;
+    if (one) {
+        size_t k = nsegs;
+        for (size_t i = 0; i < nsegs; i++)
+            if (segs[i].base <= base)
+                k = i;
+        if (k == nsegs) {
+            free(segs);
+            return complain(TOOL_NOTFOUND, "dump: no segment holds offset %" PRIu64, base);
+        }
+        from = k;
+        to = k + 1;
+    }
+    catch_sigbus();
+    rc = 0;
+    for (size_t i = from; i < to && !ferror(stdout); i++)
+        dump_segment(dir, &segs[i], headers, full, &rc);
+    free(segs);
+    return rc;
+}

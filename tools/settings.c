@@ -1,0 +1,148 @@
+/*
+ * The settings in force in a topic: the defaults, with the name=value lines
+ * of its topic.conf applied through topic_config_set().  The library has no
+ * call that hands a topic's settings back, and topic.conf is the documented,
+ * hand-editable place they persist in.
+ *
+ * SPDX-License-Identifier: BSD-2-Clause
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+const char *const setting_names[SETTING_COUNT] = {
+    "segment.bytes",
+    "segment.ms",
+    "index.interval.bytes",
+    "max.message.bytes",
+    "flush.messages",
+    "flush.ms",
+    "retention.bytes",
+    "retention.ms",
+    "compression.type",
+};
+
+static int setting_index(const char *name)
+{
+    for (int i = 0; i < SETTING_COUNT; i++)
+        if (strcmp(setting_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* Reads DIR/topic.conf whole; -ENOENT when it is missing. */
+static int read_conf(const char *dir, char **out)
+{
+    size_t dlen = strlen(dir);
+    char *path = malloc(dlen + sizeof "/topic.conf");
+    if (path == NULL)
+        return -ENOMEM;
+    memcpy(path, dir, dlen);
+    memcpy(path + dlen, "/topic.conf", sizeof "/topic.conf");
+    FILE *f = fopen(path, "rb");
+    free(path);
+    if (f == NULL)
+        return -errno;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    int rc = buf ? 0 : -ENOMEM;
+    while (rc == 0) {
+        if (len + 1 >= cap) {
+            char *nb = cap < (1u << 20) ? realloc(buf, cap * 2) : NULL;
+            if (nb == NULL) {
+                rc = cap < (1u << 20) ? -ENOMEM : TOPIC_ECORRUPT;   /* not a settings file */
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + len, 1, cap - 1 - len, f);
+        len += got;
+        if (got == 0) {
+            if (ferror(f))
+                rc = -EIO;
+            break;
+        }
+    }
+    fclose(f);
+    if (rc < 0) {
+        free(buf);
+        return rc;
+    }
+    buf[len] = '\0';
+    if (strlen(buf) != len) {   /* a NUL byte: damage */
+        free(buf);
+        return TOPIC_ECORRUPT;
+    }
+    *out = buf;
+    return 0;
+}
+
+int settings_load(const char *dir, topic_config **out, unsigned *explicit_set, int *bad_line)
+{
+    topic_config *c = topic_config_new();
+    if (c == NULL)
+        return -ENOMEM;
+    *explicit_set = 0;
+    *bad_line = 0;
+    char *text = NULL;
+    int rc = read_conf(dir, &text);
+    if (rc == -ENOENT) {
+        *out = c;
+        return 0;
+    }
+    if (rc < 0) {
+        topic_config_free(c);
+        return rc;
+    }
+    int lineno = 0;
+    char *next = NULL;
+    for (char *line = text; line != NULL && rc == 0; line = next) {
+        lineno++;
+        char *nl = strchr(line, '\n');
+        next = nl ? nl + 1 : NULL;
+        if (nl != NULL)
+            *nl = '\0';
+        size_t n = strlen(line);
+        if (n > 0 && line[n - 1] == '\r')
+            line[--n] = '\0';
+        if (line[0] == '#' || line[0] == '\0')
+            continue;
+        char *eq = strchr(line, '=');
+        if (eq == NULL) {
+            rc = TOPIC_ECORRUPT;
+            *bad_line = lineno;
+            break;
+        }
+        *eq = '\0';
+        int i = setting_index(line);
+        if (i < 0)
+            continue;   /* a newer release's setting, as the library skips it */
+        if (topic_config_set(c, line, eq + 1) < 0) {
+            rc = TOPIC_ECORRUPT;
+            *bad_line = lineno;
+            break;
+        }
+        *explicit_set |= 1u << i;
+    }
+    free(text);
+    if (rc < 0) {
+        topic_config_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+bool setting_is_number(const char *value)
+{
+    const char *p = value + (*value == '-');
+    if (*p == '\0')
+        return false;
+    for (; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return true;
+}

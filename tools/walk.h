@@ -1,0 +1,65 @@
+/*
+ * Walking the batches of a segment file directly, for topic verify and topic
+ * dump only: these two read the on-disk format (lib/format.h) instead of
+ * going through the library, so that they can show and judge every byte,
+ * damaged ones included.
+ *
+ * SPDX-License-Identifier: BSD-2-Clause
+ */
+#ifndef TOPIC_CLI_WALK_H
+#define TOPIC_CLI_WALK_H
+
+#include "../lib/format.h"
+#include "cli.h"
+
+/* A segment file mapped read-only. */
+struct seg_map {
+    const uint8_t *p;
+    size_t size;
+    size_t data_end;          /* one past the last non-zero byte; SIZE_MAX until known */
+};
+
+int  seg_map_open(const char *dir, const struct seg_file *s, struct seg_map *m);
+void seg_map_close(struct seg_map *m);
+
+enum item_kind {
+    ITEM_BATCH,               /* a batch whose checksum verifies */
+    ITEM_BAD,                 /* bytes that are not an intact batch */
+    ITEM_NEWER,               /* an intact batch of a newer format version */
+    ITEM_TAIL                 /* zero bytes to the end of the file */
+};
+
+struct walk_item {
+    enum item_kind kind;
+    size_t pos, len;          /* the bytes this item covers */
+    bool header_ok;           /* h holds a header that parsed */
+    struct batch_header h;
+    bool expect_known;        /* the offset the log expects at pos is known: */
+    uint64_t expect;
+    /* ITEM_BAD: */
+    const char *problem;
+    bool count_trusted;       /* the header's base offset is the expected one */
+    bool next_known;          /* an intact batch follows at pos + len: */
+    uint64_t next_base;       /* its base offset */
+};
+
+struct walker {
+    struct seg_map *m;
+    size_t pos;
+    uint64_t expect;
+    bool expect_known;
+    bool done;
+};
+
+void walker_init(struct walker *w, struct seg_map *m, uint64_t base);
+/* Fills *it with the next item; false at the end of the file. */
+bool walker_next(struct walker *w, struct walk_item *it);
+
+/*
+ * Checks the records of the batch at p: they decode, there are h->count of
+ * them filling the batch, and the header's timestamps match theirs.
+ * Returns NULL when all is well, else what is wrong.
+ */
+const char *batch_check(const uint8_t *p, const struct batch_header *h, struct zbuf *z);
+
+#endif /* TOPIC_CLI_WALK_H */
