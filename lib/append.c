@@ -40,30 +40,16 @@ static int check_records(const topic *t, const topic_record *recs, size_t n, int
 static int roll(topic *t, size_t need)
 {
     struct segment *old = t->active, *s;
-    size_t capacity = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
-    if (need > capacity)
-        capacity = need;
-    if (atomic_load(&old->len) == 0 && old->writable) {
-        /* An empty segment too small for this batch (larger than
-         * segment.bytes) is replaced by a larger one of the same base: its
-         * files go first, so that the new ones are new files. */
-        TRY(topic__seglist_drop_empty_last(t, old));
-        topic__bg_release(t);
-        old->writable = false;
-        topic__segment_put(old);
-        old = NULL;
-    }
-    TRY(topic__segment_create(t, atomic_load(&t->end), capacity, &s));
+    (void)need;   /* any batch fits an empty segment */
+    TRY(topic__segment_create(t, atomic_load(&t->end), (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &s));
     int rc = topic__seglist_push(t, s);
     if (rc < 0) {
         topic__segment_free(s);
         return rc;
     }
-    if (old != NULL) {
-        topic__bg_release(t);   /* never waits: the roll must not let go of the lock */
-        old->writable = false;
-        topic__bg_seal_later(t, old);
-    }
+    topic__bg_release(t);   /* never waits: the roll must not let go of the lock */
+    old->writable = false;
+    topic__bg_seal_later(t, old);
     t->active = s;
     topic__publish(t);
     return 0;
@@ -73,7 +59,9 @@ static bool needs_roll(const topic *t, const struct segment *s, size_t size, int
 {
     size_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
     int64_t age = t->cfg.v[TOPIC_K_SEGMENT_MS];
-    return !s->writable || len + size > s->map_len ||
+    /* An empty segment takes any batch, even one larger than segment.bytes:
+     * its mapping has room for the largest (see segment.c). */
+    return !s->writable || (len > 0 && len + size > s->capacity) ||
            (age > 0 && len > 0 && now - s->first_ts >= age);
 }
 

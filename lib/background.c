@@ -166,7 +166,7 @@ void topic__bg_prepare(topic *t, struct segment *s, size_t upto)
     if (upto + PREPARE_AHEAD / 2 <= t->pf_target)
         return;
     /* Whole pages only: madvise() refuses a start that is not page-aligned. */
-    size_t target = (upto + PREPARE_AHEAD) & ~PAGE_MASK, limit = s->map_len & ~PAGE_MASK;
+    size_t target = (upto + PREPARE_AHEAD) & ~PAGE_MASK, limit = s->capacity & ~PAGE_MASK;
     t->pf_target = target < limit ? target : limit;
     pthread_cond_signal(&t->prep_cond);
 }

@@ -22,10 +22,7 @@
 
 #include "internal.h"
 
-/* Room mapped for a segment that may still grow: the largest segment the
- * writer can make (segment.bytes of 1G plus one oversized batch), in
- * address space only. */
-#define FOLLOW_MAP ((size_t)1 << 31)
+#define FOLLOW_MAP TOPIC__MAP_ACTIVE   /* as the writer maps it */
 
 struct live {
     uint32_t seq;                 /* odd while the writer updates the rest */

@@ -73,11 +73,17 @@ void topic__index_unmap(struct index *ix);
 /* ------------------------------------------------------------------------ */
 /* Segments (segment.c)                                                       */
 
+/* Address space mapped for a segment that may still grow: segment.bytes at
+ * its largest (1 GiB) plus the largest batch, which an empty segment takes
+ * whatever segment.bytes says.  Only what is written is ever allocated. */
+#define TOPIC__MAP_ACTIVE ((size_t)1 << 31)
+
 struct segment {
     uint64_t base;                /* offset of its first record */
     int fd;                       /* the .log file, -1 until loaded */
     uint8_t *map;                 /* mapping of the .log file */
-    size_t map_len;               /* bytes mapped (the capacity when active) */
+    size_t map_len;               /* bytes mapped (TOPIC__MAP_ACTIVE when active) */
+    size_t capacity;              /* writer: roll once a batch would pass this */
     _Atomic size_t len;           /* bytes of whole batches, published to readers */
     _Atomic uint64_t end;         /* one past its last offset; known when sealed */
     _Atomic int64_t max_ts;       /* largest timestamp in it; INT64_MIN if unknown/empty */
@@ -178,6 +184,7 @@ struct topic {
     pthread_mutex_t group_lock;
     struct group **groups;
     size_t ngroups, cap_groups;
+    bool groups_synced;           /* groups/ and its entries made durable */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -200,9 +207,6 @@ void topic__segment_put(struct segment *s);
 struct segment *topic__seglist_first(topic *t);
 struct segment *topic__seglist_last(topic *t);
 size_t topic__seglist_count(topic *t);
-/* Removes s, the last segment and an empty one, from the list and deletes
- * its files; the list's reference passes to the caller. */
-int  topic__seglist_drop_empty_last(topic *t, struct segment *s);
 /* Removes the segments that end at or below `start`, never the last one;
  * with `unlink`, deletes their files.  Returns how many went. */
 int  topic__seglist_drop_before(topic *t, uint64_t start, bool unlink);

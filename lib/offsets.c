@@ -122,6 +122,19 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
     int dfd = groups_dir(t, create);
     if (dfd < 0)
         return dfd;
+    if (create && !t->groups_synced) {
+        /* Once per handle, before its first commit: the names of groups/
+         * and of every group file in it are durable, whoever made them and
+         * whether or not the fsync that followed their creation worked. */
+        int r = topic__fsync(t->dirfd);
+        if (r == 0)
+            r = topic__fsync(dfd);
+        if (r < 0) {
+            topic__close(dfd);
+            return r;
+        }
+        t->groups_synced = true;
+    }
     int fd = topic__openat(dfd, name, O_RDWR | (create ? O_CREAT : 0), 0644);
     bool readonly = false;
     if (!create && (fd == -EACCES || fd == -EROFS || fd == -EPERM)) {
@@ -129,19 +142,27 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
         readonly = true;
     }
     size_t size = 0;
+    uint32_t magic = 0;
     int rc = fd < 0 ? fd : topic__fsize(fd, &size);
-    if (rc == 0 && readonly && size < GROUP_FILE)
-        rc = -ENOENT;   /* never committed: its first commit did not finish */
-    if (rc == 0 && size < GROUP_FILE) {
-        /* New: its page and header reach the disk before it is used. */
+    if (rc == 0 && size >= sizeof magic)
+        rc = topic__pread_all(fd, &magic, sizeof magic, 0);
+    /* Short or without its magic: the group's first commit did not finish,
+     * so it never committed. */
+    bool unfinished = size < GROUP_FILE || magic == 0;
+    if (rc == 0 && unfinished && !create)
+        rc = -ENOENT;
+    if (rc == 0 && unfinished) {
+        /* New: its page, header and name reach the disk before it is used. */
         struct group_file h = { .magic = GROUP_MAGIC, .version = GROUP_VERSION };
         rc = topic__fallocate(fd, GROUP_FILE);
-        if (rc == 0 && size < sizeof h)
+        if (rc == 0)
             rc = topic__pwrite_all(fd, &h, sizeof h, 0);
         if (rc == 0)
             rc = topic__fsync(fd);
         if (rc == 0)
             rc = topic__fsync(dfd);
+        if (rc < 0)
+            topic__os.unlinkat(dfd, name, 0);   /* the next commit starts afresh */
     }
     topic__close(dfd);
     void *p = NULL;

@@ -137,21 +137,6 @@ static void unlink_files(topic *t, uint64_t base)
     }
 }
 
-int topic__seglist_drop_empty_last(topic *t, struct segment *s)
-{
-    struct seglist *l = &t->segs;
-    pthread_rwlock_wrlock(&l->lock);
-    bool last = l->n > 0 && l->v[l->n - 1] == s;
-    if (last)
-        l->n--;
-    pthread_rwlock_unlock(&l->lock);
-    if (!last)
-        return -EINVAL;
-    unlink_files(t, s->base);
-    /* The list's reference now belongs to the caller. */
-    return 0;
-}
-
 int topic__seglist_drop_before(topic *t, uint64_t start, bool unlink)
 {
     struct seglist *l = &t->segs;

@@ -103,12 +103,11 @@ static int map_log(topic *t, struct segment *s, size_t capacity, int oflags, siz
         return fd;
     s->fd = fd;
     TRY(topic__fsize(fd, size));
-    if (*size > capacity)
-        capacity = *size;
+    s->capacity = capacity > *size ? capacity : *size;
     void *p;
-    TRY(topic__mmap(capacity, PROT_READ | PROT_WRITE, fd, &p));
+    s->map_len = *size > TOPIC__MAP_ACTIVE ? *size : TOPIC__MAP_ACTIVE;
+    TRY(topic__mmap(s->map_len, PROT_READ | PROT_WRITE, fd, &p));
     s->map = p;
-    s->map_len = capacity;
     return 0;
 }
 
@@ -123,9 +122,9 @@ static int map_log(topic *t, struct segment *s, size_t capacity, int oflags, siz
 size_t topic__reserve_target(const struct segment *s, size_t reserved, size_t upto)
 {
     size_t want = reserved + RESERVE_STEP;
-    if (want < upto)
-        want = upto;
-    return want < s->map_len ? want : s->map_len;
+    if (want > s->capacity)
+        want = s->capacity;   /* no further than the segment will grow */
+    return want > upto ? want : upto;
 }
 
 int topic__segment_reserve(topic *t, struct segment *s, size_t upto)
@@ -145,16 +144,18 @@ int topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segme
     if (s == NULL)
         return -ENOMEM;
     size_t size;
-    int rc = map_log(t, s, capacity, O_CREAT | O_TRUNC, &size);
+    /* The .log file, which is what makes a segment, comes last, so that a
+     * creation that fails leaves at worst index files of no segment. */
+    int rc = map_indexes(t, s, index_cap(t, capacity), true);
     if (rc == 0)
-        rc = map_indexes(t, s, index_cap(t, capacity), true);
+        rc = map_log(t, s, capacity, O_CREAT | O_TRUNC, &size);
     if (rc == 0)
         rc = topic__segment_reserve(t, s, 1);
     if (rc == 0)
         rc = topic__fsync(t->dirfd);
     if (rc < 0) {
         char name[64];
-        const char *ext[3] = { ".log", ".index", ".timeindex" };
+        static const char *const ext[3] = { ".log", ".index", ".timeindex" };
         topic__segment_free(s);
         for (int i = 0; i < 3; i++) {
             topic__segment_name(name, sizeof name, base, ext[i]);
@@ -194,7 +195,7 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan, size_t kn
     size_t size, len = 0, capacity = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
     uint64_t end = s->base;
     TRY(map_log(t, s, capacity, 0, &size));
-    capacity = s->map_len;
+    capacity = s->capacity;
     if (!scan) {
         TRY(map_indexes(t, s, index_cap(t, capacity), false));
         scan = topic__segment_scan(t, s, known_len, TOPIC__SCAN_INDEX, &len, &end) < 0 ||

@@ -46,21 +46,25 @@ static uint64_t state_sum(const struct state_page *p)
     return XXH3_64bits((const uint8_t *)p + 16, sizeof *p - 16);
 }
 
+/* A reader of a topic whose state file is gone or unfinished (the writer
+ * makes a new one) reads it as after a crash: nothing is known to be clean. */
+static int anon_state(topic *t)
+{
+    void *p;
+    TRY(topic__mmap(TOPIC__STATE_SIZE, PROT_READ | PROT_WRITE, -1, &p));
+    t->state = p;
+    t->state->magic = TOPIC__STATE_MAGIC;
+    t->state->version = TOPIC__STATE_VERSION;
+    return 0;
+}
+
 int topic__state_open(topic *t, bool create)
 {
     bool writer = !(t->flags & TOPIC_RDONLY);
     int fd = topic__openat(t->dirfd, "topic.state",
                            writer ? O_RDWR | (create ? O_CREAT : 0) : O_RDONLY, 0644);
-    if (fd == -ENOENT && !writer) {
-        /* A reader of a topic whose state file is gone (the writer makes a
-         * new one) reads it as after a crash: nothing is known to be clean. */
-        void *p;
-        TRY(topic__mmap(TOPIC__STATE_SIZE, PROT_READ | PROT_WRITE, -1, &p));
-        t->state = p;
-        t->state->magic = TOPIC__STATE_MAGIC;
-        t->state->version = TOPIC__STATE_VERSION;
-        return 0;
-    }
+    if (fd == -ENOENT && !writer)
+        return anon_state(t);
     if (fd < 0)
         return fd;
     t->lockfd = fd;
@@ -71,8 +75,18 @@ int topic__state_open(topic *t, bool create)
         TRY(rc);
     }
     size_t size;
+    uint32_t magic = 0;
     TRY(topic__fsize(fd, &size));
-    if (size == 0 && writer) {
+    if (size >= TOPIC__STATE_SIZE)
+        TRY(topic__pread_all(fd, &magic, sizeof magic, 0));
+    /* Short, or still without its magic: a creation that did not finish
+     * (the first writer died or failed in the middle).  It held nothing. */
+    if (magic == 0 && size <= TOPIC__STATE_SIZE) {
+        if (!writer) {
+            topic__close(fd);
+            t->lockfd = -1;
+            return anon_state(t);
+        }
         struct state_page init = { .magic = TOPIC__STATE_MAGIC,
                                    .version = TOPIC__STATE_VERSION };
         TRY(topic__ftruncate(fd, TOPIC__STATE_SIZE));
@@ -81,7 +95,7 @@ int topic__state_open(topic *t, bool create)
         TRY(topic__fsync(t->dirfd));
         size = TOPIC__STATE_SIZE;
     }
-    if (size < sizeof(struct state_page))
+    if (size < TOPIC__STATE_SIZE)
         return TOPIC_ECORRUPT;
     void *p;
     TRY(topic__mmap(TOPIC__STATE_SIZE, writer ? PROT_READ | PROT_WRITE : PROT_READ, fd, &p));

@@ -194,13 +194,33 @@ static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, si
     return 1;
 }
 
+/* After a clean close the record names the active segment: a segment above
+ * it is a creation that failed before the writer ever wrote to it, and goes. */
+static void drop_unfinished(topic *t, const struct state_page *snap, uint64_t *bases, size_t *n)
+{
+    static const char *const ext[3] = { ".log", ".index", ".timeindex" };
+    size_t keep = *n;
+    while (keep > 1 && bases[keep - 1] > snap->active_base && bases[keep - 2] >= snap->active_base)
+        keep--;
+    for (size_t i = keep; i < *n; i++)
+        for (int k = 0; k < 3; k++) {
+            char name[64];
+            topic__segment_name(name, sizeof name, bases[i], ext[k]);
+            topic__os.unlinkat(t->dirfd, name, 0);
+        }
+    *n = keep;
+}
+
 static int open_segments(topic *t)
 {
     uint64_t *bases = NULL;
     size_t n = 0;
     TRY(topic__list_segments(t, &bases, &n));
     struct state_page snap;
-    bool recovering = !(t->flags & TOPIC_RDONLY) && !topic__state_clean(t, &snap);
+    bool clean = topic__state_clean(t, &snap);
+    bool recovering = !(t->flags & TOPIC_RDONLY) && !clean;
+    if (!(t->flags & TOPIC_RDONLY) && clean)
+        drop_unfinished(t, &snap, bases, &n);
     uint64_t unsealed_from = t->state->unsealed_from;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -285,12 +305,13 @@ static int make_dir(const char *dir, int flags)
         char *slash = strrchr(parent, '/');
         const char *p = slash == NULL ? "." : slash == parent ? "/" : (*slash = '\0', parent);
         int fd = topic__openat(AT_FDCWD, p, O_RDONLY | O_DIRECTORY, 0);
+        int rc = fd == -EACCES ? 0 : fd;   /* a parent we may not read: best effort */
         if (fd >= 0) {
-            topic__fsync(fd);
+            rc = topic__fsync(fd);
             topic__close(fd);
         }
         topic__free(parent);
-        return 1;
+        return rc < 0 ? rc : 1;
     }
     if (errno != EEXIST)
         return -errno;
