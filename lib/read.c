@@ -12,6 +12,8 @@
 static int walk_to(const struct segment *s, size_t pos, uint64_t expect, size_t limit,
                    uint64_t offset, struct batch_ref *ref)
 {
+    if (s->map == NULL)
+        return TOPIC_ECORRUPT;   /* an empty file where records must be */
     for (;;) {
         int rc = topic__header_parse(s->map + pos, limit - pos, &ref->h);
         if (rc == TOPIC_EVERSION)
