@@ -128,8 +128,9 @@ TOPIC_API int topic_version_number(void);
  *                         (default -1 = no limit); never the active segment
  *   retention.ms          delete a segment once every record in it is older
  *                         than this many ms (default -1 = keep forever)
- *   compression.type      "none" (default) or "lz4": each batch of several
- *                         records is compressed when that makes it smaller
+ *   compression.type      "none" (default) or "lz4": each batch of 256 bytes
+ *                         or more (one record or many) is compressed when
+ *                         that makes it smaller
  *
  * Sizes take plain bytes or a K, M or G suffix (powers of 1024).  Times are
  * plain milliseconds.  Settings given when a topic is created persist in its
@@ -168,12 +169,16 @@ TOPIC_API void topic_config_free(topic_config *c);
 
 #define TOPIC_CREATE  0x1  /* create the topic directory if missing */
 #define TOPIC_EXCL    0x2  /* with TOPIC_CREATE: -EEXIST if it already exists */
-#define TOPIC_RDONLY  0x4  /* never writes, takes no writer lock */
+#define TOPIC_RDONLY  0x4  /* never writes the log, takes no writer lock */
 
 /*
  * Opens the topic in directory `dir` and stores a new handle in *out.
  * `conf` may be NULL (defaults, or the settings stored in the topic); it is
  * not kept and may be freed as soon as this returns.
+ *
+ * A TOPIC_RDONLY handle never writes the log and follows a writer in any
+ * process; it writes only topic.wait (to sleep in topic_wait) and, through
+ * topic_commit, the files of its consumer groups.
  *
  * A writer (no TOPIC_RDONLY) takes an exclusive lock on the directory; if the
  * last writer did not close cleanly, the active segment and any segment it
@@ -303,7 +308,7 @@ TOPIC_API uint64_t topic_end_offset(topic *t);
 
 /*
  * Returns 0 as soon as a record at `offset` exists (at once if it already
- * does), or -ETIMEDOUT after timeout_ms milliseconds (0 = do not wait, -1 =
+ * does, or if it was deleted: offset below the start offset), or -ETIMEDOUT after timeout_ms milliseconds (0 = do not wait, -1 =
  * wait forever).  Wakes for appends through this handle, other handles and
  * other processes, and sleeps (no spinning) in between.  The consume loop:
  *
@@ -322,10 +327,11 @@ TOPIC_API int topic_wait(topic *t, uint64_t offset, int timeout_ms);
 
 /*
  * Makes `offset` the start offset: records below it read as TOPIC_EGONE from
- * now on, in every handle and process, and every segment that holds only
- * such records is deleted.  The new start offset is durable when this
- * returns.  offset <= start offset does nothing.  Errors: -EINVAL (offset
- * beyond the end offset), TOPIC_ERDONLY, TOPIC_EFAILED, -EIO.
+ * now on, in every handle, cursor and process, and every segment except the
+ * active one that holds only such records is deleted.  The new start offset
+ * is durable when this returns.  offset <= start offset does nothing.
+ * Errors: -EINVAL (offset beyond the end offset), TOPIC_ERDONLY,
+ * TOPIC_EFAILED, -EIO.
  */
 TOPIC_API int topic_delete_before(topic *t, uint64_t offset);
 
@@ -334,9 +340,11 @@ TOPIC_API int topic_delete_before(topic *t, uint64_t offset);
  * the committed position of consumer group `group`.  Works on TOPIC_RDONLY
  * handles too: a consumer process commits its own position without being
  * the writer.  Atomic: after any crash the group reads back its old or its
- * new position, never anything else.  Durable as appends are: at once
- * against a crash of the process, and against power loss by flush.messages
- * (1 = synced before it returns), flush.ms, topic_sync() and topic_close().
+ * new position, never anything else.  Durable at once against a crash of
+ * the process; against power loss when flush.messages is 1 (synced before
+ * it returns), within flush.ms (by the writer's flusher thread, or by this
+ * handle's next commit on a read-only handle), and by topic_sync() and
+ * topic_close().
  * Group names are 1 to 128 characters of letters, digits, '.', '_' and '-',
  * not starting with '.'.  Errors: -EINVAL (bad name), -EIO, -ENOSPC.
  * Thread-safe; commits to one group from several processes at once leave
@@ -345,7 +353,8 @@ TOPIC_API int topic_delete_before(topic *t, uint64_t offset);
 TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset);
 
 /* Stores the committed position of `group` in *offset.  Errors: -ENOENT (never
- * committed), -EINVAL. */
+ * committed), -EINVAL, TOPIC_ECORRUPT (the group's file is damaged), -EACCES,
+ * -ENOMEM, -EIO. */
 TOPIC_API int topic_committed(topic *t, const char *group, uint64_t *offset);
 
 /*

@@ -149,6 +149,9 @@ static int append(topic *t, const topic_record *recs, size_t n, uint64_t *first)
 {
     if (t->flags & TOPIC_RDONLY)
         return TOPIC_ERDONLY;
+    bool durable = t->cfg.v[TOPIC_K_FLUSH_MESSAGES] > 0;
+    if (durable)
+        atomic_fetch_add(&t->durable_inflight, 1);   /* for group commit (sync.c) */
     pthread_mutex_lock(&t->append_lock);
     int rc = append_locked(t, recs, n, first);
     bool sync = rc == 0 && t->cfg.v[TOPIC_K_FLUSH_MESSAGES] > 0 &&
@@ -157,6 +160,8 @@ static int append(topic *t, const topic_record *recs, size_t n, uint64_t *first)
     /* Under flush.messages the append is acknowledged only once durable. */
     if (sync)
         rc = topic__sync(t);
+    if (durable)
+        atomic_fetch_sub(&t->durable_inflight, 1);
     return rc;
 }
 

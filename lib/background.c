@@ -8,7 +8,7 @@
  * durable, so that a power loss loses at most that window, and applies the
  * retention settings after every seal and once a second.
  *
- * "topic-prep" prepares pages.  A page of a shared file mapping costs a
+ * "topic-prep" (not under flush.messages, see topic__bg_start) prepares pages.  A page of a shared file mapping costs a
  * fault (allocation, zeroing, file-system bookkeeping) the first time it is
  * written, about as much as copying its 4 KiB.  The thread maps the pages of
  * the active segment a few MiB ahead of the append position with
@@ -67,6 +67,14 @@ static void *flusher_main(void *arg)
             now - t->unsynced_since_ms >= period) {
             pthread_mutex_unlock(&t->append_lock);
             topic__sync(t);
+            topic__groups_sync(t);   /* positions committed through this handle */
+            pthread_mutex_lock(&t->append_lock);
+            continue;
+        }
+        if (period > 0 && t->commits_since_ms != 0 && now - t->commits_since_ms >= period) {
+            t->commits_since_ms = 0;
+            pthread_mutex_unlock(&t->append_lock);
+            topic__groups_sync(t);
             pthread_mutex_lock(&t->append_lock);
             continue;
         }
@@ -82,6 +90,9 @@ static void *flusher_main(void *arg)
         int64_t wait = -1;
         if (period > 0 && t->unsynced_since_ms != 0 && t->failed == 0)
             wait = t->unsynced_since_ms + period - now;
+        if (period > 0 && t->commits_since_ms != 0 &&
+            (wait < 0 || t->commits_since_ms + period - now < wait))
+            wait = t->commits_since_ms + period - now;
         if (retention && (wait < 0 || next_retention - now < wait))
             wait = next_retention - now;
         if (wait >= 0) {
@@ -214,8 +225,12 @@ int topic__bg_start(topic *t)
     if (rc != 0)
         return -rc;
     t->flusher_running = true;
-    /* Without the preparer, appends only run slower: not worth failing. */
-    t->preparer_running = pthread_create(&t->preparer, NULL, preparer_main, t) == 0;
+    /* Prepared pages are dirty zeros that the next sync writes out, only to
+     * be written again with data: where every append is synced
+     * (flush.messages), that doubles the writes and the preparer is left
+     * out.  Without it appends only run slower: not worth failing for. */
+    if (t->cfg.v[TOPIC_K_FLUSH_MESSAGES] == 0)
+        t->preparer_running = pthread_create(&t->preparer, NULL, preparer_main, t) == 0;
     return 0;
 }
 

@@ -104,6 +104,12 @@ TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec)
     if (c == NULL || rec == NULL)
         return -EINVAL;
     struct batch_ref *b = &c->b;
+    /* Deleted records are gone for cursors too, even those in the middle
+     * of a batch they had already verified. */
+    if (c->next < topic_start_offset(c->t)) {
+        drop_batch(c);
+        return TOPIC_EGONE;
+    }
     bool in_batch = b->seg != NULL && c->next >= b->h.base_offset &&
                     c->next < b->h.base_offset + b->h.count && c->roff <= c->next;
     if (!in_batch && !next_in_segment(c)) {

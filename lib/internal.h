@@ -157,8 +157,11 @@ struct topic {
     bool marked_dirty;            /* state says "not clean" on disk */
     uint64_t synced_end;          /* records below it are on stable storage */
     bool syncing;                 /* a thread is syncing for everyone */
+    int sync_waiters;             /* threads in topic__sync for a sync to end */
+    _Atomic int durable_inflight; /* threads in an append that will sync */
     pthread_cond_t sync_done;     /* ... and has finished */
     int64_t unsynced_since_ms;    /* when the oldest unsynced record came; 0 if none */
+    int64_t commits_since_ms;     /* when the oldest unsynced commit came; 0 if none */
 
     /* Segments rolled away from and not yet sealed, oldest first, linked
      * through next_unsealed; the flusher seals them (sync.c). */

@@ -230,6 +230,16 @@ TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset)
             rc = group_sync(g);
     }
     pthread_mutex_unlock(&t->group_lock);
+    if (rc == 0 && g->dirty && t->flusher_running && t->cfg.v[TOPIC_K_FLUSH_MS] > 0) {
+        /* The writer's flusher syncs it within flush.ms even if no other
+         * commit or append follows. */
+        pthread_mutex_lock(&t->append_lock);
+        if (t->commits_since_ms == 0) {
+            t->commits_since_ms = topic__now_ms();
+            pthread_cond_signal(&t->flush_cond);
+        }
+        pthread_mutex_unlock(&t->append_lock);
+    }
     return rc;
 }
 
@@ -276,8 +286,11 @@ TOPIC_API int topic_groups(topic *t, char *buf, size_t cap, size_t *len)
     int rc = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL && rc == 0) {
+        uint64_t pos;
         if (!valid_name(de->d_name))
             continue;   /* ".", "..", temporary files */
+        if (topic_committed(t, de->d_name, &pos) < 0)
+            continue;   /* a first commit that never finished */
         if (n == room) {
             room = room ? room * 2 : 16;
             char **v = topic__realloc(names, room * sizeof *v);

@@ -440,7 +440,11 @@ TOPIC_API int topic_close(topic *t)
 
 TOPIC_API uint64_t topic_start_offset(topic *t)
 {
-    return t ? atomic_load_explicit(&t->start, memory_order_acquire) : 0;
+    if (t == NULL)
+        return 0;
+    if ((t->flags & TOPIC_RDONLY) && topic__live_start(t) > atomic_load(&t->start))
+        topic__refresh(t);   /* the writer deleted records since */
+    return atomic_load_explicit(&t->start, memory_order_acquire);
 }
 
 TOPIC_API uint64_t topic_end_offset(topic *t)
