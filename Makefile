@@ -169,6 +169,8 @@ golden: $(STATIC)
 # The long versions of the crash tests.
 torture: $(TEST_BINS)
 	TOPIC_CRASH_ITERATIONS=5000 ./$(B)/tests/test_crash 2>&1
+	TOPIC_FAULT_ITERATIONS=5 ./$(B)/tests/test_faults 2>&1
+	TOPIC_QUEUE_RECORDS=3000000 ./$(B)/tests/test_queue 2>&1
 
 # Fuzzing.  Each fuzz/fuzz_NAME.c is a libFuzzer target; `make check` replays
 # its corpus (fuzz/corpus/NAME) through a plain driver, and `make fuzz` runs

@@ -2101,9 +2101,12 @@ static void test_retention_bytes(void **state)
     if (kept < RB_KEEP || kept > RB_KEEP + 2 * RB_SEG)
         fail_msg("after close the segments hold %" PRIu64 " bytes (retention.bytes = %u)", kept,
                  RB_KEEP);
+    /* The flusher may have applied retention once more (after the last
+     * seal) between the reads above and the close: never less, though. */
     t = open_ok(f->dir, TOPIC_RDONLY, NULL);
-    assert_u64(topic_start_offset(t), start);
-    assert_read_simple(t, start);
+    uint64_t reopened = topic_start_offset(t);
+    assert_true(reopened >= start && reopened < end);
+    assert_read_simple(t, reopened);
     assert_ok(close_t(t));
 }
 
