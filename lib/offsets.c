@@ -229,8 +229,9 @@ TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset)
         if (t->cfg.v[TOPIC_K_FLUSH_MESSAGES] == 1 || (every > 0 && s.time_ms - g->synced_ms >= every))
             rc = group_sync(g);
     }
+    bool dirty = rc == 0 && g->dirty;
     pthread_mutex_unlock(&t->group_lock);
-    if (rc == 0 && g->dirty && t->flusher_running && t->cfg.v[TOPIC_K_FLUSH_MS] > 0) {
+    if (dirty && t->flusher_running && t->cfg.v[TOPIC_K_FLUSH_MS] > 0) {
         /* The writer's flusher syncs it within flush.ms even if no other
          * commit or append follows. */
         pthread_mutex_lock(&t->append_lock);
