@@ -51,7 +51,7 @@ TEST_HELPER_SRCS := $(wildcard tests/helpers/*.c)
 TEST_HELPER_HDRS := $(wildcard tests/helpers/*.h)
 
 .PHONY: all lib check check-unit check-man check-asan check-tsan demo bench clean \
-        install uninstall examples torture tool check-python check-cli check-fuzz fuzz check-install coverage golden
+        install uninstall examples torture tool check-python check-cli check-fuzz fuzz check-install coverage golden kafka check-kafka
 
 all: lib libtopic.pc tool
 
@@ -140,7 +140,16 @@ check-cli: tool
 check-install: all
 	@sh tests/install/test_install.sh
 
-check: check-unit check-fuzz check-man examples check-python check-cli check-install
+# The Kafka bridge (kafka/), built and tested where librdkafka is installed;
+# libtopic itself never depends on it.
+HAVE_RDKAFKA := $(shell $(PKG_CONFIG) --exists rdkafka 2>/dev/null && echo yes)
+kafka: lib
+	$(MAKE) -C kafka
+check-kafka: lib
+	@if [ "$(HAVE_RDKAFKA)" = yes ] && [ -f kafka/Makefile ]; then $(MAKE) -C kafka check; \
+	else echo "kafka: librdkafka not installed: skipped"; fi
+
+check: check-unit check-fuzz check-man examples check-python check-cli check-install check-kafka
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer
 check-asan:
