@@ -10,7 +10,7 @@
 #
 # SPDX-License-Identifier: BSD-2-Clause
 
-PACKAGES="build-essential pkg-config libxxhash-dev liblz4-dev libcmocka-dev mandoc python3 python3-pytest"
+PACKAGES="build-essential pkg-config libxxhash-dev liblz4-dev libcmocka-dev mandoc python3 python3-pytest librdkafka-dev"
 
 die() {
 	echo "deps.sh: $*" >&2

@@ -7,7 +7,9 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -16,6 +18,40 @@ struct command {
     int (*run)(int argc, char **argv);
     const char *summary;
 };
+
+/*
+ * `topic kafka-forward ...` and `topic kafka-import ...` run the separate
+ * topic-kafka program (kafka/), so that this tool, like libtopic, never
+ * depends on librdkafka.  It is looked for beside this program, in the
+ * source tree's kafka/ next to tools/, then on PATH.
+ */
+static int run_kafka(const char *sub, int argc, char **argv)
+{
+    char self[4096], path[4200];
+    char **args = calloc((size_t)argc + 2, sizeof *args);
+    if (args == NULL)
+        return complain(TOOL_FAIL, "out of memory");
+    args[0] = (char *)"topic-kafka";
+    args[1] = (char *)sub;
+    for (int i = 1; i < argc; i++)
+        args[i + 1] = argv[i];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            snprintf(path, sizeof path, "%s/topic-kafka", self);
+            execv(path, args);
+            snprintf(path, sizeof path, "%s/../kafka/topic-kafka", self);
+            execv(path, args);
+        }
+    }
+    execvp("topic-kafka", args);
+    free(args);
+    return complain(TOOL_FAIL, "kafka-%s: topic-kafka not found (build it with `make kafka`, "
+                    "which needs librdkafka)", sub);
+}
 
 static const struct command commands[] = {
     { "create", cmd_create, "create a new topic" },
@@ -79,6 +115,8 @@ int main(int argc, char **argv)
                 rc = complain(TOOL_FAIL, "writing to standard output: %s", strerror(errno));
             return rc;
         }
+    if (strncmp(name, "kafka-", 6) == 0)
+        return run_kafka(name + 6, argc - 1, argv + 1);
     if (name[0] == '-')
         return usage_error(NULL, "unknown option '%s'", name);
     return usage_error(NULL, "unknown command '%s'", name);
