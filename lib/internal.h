@@ -105,6 +105,9 @@ struct segment {
 /* File name of a segment's part: "<20-digit base><ext>". */
 void topic__segment_name(char *buf, size_t cap, uint64_t base, const char *ext);
 struct segment *topic__segment_new(uint64_t base);
+/* Deletes a segment's three files; a missing one is not an error.  Returns
+ * the first other failure, having tried all three. */
+int  topic__segment_unlink(topic *t, uint64_t base);
 /* Creates a fresh, empty, preallocated active segment. */
 int  topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segment **out);
 /* Maps a sealed segment on first use and validates (or rebuilds) its index. */

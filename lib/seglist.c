@@ -127,16 +127,6 @@ size_t topic__seglist_count(topic *t)
     return n;
 }
 
-static void unlink_files(topic *t, uint64_t base)
-{
-    static const char *const ext[3] = { ".log", ".index", ".timeindex" };
-    for (int k = 0; k < 3; k++) {
-        char name[64];
-        topic__segment_name(name, sizeof name, base, ext[k]);
-        topic__os.unlinkat(t->dirfd, name, 0);
-    }
-}
-
 int topic__seglist_drop_before(topic *t, uint64_t start, bool unlink)
 {
     struct seglist *l = &t->segs;
@@ -155,7 +145,7 @@ int topic__seglist_drop_before(topic *t, uint64_t start, bool unlink)
     pthread_rwlock_unlock(&l->lock);
     for (size_t i = 0; i < k; i++) {
         if (unlink)
-            unlink_files(t, gone[i]->base);
+            topic__segment_unlink(t, gone[i]->base);
         topic__segment_put(gone[i]);
     }
     return (int)k;

@@ -20,6 +20,20 @@ void topic__segment_name(char *buf, size_t cap, uint64_t base, const char *ext)
     snprintf(buf, cap, "%020" PRIu64 "%s", base, ext);
 }
 
+int topic__segment_unlink(topic *t, uint64_t base)
+{
+    static const char *const ext[3] = { ".log", ".index", ".timeindex" };
+    int first = 0;
+    for (int k = 0; k < 3; k++) {
+        char name[64];
+        topic__segment_name(name, sizeof name, base, ext[k]);
+        int rc = topic__unlinkat(t->dirfd, name);
+        if (rc < 0 && rc != -ENOENT && first == 0)
+            first = rc;
+    }
+    return first;
+}
+
 struct segment *topic__segment_new(uint64_t base)
 {
     struct segment *s = topic__calloc(1, sizeof *s);
@@ -154,13 +168,8 @@ int topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segme
     if (rc == 0)
         rc = topic__fsync(t->dirfd);
     if (rc < 0) {
-        char name[64];
-        static const char *const ext[3] = { ".log", ".index", ".timeindex" };
         topic__segment_free(s);
-        for (int i = 0; i < 3; i++) {
-            topic__segment_name(name, sizeof name, base, ext[i]);
-            topic__os.unlinkat(t->dirfd, name, 0);
-        }
+        topic__segment_unlink(t, base);   /* best effort: rc is what matters */
         return rc;
     }
     s->writable = true;

@@ -181,15 +181,8 @@ static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, si
         s->writable = false;
         return 0;
     }
-    const char *ext[3] = { ".log", ".index", ".timeindex" };
     for (size_t i = nlater; i-- > 0;)
-        for (int k = 0; k < 3; k++) {
-            char name[64];
-            topic__segment_name(name, sizeof name, later[i], ext[k]);
-            int rc = topic__unlinkat(t->dirfd, name);
-            if (rc < 0 && rc != -ENOENT)
-                return rc;
-        }
+        TRY(topic__segment_unlink(t, later[i]));
     TRY(topic__fsync(t->dirfd));
     return 1;
 }
@@ -198,16 +191,11 @@ static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, si
  * it is a creation that failed before the writer ever wrote to it, and goes. */
 static void drop_unfinished(topic *t, const struct state_page *snap, uint64_t *bases, size_t *n)
 {
-    static const char *const ext[3] = { ".log", ".index", ".timeindex" };
     size_t keep = *n;
     while (keep > 1 && bases[keep - 1] > snap->active_base && bases[keep - 2] >= snap->active_base)
         keep--;
     for (size_t i = keep; i < *n; i++)
-        for (int k = 0; k < 3; k++) {
-            char name[64];
-            topic__segment_name(name, sizeof name, bases[i], ext[k]);
-            topic__os.unlinkat(t->dirfd, name, 0);
-        }
+        topic__segment_unlink(t, bases[i]);   /* best effort: they hold nothing */
     *n = keep;
 }
 
