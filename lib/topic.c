@@ -23,30 +23,43 @@ static int64_t clock_ns(void)
 /*
  * Every record without a timestamp of its own costs a reading of the clock,
  * and clock_gettime() takes about a quarter of a small append here.  Each
- * thread keeps the last reading and reuses it while the time-stamp counter
- * says less than 100 microseconds have passed, so timestamps stay accurate
- * to the millisecond they are stored in.  The counter's rate is learnt from
- * two readings at least a millisecond apart; until then, or if the counter
- * ever runs backwards (another CPU), the clock is read every time.
+ * thread keeps its last reading and reuses it while the time-stamp counter
+ * says the clock cannot yet have reached the next millisecond, so a
+ * timestamp is always the millisecond the call ran in: never one that had
+ * already ended when the caller asked.  The reuse stops three quarters of
+ * the way to that boundary (and at most 100 microseconds on), which leaves
+ * room for error in the counter's rate.  The rate is learnt from two
+ * readings at least 10 ms apart; until then, or if the counter or the clock
+ * ever runs backwards (another CPU, a clock step), the clock is read every
+ * time.
  */
 static _Thread_local struct {
-    uint64_t tsc, calib_tsc, window;
-    int64_t ms, calib_ns;
+    uint64_t deadline;      /* reuse clk.ms while the counter is below this */
+    uint64_t tsc;           /* the counter at the last reading */
+    uint64_t calib_tsc;
+    int64_t calib_ns;
+    double per_ns;          /* counter ticks per nanosecond; 0 = not yet known */
+    int64_t ms;
 } clk;
 
 int64_t topic__now_ms(void)
 {
     uint64_t tsc = __rdtsc();
-    if (clk.window != 0 && tsc >= clk.tsc && tsc - clk.tsc < clk.window)
+    if (tsc >= clk.tsc && tsc < clk.deadline)
         return clk.ms;
     int64_t ns = clock_ns();
+    clk.deadline = 0;
     if (clk.calib_ns == 0 || tsc < clk.calib_tsc || ns < clk.calib_ns) {
         clk.calib_tsc = tsc;
         clk.calib_ns = ns;
-        clk.window = 0;
-    } else if (ns - clk.calib_ns >= 1000000 && clk.window == 0) {
-        double per_ns = (double)(tsc - clk.calib_tsc) / (double)(ns - clk.calib_ns);
-        clk.window = (uint64_t)(per_ns * 100000.0);
+        clk.per_ns = 0;
+    } else if (clk.per_ns == 0 && ns - clk.calib_ns >= 10000000) {
+        clk.per_ns = (double)(tsc - clk.calib_tsc) / (double)(ns - clk.calib_ns);
+    }
+    if (clk.per_ns > 0) {
+        int64_t left = 1000000 - ns % 1000000;      /* nanoseconds to the next ms */
+        double ticks = (left < 133333 ? (double)left * 0.75 : 100000.0) * clk.per_ns;
+        clk.deadline = tsc + (uint64_t)ticks;
     }
     clk.tsc = tsc;
     clk.ms = ns / 1000000;

@@ -977,6 +977,44 @@ static void test_timestamp_now(void **state)
     assert_ok(topic_close(t));
 }
 
+/*
+ * The library caches its reading of the clock between appends; a record
+ * stamped "now" must still carry the millisecond its append ran in, never
+ * one that had already ended when the call began.  Each append is bracketed
+ * by readings of the clock and the stored timestamp must lie between them,
+ * with no slack, over enough appends to cross thousands of millisecond
+ * boundaries.
+ */
+static void test_timestamp_now_exact(void **state)
+{
+    fx *f = *state;
+    topic *t = create_with(f->dir, "segment.bytes", "64M", NULL);
+    enum { N = 100000 };
+    int64_t *lo = malloc(N * sizeof *lo), *hi = malloc(N * sizeof *hi);
+    assert_non_null(lo);
+    assert_non_null(hi);
+    for (int i = 0; i < N; i++) {
+        lo[i] = tu_now_ms();
+        assert_ok(topic_append(t, "x", 1, NULL));
+        hi[i] = tu_now_ms();
+        for (volatile int spin = 0; spin < (i % 7) * 300; spin++)
+            ;
+    }
+    topic_cursor *c;
+    assert_ok(topic_cursor_open(t, 0, &c));
+    topic_record r;
+    for (int i = 0; i < N; i++) {
+        assert_ok(topic_cursor_next(c, &r));
+        if (r.timestamp < lo[i] || r.timestamp > hi[i])
+            fail_msg("record %d: timestamp %lld not in [%lld, %lld]", i, (long long)r.timestamp,
+                     (long long)lo[i], (long long)hi[i]);
+    }
+    topic_cursor_close(c);
+    free(lo);
+    free(hi);
+    assert_ok(topic_close(t));
+}
+
 static void test_large_records(void **state)
 {
     fx *f = *state;
@@ -2366,6 +2404,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_keys_timestamps, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_batch_edge_cases, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_timestamp_now, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_timestamp_now_exact, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_large_records, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rotation_many_segments, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_settings_persist, fx_setup, fx_teardown),

@@ -2447,8 +2447,9 @@ static void lz4_check_record(const lmodel *m, uint64_t off, const topic_record *
         fail_msg("record %" PRIu64 ": offset %" PRIu64, off, rec->offset);
     if (e->ts != 0 ? rec->timestamp != e->ts
                    : (rec->timestamp < m->now_lo || rec->timestamp > m->now_hi))
-        fail_msg("record %" PRIu64 ": timestamp %" PRId64 ", expected %" PRId64, off,
-                 rec->timestamp, e->ts);
+        fail_msg("record %" PRIu64 ": timestamp %" PRId64 ", expected %" PRId64
+                 " (0: between %" PRId64 " and %" PRId64 ")", off, rec->timestamp, e->ts,
+                 m->now_lo, m->now_hi);
     if ((e->key == NULL) != (rec->key == NULL) || rec->key_len != e->klen ||
         (e->klen && memcmp(rec->key, e->key, e->klen) != 0))
         fail_msg("record %" PRIu64 ": key differs (%s, %zu bytes; expected %s, %zu)", off,
