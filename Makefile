@@ -51,7 +51,8 @@ TEST_HELPER_SRCS := $(wildcard tests/helpers/*.c)
 TEST_HELPER_HDRS := $(wildcard tests/helpers/*.h)
 
 .PHONY: all lib check check-unit check-man check-asan check-tsan demo bench clean \
-        install uninstall examples torture tool check-python check-cli check-fuzz fuzz check-install coverage golden kafka check-kafka
+        install uninstall examples torture tool check-python check-cli check-fuzz fuzz check-install coverage golden kafka check-kafka \
+        bench-compare bench-micro check-valgrind
 
 all: lib libtopic.pc tool
 
@@ -223,6 +224,20 @@ $(B)/bench/bench: bench/bench.c $(STATIC)
 bench: $(B)/bench/bench
 	./$(B)/bench/bench --runs $(BENCH_RUNS)
 
+# The comparison with the libraries users would pick instead (SQLite, LMDB,
+# RocksDB, LevelDB) and the google-benchmark harness of per-call latencies
+# live in their own makefiles: they build only where those packages are.
+bench-compare: $(STATIC)
+	$(MAKE) -C bench/compare
+
+BENCHMARK_LIBS := $(shell $(PKG_CONFIG) --libs benchmark 2>/dev/null || echo -lbenchmark)
+$(B)/bench/micro: bench/micro.cc $(STATIC)
+	@mkdir -p $(@D)
+	$(Q)$(CXX) -O2 -g -std=c++17 -Wall -Wextra -Iinclude -o $@ $< $(STATIC) $(DEP_LIBS) \
+	    $(BENCHMARK_LIBS) -pthread
+bench-micro: $(B)/bench/micro
+	./$(B)/bench/micro $(MICRO_ARGS)
+
 # The .pc file is written from libtopic.pc.in here, with the prefix given to
 # this command, whatever `make` was run with before.
 install: all
@@ -250,4 +265,4 @@ uninstall:
 
 clean:
 	rm -rf lib/*.o lib/libtopic.a lib/libtopic.so* libtopic.pc $(TEST_BINS) $(EXAMPLES) \
-	       bench/bench build
+	       bench/bench bench/micro build
