@@ -14,7 +14,7 @@
  * because a retried fsync can report success for pages the kernel already
  * dropped ("fsyncgate").
  */
-#include <sched.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -62,19 +62,51 @@ int topic__seal_pending(topic *t)
 
 /*
  * Before a sync starts, threads already inside topic_append() under
- * flush.messages get one chance (a yield of the CPU) to publish their
- * records, so that the sync covers them too instead of leaving them for the
- * next one: without it, threads settle into groups that take turns (about
- * two appends per sync with four threads, three with the yield).  Waiting
- * longer cost more than it gathered in measurements.
+ * flush.messages get a short while to publish their records, so that the
+ * sync covers them too instead of leaving them for the next one: without
+ * it, threads settle into groups that take turns (about two appends per
+ * sync with four threads).  The syncer waits until every thread inside an
+ * append has reached topic__sync(), and as many threads as were seen at
+ * once lately are there, but never longer than a quarter of the last
+ * fdatasync (between 10 and 200 microseconds): the wait pays for itself
+ * only while it is small beside the sync it fills.  A wait that runs out
+ * lowers the count it waits for, so a thread that stopped appending costs
+ * one short wait, not one per sync.
  */
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static bool gathered(topic *t)
+{
+    int inflight = atomic_load(&t->durable_inflight), here = t->sync_waiters + 1;
+    if (inflight > t->durable_peak)
+        t->durable_peak = inflight;
+    return inflight <= here && here >= t->durable_peak;
+}
+
 static void gather(topic *t)
 {
-    if (atomic_load(&t->durable_inflight) > t->sync_waiters + 1) {
-        pthread_mutex_unlock(&t->append_lock);
-        sched_yield();
-        pthread_mutex_lock(&t->append_lock);
+    if (atomic_load(&t->durable_inflight) <= 1 && t->durable_peak <= 1)
+        return;   /* one appending thread: nobody to wait for */
+    int64_t budget = t->last_sync_ns / 4;
+    budget = budget < 10000 ? 10000 : budget > 200000 ? 200000 : budget;
+    int64_t deadline = mono_ns() + budget;
+    t->gathering = true;
+    while (!gathered(t)) {
+        int64_t now = mono_ns();
+        if (now >= deadline) {
+            int inflight = atomic_load(&t->durable_inflight);
+            t->durable_peak = inflight > t->sync_waiters + 1 ? inflight : t->sync_waiters + 1;
+            break;
+        }
+        struct timespec ts = { (time_t)(deadline / 1000000000), (long)(deadline % 1000000000) };
+        pthread_cond_timedwait(&t->gather_cond, &t->append_lock, &ts);
     }
+    t->gathering = false;
 }
 
 /*
@@ -89,6 +121,8 @@ int topic__sync(topic *t)
     pthread_mutex_lock(&t->append_lock);
     uint64_t want = atomic_load(&t->end);
     t->sync_waiters++;
+    if (t->gathering)
+        pthread_cond_signal(&t->gather_cond);
     while (t->syncing && t->synced_end < want && !t->failed)
         pthread_cond_wait(&t->sync_done, &t->append_lock);
     t->sync_waiters--;
@@ -111,8 +145,10 @@ int topic__sync(topic *t)
      * it; if s itself is rolled away from meanwhile, its fd still syncs it
      * (the reference keeps the fd open even if retention drops s). */
     int rc = topic__seal_pending(t);
+    int64_t sync_start = mono_ns();
     if (rc == 0)
         rc = topic__fdatasync(s->fd);
+    int64_t took = mono_ns() - sync_start;
     topic__segment_put(s);
 
     pthread_mutex_lock(&t->append_lock);
@@ -123,6 +159,7 @@ int topic__sync(topic *t)
         /* Records appended during the sync are younger than its start. */
         t->unsynced_since_ms = t->synced_end < atomic_load(&t->end) ? started : 0;
     }
+    t->last_sync_ns = took;
     t->syncing = false;
     pthread_cond_broadcast(&t->sync_done);
     pthread_mutex_unlock(&t->append_lock);
