@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -237,11 +238,22 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan, size_t kn
 int topic__segment_seal(topic *t, struct segment *s)
 {
     (void)t;
-    TRY(topic__ftruncate(s->fd, (off_t)atomic_load(&s->len)));
+    size_t len = atomic_load(&s->len);
+    TRY(topic__ftruncate(s->fd, (off_t)len));
     TRY(topic__fdatasync(s->fd));
     TRY(topic__index_seal(&s->idx));
     TRY(topic__index_seal(&s->tidx));
     s->writable = false;
+    /* Give back the address space reserved for appends (TOPIC__MAP_ACTIVE
+     * per segment): a writer that rolls through thousands of small
+     * segments would otherwise run out of it.  Readers stay below len, and
+     * the part they use keeps its address.  If the unmapping fails, the
+     * mapping just stays as large as it was. */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t keep = len == 0 ? page : (len + page - 1) / page * page;
+    if (s->map != NULL && keep < s->map_len &&
+        topic__os.munmap(s->map + keep, s->map_len - keep) == 0)
+        s->map_len = keep;
     return 0;
 }
 

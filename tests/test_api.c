@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1121,6 +1122,61 @@ static void test_rotation_many_segments(void **state)
     model_verify(&m, t, 0, m.n);
     assert_ok(topic_close(t));
     model_free(&m);
+}
+
+/*
+ * A writer reserves address space for the active segment's appends; once a
+ * segment is sealed, that reservation must go back, or a writer rolling
+ * through many small segments runs out of address space.  A child process
+ * limits its address space to 16 GiB (a handful of active reservations)
+ * and rolls through 40 segments, then reads every record back.
+ */
+static void test_rolls_release_address_space(void **state)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    (void)state;
+    skip();   /* the sanitizers' shadow memory needs more than the limit */
+#else
+    fx *f = *state;
+    if (getenv("TOPIC_UNDER_VALGRIND"))
+        skip();   /* valgrind manages the address space itself */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit rl = { 16ull << 30, 16ull << 30 };
+        if (setrlimit(RLIMIT_AS, &rl) != 0)
+            _exit(10);
+        topic_config *c = topic_config_new();
+        if (c == NULL || topic_config_set(c, "segment.bytes", "4096") != 0 ||
+            topic_config_set(c, "flush.ms", "0") != 0)
+            _exit(11);
+        topic *t;
+        int rc = topic_open(f->dir, TOPIC_CREATE, c, &t);
+        topic_config_free(c);
+        if (rc != 0)
+            _exit(12);
+        char v[1000], b[1000];
+        uint64_t n = 0;
+        for (; n < 160; n++) {
+            memset(v, 'a' + (int)(n % 26), sizeof v);
+            if (topic_append(t, v, sizeof v, NULL) != 0)
+                _exit(13);
+            if (n % 4 == 3 && topic_sync(t) != 0)   /* seals the rolled segments */
+                _exit(14);
+        }
+        for (uint64_t o = 0; o < n; o++) {
+            size_t len = 0;
+            if (topic_read(t, o, b, sizeof b, &len) != 0 || len != sizeof b ||
+                b[0] != 'a' + (int)(o % 26) || b[999] != b[0])
+                _exit(15);
+        }
+        _exit(topic_close(t) == 0 ? 0 : 16);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+#endif
 }
 
 static void test_settings_persist(void **state)
@@ -2405,6 +2461,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_edge_cases, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_timestamp_now, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_timestamp_now_exact, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_rolls_release_address_space, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_large_records, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rotation_many_segments, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_settings_persist, fx_setup, fx_teardown),
