@@ -92,6 +92,7 @@ struct segment {
     struct index idx, tidx;
     bool writable;                /* the writer's active segment */
     size_t reserved;              /* writer: bytes of the file allocated (<= map_len) */
+    _Atomic size_t dropped;       /* writer: page tables dropped below this (sync.c) */
     struct segment *next_unsealed; /* see topic.unsealed */
     bool follow;                  /* a reader's view of a segment that may grow */
     uint64_t walked_end;          /* follow: one past the last offset walked */
@@ -118,6 +119,10 @@ int  topic__segment_open_active(topic *t, struct segment *s, bool scan, size_t k
 /* Writer, under append_lock: makes sure the first `upto` bytes of the active
  * segment's file are allocated on disk, reserving ahead in steps. */
 int  topic__segment_reserve(topic *t, struct segment *s, size_t upto);
+/* Writer: drops this process's page tables for the whole pages of the
+ * mapping below `upto` (already written) when at least `min` bytes have
+ * accumulated, so that syncing them needs no per-page TLB shootdown. */
+void topic__segment_drop_written(struct segment *s, size_t upto, size_t min);
 /* How far a reservation that must reach `upto` goes (a whole step). */
 size_t topic__reserve_target(const struct segment *s, size_t reserved, size_t upto);
 /* True when the time index can be trusted for seeking (checked once). */

@@ -73,6 +73,11 @@ int topic__seal_pending(topic *t)
  * lowers the count it waits for, so a thread that stopped appending costs
  * one short wait, not one per sync.
  */
+/* A sync drops the page tables of written pages (topic__segment_drop_written)
+ * once this much has accumulated: under flush.messages, where every append
+ * syncs a page or two, the call would cost more than it saves. */
+#define DROP_MIN ((size_t)1 << 20)
+
 static int64_t mono_ns(void)
 {
     struct timespec ts;
@@ -145,6 +150,7 @@ int topic__sync(topic *t)
      * it; if s itself is rolled away from meanwhile, its fd still syncs it
      * (the reference keeps the fd open even if retention drops s). */
     int rc = topic__seal_pending(t);
+    topic__segment_drop_written(s, atomic_load(&s->len), DROP_MIN);
     int64_t sync_start = mono_ns();
     if (rc == 0)
         rc = topic__fdatasync(s->fd);
