@@ -1,0 +1,1468 @@
+/*
+ * Edge cases and error paths, through the public API: bad arguments and
+ * settings, damaged or odd files in a topic directory (written by the test,
+ * after the layout in doc/FORMAT.md), batches whose checksum holds but whose
+ * contents do not, batches of a newer format version in sealed segments,
+ * failed system calls and allocations injected through the library's
+ * system-call table (tests/helpers/faults.h), consumer groups that cannot be
+ * opened for writing, retention and delete_before with a failed handle, and
+ * waiting without a shared wait page.
+ *
+ * Unlike tests/test_faults.c, which runs every injected failure in a child
+ * process that leaves with _exit() (so that a crash is one run's failure),
+ * the injection here runs in this process: the paths it takes count in
+ * `make coverage`, and under ASan a leak on any error path fails the run.
+ *
+ * SPDX-License-Identifier: BSD-2-Clause
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <xxhash.h>
+
+#include "topic.h"
+#include "os.h"
+#include "faults.h"
+#include "testutil.h"
+#include "topic_asserts.h"
+
+/* ------------------------------------------------------------------------ */
+/* Fixture and small helpers                                                 */
+
+typedef struct fx {
+    char *root;
+    char *dir;   /* <root>/t, made by topic_open(TOPIC_CREATE) */
+} fx;
+
+static int fx_setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return -1;
+    f->root = tf_mkdtemp("edges");
+    if (f->root == NULL) {
+        free(f);
+        return -1;
+    }
+    f->dir = tu_path(f->root, "t");
+    *state = f;
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    fx *f = *state;
+    tf_uninstall();   /* whatever a failed test left armed */
+    topic__os = topic__os_default;
+    if (f != NULL) {
+        tu_rmrf(f->root);
+        free(f->root);
+        free(f->dir);
+        free(f);
+    }
+    return 0;
+}
+
+/* A configuration from NULL-terminated name, value pairs (none: NULL). */
+static topic_config *conf_v(const char *name, va_list ap)
+{
+    if (name == NULL)
+        return NULL;
+    topic_config *c = topic_config_new();
+    assert_non_null(c);
+    for (const char *n = name; n != NULL; n = va_arg(ap, const char *)) {
+        const char *v = va_arg(ap, const char *);
+        if (topic_config_set(c, n, v) != 0)
+            fail_msg("topic_config_set(%s, %s): %s", n, v, topic_config_error(c));
+    }
+    return c;
+}
+
+static topic *open_with(const char *dir, int flags, const char *name, ...)
+{
+    va_list ap;
+    va_start(ap, name);
+    topic_config *c = conf_v(name, ap);
+    va_end(ap);
+    topic *t = NULL;
+    int rc = topic_open(dir, flags, c, &t);
+    topic_config_free(c);
+    if (rc != 0)
+        fail_msg("topic_open(%s, %#x) = %d (%s)", dir, flags, rc, topic_strerror(rc));
+    return t;
+}
+
+/* The value every test stores at offset `off`: `len` deterministic bytes. */
+#define SEED 0xed6e5ull
+
+static size_t val_len(uint64_t off)
+{
+    return 100 + (size_t)(off * 37 % 400);
+}
+
+/* Odd offsets get a compressible value, even ones random bytes. */
+static void val_fill(uint64_t off, unsigned char *buf, size_t len)
+{
+    if (off & 1)
+        memset(buf, 'a' + (int)(off % 26), len);
+    else
+        tu_fill(off, SEED, buf, len);
+}
+
+/* Appends the canonical value of the next offset; returns the rc. */
+static int put_next(topic *t, uint64_t *off)
+{
+    uint64_t next = topic_end_offset(t);
+    unsigned char buf[600];
+    size_t len = val_len(next);
+    val_fill(next, buf, len);
+    uint64_t got = UINT64_MAX;
+    int rc = topic_append(t, buf, len, &got);
+    if (rc == 0 && got != next)
+        fail_msg("append got offset %" PRIu64 ", expected %" PRIu64, got, next);
+    if (off != NULL)
+        *off = got;
+    return rc;
+}
+
+static void put_ok(topic *t, int n)
+{
+    for (int i = 0; i < n; i++)
+        assert_ok(put_next(t, NULL));
+}
+
+/* Asserts that offset `off` holds its canonical value. */
+static void check_value(topic *t, uint64_t off)
+{
+    unsigned char buf[600], want[600];
+    size_t len = 0;
+    int rc = topic_read(t, off, buf, sizeof buf, &len);
+    if (rc != 0)
+        fail_msg("topic_read(%" PRIu64 ") = %d (%s)", off, rc, topic_strerror(rc));
+    assert_int_equal(len, val_len(off));
+    val_fill(off, want, len);
+    assert_memory_equal(buf, want, len);
+}
+
+static uint64_t le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Recomputes the checksum of the batch at b (doc/FORMAT.md, section 2.1):
+ * XXH3-64 of [16, length) seeded by bytes [0, 8). */
+static void reseal_batch(unsigned char *b)
+{
+    uint32_t length = le32(b + 4);
+    put64(b + 8, XXH3_64bits_withSeed(b + 16, length - 16, le64(b)));
+}
+
+/* Position of the batch holding base offset `base` in a segment image, or
+ * (size_t)-1. */
+static size_t batch_pos(const unsigned char *log, size_t size, uint64_t base)
+{
+    size_t pos = 0;
+    while (pos + 48 <= size && le32(log + pos) != 0) {
+        if (le64(log + pos + 16) == base)
+            return pos;
+        pos += le32(log + pos + 4);
+    }
+    return (size_t)-1;
+}
+
+/* Clears the clean-shutdown flag of topic.state (FORMAT.md 4.1: u32 at 16),
+ * as a writer killed after its first append leaves it. */
+static void mark_unclean(const char *dir)
+{
+    char *p = tu_path(dir, "topic.state");
+    unsigned char *data;
+    size_t len;
+    assert_ok(tu_read_file(p, &data, &len));
+    assert_true(len >= 64);
+    memset(data + 16, 0, 4);
+    assert_ok(tu_overwrite_file(p, data, len));
+    free(data);
+    free(p);
+}
+
+/* Reads segment `base` of dir into *data. */
+static size_t read_segment(const char *dir, uint64_t base, unsigned char **data)
+{
+    char *p = tu_segment_path(dir, base, "log");
+    size_t len;
+    assert_ok(tu_read_file(p, data, &len));
+    free(p);
+    return len;
+}
+
+static void write_segment(const char *dir, uint64_t base, const unsigned char *data, size_t len)
+{
+    char *p = tu_segment_path(dir, base, "log");
+    assert_ok(tu_overwrite_file(p, data, len));
+    free(p);
+}
+
+/* Appends one record with an explicit timestamp and a short value. */
+static void put_ts(topic *t, int64_t ts, const char *value)
+{
+    topic_record r;
+    memset(&r, 0, sizeof r);
+    r.timestamp = ts;
+    r.value = value;
+    r.value_len = strlen(value);
+    assert_ok(topic_append_batch(t, &r, 1, NULL));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Settings                                                                  */
+
+static void test_config_values_refused(void **state)
+{
+    (void)state;
+    topic_config *c = topic_config_new();
+    assert_non_null(c);
+    /* Leading blanks and signs are not whole numbers. */
+    assert_rc(topic_config_set(c, "segment.bytes", " 4096"), -EINVAL);
+    assert_non_null(strstr(topic_config_error(c), "expected a whole number"));
+    assert_rc(topic_config_set(c, "flush.ms", "+5"), -EINVAL);
+    assert_rc(topic_config_set(c, "flush.ms", ""), -EINVAL);
+    /* A size whose suffix makes it overflow 64 bits. */
+    assert_rc(topic_config_set(c, "retention.bytes", "9000000000G"), -EINVAL);
+    assert_non_null(strstr(topic_config_error(c), "too large"));
+    assert_rc(topic_config_set(c, "retention.bytes", "-9000000000G"), -EINVAL);
+    /* A refused value leaves the setting as it was. */
+    char buf[32];
+    assert_ok(topic_config_get(c, "retention.bytes", buf, sizeof buf));
+    assert_string_equal(buf, "-1");
+    /* Getting: NULL buffer with a capacity, unknown names, no room. */
+    assert_rc(topic_config_get(c, "flush.ms", NULL, 8), -EINVAL);
+    assert_rc(topic_config_get(c, "no.such.setting", buf, sizeof buf), -EINVAL);
+    assert_rc(topic_config_get(c, NULL, buf, sizeof buf), -EINVAL);
+    assert_rc(topic_config_get(c, "flush.ms", NULL, 0), TOPIC_ETOOSMALL);
+    assert_rc(topic_config_get(c, "flush.ms", buf, 4), TOPIC_ETOOSMALL);
+    assert_rc(topic_config_set(NULL, "flush.ms", "1"), -EINVAL);
+    assert_rc(topic_config_set(c, "flush.ms", NULL), -EINVAL);
+    assert_string_equal(topic_config_error(NULL), "");
+    topic_config_free(c);
+    topic_config_free(NULL);
+}
+
+static void test_config_new_out_of_memory(void **state)
+{
+    (void)state;
+    tf_install(true);
+    tf_arm(TF_ALLOC, 1, ENOMEM, false);
+    topic_config *c = topic_config_new();
+    long fired = tf_fired();
+    tf_uninstall();
+    assert_null(c);
+    assert_int_equal(fired, 1);
+}
+
+/* topic.conf as other tools may write it: CRLF line ends, comments, blank
+ * lines and a setting of a newer release are all accepted. */
+static void test_conf_file_crlf_and_unknown(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    assert_ok(topic_close(t));
+    char *p = tu_path(f->dir, "topic.conf");
+    const char *text = "# written by hand\r\n\r\nsegment.bytes=4096\r\n"
+                       "some.future.setting=7\r\nflush.ms=0\r\n";
+    assert_ok(tu_write_file(p, text, strlen(text)));
+    t = open_with(f->dir, 0, NULL);
+    put_ok(t, 30);   /* about 9 KiB: rolls at 4096 bytes, not 1 GiB */
+    assert_true(tu_count_suffix(f->dir, ".log") >= 2);
+    for (uint64_t o = 0; o < 30; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+    free(p);
+}
+
+static void test_conf_file_refused(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    put_ok(t, 3);
+    assert_ok(topic_close(t));
+    char *p = tu_path(f->dir, "topic.conf");
+
+    /* A line with an empty name. */
+    const char *bad = "=4096\n";
+    assert_ok(tu_write_file(p, bad, strlen(bad)));
+    assert_rc(topic_open(f->dir, 0, NULL, &t), TOPIC_ECORRUPT);
+    assert_null(t);
+    assert_rc(topic_open(f->dir, TOPIC_RDONLY, NULL, &t), TOPIC_ECORRUPT);
+
+    /* Larger than any settings file can be (64 KiB). */
+    size_t big = 70 * 1024;
+    char *text = malloc(big);
+    assert_non_null(text);
+    memset(text, '#', big);
+    text[big - 1] = '\n';
+    assert_ok(tu_write_file(p, text, big));
+    free(text);
+    assert_rc(topic_open(f->dir, 0, NULL, &t), -EFBIG);
+
+    /* Not a file at all. */
+    assert_ok(unlink(p));
+    assert_ok(mkdir(p, 0755));
+    assert_rc(topic_open(f->dir, 0, NULL, &t), -EISDIR);
+    assert_ok(rmdir(p));
+
+    /* Without it the defaults apply and the records are all there. */
+    t = open_with(f->dir, 0, NULL);
+    for (uint64_t o = 0; o < 3; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+    free(p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Opening                                                                   */
+
+static void test_open_bad_args_and_paths(void **state)
+{
+    fx *f = *state;
+    topic *t = (topic *)&t;
+    assert_rc(topic_open("", TOPIC_CREATE, NULL, &t), -EINVAL);
+    assert_null(t);
+    assert_rc(topic_open(f->dir, 0x8, NULL, &t), -EINVAL);
+    assert_rc(topic_open(f->dir, TOPIC_CREATE | TOPIC_RDONLY, NULL, &t), -EINVAL);
+    /* The parent directory does not exist: nothing is made. */
+    char *deep = tu_path(f->root, "missing/t");
+    assert_rc(topic_open(deep, TOPIC_CREATE, NULL, &t), -ENOENT);
+    assert_false(tu_exists(deep));
+    free(deep);
+    /* A relative path. */
+    char cwd[PATH_MAX];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_ok(chdir(f->root));
+    t = open_with("rel", TOPIC_CREATE, NULL);
+    put_ok(t, 2);
+    assert_ok(topic_close(t));
+    assert_ok(chdir(cwd));
+    char *rel = tu_path(f->root, "rel");
+    t = open_with(rel, TOPIC_RDONLY, NULL);
+    assert_u64(topic_end_offset(t), 2);
+    check_value(t, 1);
+    assert_ok(topic_close(t));
+    free(rel);
+}
+
+static void write_state(const char *dir, uint32_t magic, uint32_t version)
+{
+    char *p = tu_path(dir, "topic.state");
+    unsigned char *data;
+    size_t len;
+    assert_ok(tu_read_file(p, &data, &len));
+    memcpy(data, &magic, 4);
+    memcpy(data + 4, &version, 4);
+    assert_ok(tu_overwrite_file(p, data, len));
+    free(data);
+    free(p);
+}
+
+static void test_state_file_magic_and_version(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    put_ok(t, 2);
+    assert_ok(topic_close(t));
+    /* A newer release's state file: refused, not overwritten. */
+    write_state(f->dir, 0x54535054u, 2);
+    assert_rc(topic_open(f->dir, 0, NULL, &t), TOPIC_EVERSION);
+    assert_rc(topic_open(f->dir, TOPIC_RDONLY, NULL, &t), TOPIC_EVERSION);
+    /* Not a state file. */
+    write_state(f->dir, 0x12345678u, 1);
+    assert_rc(topic_open(f->dir, 0, NULL, &t), TOPIC_ECORRUPT);
+    assert_rc(topic_open(f->dir, TOPIC_RDONLY, NULL, &t), TOPIC_ECORRUPT);
+    /* Repaired, the topic opens with its records. */
+    write_state(f->dir, 0x54535054u, 1);
+    t = open_with(f->dir, 0, NULL);
+    check_value(t, 0);
+    check_value(t, 1);
+    assert_ok(topic_close(t));
+}
+
+/* Files that look almost like segments are not segments, and a segment
+ * file above the active one after a clean close (a creation that never
+ * held a record) is removed. */
+static void test_odd_segment_names_and_leftovers(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    put_ok(t, 5);
+    assert_ok(topic_close(t));
+    const char *odd[] = { "0000000000000000000a.log", "99999999999999999999.log",
+                          "00000000000000000000.log.bak", "x.log" };
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        char *p = tu_path(f->dir, odd[i]);
+        assert_ok(tu_write_file(p, "junk", 4));
+        free(p);
+    }
+    char *extra = tu_segment_path(f->dir, 1000, "log");
+    char *extra_ix = tu_segment_path(f->dir, 1000, "index");
+    assert_ok(tu_write_file(extra, "", 0));
+    assert_ok(tu_write_file(extra_ix, "", 0));
+    t = open_with(f->dir, 0, NULL);
+    assert_false(tu_exists(extra));
+    assert_false(tu_exists(extra_ix));
+    assert_u64(topic_start_offset(t), 0);
+    assert_u64(topic_end_offset(t), 5);
+    put_ok(t, 1);
+    for (uint64_t o = 0; o < 6; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        char *p = tu_path(f->dir, odd[i]);
+        assert_true(tu_exists(p));   /* not ours: left alone */
+        free(p);
+    }
+    free(extra);
+    free(extra_ix);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Appending                                                                 */
+
+static void test_append_refusals(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    topic_record r;
+    memset(&r, 0, sizeof r);
+    r.value = "x";
+    r.value_len = 1;
+    uint64_t first = 77;
+    assert_rc(topic_append_batch(t, NULL, 1, &first), -EINVAL);
+    /* More records than a batch can count: refused before any is read. */
+    assert_rc(topic_append_batch(t, &r, (size_t)UINT32_MAX + 1, &first), TOPIC_ETOOBIG);
+    assert_u64(first, 77);
+    assert_ok(topic_append_batch(t, &r, 0, NULL));
+    assert_u64(topic_end_offset(t), 0);
+    assert_ok(topic_append_batch(t, &r, 1, &first));
+    assert_u64(first, 0);
+    assert_ok(topic_close(t));
+    t = open_with(f->dir, TOPIC_RDONLY, NULL);
+    assert_rc(topic_append_batch(t, &r, 0, &first), TOPIC_ERDONLY);
+    assert_rc(topic_append_batch(t, NULL, 0, NULL), TOPIC_ERDONLY);
+    assert_rc(topic_delete_before(t, 0), TOPIC_ERDONLY);
+    assert_ok(topic_close(t));
+}
+
+/* The first append after open clears the clean-shutdown record durably;
+ * when that sync fails the append fails, nothing is written and the handle
+ * refuses every later write. */
+static void test_dirty_mark_failure_is_sticky(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    put_ok(t, 3);
+    assert_ok(topic_close(t));
+    tf_install(true);   /* before the open, so that it knows the files' names */
+    t = open_with(f->dir, 0, NULL);
+    tf_arm_suffix(TF_FDATASYNC, "topic.state", 1, EIO, false);
+    uint64_t off = 99;
+    assert_rc(topic_append(t, "v", 1, &off), -EIO);
+    assert_u64(off, 99);
+    assert_u64(topic_end_offset(t), 3);
+    assert_rc(topic_append(t, "v", 1, &off), TOPIC_EFAILED);
+    assert_rc(topic_delete_before(t, 1), TOPIC_EFAILED);
+    assert_rc(topic_sync(t), TOPIC_EFAILED);
+    check_value(t, 2);   /* reads go on */
+    tf_uninstall();
+    assert_true(topic_close(t) < 0);   /* no clean-shutdown record */
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), 3);
+    assert_ok(put_next(t, &off));
+    assert_u64(off, 3);
+    assert_ok(topic_close(t));
+}
+
+/* A segment that cannot be created (here: its index file) fails the append
+ * that needed it, consumes no offset, leaves no file behind, and the next
+ * append creates it. */
+static void test_roll_failure_is_not_sticky(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", "flush.ms", "0", NULL);
+    tf_install(true);
+    tf_arm_suffix(TF_OPENAT, ".timeindex", 1, ENOSPC, true);
+    int rc = 0;
+    uint64_t n = 0;
+    while (n < 100 && (rc = put_next(t, NULL)) == 0)
+        n++;
+    assert_rc(rc, -ENOSPC);
+    assert_true(n >= 3 && n < 100);
+    assert_u64(topic_end_offset(t), n);
+    assert_int_equal(tu_count_suffix(f->dir, ".log"), 1);
+    assert_int_equal(tu_count_suffix(f->dir, ".index"), 1);
+    tf_disarm();
+    uint64_t off;
+    assert_ok(put_next(t, &off));
+    assert_u64(off, n);
+    tf_uninstall();
+    for (uint64_t o = 0; o <= n; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), n + 1);
+    assert_ok(topic_close(t));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Syncing and sealing                                                       */
+
+/* A seal that fails (the flusher's or topic_sync's, whichever comes first)
+ * makes the handle refuse writes; nothing already appended is lost, close
+ * reports the failure, and the next writer recovers every record. */
+static void test_seal_failure_is_sticky(void **state)
+{
+    fx *f = *state;
+    tf_install(true);
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", "flush.ms", "0", NULL);
+    put_ok(t, 3);
+    tf_arm_suffix(TF_FTRUNCATE, ".log", 1, EIO, true);
+    int rc = 0;
+    uint64_t n = 3;
+    for (int i = 0; i < 60 && rc == 0; i++) {
+        rc = put_next(t, NULL);
+        if (rc == 0)
+            n++;
+    }
+    if (rc == 0)
+        rc = topic_sync(t);
+    assert_true(rc == -EIO || rc == TOPIC_EFAILED);
+    assert_rc(topic_sync(t), TOPIC_EFAILED);
+    assert_rc(put_next(t, NULL), TOPIC_EFAILED);
+    for (uint64_t o = 0; o < n; o++)
+        check_value(t, o);
+    assert_true(topic_close(t) < 0);
+    tf_uninstall();
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), n);
+    for (uint64_t o = 0; o < n; o++)
+        check_value(t, o);
+    assert_ok(put_next(t, NULL));
+    assert_ok(topic_close(t));
+}
+
+/* Failures of the final steps of topic_close: reported, and the topic
+ * reopens (after a recovery) with every record. */
+static void test_close_failures(void **state)
+{
+    fx *f = *state;
+    static const struct { int kind; const char *suffix; } steps[] = {
+        { TF_FTRUNCATE, ".log" }, { TF_FDATASYNC, ".log" }, { TF_FTRUNCATE, ".index" },
+        { TF_FDATASYNC, ".timeindex" }, { TF_FDATASYNC, "topic.state" },
+    };
+    uint64_t n = 0;
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+        tf_install(true);
+        topic *t = open_with(f->dir, TOPIC_CREATE, "flush.ms", "0", NULL);
+        put_ok(t, 4);
+        n += 4;
+        tf_arm_suffix(steps[k].kind, steps[k].suffix, 1, EIO, false);
+        int rc = topic_close(t);
+        long fired = tf_fired();
+        tf_uninstall();
+        if (fired != 1 || rc != -EIO)
+            fail_msg("close with %s on %s failing: rc %d, %ld failures injected",
+                     tf_kind_name(steps[k].kind), steps[k].suffix, rc, fired);
+        t = open_with(f->dir, 0, NULL);
+        assert_u64(topic_end_offset(t), n);
+        for (uint64_t o = 0; o < n; o++)
+            check_value(t, o);
+        assert_ok(topic_close(t));
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Damaged batches whose checksum holds                                      */
+
+/* Five one-record batches with timestamps 1000 .. 5000 and values
+ * "value-0" .. "value-4" (7 bytes each: each batch is 58 bytes). */
+static void make_five(const char *dir)
+{
+    topic *t = open_with(dir, TOPIC_CREATE, NULL);
+    char v[16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(v, sizeof v, "value-%d", i);
+        put_ts(t, 1000 * (i + 1), v);
+    }
+    assert_ok(topic_close(t));
+}
+
+/* Makes the value length of the record in batch `base` run past the batch,
+ * and recomputes the checksum: only a walk of the records can tell. */
+static void break_record(const char *dir, uint64_t base)
+{
+    unsigned char *log;
+    size_t size = read_segment(dir, 0, &log);
+    size_t pos = batch_pos(log, size, base);
+    assert_true(pos != (size_t)-1);
+    assert_int_equal(log[pos + 50], 7);   /* delta 0, no key, value length 7 */
+    log[pos + 50] = 0x7f;
+    reseal_batch(log + pos);
+    write_segment(dir, 0, log, size);
+    free(log);
+}
+
+/* Recovery verifies each batch's records, not only its checksum: a batch
+ * whose records do not fill it is cut off with everything after it. */
+static void test_recovery_cuts_checksummed_garbage(void **state)
+{
+    fx *f = *state;
+    make_five(f->dir);
+    break_record(f->dir, 3);
+    mark_unclean(f->dir);
+    topic *t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), 3);
+    char buf[16];
+    size_t len;
+    assert_ok(topic_read(t, 2, buf, sizeof buf, &len));
+    assert_memory_equal(buf, "value-2", 7);
+    assert_rc(topic_read(t, 3, buf, sizeof buf, &len), TOPIC_END);
+    uint64_t off;
+    assert_ok(topic_append(t, "after", 5, &off));
+    assert_u64(off, 3);
+    assert_ok(topic_close(t));
+    t = open_with(f->dir, TOPIC_RDONLY, NULL);
+    assert_ok(topic_read(t, 3, buf, sizeof buf, &len));
+    assert_memory_equal(buf, "after", 5);
+    assert_ok(topic_close(t));
+}
+
+/* Without a crash nothing is rescanned at open; readers meet the damage and
+ * report it, and the cursor stays on the damaged record. */
+static void test_readers_report_checksummed_garbage(void **state)
+{
+    fx *f = *state;
+    make_five(f->dir);
+    break_record(f->dir, 4);
+    topic *t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), 5);
+    char buf[16];
+    size_t len;
+    assert_rc(topic_read(t, 4, buf, sizeof buf, &len), TOPIC_ECORRUPT);
+    topic_cursor *c;
+    assert_ok(topic_cursor_open(t, 0, &c));
+    topic_record rec;
+    for (int i = 0; i < 4; i++) {
+        assert_ok(topic_cursor_next(c, &rec));
+        assert_u64(rec.offset, (uint64_t)i);
+        assert_int_equal(rec.timestamp, 1000 * (i + 1));
+    }
+    assert_rc(topic_cursor_next(c, &rec), TOPIC_ECORRUPT);
+    assert_u64(topic_cursor_offset(c), 4);
+    /* By time: the records before the damaged one are found... */
+    assert_ok(topic_cursor_seek_time(c, 2500));
+    assert_u64(topic_cursor_offset(c), 2);
+    /* ...and a search that has to decode it reports it. */
+    assert_rc(topic_cursor_seek_time(c, 4500), TOPIC_ECORRUPT);
+    topic_cursor_close(c);
+    assert_ok(topic_close(t));
+}
+
+/* A batch header that promises a newer timestamp than any of its records
+ * holds: a time search that relies on it reports damage rather than
+ * landing on a wrong record. */
+static void test_seek_time_max_ts_lie(void **state)
+{
+    fx *f = *state;
+    make_five(f->dir);
+    unsigned char *log;
+    size_t size = read_segment(f->dir, 0, &log);
+    size_t pos = batch_pos(log, size, 4);
+    assert_true(pos != (size_t)-1);
+    assert_u64(le64(log + pos + 40), 5000);
+    put64(log + pos + 40, 9000);   /* max_ts */
+    reseal_batch(log + pos);
+    write_segment(f->dir, 0, log, size);
+    free(log);
+    topic *t = open_with(f->dir, 0, NULL);
+    topic_cursor *c;
+    assert_ok(topic_cursor_open(t, 0, &c));
+    assert_ok(topic_cursor_seek_time(c, 4000));
+    assert_u64(topic_cursor_offset(c), 3);
+    assert_rc(topic_cursor_seek_time(c, 8000), TOPIC_ECORRUPT);
+    /* Past every timestamp of every header: the end offset. */
+    assert_ok(topic_cursor_seek_time(c, 10000));
+    assert_u64(topic_cursor_offset(c), 5);
+    topic_record rec;
+    assert_rc(topic_cursor_next(c, &rec), TOPIC_END);
+    topic_cursor_close(c);
+    assert_ok(topic_close(t));
+}
+
+/* Batches of a newer format version (their checksum holds) in a sealed
+ * segment are never read as damage nor as records: TOPIC_EVERSION, every
+ * time, while the other segments stay readable. */
+static void test_newer_version_in_sealed_segment(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    put_ok(t, 40);
+    assert_ok(topic_close(t));
+    uint64_t *bases;
+    int nseg = tu_list_segments(f->dir, &bases);
+    assert_true(nseg >= 3);
+    uint64_t b1 = bases[1], b2 = bases[2];
+    free(bases);
+    assert_true(b1 >= 4);
+
+    /* Its first batch, which the check at load does not walk (the index
+     * points past it): found by the walk to offset 0. */
+    unsigned char *log;
+    size_t size = read_segment(f->dir, 0, &log);
+    assert_int_equal(log[3], 0x31);
+    log[3] = 0x32;
+    reseal_batch(log);
+    write_segment(f->dir, 0, log, size);
+    t = open_with(f->dir, 0, NULL);
+    unsigned char buf[600];
+    size_t len;
+    assert_rc(topic_read(t, 0, buf, sizeof buf, &len), TOPIC_EVERSION);
+    check_value(t, b1 - 1);
+    check_value(t, b1);
+    assert_ok(topic_close(t));
+
+    /* Segment 1's last batch, which loading the segment walks to. */
+    free(log);
+    size = read_segment(f->dir, b1, &log);
+    size_t pos = batch_pos(log, size, b2 - 1);
+    assert_true(pos != (size_t)-1);
+    log[pos + 3] = 0x33;
+    reseal_batch(log + pos);
+    write_segment(f->dir, b1, log, size);
+    free(log);
+    t = open_with(f->dir, 0, NULL);
+    assert_rc(topic_read(t, b1, buf, sizeof buf, &len), TOPIC_EVERSION);
+    assert_rc(topic_read(t, b1 + 1, buf, sizeof buf, &len), TOPIC_EVERSION);
+    topic_cursor *c;
+    assert_ok(topic_cursor_open(t, b1, &c));
+    topic_record rec;
+    assert_rc(topic_cursor_next(c, &rec), TOPIC_EVERSION);
+    topic_cursor_close(c);
+    check_value(t, b2);
+    check_value(t, b1 - 1);
+    assert_ok(topic_close(t));
+}
+
+/* A sealed segment's file removed behind the library's back (as the
+ * writer's retention does to a reader): its records read as deleted. */
+static void test_sealed_segment_file_gone(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    put_ok(t, 20);
+    assert_ok(topic_close(t));
+    t = open_with(f->dir, TOPIC_RDONLY, NULL);
+    char *p = tu_segment_path(f->dir, 0, "log");
+    assert_ok(unlink(p));
+    free(p);
+    unsigned char buf[600];
+    size_t len;
+    assert_rc(topic_read(t, 0, buf, sizeof buf, &len), TOPIC_EGONE);
+    check_value(t, 19);
+    assert_ok(topic_close(t));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Read-only handles and start offsets                                       */
+
+static void test_rdonly_sees_deleted_start(void **state)
+{
+    fx *f = *state;
+    topic *w = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", "flush.ms", "0", NULL);
+    put_ok(w, 40);
+    topic *r = open_with(f->dir, TOPIC_RDONLY, NULL);
+    assert_u64(topic_start_offset(r), 0);
+    assert_ok(topic_delete_before(w, 20));
+    /* The first call on the reader after the delete already knows. */
+    uint64_t start = topic_start_offset(r);
+    assert_u64(start, 20);
+    unsigned char buf[600];
+    size_t len;
+    assert_rc(topic_read(r, 0, buf, sizeof buf, &len), TOPIC_EGONE);
+    topic_cursor *c;
+    assert_rc(topic_cursor_open(r, 19, &c), TOPIC_EGONE);
+    check_value(r, 20);
+    check_value(r, 39);
+    /* Below the start, or not past it: nothing to do. */
+    assert_ok(topic_delete_before(w, 10));
+    assert_ok(topic_delete_before(w, 20));
+    assert_u64(topic_start_offset(w), 20);
+    assert_rc(topic_delete_before(w, 41), -EINVAL);
+    assert_ok(topic_close(r));
+    assert_ok(topic_close(w));
+}
+
+/* The durable write of a new start offset fails: the call fails, the start
+ * offset stays, and the handle refuses writes (the state file may no longer
+ * be trusted). */
+static void test_delete_before_sync_failure(void **state)
+{
+    fx *f = *state;
+    tf_install(true);
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", "flush.ms", "0", NULL);
+    put_ok(t, 30);
+    tf_arm_suffix(TF_FDATASYNC, "topic.state", 1, EIO, false);
+    assert_rc(topic_delete_before(t, 15), -EIO);
+    tf_uninstall();
+    assert_u64(topic_start_offset(t), 0);
+    check_value(t, 0);
+    assert_rc(topic_delete_before(t, 15), TOPIC_EFAILED);
+    assert_rc(put_next(t, NULL), TOPIC_EFAILED);
+    assert_true(topic_close(t) < 0);
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), 30);
+    assert_ok(topic_delete_before(t, 15));
+    assert_u64(topic_start_offset(t), 15);
+    assert_ok(topic_close(t));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Consumer groups                                                           */
+
+/* A group file that may not be opened for writing (a read-only copy, other
+ * permissions) still answers topic_committed; a commit then opens it again
+ * for writing. */
+static void test_group_read_only_file(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    assert_ok(topic_commit(t, "g1", 42));
+    assert_ok(topic_close(t));
+    t = open_with(f->dir, 0, NULL);
+    tf_install(true);
+    tf_arm_suffix(TF_OPENAT, "g1", 1, EACCES, false);
+    uint64_t pos = 0;
+    assert_ok(topic_committed(t, "g1", &pos));
+    assert_int_equal(tf_fired(), 1);
+    tf_uninstall();
+    assert_u64(pos, 42);
+    assert_ok(topic_commit(t, "g1", 43));
+    assert_ok(topic_committed(t, "g1", &pos));
+    assert_u64(pos, 43);
+    assert_ok(topic_close(t));
+    t = open_with(f->dir, TOPIC_RDONLY, NULL);
+    assert_ok(topic_committed(t, "g1", &pos));
+    assert_u64(pos, 43);
+    assert_ok(topic_close(t));
+}
+
+/* A group file whose creation fails is removed, so that the next commit
+ * starts afresh and the group is never listed half made. */
+static void test_group_create_failures(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    static const int kinds[] = { TF_FALLOCATE, TF_PWRITE, TF_FSYNC };
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        tf_install(true);
+        tf_arm_suffix(kinds[k], "gx", 1, ENOSPC, false);
+        assert_rc(topic_commit(t, "gx", 5), -ENOSPC);
+        tf_uninstall();
+        char *p = tu_path(f->dir, "groups/gx");
+        assert_false(tu_exists(p));
+        free(p);
+        uint64_t pos;
+        assert_rc(topic_committed(t, "gx", &pos), -ENOENT);
+        size_t len = 1;
+        assert_ok(topic_groups(t, NULL, 0, &len));
+        assert_int_equal(len, 0);
+    }
+    /* The directory syncs before a handle's first commit. */
+    topic *t2 = open_with(f->dir, TOPIC_RDONLY, NULL);
+    tf_install(true);
+    tf_arm(TF_FSYNC, 1, EIO, false);
+    assert_rc(topic_commit(t2, "gy", 1), -EIO);
+    tf_arm(TF_FSYNC, 2, EIO, false);
+    assert_rc(topic_commit(t2, "gy", 1), -EIO);
+    tf_uninstall();
+    assert_ok(topic_commit(t2, "gy", 2));
+    assert_ok(topic_close(t2));
+    assert_ok(topic_commit(t, "gx", 6));
+    uint64_t pos;
+    assert_ok(topic_committed(t, "gx", &pos));
+    assert_u64(pos, 6);
+    assert_ok(topic_committed(t, "gy", &pos));
+    assert_u64(pos, 2);
+    assert_ok(topic_close(t));
+}
+
+/* The groups/ directory cannot be made durable before it exists. */
+static void test_groups_dir_sync_failure(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    tf_install(true);
+    tf_arm(TF_FSYNC, 1, EIO, false);
+    assert_rc(topic_commit(t, "g", 1), -EIO);
+    tf_uninstall();
+    assert_ok(topic_commit(t, "g", 2));
+    uint64_t pos;
+    assert_ok(topic_committed(t, "g", &pos));
+    assert_u64(pos, 2);
+    assert_ok(topic_close(t));
+}
+
+static void test_groups_listing_edges(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    /* More groups than the listing's first allocation holds. */
+    char name[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(name, sizeof name, "group-%02d", i);
+        assert_ok(topic_commit(t, name, (uint64_t)i));
+    }
+    /* A file of a first commit that never finished is not a group. */
+    char *p = tu_path(f->dir, "groups/unfinished");
+    assert_ok(tu_write_file(p, "", 0));
+    free(p);
+    size_t len = 0;
+    assert_rc(topic_groups(t, NULL, 0, &len), TOPIC_ETOOSMALL);
+    assert_int_equal(len, 20 * 9);
+    char *buf = malloc(len);
+    assert_non_null(buf);
+    assert_ok(topic_groups(t, buf, len, &len));
+    assert_string_equal(buf, "group-00");
+    assert_string_equal(buf + 19 * 9, "group-19");
+    free(buf);
+    assert_rc(topic_groups(t, NULL, 5, &len), -EINVAL);
+    assert_ok(topic_close(t));
+
+    /* groups/ that is not a directory: every call says so. */
+    assert_ok(tu_rmrf(f->dir));
+    t = open_with(f->dir, TOPIC_CREATE, NULL);
+    p = tu_path(f->dir, "groups");
+    assert_ok(tu_write_file(p, "x", 1));
+    free(p);
+    assert_rc(topic_groups(t, NULL, 0, &len), -ENOTDIR);
+    uint64_t pos;
+    assert_rc(topic_committed(t, "g", &pos), -ENOTDIR);
+    assert_rc(topic_commit(t, "g", 1), -ENOTDIR);
+    assert_ok(topic_close(t));
+}
+
+/* Counting fdatasync calls on group files, to see when a commit became
+ * durable. */
+static atomic_int group_syncs;
+
+static int counting_fdatasync(int fd)
+{
+    char link[64], target[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n > 0) {
+        target[n] = '\0';
+        if (strstr(target, "/groups/") != NULL)
+            atomic_fetch_add(&group_syncs, 1);
+    }
+    return topic__os_default.fdatasync(fd);
+}
+
+/* flush.ms bounds how late a commit reaches the disk: the writer's flusher
+ * syncs it with no further call, and a read-only consumer's next commit
+ * after flush.ms syncs it. */
+static void test_commit_synced_within_flush_ms(void **state)
+{
+    fx *f = *state;
+    atomic_store(&group_syncs, 0);
+    topic__os.fdatasync = counting_fdatasync;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "flush.ms", "20", NULL);
+    assert_ok(topic_commit(t, "w", 1));
+    uint64_t t0 = tu_mono_us();
+    while (atomic_load(&group_syncs) == 0 && tu_mono_us() - t0 < 5000000)
+        tu_sleep_us(2000);
+    assert_true(atomic_load(&group_syncs) >= 1);
+
+    topic *r = open_with(f->dir, TOPIC_RDONLY, "flush.ms", "1", NULL);
+    assert_ok(topic_commit(r, "r", 1));
+    tu_sleep_us(5000);
+    int before = atomic_load(&group_syncs);
+    assert_ok(topic_commit(r, "r", 2));
+    assert_true(atomic_load(&group_syncs) > before);
+    assert_ok(topic_close(r));
+    assert_ok(topic_close(t));
+    topic__os = topic__os_default;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Waiting without a shared wait page                                        */
+
+struct delayed {
+    topic *t;
+    int delay_ms;
+};
+
+static void *append_later(void *arg)
+{
+    struct delayed *d = arg;
+    tu_sleep_us((uint64_t)d->delay_ms * 1000);
+    if (topic_append(d->t, "late", 4, NULL) != 0)
+        return (void *)1;
+    return NULL;
+}
+
+static void test_wait_without_wait_page(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    assert_ok(topic_close(t));
+    char *p = tu_path(f->dir, "topic.wait");
+    assert_ok(unlink(p));
+    assert_ok(mkdir(p, 0755));   /* cannot be opened, let alone mapped */
+    free(p);
+    t = open_with(f->dir, 0, NULL);
+    uint64_t t0 = tu_mono_us();
+    assert_rc(topic_wait(t, 0, 30), -ETIMEDOUT);
+    assert_true(tu_mono_us() - t0 >= 29000);
+    assert_rc(topic_wait(t, 0, 0), -ETIMEDOUT);
+    pthread_t th;
+    struct delayed d = { t, 20 };
+    assert_int_equal(pthread_create(&th, NULL, append_later, &d), 0);
+    t0 = tu_mono_us();
+    assert_ok(topic_wait(t, 0, 10000));
+    assert_true(tu_mono_us() - t0 < 5000000);
+    void *res;
+    pthread_join(th, &res);
+    assert_null(res);
+    assert_ok(topic_close(t));
+}
+
+/* ------------------------------------------------------------------------ */
+/* System calls the library retries or works around                          */
+
+/* EINTR from every call the library retries, and short transfers: nothing
+ * is lost or damaged. */
+static void test_eintr_and_short_io(void **state)
+{
+    fx *f = *state;
+    tf_install(true);
+    tf_short_io(12345, 30, 30, 30);
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    put_ok(t, 20);
+    assert_ok(topic_commit(t, "g", 20));
+    assert_ok(topic_close(t));
+    t = open_with(f->dir, 0, NULL);
+    put_ok(t, 5);
+    assert_ok(topic_close(t));
+    t = open_with(f->dir, TOPIC_RDONLY, NULL);
+    uint64_t pos;
+    assert_ok(topic_committed(t, "g", &pos));
+    assert_u64(pos, 20);
+    for (uint64_t o = 0; o < 25; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+    assert_true(tf_eintr_count() > 0);
+    assert_true(tf_short_count() > 0);
+    tf_short_io(0, 0, 0, 0);
+    tf_uninstall();
+}
+
+/* pread that reports the end of a file the library must read whole, and
+ * pwrite that writes nothing. */
+static ssize_t pread_eof(int fd, void *buf, size_t n, off_t off)
+{
+    (void)fd, (void)buf, (void)n, (void)off;
+    return 0;
+}
+
+static ssize_t pwrite_nothing(int fd, const void *buf, size_t n, off_t off)
+{
+    (void)fd, (void)buf, (void)n, (void)off;
+    return 0;
+}
+
+static void test_pread_eof_pwrite_zero(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    put_ok(t, 1);
+    assert_ok(topic_close(t));
+    topic__os.pread = pread_eof;
+    assert_rc(topic_open(f->dir, 0, NULL, &t), -EIO);
+    topic__os = topic__os_default;
+    char *other = tu_path(f->root, "u");
+    topic__os.pwrite = pwrite_nothing;
+    assert_rc(topic_open(other, TOPIC_CREATE, NULL, &t), -ENOSPC);
+    topic__os = topic__os_default;
+    t = open_with(other, TOPIC_CREATE, NULL);   /* the unfinished one is completed */
+    put_ok(t, 1);
+    check_value(t, 0);
+    assert_ok(topic_close(t));
+    free(other);
+    t = open_with(f->dir, 0, NULL);
+    check_value(t, 0);
+    assert_ok(topic_close(t));
+}
+
+static int no_fallocate(int fd, int mode, off_t off, off_t len)
+{
+    (void)fd, (void)mode, (void)off, (void)len;
+    errno = EOPNOTSUPP;
+    return -1;
+}
+
+/* File systems without fallocate: files are extended sparsely instead. */
+static void test_no_fallocate(void **state)
+{
+    fx *f = *state;
+    tf_install(true);
+    tf_arm(TF_FALLOCATE, 1, EOPNOTSUPP, true);
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", "index.interval.bytes", "64",
+                         NULL);
+    put_ok(t, 30);
+    assert_ok(topic_commit(t, "g", 3));
+    assert_ok(topic_close(t));
+    assert_true(tf_fired() > 0);
+    /* ...and when even the size of the file cannot be learned. */
+    t = open_with(f->dir, 0, NULL);
+    tf_arm(TF_FSTAT, 1, EIO, true);
+    topic__os.fallocate = no_fallocate;
+    assert_rc(put_next(t, NULL), -EIO);
+    tf_uninstall();
+    assert_ok(put_next(t, NULL));
+    for (uint64_t o = 0; o < 31; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+}
+
+/* An index that cannot grow (full disk) loses entries, never records:
+ * lookups walk further. */
+static void test_index_cannot_grow(void **state)
+{
+    fx *f = *state;
+    tf_install(true);
+    tf_arm_suffix(TF_FALLOCATE, "index", 1, ENOSPC, true);
+    topic *t = open_with(f->dir, TOPIC_CREATE, "index.interval.bytes", "1", NULL);
+    put_ok(t, 50);
+    assert_true(tf_fired() > 0);
+    tf_uninstall();
+    for (uint64_t o = 0; o < 50; o++)
+        check_value(t, o);
+    topic_cursor *c;
+    assert_ok(topic_cursor_open(t, 0, &c));
+    assert_ok(topic_cursor_seek(c, 25));
+    topic_record rec;
+    assert_ok(topic_cursor_next(c, &rec));
+    assert_u64(rec.offset, 25);
+    topic_cursor_close(c);
+    assert_ok(topic_close(t));
+    t = open_with(f->dir, 0, NULL);
+    for (uint64_t o = 0; o < 50; o += 7)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+}
+
+/* The durable small-file write (topic.conf): a failure at any step fails
+ * the open and leaves no temporary file. */
+static void test_conf_write_failures(void **state)
+{
+    fx *f = *state;
+    static const int kinds[] = { TF_OPENAT, TF_PWRITE, TF_FSYNC, TF_RENAMEAT };
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    put_ok(t, 2);
+    assert_ok(topic_close(t));
+    topic_config *c = topic_config_new();
+    assert_ok(topic_config_set(c, "flush.ms", "5"));
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        tf_install(true);
+        if (kinds[k] == TF_FSYNC)
+            tf_arm(TF_FSYNC, 1, EIO, false);
+        else
+            tf_arm_suffix(kinds[k], kinds[k] == TF_RENAMEAT ? "topic.conf" : "topic.conf.tmp",
+                          1, EIO, false);
+        assert_rc(topic_open(f->dir, 0, c, &t), -EIO);
+        tf_uninstall();
+        char *tmp = tu_path(f->dir, "topic.conf.tmp");
+        if (tu_exists(tmp))
+            fail_msg("%s failing left topic.conf.tmp", tf_kind_name(kinds[k]));
+        free(tmp);
+    }
+    t = NULL;
+    assert_ok(topic_open(f->dir, 0, c, &t));
+    check_value(t, 1);
+    assert_ok(topic_close(t));
+    topic_config_free(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Every single failure in a whole workload, in this process                 */
+
+/*
+ * The workload: create a topic with small segments and lz4, append records
+ * one by one and as a keyed batch, commit and read back a group position,
+ * list groups, read with cursors, by offset and by time, delete the oldest
+ * records, sync and close, then read through a read-only handle.  Any call
+ * may fail while a failure is armed; what a call acknowledged is recorded.
+ */
+struct acked {
+    uint64_t n_acked;
+    uint64_t acked[128];   /* offsets whose append returned 0 */
+    int committed;         /* the commit of 17 returned 0 */
+    uint64_t start;        /* the start offset delete_before acknowledged */
+    uint64_t maybe_start;  /* the one it was asked for, when it failed */
+};
+
+static void workload(const char *dir, struct acked *a)
+{
+    memset(a, 0, sizeof *a);
+    topic_config *c = topic_config_new();
+    if (c == NULL)
+        return;
+    topic_config_set(c, "segment.bytes", "4096");
+    topic_config_set(c, "index.interval.bytes", "256");
+    topic_config_set(c, "compression.type", "lz4");
+    topic_config_set(c, "flush.ms", "0");
+    topic *t = NULL;
+    int rc = topic_open(dir, TOPIC_CREATE, c, &t);
+    topic_config_free(c);
+    if (rc != 0)
+        return;
+    for (int i = 0; i < 24; i++) {
+        uint64_t off;
+        if (put_next(t, &off) == 0)
+            a->acked[a->n_acked++] = off;
+    }
+    topic_record recs[3];
+    unsigned char vals[3][600];
+    uint64_t base = topic_end_offset(t), first;
+    for (int i = 0; i < 3; i++) {
+        memset(&recs[i], 0, sizeof recs[i]);
+        recs[i].key = "key";
+        recs[i].key_len = 3;
+        recs[i].value_len = val_len(base + (uint64_t)i);
+        val_fill(base + (uint64_t)i, vals[i], recs[i].value_len);
+        recs[i].value = vals[i];
+    }
+    if (topic_append_batch(t, recs, 3, &first) == 0)
+        for (int i = 0; i < 3; i++)
+            a->acked[a->n_acked++] = first + (uint64_t)i;
+    if (topic_commit(t, "grp", 17) == 0)
+        a->committed = 1;
+    uint64_t pos;
+    topic_committed(t, "grp", &pos);
+    size_t len;
+    char names[64];
+    topic_groups(t, names, sizeof names, &len);
+    topic_cursor *cur = NULL;
+    if (topic_cursor_open(t, 0, &cur) == 0) {
+        topic_record rec;
+        while (topic_cursor_next(cur, &rec) == 0)
+            ;
+        topic_cursor_seek_time(cur, tu_now_ms() - 60000);
+        topic_cursor_next(cur, &rec);
+        topic_cursor_close(cur);
+    }
+    unsigned char buf[600];
+    topic_read(t, 5, buf, sizeof buf, &len);
+    if (topic_delete_before(t, 6) == 0)
+        a->start = 6;
+    else
+        a->maybe_start = 6;
+    topic_sync(t);
+    if (put_next(t, &pos) == 0)
+        a->acked[a->n_acked++] = pos;
+    topic_close(t);
+    if (topic_open(dir, TOPIC_RDONLY, NULL, &t) == 0) {
+        if (topic_cursor_open(t, topic_start_offset(t), &cur) == 0) {
+            topic_record rec;
+            while (topic_cursor_next(cur, &rec) == 0)
+                ;
+            topic_cursor_close(cur);
+        }
+        topic_read(t, 20, buf, sizeof buf, &len);
+        topic_close(t);
+    }
+}
+
+/* After the workload, with nothing armed: every acknowledged record at or
+ * above the acknowledged start offset, and the committed position, are
+ * there.  Returns a description of the first problem, or NULL. */
+static const char *verify(const char *dir, const struct acked *a, char *msg, size_t cap)
+{
+    if (a->n_acked == 0 && !a->committed)
+        return NULL;
+    topic *t = NULL;
+    int rc = topic_open(dir, TOPIC_CREATE, NULL, &t);
+    if (rc != 0) {
+        snprintf(msg, cap, "reopen: %s", topic_strerror(rc));
+        return msg;
+    }
+    const char *bad = NULL;
+    for (uint64_t i = 0; i < a->n_acked && bad == NULL; i++) {
+        uint64_t off = a->acked[i];
+        if (off < a->start)
+            continue;
+        unsigned char buf[600], want[600];
+        size_t len = 0;
+        rc = topic_read(t, off, buf, sizeof buf, &len);
+        /* A delete_before whose sync failed may still have moved the start
+         * offset: the state file is a shared mapping, and without a power
+         * loss what it holds is what the next open reads. */
+        if (rc == TOPIC_EGONE && off < a->maybe_start)
+            continue;
+        val_fill(off, want, val_len(off));
+        if (rc != 0 || len != val_len(off) || memcmp(buf, want, len) != 0) {
+            snprintf(msg, cap, "acknowledged offset %" PRIu64 ": rc %d (%s), len %zu", off, rc,
+                     topic_strerror(rc), len);
+            bad = msg;
+        }
+    }
+    uint64_t pos = 0;
+    if (bad == NULL && a->committed && ((rc = topic_committed(t, "grp", &pos)) != 0 || pos != 17)) {
+        snprintf(msg, cap, "committed position: rc %d, %" PRIu64, rc, pos);
+        bad = msg;
+    }
+    if (bad == NULL && topic_start_offset(t) < a->start) {
+        snprintf(msg, cap, "start offset %" PRIu64 " below the acknowledged %" PRIu64,
+                 topic_start_offset(t), a->start);
+        bad = msg;
+    }
+    rc = topic_close(t);
+    if (bad == NULL && rc != 0) {
+        snprintf(msg, cap, "close after reopen: %s", topic_strerror(rc));
+        bad = msg;
+    }
+    return bad;
+}
+
+static void sweep(fx *f, int kind, int err)
+{
+    char msg[256];
+    int fds = tf_open_fds();
+    long nth;
+    for (nth = 1; nth < 3000; nth++) {
+        tu_rmrf(f->dir);
+        tf_install(true);
+        tf_arm(kind, nth, err, false);
+        struct acked a;
+        workload(f->dir, &a);
+        long fired = tf_fired();
+        char desc[256];
+        snprintf(desc, sizeof desc, "%s", tf_fired_desc());
+        tf_uninstall();
+        const char *bad = verify(f->dir, &a, msg, sizeof msg);
+        if (bad != NULL)
+            fail_msg("%s #%ld failing (%s): %s", tf_kind_name(kind), nth, desc, bad);
+        int now = tf_open_fds();
+        if (now != fds)
+            fail_msg("%s #%ld failing: %d descriptors open, %d before", tf_kind_name(kind), nth,
+                     now, fds);
+        if (tf_file_maps(f->root) != 0)
+            fail_msg("%s #%ld failing: a mapping of the topic outlived its handle",
+                     tf_kind_name(kind), nth);
+        if (fired == 0) {
+            /* Nothing failed: the workload did all it set out to. */
+            assert_int_equal(a.n_acked, 28);
+            assert_true(a.committed);
+            assert_u64(a.start, 6);
+            break;
+        }
+    }
+    printf("%s: %ld runs, each with one failure injected\n", tf_kind_name(kind), nth - 1);
+    assert_true(nth > 1);   /* the workload makes such calls at all */
+}
+
+static void test_sweep_alloc(void **state) { sweep(*state, TF_ALLOC, ENOMEM); }
+static void test_sweep_openat(void **state) { sweep(*state, TF_OPENAT, EIO); }
+static void test_sweep_mmap(void **state) { sweep(*state, TF_MMAP, ENOMEM); }
+static void test_sweep_fstat(void **state) { sweep(*state, TF_FSTAT, EIO); }
+static void test_sweep_ftruncate(void **state) { sweep(*state, TF_FTRUNCATE, EIO); }
+static void test_sweep_fdatasync(void **state) { sweep(*state, TF_FDATASYNC, EIO); }
+static void test_sweep_fsync(void **state) { sweep(*state, TF_FSYNC, EIO); }
+static void test_sweep_fallocate(void **state) { sweep(*state, TF_FALLOCATE, ENOSPC); }
+static void test_sweep_pread_pwrite(void **state)
+{
+    sweep(*state, TF_PREAD, EIO);
+    sweep(*state, TF_PWRITE, ENOSPC);
+}
+static void test_sweep_rename_flock_mkdir(void **state)
+{
+    sweep(*state, TF_RENAMEAT, EIO);
+    sweep(*state, TF_FLOCK, EIO);
+    sweep(*state, TF_MKDIR, EIO);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_config_values_refused),
+        T(test_config_new_out_of_memory),
+        T(test_conf_file_crlf_and_unknown),
+        T(test_conf_file_refused),
+        T(test_open_bad_args_and_paths),
+        T(test_state_file_magic_and_version),
+        T(test_odd_segment_names_and_leftovers),
+        T(test_append_refusals),
+        T(test_dirty_mark_failure_is_sticky),
+        T(test_roll_failure_is_not_sticky),
+        T(test_seal_failure_is_sticky),
+        T(test_close_failures),
+        T(test_recovery_cuts_checksummed_garbage),
+        T(test_readers_report_checksummed_garbage),
+        T(test_seek_time_max_ts_lie),
+        T(test_newer_version_in_sealed_segment),
+        T(test_sealed_segment_file_gone),
+        T(test_rdonly_sees_deleted_start),
+        T(test_delete_before_sync_failure),
+        T(test_group_read_only_file),
+        T(test_group_create_failures),
+        T(test_groups_dir_sync_failure),
+        T(test_groups_listing_edges),
+        T(test_commit_synced_within_flush_ms),
+        T(test_wait_without_wait_page),
+        T(test_eintr_and_short_io),
+        T(test_pread_eof_pwrite_zero),
+        T(test_no_fallocate),
+        T(test_index_cannot_grow),
+        T(test_conf_write_failures),
+        T(test_sweep_alloc),
+        T(test_sweep_openat),
+        T(test_sweep_mmap),
+        T(test_sweep_fstat),
+        T(test_sweep_ftruncate),
+        T(test_sweep_fdatasync),
+        T(test_sweep_fsync),
+        T(test_sweep_fallocate),
+        T(test_sweep_pread_pwrite),
+        T(test_sweep_rename_flock_mkdir),
+    };
+#undef T
+    return cmocka_run_group_tests_name("libtopic edges", tests, NULL, NULL);
+}
