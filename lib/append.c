@@ -92,13 +92,29 @@ static int compress(topic *t, const topic_record *recs, size_t n, int64_t first_
     return 0;
 }
 
-static int append_locked(topic *t, const topic_record *recs, size_t n, uint64_t *first)
+/*
+ * Appends one batch, under append_lock.  recs == NULL is topic_append()'s
+ * common case, one record with no key stamped now, whose value is `value`
+ * (vlen bytes; n is 1): it skips the general checks and encoder, and is never
+ * compressed (the caller sends lz4 topics the general way).
+ */
+static int append_locked(topic *t, const topic_record *recs, size_t n, const void *value,
+                         size_t vlen, uint64_t *first)
 {
     int64_t now = topic__now_ms(), first_ts, max_ts;
     size_t size;
     if (t->failed)
         return TOPIC_EFAILED;
-    TRY(check_records(t, recs, n, now, &first_ts, &max_ts, &size));
+    if (recs != NULL) {
+        TRY(check_records(t, recs, n, now, &first_ts, &max_ts, &size));
+    } else {
+        if (vlen > (uint64_t)t->cfg.v[TOPIC_K_MAX_MESSAGE])
+            return TOPIC_ETOOBIG;
+        size = topic__value_batch_size(vlen);
+        if (size > TOPIC__MAX_BATCH)
+            return TOPIC_ETOOBIG;
+        first_ts = max_ts = now;
+    }
     if (!t->marked_dirty) {
         int rc = topic__state_mark(t, false);
         if (rc < 0) {
@@ -107,7 +123,8 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, uint64_t 
         }
     }
     size_t packed = 0;
-    if (t->cfg.v[TOPIC_K_COMPRESSION] == TOPIC__COMPRESS_LZ4 && size >= LZ4_WORTH_IT)
+    if (recs != NULL && t->cfg.v[TOPIC_K_COMPRESSION] == TOPIC__COMPRESS_LZ4 &&
+        size >= LZ4_WORTH_IT)
         TRY(compress(t, recs, n, first_ts, now, size - TOPIC__HEADER_SIZE, &packed));
     if (packed)
         size = TOPIC__HEADER_SIZE + packed;
@@ -119,7 +136,9 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, uint64_t 
         TRY(topic__segment_reserve(t, s, pos + size));
     uint64_t base = atomic_load_explicit(&t->end, memory_order_relaxed);
     topic__bg_prepare(t, s, pos + size);
-    if (packed) {
+    if (recs == NULL) {
+        topic__value_batch_encode(s->map + pos, size, base, value, vlen, now);
+    } else if (packed) {
         memcpy(s->map + pos + TOPIC__HEADER_SIZE, t->zout.p, packed);
         topic__header_encode(s->map + pos, size, base, n, first_ts, max_ts, TOPIC__COMPRESS_LZ4);
     } else {
@@ -145,7 +164,10 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, uint64_t 
     return 0;
 }
 
-static int append(topic *t, const topic_record *recs, size_t n, uint64_t *first)
+/* recs == NULL: one record whose value is `value`, vlen bytes long (see
+ * append_locked). */
+static int append(topic *t, const topic_record *recs, size_t n, const void *value, size_t vlen,
+                  uint64_t *first)
 {
     if (t->flags & TOPIC_RDONLY)
         return TOPIC_ERDONLY;
@@ -153,7 +175,7 @@ static int append(topic *t, const topic_record *recs, size_t n, uint64_t *first)
     if (durable)
         atomic_fetch_add(&t->durable_inflight, 1);   /* for group commit (sync.c) */
     pthread_mutex_lock(&t->append_lock);
-    int rc = append_locked(t, recs, n, first);
+    int rc = append_locked(t, recs, n, value, vlen, first);
     bool sync = rc == 0 && t->cfg.v[TOPIC_K_FLUSH_MESSAGES] > 0 &&
                 atomic_load(&t->end) - t->synced_end >= (uint64_t)t->cfg.v[TOPIC_K_FLUSH_MESSAGES];
     pthread_mutex_unlock(&t->append_lock);
@@ -169,8 +191,10 @@ TOPIC_API int topic_append(topic *t, const void *value, size_t len, uint64_t *of
 {
     if (t == NULL || (value == NULL && len > 0))
         return -EINVAL;
+    if (t->cfg.v[TOPIC_K_COMPRESSION] == TOPIC__COMPRESS_NONE)
+        return append(t, NULL, 1, value, len, offset);
     topic_record r = { 0, 0, NULL, 0, value, len };
-    return append(t, &r, 1, offset);
+    return append(t, &r, 1, NULL, 0, offset);
 }
 
 TOPIC_API int topic_append_batch(topic *t, const topic_record *recs, size_t n,
@@ -185,5 +209,5 @@ TOPIC_API int topic_append_batch(topic *t, const topic_record *recs, size_t n,
             *first_offset = topic_end_offset(t);
         return 0;
     }
-    return append(t, recs, n, first_offset);
+    return append(t, recs, n, NULL, 0, first_offset);
 }

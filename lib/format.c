@@ -174,6 +174,23 @@ void topic__batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
     topic__header_encode(dst, size, base_offset, n, first_ts, max_ts, TOPIC__COMPRESS_NONE);
 }
 
+size_t topic__value_batch_size(size_t len)
+{
+    return TOPIC__HEADER_SIZE + 2 + varint_size(len) + len;
+}
+
+void topic__value_batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
+                               const void *value, size_t len, int64_t ts)
+{
+    uint8_t *p = dst + TOPIC__HEADER_SIZE;
+    *p++ = 0;   /* timestamp delta: the batch's first_ts is the record's */
+    *p++ = 0;   /* no key */
+    p = varint_put(p, len);
+    if (len)
+        memcpy(p, value, len);
+    topic__header_encode(dst, size, base_offset, 1, ts, ts, TOPIC__COMPRESS_NONE);
+}
+
 /* A magic of this format family with a higher version: a newer release's
  * batch if its checksum holds, else a damaged one of ours. */
 static int newer_version(const uint8_t *p, size_t avail)

@@ -79,6 +79,12 @@ void topic__header_encode(uint8_t *dst, size_t size, uint64_t base_offset, size_
 void topic__batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
                          const topic_record *recs, size_t n, int64_t first_ts, int64_t max_ts,
                          int64_t now);
+/* The same for the common case of one record with no key and the
+ * timestamp ts, as topic_append() writes it: the size of that batch, and
+ * its encoding. */
+size_t topic__value_batch_size(size_t len);
+void topic__value_batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
+                               const void *value, size_t len, int64_t ts);
 /* A record's timestamp as stored: 0 means `now`. */
 static inline int64_t topic__rec_ts(const topic_record *r, int64_t now)
 {
