@@ -93,6 +93,58 @@ static void test_value_batch_same_bytes(void **state)
     free(b);
 }
 
+/* The sparse index search (interpolation, then galloping) must find the
+ * last entry at or below an offset exactly as a linear scan does, over
+ * evenly and unevenly spaced entries; over damaged (unordered) entries it
+ * must stay inside the index and answer with an entry at or below. */
+static void test_index_find_rel(void **state)
+{
+    (void)state;
+    enum { MAX = 5000 };
+    uint8_t *buf = malloc((size_t)MAX * TOPIC__IDX_ENTRY);
+    assert_non_null(buf);
+    uint64_t rng = 0x9e3779b97f4a7c15u;
+    for (int round = 0; round < 300; round++) {
+        rng = rng * 6364136223846793005u + 1442695040888963407u;
+        uint32_t n = 1 + (uint32_t)(rng >> 33) % MAX, rel = (uint32_t)(rng >> 40) % 50;
+        int kind = round % 3;   /* 0 even, 1 uneven, 2 damaged */
+        for (uint32_t i = 0; i < n; i++) {
+            rng = rng * 6364136223846793005u + 1442695040888963407u;
+            uint32_t r = (uint32_t)(rng >> 33);
+            if (kind == 0)
+                rel += 27;
+            else if (kind == 1)
+                rel += 1 + (i < n / 3 ? r % 5 : r % 400);
+            else
+                rel = r % 100000;
+            topic__store32(buf + (size_t)i * 8, rel);
+            topic__store32(buf + (size_t)i * 8 + 4, 48 * (i + 1));
+        }
+        struct index ix = { .fd = -1, .map = buf, .map_len = (size_t)n * 8, .cap = n,
+                            .entry_size = TOPIC__IDX_ENTRY };
+        atomic_store(&ix.n, n);
+        for (int q = 0; q < 200; q++) {
+            rng = rng * 6364136223846793005u + 1442695040888963407u;
+            uint32_t key = (uint32_t)(rng >> 33) % (rel + 100);
+            struct idx_entry e;
+            bool found = topic__index_find_rel(&ix, key, &e);
+            if (kind == 2) {
+                if (found)
+                    assert_true(e.rel <= key && e.pos % 48 == 0 && e.pos / 48 - 1 < n);
+                continue;
+            }
+            int64_t want = -1;
+            for (uint32_t i = 0; i < n; i++)
+                if (topic__load32(buf + (size_t)i * 8) <= key)
+                    want = i;
+            assert_int_equal(found, want >= 0);
+            if (found)
+                assert_int_equal(e.pos, 48 * (uint32_t)(want + 1));
+        }
+    }
+    free(buf);
+}
+
 static void test_zero_magic_is_end(void **state)
 {
     (void)state;
@@ -179,6 +231,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_value_batch_same_bytes),
+        cmocka_unit_test(test_index_find_rel),
         cmocka_unit_test(test_zero_magic_is_end),
         cmocka_unit_test(test_header_rejects),
         cmocka_unit_test(test_every_bit_flip_detected),
