@@ -250,7 +250,7 @@ static int g_np;
 
 enum {
     M_APP100, M_APP1K, M_BAT100, M_BAT1K, M_SCAN, M_RAND,
-    M_D1, M_D4, M_REOPEN, M_CLOSE, M_DISK,
+    M_D1, M_D4, M_REOPEN, M_CLOSE, M_APP100_CLOSED, M_DISK,
     M_D1_P50, M_D1_P99, M_D1_PER_SYNC, M_D4_P50, M_D4_P99, M_D4_PER_SYNC,
     M_SWEEP0,
     M_COUNT = M_SWEEP0 + (int)NSWEEP
@@ -275,6 +275,7 @@ static const struct mdef mdefs[M_COUNT] = {
     [M_D4]     = { "durable4", "durable append, 4 threads, 1 handle", "ops/s", 0, false },
     [M_REOPEN] = { "reopen_ms", "reopen after clean close", "ms", 2, true },
     [M_CLOSE]  = { "close_ms", "clean close (sync) after the 100 B appends", "ms", 1, true },
+    [M_APP100_CLOSED] = { "append_100b_closed", "append 100 B + that close: until all is on disk", "records/s", 0, false },
     [M_DISK]   = { "disk_bytes_per_record", "disk bytes per 100 B record", "bytes", 1, true },
     [M_D1_P50] = { "durable1_p50_us", "durable, 1 thread: p50 latency", "us", 0, true },
     [M_D1_P99] = { "durable1_p99_us", "durable, 1 thread: p99 latency", "us", 0, true },
@@ -560,6 +561,7 @@ static void phase_append100(const struct opts *o, int run)
         double disk = (double)disk_bytes(dirs[pi]) / (double)n;
         record(M_APP100, pi, (double)n / t.append_s);
         record(M_CLOSE, pi, t.close_s * 1e3);
+        record(M_APP100_CLOSED, pi, (double)n / (t.append_s + t.close_s));
         record(M_DISK, pi, disk);
         progress(p, "append100", run, "%.0f records/s, open %.1f ms, close %.1f ms, %.1f B/record",
                  (double)n / t.append_s, t.open_s * 1e3, t.close_s * 1e3, disk);
@@ -1038,8 +1040,10 @@ static void write_results_md(FILE *f, const struct opts *o, const char *when, do
         fprintf(f, "%s %s %s", p ? "," : "", g_peers[p]->name, g_peers[p]->version());
         if (pv[0])
             fprintf(f, " (Debian %s %s)", pkg, pv);
+        else if (p == 0 && getenv("COMPARE_TOPIC_TREE") && *getenv("COMPARE_TOPIC_TREE"))
+            fprintf(f, " (lib/libtopic.a of this tree, git %s)", getenv("COMPARE_TOPIC_TREE"));
         else if (p == 0)
-            fprintf(f, " (this tree, lib/libtopic.a)");
+            fprintf(f, " (lib/libtopic.a of this tree)");
     }
     fprintf(f, "\n");
     fprintf(f, "- runs: %d, medians shown; --records %" PRIu64 " (100 B rows: %" PRIu64
@@ -1050,7 +1054,7 @@ static void write_results_md(FILE *f, const struct opts *o, const char *when, do
     fprintf(f, "- total time of the measurement: %.0f s\n\n", elapsed);
 
     static const int main_rows[] = { M_APP100, M_APP1K, M_BAT100, M_BAT1K, M_SCAN, M_RAND,
-                                     M_D1, M_D4, M_REOPEN, M_CLOSE, M_DISK };
+                                     M_D1, M_D4, M_REOPEN, M_CLOSE, M_APP100_CLOSED, M_DISK };
     fprintf(f, "## Medians\n\n");
     fprintf(f, "Records/s count records of the row's size (1 KiB rows: 1,024-byte values); "
             "the last column is libtopic's median over the best peer's (for the rows where "
