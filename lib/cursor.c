@@ -86,7 +86,7 @@ static bool next_in_segment(topic_cursor *c)
     size_t pos = b->pos + b->h.length;
     size_t limit = atomic_load_explicit(&b->seg->len, memory_order_acquire);
     struct batch_header h;
-    if (pos >= limit || limit > b->seg->map_len ||
+    if (pos >= limit || limit > atomic_load_explicit(&b->seg->map_len, memory_order_relaxed) ||
         topic__header_parse(b->seg->map + pos, limit - pos, &h) < 0 ||
         h.base_offset != c->next || !topic__batch_verify(b->seg->map + pos, &h))
         return false;   /* the general path finds (or reports) it */

@@ -82,7 +82,8 @@ struct segment {
     uint64_t base;                /* offset of its first record */
     int fd;                       /* the .log file, -1 until loaded */
     uint8_t *map;                 /* mapping of the .log file */
-    size_t map_len;               /* bytes mapped (TOPIC__MAP_ACTIVE when active) */
+    _Atomic size_t map_len;       /* bytes mapped (TOPIC__MAP_ACTIVE when active); sealing
+                                   * shrinks it while readers look */
     size_t capacity;              /* writer: roll once a batch would pass this */
     _Atomic size_t len;           /* bytes of whole batches, published to readers */
     _Atomic uint64_t end;         /* one past its last offset; known when sealed */

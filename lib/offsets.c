@@ -308,7 +308,8 @@ TOPIC_API int topic_groups(topic *t, char *buf, size_t cap, size_t *len)
     }
     closedir(d);
     if (rc == 0) {
-        qsort(names, n, sizeof *names, cmp_str);
+        if (n > 1)   /* names is NULL when there are none */
+            qsort(names, n, sizeof *names, cmp_str);
         *len = need;
         if (need > cap) {
             rc = TOPIC_ETOOSMALL;

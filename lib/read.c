@@ -63,8 +63,9 @@ static int locate_in(topic *t, struct segment *s, uint64_t offset, struct batch_
     TRY(topic__segment_load(t, s));
     int rc;
     size_t limit = atomic_load_explicit(&s->len, memory_order_acquire);
-    if (limit > s->map_len)
-        limit = s->map_len;
+    size_t mapped = atomic_load_explicit(&s->map_len, memory_order_relaxed);
+    if (limit > mapped)
+        limit = mapped;
     struct idx_entry e;
     size_t pos = 0;
     uint64_t expect = s->base;

@@ -979,16 +979,13 @@ static void test_groups_listing_edges(void **state)
     assert_ok(topic_close(t));
 }
 
-#ifdef TOPIC_EDGES_KNOWN_BUGS
 /*
- * KNOWN BUG (lib/offsets.c, topic_groups): when groups/ exists but holds no
- * committed group (every first commit failed, or only unfinished files are
- * there), topic_groups() calls qsort(NULL, 0, ...), which glibc declares
- * nonnull: undefined behaviour, and under UBSan (make check-asan) an abort.
- * Plain builds return 0 with *len == 0, as they should.  Disabled so that
- * the suite stays green; build with -DTOPIC_EDGES_KNOWN_BUGS to run it.
+ * When groups/ exists but holds no committed group (every first commit
+ * failed, or only unfinished files are there), topic_groups() lists none.
+ * It used to call qsort(NULL, 0, ...), undefined behaviour that UBSan
+ * aborts on.
  */
-static void test_groups_empty_dir_known_bug(void **state)
+static void test_groups_empty_dir(void **state)
 {
     fx *f = *state;
     topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
@@ -1000,7 +997,6 @@ static void test_groups_empty_dir_known_bug(void **state)
     assert_int_equal(len, 0);
     assert_ok(topic_close(t));
 }
-#endif
 
 /* Counting fdatasync calls on group files, to see when a commit became
  * durable. */
@@ -1472,9 +1468,7 @@ int main(void)
         T(test_group_create_failures),
         T(test_groups_dir_sync_failure),
         T(test_groups_listing_edges),
-#ifdef TOPIC_EDGES_KNOWN_BUGS
-        T(test_groups_empty_dir_known_bug),
-#endif
+        T(test_groups_empty_dir),
         T(test_commit_synced_within_flush_ms),
         T(test_wait_without_wait_page),
         T(test_eintr_and_short_io),
