@@ -331,7 +331,11 @@ TOPIC_API int topic_wait(topic *t, uint64_t offset, int timeout_ms);
  * active one that holds only such records is deleted.  The new start offset
  * is durable when this returns.  offset <= start offset does nothing.
  * Errors: -EINVAL (offset beyond the end offset), TOPIC_ERDONLY,
- * TOPIC_EFAILED, -EIO.
+ * TOPIC_EFAILED, -EIO.  After -EIO (the new start offset was written but
+ * its sync failed) the deletion may or may not have reached the disk: this
+ * handle keeps the old start offset and refuses further writes
+ * (TOPIC_EFAILED), while a handle opened later may see either start offset.
+ * No record at or above `offset` is ever lost.
  */
 TOPIC_API int topic_delete_before(topic *t, uint64_t offset);
 
