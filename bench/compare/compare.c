@@ -52,8 +52,8 @@
 #define SCAN_PASSES      2              /* timed, after one untimed pass */
 #define RAND_DIVISOR     2              /* random reads per run: N / 2 */
 /* Durable rows: DUR_SLICES turns of DUR_SLICE_S seconds per library and run. */
-#define DUR_SLICES       6
-#define DUR_SLICE_S      0.25
+#define DUR_SLICES       12
+#define DUR_SLICE_S      0.125
 #define DUR_WARMUP       10             /* untimed appends per store and run */
 #define DUR_MAX          40000          /* appends per thread and run, at most */
 #define DUR_THREADS      4
@@ -371,7 +371,7 @@ static void usage(FILE *f)
         "                append N/10; the scan and random reads use the 100 B store\n"
         "                (N/%d random reads per run); the sweep appends at most N/%d records\n"
         "                and N*100/%d value bytes per record size; the durable rows run\n"
-        "                for a fixed time (%d x %.2f s per library and run)\n"
+        "                for a fixed time (%d x %.3f s per library and run)\n"
         "  --dir PATH    make the scratch directory in PATH (default /tmp); removed at the end\n"
         "  --out DIR     write results.md, results.tsv and sweep.dat into DIR\n"
         "  --peers LIST  comma-separated subset of:",
@@ -906,6 +906,21 @@ static void fs_of(const char *path, char *buf, size_t cap)
     fclose(f);
 }
 
+/* The 1-minute load average, as /proc/loadavg gives it. */
+static void loadavg(char *buf, size_t cap)
+{
+    snprintf(buf, cap, "?");
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (!f)
+        return;
+    char line[128];
+    if (fgets(line, sizeof line, f)) {
+        line[strcspn(line, " \n")] = 0;
+        snprintf(buf, cap, "%.16s", line);
+    }
+    fclose(f);
+}
+
 static void pkg_version(const char *pkg, char *buf, size_t cap)
 {
     char cmd[256];
@@ -1016,6 +1031,8 @@ static void table(FILE *f, const int *rows, int nrows, bool with_ratio)
     }
 }
 
+static char g_load_before[32], g_load_after[32];
+
 static void write_results_md(FILE *f, const struct opts *o, const char *when, double elapsed,
                              const char *scratch_fs)
 {
@@ -1031,6 +1048,8 @@ static void write_results_md(FILE *f, const struct opts *o, const char *when, do
             sysconf(_SC_NPROCESSORS_ONLN), model, u.sysname, u.release,
             (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / (1u << 30));
     fprintf(f, "- scratch directory: %s\n", scratch_fs);
+    fprintf(f, "- 1-minute load average: %s before the runs, %s after them (other "
+            "processes share the machine when it is above 1 or so)\n", g_load_before, g_load_after);
     fprintf(f, "- libraries:");
     for (int p = 0; p < g_np; p++) {
         char pv[128] = "";
@@ -1048,7 +1067,7 @@ static void write_results_md(FILE *f, const struct opts *o, const char *when, do
     fprintf(f, "\n");
     fprintf(f, "- runs: %d, medians shown; --records %" PRIu64 " (100 B rows: %" PRIu64
             " records, 1 KiB rows: %" PRIu64 ", random reads: %" PRIu64 " per run; durable rows: "
-            "%d x %.2f s per library and run)\n",
+            "%d x %.3f s per library and run)\n",
             o->runs, o->records, o->records, o->records / 10, o->records / RAND_DIVISOR,
             DUR_SLICES, DUR_SLICE_S);
     fprintf(f, "- total time of the measurement: %.0f s\n\n", elapsed);
@@ -1165,6 +1184,7 @@ int main(int argc, char **argv)
         fprintf(stderr, " %s %s", g_peers[p]->name, g_peers[p]->version());
     fprintf(stderr, "\ncompare: scratch %s on %s\n", g_scratch, scratch_fs);
 
+    loadavg(g_load_before, sizeof g_load_before);
     double t0 = now_sec();
     for (int run = 0; run < o.runs; run++) {
         if (selected(&o, "append"))
@@ -1181,6 +1201,7 @@ int main(int argc, char **argv)
                 now_sec() - t0);
     }
     double elapsed = now_sec() - t0;
+    loadavg(g_load_after, sizeof g_load_after);
 
     write_results_md(stdout, &o, when, elapsed, scratch_fs);
     if (o.out) {
