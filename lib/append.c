@@ -65,6 +65,10 @@ static bool needs_roll(const topic *t, const struct segment *s, size_t size, int
            (age > 0 && len > 0 && now - s->first_ts >= age);
 }
 
+/* Segments that may wait for the flusher to seal them before an append
+ * that rolls seals them itself. */
+#define MAX_UNSEALED 8
+
 /* Batches smaller than this are not worth compressing. */
 #define LZ4_WORTH_IT 256
 
@@ -178,7 +182,15 @@ static int append(topic *t, const topic_record *recs, size_t n, const void *valu
     int rc = append_locked(t, recs, n, value, vlen, first);
     bool sync = rc == 0 && t->cfg.v[TOPIC_K_FLUSH_MESSAGES] > 0 &&
                 atomic_load(&t->end) - t->synced_end >= (uint64_t)t->cfg.v[TOPIC_K_FLUSH_MESSAGES];
+    bool seal = rc == 0 && t->nunsealed > MAX_UNSEALED;
     pthread_mutex_unlock(&t->append_lock);
+    /* Each segment waiting for the flusher holds a reservation of address
+     * space (TOPIC__MAP_ACTIVE); an appender that rolls faster than the
+     * flusher seals (tiny segments, a slow disk) helps it.  The records
+     * are acknowledged already: a failure here is the flusher's to report
+     * (sticky), not this append's. */
+    if (seal)
+        topic__seal_pending(t);
     /* Under flush.messages the append is acknowledged only once durable. */
     if (sync)
         rc = topic__sync(t);

@@ -199,6 +199,7 @@ void topic__bg_seal_later(topic *t, struct segment *s)
     s->next_unsealed = NULL;
     *t->unsealed_tail = s;
     t->unsealed_tail = &s->next_unsealed;
+    t->nunsealed++;
     pthread_cond_signal(&t->flush_cond);
 }
 

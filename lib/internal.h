@@ -180,6 +180,7 @@ struct topic {
     /* Segments rolled away from and not yet sealed, oldest first, linked
      * through next_unsealed; the flusher seals them (sync.c). */
     struct segment *unsealed, **unsealed_tail;
+    int nunsealed;                /* how many; under append_lock */
     pthread_mutex_t seal_lock;    /* one sealer at a time; taken before append_lock */
 
     /* The writer's background threads (background.c); under append_lock. */

@@ -47,6 +47,7 @@ int topic__seal_pending(topic *t)
             fail(t, rc);
         } else {
             t->unsealed = s->next_unsealed;
+            t->nunsealed--;
             if (t->unsealed == NULL)
                 t->unsealed_tail = &t->unsealed;
         }
