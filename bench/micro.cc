@@ -15,7 +15,8 @@
 // appended at that offset (offset stamped at both ends, a fixed pattern in
 // between) and stops the benchmark with SkipWithError on a mismatch, so a
 // fast number cannot come from a library that returns the wrong record.
-// verify_only times that check alone, to subtract from the read rows.
+// verify_only times that check alone, to subtract from the read rows, and
+// baseline_pwrite_fdatasync times what the disk asks for a durable append.
 //
 // Environment:
 //   TOPIC_BENCH_DIR            parent of the scratch directory (default /tmp);
@@ -29,6 +30,7 @@
 #include <benchmark/benchmark.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
@@ -303,6 +305,57 @@ void BM_AppendBatch(benchmark::State &state)
         benchmark::Counter((double)next, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
+// The baseline for topic_append_durable: pwrite of state.range(0) bytes (the
+// log bytes of one 100 B append: 48 B batch header, 3 B framing, the value) at
+// the end of a preallocated, synced file, then fdatasync.  The disk's own cost
+// of a durable append, measured in the same run.
+void BM_PwriteFdatasync(benchmark::State &state)
+{
+    const size_t len = (size_t)state.range(0);
+    const off_t cap = 256 << 20;
+    std::string path = fresh_topic_path("pwrite");
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 || posix_fallocate(fd, 0, cap) != 0 || fsync(fd) != 0) {
+        fail(state, path + ": " + strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    int dfd = open(g_scratch.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    unsigned char value[kMaxValue];
+    make_value(value, len, 0);
+    uint64_t n = 0;
+    for (auto _ : state) {
+        off_t pos = (off_t)(n * len);
+        if (pos + (off_t)len > cap)
+            pos = 0;    // wrap within the preallocated space
+        restamp(value, len, n);
+        if (pwrite(fd, value, len, pos) != (ssize_t)len || fdatasync(fd) != 0) {
+            fail(state, std::string("pwrite+fdatasync: ") + strerror(errno));
+            break;
+        }
+        n++;
+    }
+    if (n > 0 && !state.error_occurred()) {
+        unsigned char expect[kMaxValue], got[kMaxValue];
+        make_value(expect, len, 0);
+        uint64_t last = n - 1;
+        off_t pos = (off_t)(last * len);
+        if (pos + (off_t)len > cap)
+            pos = 0;
+        ssize_t r = pread(fd, got, len, pos);
+        value_ok(state, expect, len, last, got, r < 0 ? 0 : (size_t)r);
+    }
+    close(fd);
+    remove(path.c_str());
+    state.SetItemsProcessed((int64_t)n);
+    state.SetBytesProcessed((int64_t)(n * len));
+}
+
 // ---------------------------------------------------------------------------
 // Reads, of prebuilt topics of 100 B records.  How a topic was written matters
 // to topic_read: it verifies the checksum of the whole batch that holds the
@@ -526,6 +579,8 @@ BENCHMARK(BM_VerifyOnly)->Name("verify_only")->UseRealTime();
 // Each call waits for an fdatasync: a second of them is enough for a median,
 // and MinTime bounds the run however slow the disk is.
 BENCHMARK(BM_AppendDurable)->Name("topic_append_durable")->ArgName("bytes")->Arg(100)
+    ->MinTime(1.0)->UseRealTime();
+BENCHMARK(BM_PwriteFdatasync)->Name("baseline_pwrite_fdatasync")->ArgName("bytes")->Arg(151)
     ->MinTime(1.0)->UseRealTime();
 
 int main(int argc, char **argv)
