@@ -30,7 +30,7 @@ plot for [i=2:*] "sweep.dat" using 1:i with linespoints lt (i-1)
 
 set ylabel "MB/s (values, 10^6 bytes)"
 set format y "%g"
-set key left top box opaque
+set key right bottom box opaque
 plot for [i=2:*] "sweep.dat" using 1:(column(i) * $1 / 1e6) with linespoints lt (i-1) title columnhead(i)
 
 unset multiplot
