@@ -258,9 +258,47 @@ void topic__segment_drop_written(struct segment *s, size_t upto, size_t min)
         atomic_store(&s->dropped, upto);
 }
 
+/*
+ * Gives back the address space a sealed segment reserved for appends
+ * (TOPIC__MAP_ACTIVE).  Best: map its `len` bytes afresh, read-only, and
+ * unmap the whole reservation, so that the next segment's reservation can
+ * reuse the hole.  That moves s->map, which is safe only while no reader
+ * holds the segment: readers take their reference under the list's lock,
+ * so with the write lock held and no references but the list's and the
+ * sealer's, nobody can be looking.  Otherwise the pages past the data are
+ * unmapped in place, which keeps the data where readers see it but leaves
+ * a hole a little too small for the next reservation.  If either fails, the
+ * mapping stays as it was: address space, not data, is at stake.
+ */
+static void release_reservation(topic *t, struct segment *s, size_t len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t keep = len == 0 ? page : (len + page - 1) / page * page;
+    size_t mapped = atomic_load(&s->map_len);
+    if (s->map == NULL || keep >= mapped)
+        return;
+    void *p = NULL;
+    if (len > 0 && topic__mmap(len, PROT_READ, s->fd, &p) == 0) {
+        uint8_t *old = NULL;
+        pthread_rwlock_wrlock(&t->segs.lock);
+        if (atomic_load(&s->refs) <= 2) {
+            old = s->map;
+            s->map = p;
+            atomic_store(&s->map_len, len);
+        }
+        pthread_rwlock_unlock(&t->segs.lock);
+        if (old != NULL) {
+            topic__munmap(old, mapped);
+            return;
+        }
+        topic__munmap(p, len);
+    }
+    if (topic__os.munmap(s->map + keep, mapped - keep) == 0)
+        atomic_store(&s->map_len, keep);
+}
+
 int topic__segment_seal(topic *t, struct segment *s)
 {
-    (void)t;
     size_t len = atomic_load(&s->len);
     TRY(topic__ftruncate(s->fd, (off_t)len));
     topic__segment_drop_written(s, len, 0);
@@ -268,16 +306,7 @@ int topic__segment_seal(topic *t, struct segment *s)
     TRY(topic__index_seal(&s->idx));
     TRY(topic__index_seal(&s->tidx));
     s->writable = false;
-    /* Give back the address space reserved for appends (TOPIC__MAP_ACTIVE
-     * per segment): a writer that rolls through thousands of small
-     * segments would otherwise run out of it.  Readers stay below len, and
-     * the part they use keeps its address.  If the unmapping fails, the
-     * mapping just stays as large as it was. */
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t keep = len == 0 ? page : (len + page - 1) / page * page;
-    if (s->map != NULL && keep < s->map_len &&
-        topic__os.munmap(s->map + keep, s->map_len - keep) == 0)
-        s->map_len = keep;
+    release_reservation(t, s, len);
     return 0;
 }
 

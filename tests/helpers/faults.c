@@ -104,6 +104,9 @@ static void name_fd(int fd, const char *path, int flags)
 }
 
 /* The name a call is about, for messages and the suffix filter. */
+/* Set by w_mmap around its inject(): the mapping asked for is read-only. */
+static _Thread_local bool mmap_readonly;
+
 static void call_name(char *buf, size_t cap, int kind, int fd, const char *path, bool *readonly)
 {
     *readonly = false;
@@ -132,6 +135,8 @@ static void note_fired(int kind, long n, int fd, const char *path, int oflags)
     call_name(name, sizeof name, kind, fd, path, &readonly);
     if (kind == TF_OPENAT)
         readonly = readonly_file(oflags);
+    if (kind == TF_MMAP && mmap_readonly)
+        readonly = true;
     char thread[32] = "";
     pthread_getname_np(pthread_self(), thread, sizeof thread);
     /*
@@ -142,6 +147,9 @@ static void note_fired(int kind, long n, int fd, const char *path, int oflags)
      *  - an index file's fallocate: the entry is left out, lookups walk;
      *  - the page-preparing thread: the append that needs the space
      *    reserves it again;
+     *  - a read-only mapping, even of a file opened for writing: the
+     *    writer's fresh mapping of a segment it has just sealed (it keeps
+     *    the old mapping when that fails);
      *  - read-only access to a regular file: a sealed segment that cannot
      *    be mapped is an error of the read that needs it (which then
      *    surfaces), a missing index is rebuilt, a clean-shutdown probe that
@@ -817,7 +825,9 @@ static int w_unlinkat(int dirfd, const char *path, int flags)
 
 static void *w_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
+    mmap_readonly = !(prot & PROT_WRITE);
     int e = inject(TF_MMAP, fd, NULL);
+    mmap_readonly = false;
     if (e) {
         errno = e;
         return MAP_FAILED;
