@@ -19,7 +19,7 @@
 #include <string.h>
 
 /* Values are cut from a pseudo-random pattern of PAT_SIZE bytes. */
-#define PAT_SIZE   (8u * 1024 * 1024)
+#define PAT_SIZE   (512u * 1024)
 #define MAX_VALUE  16384u                 /* the largest record in the sweep */
 #define BATCH_N    1000                   /* records per batched call */
 #define NOT_FOUND  SIZE_MAX               /* peer_ops.get: no such key */
