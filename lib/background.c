@@ -209,7 +209,6 @@ void topic__bg_init(topic *t)
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&t->flush_cond, &attr);
-    pthread_cond_init(&t->gather_cond, &attr);
     pthread_condattr_destroy(&attr);
     pthread_cond_init(&t->prep_cond, NULL);
     pthread_cond_init(&t->prep_idle, NULL);
@@ -256,7 +255,6 @@ void topic__bg_destroy(topic *t)
     pthread_cond_destroy(&t->prep_cond);
     pthread_cond_destroy(&t->prep_idle);
     pthread_cond_destroy(&t->sync_done);
-    pthread_cond_destroy(&t->gather_cond);
     pthread_mutex_destroy(&t->append_lock);
     pthread_mutex_destroy(&t->seal_lock);
     pthread_mutex_destroy(&t->group_lock);

@@ -170,10 +170,8 @@ struct topic {
     _Atomic int durable_inflight; /* threads in an append that will sync */
     pthread_cond_t sync_done;     /* ... and has finished */
     /* Group commit's gathering (sync.c), under append_lock. */
-    bool gathering;               /* a syncer waits for appends to join */
     int durable_peak;             /* appenders seen at once lately */
     int64_t last_sync_ns;         /* how long the last fdatasync took */
-    pthread_cond_t gather_cond;   /* a thread entered topic__sync */
     int64_t unsynced_since_ms;    /* when the oldest unsynced record came; 0 if none */
     int64_t commits_since_ms;     /* when the oldest unsynced commit came; 0 if none */
 
