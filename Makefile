@@ -167,12 +167,13 @@ check-tsan:
 # that the sanitizer builds do not see, in an uninstrumented build as users
 # link it.  Everything runs some 30 times slower there, so this runs the
 # binaries whose tests finish in minutes; the long loops of test_crash,
-# test_corrupt, test_faults and test_queue run under ASan/UBSan and TSan in
-# CI instead.  VALGRIND_TESTS picks others.
+# test_corrupt, test_faults and test_queue, and the eight busy threads of
+# test_threads (valgrind runs one thread at a time), run under ASan/UBSan
+# and TSan in CI instead.  VALGRIND_TESTS picks others.
 VALGRIND ?= valgrind
 VALGRIND_FLAGS := --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
                   --track-origins=yes --trace-children=yes --child-silent-after-fork=no
-VALGRIND_TESTS ?= test_format test_config test_golden test_edges test_threads test_api
+VALGRIND_TESTS ?= test_format test_config test_golden test_edges test_api
 check-valgrind:
 	$(MAKE) B=build/valgrind CFLAGS="-O1 -g" \
 	    TEST_BINS="$(VALGRIND_TESTS:%=build/valgrind/tests/%)" \

@@ -1388,8 +1388,10 @@ static void sweep(fx *f, int kind, int err)
 {
     char msg[256];
     int fds = tf_open_fds();
-    long nth;
-    for (nth = 1; nth < 3000; nth++) {
+    /* Under valgrind (make check-valgrind) every run costs some 30 times
+     * more: fail every seventh call instead of each one. */
+    long nth, runs = 0, step = getenv("TOPIC_UNDER_VALGRIND") ? 7 : 1;
+    for (nth = 1; nth < 3000; nth += step, runs++) {
         tu_rmrf(f->dir);
         tf_install(true);
         tf_arm(kind, nth, err, false);
@@ -1417,8 +1419,8 @@ static void sweep(fx *f, int kind, int err)
             break;
         }
     }
-    printf("%s: %ld runs, each with one failure injected\n", tf_kind_name(kind), nth - 1);
-    assert_true(nth > 1);   /* the workload makes such calls at all */
+    printf("%s: %ld runs, each with one failure injected\n", tf_kind_name(kind), runs);
+    assert_true(runs > 0);   /* the workload makes such calls at all */
 }
 
 static void test_sweep_alloc(void **state) { sweep(*state, TF_ALLOC, ENOMEM); }
