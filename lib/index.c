@@ -91,11 +91,6 @@ static bool last_before(const struct index *ix, bool (*before)(const struct idx_
     return true;
 }
 
-static bool rel_at_most(const struct idx_entry *m, int64_t rel)
-{
-    return (int64_t)m->rel <= rel;
-}
-
 static bool earlier_than(const struct idx_entry *m, int64_t ts)
 {
     return m->max_ts_before < ts;
@@ -118,8 +113,8 @@ static uint32_t rel_at(const struct index *ix, uint32_t i)
 bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entry *e)
 {
     uint32_t n = atomic_load_explicit(&ix->n, memory_order_acquire);
-    if (n < 64)
-        return last_before(ix, rel_at_most, rel, e);
+    if (n == 0)
+        return false;
     uint32_t first = rel_at(ix, 0), last = rel_at(ix, n - 1);
     if (first > rel)
         return false;

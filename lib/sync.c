@@ -62,6 +62,18 @@ int topic__seal_pending(topic *t)
     return rc;
 }
 
+/* A sync drops the page tables of written pages (topic__segment_drop_written)
+ * once this much has accumulated: under flush.messages, where every append
+ * syncs a page or two, the call would cost more than it saves. */
+#define DROP_MIN ((size_t)1 << 20)
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /*
  * Before a sync starts, threads already inside topic_append() under
  * flush.messages get a short while to publish their records, so that the
@@ -79,18 +91,6 @@ int topic__seal_pending(topic *t)
  * count it waits for, so a thread that stopped appending costs one short
  * wait, not one per sync.
  */
-/* A sync drops the page tables of written pages (topic__segment_drop_written)
- * once this much has accumulated: under flush.messages, where every append
- * syncs a page or two, the call would cost more than it saves. */
-#define DROP_MIN ((size_t)1 << 20)
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static bool gathered(topic *t)
 {
     int inflight = atomic_load(&t->durable_inflight), here = t->sync_waiters + 1;
