@@ -176,8 +176,15 @@ static int append(topic *t, const topic_record *recs, size_t n, const void *valu
     if (t->flags & TOPIC_RDONLY)
         return TOPIC_ERDONLY;
     bool durable = t->cfg.v[TOPIC_K_FLUSH_MESSAGES] > 0;
-    if (durable)
-        atomic_fetch_add(&t->durable_inflight, 1);   /* for group commit (sync.c) */
+    if (durable) {
+        /* For group commit (sync.c): how many threads append durably at
+         * once.  A thread counted here while others wait for a sync is one
+         * the next sync should wait for. */
+        int now_in = atomic_fetch_add(&t->durable_inflight, 1) + 1;
+        int peak = atomic_load_explicit(&t->durable_peak, memory_order_relaxed);
+        while (now_in > peak && !atomic_compare_exchange_weak(&t->durable_peak, &peak, now_in))
+            ;
+    }
     pthread_mutex_lock(&t->append_lock);
     int rc = append_locked(t, recs, n, value, vlen, first);
     bool sync = rc == 0 && t->cfg.v[TOPIC_K_FLUSH_MESSAGES] > 0 &&

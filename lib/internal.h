@@ -149,6 +149,12 @@ struct seglist {
     size_t n, cap;
 };
 
+/* A thread in topic__sync(), on the list t->waiters (sync.c). */
+struct sync_waiter {
+    uint64_t want;                /* its records end here */
+    struct sync_waiter *next;
+};
+
 struct topic {
     char *dir;
     int dirfd;
@@ -166,11 +172,11 @@ struct topic {
     bool marked_dirty;            /* state says "not clean" on disk */
     uint64_t synced_end;          /* records below it are on stable storage */
     bool syncing;                 /* a thread is syncing for everyone */
-    int sync_waiters;             /* threads in topic__sync for a sync to end */
+    struct sync_waiter *waiters;  /* threads in topic__sync, the syncer included */
     _Atomic int durable_inflight; /* threads in an append that will sync */
     pthread_cond_t sync_done;     /* ... and has finished */
-    /* Group commit's gathering (sync.c), under append_lock. */
-    int durable_peak;             /* appenders seen at once lately */
+    /* Group commit's gathering (sync.c); last_sync_ns under append_lock. */
+    _Atomic int durable_peak;     /* durable appenders seen at once lately */
     int64_t last_sync_ns;         /* how long the last fdatasync took */
     int64_t unsynced_since_ms;    /* when the oldest unsynced record came; 0 if none */
     int64_t commits_since_ms;     /* when the oldest unsynced commit came; 0 if none */

@@ -74,6 +74,16 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Threads in topic__sync() whose records the next sync would cover: not
+ * those the last sync covered that have yet to leave. */
+static int uncovered(const topic *t)
+{
+    int n = 0;
+    for (const struct sync_waiter *w = t->waiters; w != NULL; w = w->next)
+        n += w->want > t->synced_end;
+    return n;
+}
+
 /*
  * Before a sync starts, threads already inside topic_append() under
  * flush.messages get a short while to publish their records, so that the
@@ -89,14 +99,15 @@ static int64_t mono_ns(void)
  * let most of them miss the sync (2.8 appends per fdatasync with four
  * threads on two cores, against 4.0).  A wait that runs out lowers the
  * count it waits for, so a thread that stopped appending costs one short
- * wait, not one per sync.
+ * wait, not one per sync.  Threads the last sync covered and that have yet
+ * to leave topic__sync() do not count as there: counting them let syncs
+ * start with two of four threads' records (3.0 appends per fdatasync with
+ * four threads, against 3.8 without them).
  */
 static bool gathered(topic *t)
 {
-    int inflight = atomic_load(&t->durable_inflight), here = t->sync_waiters + 1;
-    if (inflight > t->durable_peak)
-        t->durable_peak = inflight;
-    return inflight <= here && here >= t->durable_peak;
+    int inflight = atomic_load(&t->durable_inflight), here = uncovered(t);
+    return inflight <= here && here >= atomic_load(&t->durable_peak);
 }
 
 static void gather(topic *t)
@@ -110,13 +121,22 @@ static void gather(topic *t)
         int64_t now = mono_ns();
         if (now >= deadline) {
             int inflight = atomic_load(&t->durable_inflight);
-            t->durable_peak = inflight > t->sync_waiters + 1 ? inflight : t->sync_waiters + 1;
+            int here = uncovered(t);
+            atomic_store(&t->durable_peak, inflight > here ? inflight : here);
             break;
         }
         pthread_mutex_unlock(&t->append_lock);
         sched_yield();
         pthread_mutex_lock(&t->append_lock);
     }
+}
+
+static void leave(topic *t, struct sync_waiter *me)
+{
+    struct sync_waiter **pp = &t->waiters;
+    while (*pp != me)
+        pp = &(*pp)->next;
+    *pp = me->next;
 }
 
 /*
@@ -130,11 +150,12 @@ int topic__sync(topic *t)
 {
     pthread_mutex_lock(&t->append_lock);
     uint64_t want = atomic_load(&t->end);
-    t->sync_waiters++;
+    struct sync_waiter me = { want, t->waiters };
+    t->waiters = &me;
     while (t->syncing && t->synced_end < want && !t->failed)
         pthread_cond_wait(&t->sync_done, &t->append_lock);
-    t->sync_waiters--;
     if (t->failed || t->synced_end >= want) {
+        leave(t, &me);
         int rc = t->failed ? TOPIC_EFAILED : 0;
         if (t->synced_end >= atomic_load(&t->end))
             t->unsynced_since_ms = 0;   /* nothing left for the flusher */
@@ -170,6 +191,7 @@ int topic__sync(topic *t)
     }
     t->last_sync_ns = took;
     t->syncing = false;
+    leave(t, &me);
     pthread_cond_broadcast(&t->sync_done);
     pthread_mutex_unlock(&t->append_lock);
     return rc;
