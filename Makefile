@@ -64,7 +64,13 @@ lib: $(STATIC) $(SHARED) $(B)/lib/libtopic.so
 $(B)/lib/%.o: lib/%.c $(LIB_HDRS)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(CFLAGS) $(TOPIC_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) $(TOPIC_CFLAGS) $(FILE_CFLAGS) -c $< -o $@
+
+# xxh3_wide.c holds an AVX2 copy of XXH3 on x86-64, called only on CPUs that
+# have AVX2 (see the file).
+ifneq ($(filter x86_64-% i686-% i386-%,$(shell $(CC) -dumpmachine)),)
+$(B)/lib/xxh3_wide.o: FILE_CFLAGS := -mavx2
+endif
 
 $(STATIC): $(LIB_OBJS)
 	@$(if $(Q),echo "  AR      $@")

@@ -65,6 +65,11 @@ struct zbuf {
     size_t cap;
 };
 
+/* XXH3-64 with AVX2 (xxh3_wide.c), to be called only when
+ * topic__xxh3_wide_usable() says this CPU and build can. */
+uint64_t topic__xxh3_wide(const void *p, size_t n, uint64_t seed);
+bool topic__xxh3_wide_usable(void);
+
 /* Bytes the records take inside a batch payload (no header). */
 size_t topic__records_size(const topic_record *recs, size_t n, int64_t first_ts, int64_t now);
 /* Encodes the records alone, back to back, at p. */
