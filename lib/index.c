@@ -253,6 +253,12 @@ int topic__index_seal(struct index *ix)
     return topic__fdatasync(ix->fd);
 }
 
+void topic__index_close_fd(struct index *ix)
+{
+    topic__close(ix->fd);
+    ix->fd = -1;
+}
+
 void topic__index_unmap(struct index *ix)
 {
     topic__munmap(ix->map, ix->map_len);

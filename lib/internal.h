@@ -68,6 +68,9 @@ bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_l
 int  topic__index_map(struct index *ix, int dirfd, const char *name, uint32_t cap, bool writable);
 int  topic__index_anon(struct index *ix, uint32_t cap);
 int  topic__index_seal(struct index *ix);
+/* Closes the file of an index that will not change any more; its mapping
+ * stays. */
+void topic__index_close_fd(struct index *ix);
 void topic__index_unmap(struct index *ix);
 
 /* ------------------------------------------------------------------------ */

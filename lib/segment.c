@@ -305,6 +305,11 @@ int topic__segment_seal(topic *t, struct segment *s)
     TRY(topic__fdatasync(s->fd));
     TRY(topic__index_seal(&s->idx));
     TRY(topic__index_seal(&s->tidx));
+    /* Sealed indexes never change again; their mappings outlive the files'
+     * descriptors.  The log's descriptor stays: a sync that began while
+     * this segment was active may still be about to use it (sync.c). */
+    topic__index_close_fd(&s->idx);
+    topic__index_close_fd(&s->tidx);
     s->writable = false;
     release_reservation(t, s, len);
     return 0;
@@ -334,6 +339,18 @@ static void store_index(topic *t, const struct index *ix, uint64_t base, const c
     char name[64];
     topic__segment_name(name, sizeof name, base, ext);
     topic__write_file_atomic(t->dirfd, name, ix->map, (size_t)atomic_load(&ix->n) * ix->entry_size);
+}
+
+/* A loaded sealed segment is read through its mappings only; keeping its
+ * three descriptors open would make a topic of a few thousand segments
+ * fail with EMFILE (the crash torture did, at 6,000 segments and a limit of
+ * 20,000 descriptors). */
+static void close_fds(struct segment *s)
+{
+    topic__close(s->fd);
+    s->fd = -1;
+    topic__index_close_fd(&s->idx);
+    topic__index_close_fd(&s->tidx);
 }
 
 /* Maps a sealed segment's .log and index files and walks the batches after
@@ -375,8 +392,10 @@ static int load_sealed(topic *t, struct segment *s)
     if (rc == TOPIC_EVERSION)
         return rc;
     bool sparse = atomic_load(&s->idx.n) == 0 && size > 4 * (size_t)t->cfg.v[TOPIC_K_INDEX_INTERVAL];
-    if (rc == 0 && len == size && !sparse)
+    if (rc == 0 && len == size && !sparse) {
+        close_fds(s);
         return 0;
+    }
     reset_indexes(s);
     TRY(topic__index_anon(&s->idx, index_cap(t, size)));
     TRY(topic__index_anon(&s->tidx, index_cap(t, size)));
@@ -386,6 +405,7 @@ static int load_sealed(topic *t, struct segment *s)
         store_index(t, &s->idx, s->base, ".index");
         store_index(t, &s->tidx, s->base, ".timeindex");
     }
+    close_fds(s);
     return 0;
 }
 

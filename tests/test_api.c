@@ -1179,6 +1179,64 @@ static void test_rolls_release_address_space(void **state)
 #endif
 }
 
+/*
+ * Reading a topic must not hold file descriptors per segment: sealed
+ * segments are read through their mappings.  A topic of 150 segments is
+ * read back, by a writer and by a read-only handle, in a child limited to
+ * 64 descriptors (three per segment ran out at 21).
+ */
+static void test_many_segments_few_descriptors(void **state)
+{
+    fx *f = *state;
+    enum { NREC = 600, VLEN = 1000 };
+    topic *t = create_with(f->dir, "segment.bytes", "4096", NULL);
+    char v[VLEN];
+    for (uint64_t n = 0; n < NREC; n++) {
+        memset(v, 'a' + (int)(n % 26), sizeof v);
+        assert_ok(topic_append(t, v, sizeof v, NULL));
+    }
+    assert_ok(topic_close(t));
+    assert_true(check_segments(f->dir, 4096, 0) >= 150);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit rl = { 64, 64 };
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            _exit(10);
+        for (int pass = 0; pass < 2; pass++) {
+            topic *h;
+            if (topic_open(f->dir, pass ? TOPIC_RDONLY : 0, NULL, &h) != 0)
+                _exit(11);
+            char b[VLEN];
+            for (uint64_t o = 0; o < NREC; o++) {
+                size_t len = 0;
+                if (topic_read(h, o, b, sizeof b, &len) != 0 || len != VLEN ||
+                    b[0] != 'a' + (int)(o % 26) || b[VLEN - 1] != b[0])
+                    _exit(12);
+            }
+            topic_cursor *c;
+            if (topic_cursor_open(h, 0, &c) != 0)
+                _exit(13);
+            topic_record r;
+            uint64_t n = 0;
+            while (topic_cursor_next(c, &r) == 0) {
+                if (r.offset != n || r.value_len != VLEN ||
+                    ((const char *)r.value)[0] != 'a' + (int)(n % 26))
+                    _exit(14);
+                n++;
+            }
+            topic_cursor_close(c);
+            if (n != NREC || topic_close(h) != 0)
+                _exit(15);
+        }
+        _exit(0);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_settings_persist(void **state)
 {
     fx *f = *state;
@@ -2461,6 +2519,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_edge_cases, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_timestamp_now, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_timestamp_now_exact, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_many_segments_few_descriptors, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rolls_release_address_space, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_large_records, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rotation_many_segments, fx_setup, fx_teardown),
