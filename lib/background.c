@@ -212,7 +212,6 @@ void topic__bg_init(topic *t)
     pthread_condattr_destroy(&attr);
     pthread_cond_init(&t->prep_cond, NULL);
     pthread_cond_init(&t->prep_idle, NULL);
-    pthread_cond_init(&t->sync_done, NULL);
     pthread_mutex_init(&t->append_lock, NULL);
     pthread_mutex_init(&t->seal_lock, NULL);
     pthread_mutex_init(&t->group_lock, NULL);
@@ -254,7 +253,6 @@ void topic__bg_destroy(topic *t)
     pthread_cond_destroy(&t->flush_cond);
     pthread_cond_destroy(&t->prep_cond);
     pthread_cond_destroy(&t->prep_idle);
-    pthread_cond_destroy(&t->sync_done);
     pthread_mutex_destroy(&t->append_lock);
     pthread_mutex_destroy(&t->seal_lock);
     pthread_mutex_destroy(&t->group_lock);

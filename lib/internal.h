@@ -156,6 +156,7 @@ struct seglist {
 struct sync_waiter {
     uint64_t want;                /* its records end here */
     struct sync_waiter *next;
+    _Atomic bool covered;         /* set by the syncer that took it off the list */
 };
 
 struct topic {
@@ -173,11 +174,11 @@ struct topic {
     int failed;                   /* sticky write error, under append_lock */
     struct zbuf zraw, zout;       /* lz4: records, then compressed; under append_lock */
     bool marked_dirty;            /* state says "not clean" on disk */
-    uint64_t synced_end;          /* records below it are on stable storage */
+    _Atomic uint64_t synced_end;  /* records below it are on stable storage */
     bool syncing;                 /* a thread is syncing for everyone */
     struct sync_waiter *waiters;  /* threads in topic__sync, the syncer included */
     _Atomic int durable_inflight; /* threads in an append that will sync */
-    pthread_cond_t sync_done;     /* ... and has finished */
+    _Atomic uint32_t sync_gen;    /* futex: bumped when a sync ends */
     /* Group commit's gathering (sync.c); last_sync_ns under append_lock. */
     _Atomic int durable_peak;     /* durable appenders seen at once lately */
     int64_t last_sync_ns;         /* how long the last fdatasync took */

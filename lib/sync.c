@@ -14,8 +14,12 @@
  * because a retried fsync can report success for pages the kernel already
  * dropped ("fsyncgate").
  */
+#include <limits.h>
+#include <linux/futex.h>
 #include <sched.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -139,21 +143,63 @@ static void leave(topic *t, struct sync_waiter *me)
     *pp = me->next;
 }
 
+/* Takes every waiter whose records are below `end` off the list and tells
+ * it so; each returns without taking append_lock again.  A waiter's node
+ * lives on its stack, so it is unlinked before it can see `covered`. */
+static void release_covered(topic *t, uint64_t end)
+{
+    struct sync_waiter **pp = &t->waiters;
+    while (*pp != NULL) {
+        struct sync_waiter *w = *pp;
+        if (w->want <= end) {
+            *pp = w->next;
+            atomic_store_explicit(&w->covered, true, memory_order_release);
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
+static void sync_gen_wait(topic *t, uint32_t seen)
+{
+    syscall(SYS_futex, (uint32_t *)&t->sync_gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+}
+
+static void sync_gen_wake(topic *t)
+{
+    atomic_fetch_add(&t->sync_gen, 1);
+    syscall(SYS_futex, (uint32_t *)&t->sync_gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
 /*
  * Group commit: one thread at a time syncs, on behalf of everyone.  A thread
  * that finds a sync under way waits for it; if that sync covered its
  * records it returns, otherwise it runs the next one, which covers every
  * record appended in the meantime.  Under flush.messages=1 with several
  * appending threads, one fdatasync thus acknowledges many appends.
+ *
+ * Waiters sleep on a futex, not on a condition variable: the threads a sync
+ * covered return without taking append_lock again, instead of queueing for
+ * it one after another while the next sync waits for them to append.
  */
 int topic__sync(topic *t)
 {
     pthread_mutex_lock(&t->append_lock);
     uint64_t want = atomic_load(&t->end);
-    struct sync_waiter me = { want, t->waiters };
+    struct sync_waiter me = { want, t->waiters, false };
     t->waiters = &me;
-    while (t->syncing && t->synced_end < want && !t->failed)
-        pthread_cond_wait(&t->sync_done, &t->append_lock);
+    while (t->syncing && t->synced_end < want && !t->failed) {
+        uint32_t gen = atomic_load(&t->sync_gen);
+        pthread_mutex_unlock(&t->append_lock);
+        sync_gen_wait(t, gen);
+        if (atomic_load_explicit(&me.covered, memory_order_acquire))
+            return 0;
+        pthread_mutex_lock(&t->append_lock);
+    }
+    if (atomic_load_explicit(&me.covered, memory_order_relaxed)) {
+        pthread_mutex_unlock(&t->append_lock);   /* covered while it took the lock */
+        return 0;
+    }
     if (t->failed || t->synced_end >= want) {
         leave(t, &me);
         int rc = t->failed ? TOPIC_EFAILED : 0;
@@ -182,18 +228,19 @@ int topic__sync(topic *t)
     topic__segment_put(s);
 
     pthread_mutex_lock(&t->append_lock);
+    leave(t, &me);
     if (rc < 0) {
-        fail(t, rc);
+        fail(t, rc);   /* the waiters find it when they take the lock */
     } else if (target > t->synced_end) {
+        release_covered(t, target);
         t->synced_end = target;
         /* Records appended during the sync are younger than its start. */
         t->unsynced_since_ms = t->synced_end < atomic_load(&t->end) ? started : 0;
     }
     t->last_sync_ns = took;
     t->syncing = false;
-    leave(t, &me);
-    pthread_cond_broadcast(&t->sync_done);
     pthread_mutex_unlock(&t->append_lock);
+    sync_gen_wake(t);
     return rc;
 }
 
