@@ -9,6 +9,9 @@
  * without knowing which thread got which offset.  Readers check that they
  * see a prefix of the log in offset order with no gaps, and that each
  * thread's records appear in the order the thread appended them.
+ *
+ * A third test checks group commit's promise under flush.messages=1: no
+ * thread's append returns before an fdatasync that covers its record.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +24,7 @@
 #include <cmocka.h>
 
 #include "topic.h"
+#include "os.h"
 #include "testutil.h"
 
 enum { WRITERS = 4, READERS = 4, PER_WRITER = 3000 };
@@ -217,11 +221,89 @@ static void test_shared_handle_durable(void **state)
     run("1");
 }
 
+/*
+ * Under flush.messages=1 a thread's append returns only once an fdatasync
+ * that began after its record was written has completed, however the
+ * threads are grouped.  The library's fdatasync goes through a wrapper that
+ * notes the end offset when each sync begins (every record below it is in
+ * the page cache by then) and, when the sync succeeds, raises the durable
+ * mark to it.  Each thread checks, as its append returns, that its record
+ * is below the mark.  One large segment, so that every sync is of the file
+ * holding the records.
+ */
+enum { GC_THREADS = 4, GC_PER_THREAD = 1500 };
+
+static topic *_Atomic gc_topic;   /* the wrapper is installed before the open */
+static _Atomic uint64_t gc_durable;
+static atomic_long gc_syncs;
+static int (*gc_real_fdatasync)(int);
+
+static int gc_fdatasync(int fd)
+{
+    uint64_t end = topic_end_offset(gc_topic);
+    int rc = gc_real_fdatasync(fd);
+    if (rc == 0) {
+        uint64_t d = atomic_load(&gc_durable);
+        while (end > d && !atomic_compare_exchange_weak(&gc_durable, &d, end))
+            ;
+        atomic_fetch_add(&gc_syncs, 1);
+    }
+    return rc;
+}
+
+static void *gc_writer(void *arg)
+{
+    struct shared *sh = arg;
+    struct value v;
+    for (uint32_t i = 0; i < GC_PER_THREAD; i++) {
+        make_value(&v, 0, i);
+        uint64_t off;
+        if (topic_append(sh->t, &v, sizeof v, &off) != 0 ||
+            off >= atomic_load(&gc_durable)) {
+            note_failure(sh);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void test_group_commit_acks_only_synced(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("gcommit");
+    topic_config *cfg = topic_config_new();
+    assert_int_equal(topic_config_set(cfg, "flush.messages", "1"), 0);
+    struct shared sh = { 0 };
+    atomic_store(&gc_topic, NULL);
+    atomic_store(&gc_durable, 0);
+    atomic_store(&gc_syncs, 0);
+    /* Swapped while no thread of the library runs. */
+    gc_real_fdatasync = topic__os.fdatasync;
+    topic__os.fdatasync = gc_fdatasync;
+    assert_int_equal(topic_open(dir, TOPIC_CREATE, cfg, &sh.t), 0);
+    atomic_store(&gc_topic, sh.t);
+    pthread_t w[GC_THREADS];
+    for (int i = 0; i < GC_THREADS; i++)
+        assert_int_equal(pthread_create(&w[i], NULL, gc_writer, &sh), 0);
+    for (int i = 0; i < GC_THREADS; i++)
+        pthread_join(w[i], NULL);
+    assert_int_equal(atomic_load(&sh.failures), 0);
+    assert_int_equal(topic_end_offset(sh.t), (uint64_t)GC_THREADS * GC_PER_THREAD);
+    print_message("group commit: %d appends, %ld fdatasyncs\n", GC_THREADS * GC_PER_THREAD,
+                  atomic_load(&gc_syncs));
+    assert_int_equal(topic_close(sh.t), 0);
+    topic__os.fdatasync = gc_real_fdatasync;
+    topic_config_free(cfg);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_handle_default_policy),
         cmocka_unit_test(test_shared_handle_durable),
+        cmocka_unit_test(test_group_commit_acks_only_synced),
     };
     return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
 }
