@@ -297,6 +297,18 @@ static void release_reservation(topic *t, struct segment *s, size_t len)
         atomic_store(&s->map_len, keep);
 }
 
+/* A sealed segment is read through its mappings only; keeping its three
+ * descriptors open would make a topic of a few thousand segments fail with
+ * EMFILE (the crash torture did, at 6,000 segments and a limit of 20,000
+ * descriptors). */
+static void close_fds(struct segment *s)
+{
+    topic__close(s->fd);
+    s->fd = -1;
+    topic__index_close_fd(&s->idx);
+    topic__index_close_fd(&s->tidx);
+}
+
 int topic__segment_seal(topic *t, struct segment *s)
 {
     size_t len = atomic_load(&s->len);
@@ -305,13 +317,13 @@ int topic__segment_seal(topic *t, struct segment *s)
     TRY(topic__fdatasync(s->fd));
     TRY(topic__index_seal(&s->idx));
     TRY(topic__index_seal(&s->tidx));
-    /* Sealed indexes never change again; their mappings outlive the files'
-     * descriptors.  The log's descriptor stays: a sync that began while
-     * this segment was active may still be about to use it (sync.c). */
-    topic__index_close_fd(&s->idx);
-    topic__index_close_fd(&s->tidx);
     s->writable = false;
     release_reservation(t, s, len);
+    /* A sealed segment never changes again, and its mappings outlive the
+     * files' descriptors.  A sync that began while this segment was active
+     * checks its descriptor under seal_lock, which the sealer holds (or,
+     * at open, no other thread runs yet). */
+    close_fds(s);
     return 0;
 }
 
@@ -339,18 +351,6 @@ static void store_index(topic *t, const struct index *ix, uint64_t base, const c
     char name[64];
     topic__segment_name(name, sizeof name, base, ext);
     topic__write_file_atomic(t->dirfd, name, ix->map, (size_t)atomic_load(&ix->n) * ix->entry_size);
-}
-
-/* A loaded sealed segment is read through its mappings only; keeping its
- * three descriptors open would make a topic of a few thousand segments
- * fail with EMFILE (the crash torture did, at 6,000 segments and a limit of
- * 20,000 descriptors). */
-static void close_fds(struct segment *s)
-{
-    topic__close(s->fd);
-    s->fd = -1;
-    topic__index_close_fd(&s->idx);
-    topic__index_close_fd(&s->tidx);
 }
 
 /* Maps a sealed segment's .log and index files and walks the batches after

@@ -237,13 +237,18 @@ int topic__sync(topic *t)
     pthread_mutex_unlock(&t->append_lock);
 
     /* Records below target are in s or in segments rolled away from before
-     * it; if s itself is rolled away from meanwhile, its fd still syncs it
-     * (the reference keeps the fd open even if retention drops s). */
+     * it.  If s is rolled away from and sealed meanwhile, the seal synced it
+     * and closed its descriptor; seal_lock keeps a seal from doing so while
+     * the descriptor is in use here. */
     int rc = topic__seal_pending(t);
     topic__segment_drop_written(s, atomic_load(&s->len), DROP_MIN);
     int64_t sync_start = mono_ns();
-    if (rc == 0)
-        rc = topic__fdatasync(s->fd);
+    if (rc == 0) {
+        pthread_mutex_lock(&t->seal_lock);
+        if (s->fd >= 0)
+            rc = topic__fdatasync(s->fd);
+        pthread_mutex_unlock(&t->seal_lock);
+    }
     int64_t took = mono_ns() - sync_start;
     topic__segment_put(s);
 

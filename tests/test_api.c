@@ -1180,10 +1180,12 @@ static void test_rolls_release_address_space(void **state)
 }
 
 /*
- * Reading a topic must not hold file descriptors per segment: sealed
- * segments are read through their mappings.  A topic of 150 segments is
- * read back, by a writer and by a read-only handle, in a child limited to
- * 64 descriptors (three per segment ran out at 21).
+ * A topic must not hold file descriptors per segment: sealed segments are
+ * read through their mappings.  In a child limited to 64 descriptors, a
+ * writer reads back a topic of 150 segments (three descriptors per segment
+ * ran out at 21) and rolls through 150 more, sealing them (one descriptor
+ * per segment it sealed ran out at about 60); then a read-only handle reads
+ * all 300.
  */
 static void test_many_segments_few_descriptors(void **state)
 {
@@ -1208,7 +1210,8 @@ static void test_many_segments_few_descriptors(void **state)
             if (topic_open(f->dir, pass ? TOPIC_RDONLY : 0, NULL, &h) != 0)
                 _exit(11);
             char b[VLEN];
-            for (uint64_t o = 0; o < NREC; o++) {
+            uint64_t nrec = pass ? 2 * NREC : NREC;
+            for (uint64_t o = 0; o < nrec; o++) {
                 size_t len = 0;
                 if (topic_read(h, o, b, sizeof b, &len) != 0 || len != VLEN ||
                     b[0] != 'a' + (int)(o % 26) || b[VLEN - 1] != b[0])
@@ -1226,8 +1229,17 @@ static void test_many_segments_few_descriptors(void **state)
                 n++;
             }
             topic_cursor_close(c);
-            if (n != NREC || topic_close(h) != 0)
+            if (n != nrec)
                 _exit(15);
+            /* The writer rolls through 150 more segments, sealing them as
+             * it goes: a segment it sealed keeps no descriptor either. */
+            for (uint64_t o = NREC; pass == 0 && o < 2 * NREC; o++) {
+                memset(b, 'a' + (int)(o % 26), sizeof b);
+                if (topic_append(h, b, sizeof b, NULL) != 0 || (o % 8 == 7 && topic_sync(h) != 0))
+                    _exit(16);
+            }
+            if (topic_end_offset(h) != 2 * NREC || topic_close(h) != 0)
+                _exit(17);
         }
         _exit(0);
     }
