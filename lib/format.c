@@ -49,7 +49,6 @@
  * field bounded by the bytes that exist, the checksum is verified before any
  * record is handed out, and record decoding is bounded by the batch's end.
  */
-#include <stdatomic.h>
 #include <string.h>
 /* Inlined, so that the hash of a small batch costs no call into the shared
  * library and is specialised for its length. */
@@ -123,16 +122,10 @@ static uint64_t ts_delta(int64_t ts, int64_t first_ts)
 
 static uint64_t batch_sum(const uint8_t *p, size_t length)
 {
-    static _Atomic int wide = -1;   /* unknown yet */
     size_t n = length - 16;
     uint64_t seed = topic__load64(p);
-    if (n > WIDE_MIN) {
-        int w = atomic_load_explicit(&wide, memory_order_relaxed);
-        if (w < 0)
-            atomic_store_explicit(&wide, w = topic__xxh3_wide_usable(), memory_order_relaxed);
-        if (w)
-            return topic__xxh3_wide(p + 16, n, seed);
-    }
+    if (n > WIDE_MIN && topic__xxh3_wide_usable())
+        return topic__xxh3_wide(p + 16, n, seed);
     return XXH3_64bits_withSeed(p + 16, n, seed);
 }
 

@@ -174,7 +174,7 @@ struct topic {
     int failed;                   /* sticky write error, under append_lock */
     struct zbuf zraw, zout;       /* lz4: records, then compressed; under append_lock */
     bool marked_dirty;            /* state says "not clean" on disk */
-    _Atomic uint64_t synced_end;  /* records below it are on stable storage */
+    uint64_t synced_end;          /* records below it are on stable storage */
     bool syncing;                 /* a thread is syncing for everyone */
     struct sync_waiter *waiters;  /* threads in topic__sync, the syncer included */
     _Atomic int durable_inflight; /* threads in an append that will sync */

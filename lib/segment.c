@@ -248,9 +248,14 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan, size_t kn
  * dirty, with their data; a reader of this process that touches them again
  * maps them back read-only, which writeback leaves alone.
  */
+static size_t page_size(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
 void topic__segment_drop_written(struct segment *s, size_t upto, size_t min)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), from = atomic_load(&s->dropped);
+    size_t page = page_size(), from = atomic_load(&s->dropped);
     upto = upto / page * page;
     if (s->map == NULL || upto <= from || upto - from < min || upto > s->map_len)
         return;
@@ -272,7 +277,7 @@ void topic__segment_drop_written(struct segment *s, size_t upto, size_t min)
  */
 static void release_reservation(topic *t, struct segment *s, size_t len)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t page = page_size();
     size_t keep = len == 0 ? page : (len + page - 1) / page * page;
     size_t mapped = atomic_load(&s->map_len);
     if (s->map == NULL || keep >= mapped)

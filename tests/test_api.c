@@ -1187,68 +1187,69 @@ static void test_rolls_release_address_space(void **state)
  * per segment it sealed ran out at about 60); then a read-only handle reads
  * all 300.
  */
+enum { FEW_FD_NREC = 600, FEW_FD_VLEN = 1000 };
+
+/* The child of test_many_segments_few_descriptors: 0, or which step failed. */
+static int few_descriptors_child(void *arg)
+{
+    const char *dir = arg;
+    enum { NREC = FEW_FD_NREC, VLEN = FEW_FD_VLEN };
+    struct rlimit rl = { 64, 64 };
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 10;
+    for (int pass = 0; pass < 2; pass++) {
+        topic *h;
+        if (topic_open(dir, pass ? TOPIC_RDONLY : 0, NULL, &h) != 0)
+            return 11;
+        char b[VLEN];
+        uint64_t nrec = pass ? 2 * NREC : NREC;
+        for (uint64_t o = 0; o < nrec; o++) {
+            size_t len = 0;
+            if (topic_read(h, o, b, sizeof b, &len) != 0 || len != VLEN ||
+                b[0] != 'a' + (int)(o % 26) || b[VLEN - 1] != b[0])
+                return 12;
+        }
+        topic_cursor *c;
+        if (topic_cursor_open(h, 0, &c) != 0)
+            return 13;
+        topic_record r;
+        uint64_t n = 0;
+        while (topic_cursor_next(c, &r) == 0) {
+            if (r.offset != n || r.value_len != VLEN ||
+                ((const char *)r.value)[0] != 'a' + (int)(n % 26))
+                return 14;
+            n++;
+        }
+        topic_cursor_close(c);
+        if (n != nrec)
+            return 15;
+        /* The writer rolls through 150 more segments, sealing them as it
+         * goes: a segment it sealed keeps no descriptor either. */
+        for (uint64_t o = NREC; pass == 0 && o < 2 * NREC; o++) {
+            memset(b, 'a' + (int)(o % 26), sizeof b);
+            if (topic_append(h, b, sizeof b, NULL) != 0 || (o % 8 == 7 && topic_sync(h) != 0))
+                return 16;
+        }
+        if (topic_end_offset(h) != 2 * NREC || topic_close(h) != 0)
+            return 17;
+    }
+    return 0;
+}
+
 static void test_many_segments_few_descriptors(void **state)
 {
     fx *f = *state;
     if (getenv("TOPIC_UNDER_VALGRIND"))
         skip();   /* valgrind refuses a descriptor limit below the ones it keeps */
-    enum { NREC = 600, VLEN = 1000 };
     topic *t = create_with(f->dir, "segment.bytes", "4096", NULL);
-    char v[VLEN];
-    for (uint64_t n = 0; n < NREC; n++) {
+    char v[FEW_FD_VLEN];
+    for (uint64_t n = 0; n < FEW_FD_NREC; n++) {
         memset(v, 'a' + (int)(n % 26), sizeof v);
         assert_ok(topic_append(t, v, sizeof v, NULL));
     }
     assert_ok(topic_close(t));
     assert_true(check_segments(f->dir, 4096, 0) >= 150);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct rlimit rl = { 64, 64 };
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            _exit(10);
-        for (int pass = 0; pass < 2; pass++) {
-            topic *h;
-            if (topic_open(f->dir, pass ? TOPIC_RDONLY : 0, NULL, &h) != 0)
-                _exit(11);
-            char b[VLEN];
-            uint64_t nrec = pass ? 2 * NREC : NREC;
-            for (uint64_t o = 0; o < nrec; o++) {
-                size_t len = 0;
-                if (topic_read(h, o, b, sizeof b, &len) != 0 || len != VLEN ||
-                    b[0] != 'a' + (int)(o % 26) || b[VLEN - 1] != b[0])
-                    _exit(12);
-            }
-            topic_cursor *c;
-            if (topic_cursor_open(h, 0, &c) != 0)
-                _exit(13);
-            topic_record r;
-            uint64_t n = 0;
-            while (topic_cursor_next(c, &r) == 0) {
-                if (r.offset != n || r.value_len != VLEN ||
-                    ((const char *)r.value)[0] != 'a' + (int)(n % 26))
-                    _exit(14);
-                n++;
-            }
-            topic_cursor_close(c);
-            if (n != nrec)
-                _exit(15);
-            /* The writer rolls through 150 more segments, sealing them as
-             * it goes: a segment it sealed keeps no descriptor either. */
-            for (uint64_t o = NREC; pass == 0 && o < 2 * NREC; o++) {
-                memset(b, 'a' + (int)(o % 26), sizeof b);
-                if (topic_append(h, b, sizeof b, NULL) != 0 || (o % 8 == 7 && topic_sync(h) != 0))
-                    _exit(16);
-            }
-            if (topic_end_offset(h) != 2 * NREC || topic_close(h) != 0)
-                _exit(17);
-        }
-        _exit(0);
-    }
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(tu_run_child(few_descriptors_child, f->dir, 60000), 0);
 }
 
 static void test_settings_persist(void **state)

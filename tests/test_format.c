@@ -11,6 +11,7 @@
 #include <xxhash.h>
 
 #include "internal.h"
+#include "testutil.h"
 
 #define NOW INT64_C(1764000000000)
 
@@ -161,15 +162,11 @@ static void test_wide_hash_same_result(void **state)
     size_t max = 70000;
     uint8_t *buf = malloc(max + 64);
     assert_non_null(buf);
-    uint64_t x = 88172645463325252ull;
-    for (size_t i = 0; i < max + 64; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        buf[i] = (uint8_t)x;
-    }
+    tu_fill(0, 88172645463325252ull, buf, max + 64);
     size_t n = 241;
     while (n <= max) {
         for (size_t shift = 0; shift < 3; shift++) {
-            uint64_t seed = x * (n + shift);
+            uint64_t seed = 0x9E3779B97F4A7C15ull * (n + shift);
             assert_int_equal(topic__xxh3_wide(buf + shift, n, seed),
                              XXH3_64bits_withSeed(buf + shift, n, seed));
         }
