@@ -107,44 +107,37 @@ static void *flusher_main(void *arg)
     return NULL;
 }
 
-/* Prepares one step of pages; called and returns with append_lock held. */
+/*
+ * The preparer keeps to its own lock, prep_lock, and never takes append_lock:
+ * an appender holds that lock for the whole of a batch, so a preparer that
+ * needed it to note each step's progress spent most of its time queued
+ * behind the very appends it was meant to run ahead of, and they took the
+ * faults themselves.  Lock order: append_lock, then prep_lock.
+ *
+ * Under prep_lock: pf_seg, pf_target, pf_done, prep_cur, prep_ok and
+ * prep_stopping.  The appender remembers what it last asked for
+ * (pf_asked_seg, pf_asked, under append_lock) so that most appends decide
+ * without taking prep_lock at all.
+ */
+
+/* Prepares one step of pages; called and returns with prep_lock held. */
 static void prepare_step(topic *t)
 {
     struct segment *s = t->pf_seg;
     size_t from = t->pf_done, n = t->pf_target - from;
     if (n > PREPARE_STEP)
         n = PREPARE_STEP;
-    size_t reserved = s->reserved, want = reserved;
-    t->prep_busy = true;
     t->prep_cur = s;
-    pthread_mutex_unlock(&t->append_lock);
-    /* Pages past the allocated part of the file would fault with SIGBUS:
-     * reserve first, as the appender would have to a little later (it
-     * checks s->reserved under the lock, so at worst both reserve). */
-    int rc = 0, err = 0;
-    if (from + n > reserved) {
-        want = topic__reserve_target(s, reserved, from + n);
-        rc = topic__fallocate_range(s->fd, (off_t)reserved, (off_t)(want - reserved));
-        err = rc < 0 ? -rc : 0;
-        if (rc < 0)
-            want = reserved;   /* nothing gained */
-    }
-    if (rc == 0) {
-        rc = topic__os.madvise(s->map + from, n, MADV_POPULATE_WRITE);
-        err = errno;
-    }
-    pthread_mutex_lock(&t->append_lock);
-    if (want > s->reserved)
-        s->reserved = want;
-    t->prep_busy = false;
+    pthread_mutex_unlock(&t->prep_lock);
+    /* The appender reserved the file up to pf_target before asking, and
+     * nobody shrinks s while prep_cur points at it. */
+    int rc = topic__os.madvise(s->map + from, n, MADV_POPULATE_WRITE);
+    int err = rc < 0 ? errno : 0;
+    pthread_mutex_lock(&t->prep_lock);
     t->prep_cur = NULL;
     pthread_cond_broadcast(&t->prep_idle);
-    if (rc < 0 && (err == EINVAL || err == ENOSYS || err == EPERM))
+    if (err == EINVAL || err == ENOSYS || err == EPERM)
         t->prep_ok = false;   /* an older kernel: leave it to the faults */
-    if (want == reserved && from + n > reserved) {
-        t->pf_target = t->pf_done;   /* the append that needs the space will report it */
-        return;
-    }
     if (t->pf_seg == s)
         t->pf_done = rc == 0 ? from + n : t->pf_target;
 }
@@ -153,44 +146,63 @@ static void *preparer_main(void *arg)
 {
     topic *t = arg;
     pthread_setname_np(pthread_self(), "topic-prep");
-    pthread_mutex_lock(&t->append_lock);
-    while (!t->bg_stopping) {
+    pthread_mutex_lock(&t->prep_lock);
+    while (!t->prep_stopping) {
         if (t->pf_seg != NULL && t->pf_done < t->pf_target && t->prep_ok)
             prepare_step(t);
         else
-            pthread_cond_wait(&t->prep_cond, &t->append_lock);
+            pthread_cond_wait(&t->prep_cond, &t->prep_lock);
     }
-    pthread_mutex_unlock(&t->append_lock);
+    pthread_mutex_unlock(&t->prep_lock);
     return NULL;
 }
 
 void topic__bg_prepare(topic *t, struct segment *s, size_t upto)
 {
-    if (!t->preparer_running || !t->prep_ok)
+    if (!t->preparer_running)
         return;
-    if (t->pf_seg != s) {
-        if (t->pf_seg != NULL || t->prep_busy)
-            return;   /* still letting go of the last one */
-        t->pf_seg = s;
-        t->pf_done = t->pf_target = upto & ~PAGE_MASK;
-    }
-    if (upto + PREPARE_AHEAD / 2 <= t->pf_target)
-        return;
-    /* Whole pages only: madvise() refuses a start that is not page-aligned. */
+    if (s == t->pf_asked_seg && upto + PREPARE_AHEAD / 2 <= t->pf_asked)
+        return;   /* most appends: enough is on its way */
+    /* Whole pages only: madvise() refuses a start that is not page-aligned.
+     * Pages past the allocated part of the file would not be prepared (and
+     * would raise SIGBUS if touched), so the space comes first; if that
+     * fails, the append that needs it reports the error. */
     size_t target = (upto + PREPARE_AHEAD) & ~PAGE_MASK, limit = s->capacity & ~PAGE_MASK;
-    t->pf_target = target < limit ? target : limit;
-    pthread_cond_signal(&t->prep_cond);
+    if (target > limit)
+        target = limit;
+    if (target > s->reserved && topic__segment_reserve(t, s, target) < 0)
+        target = s->reserved & ~PAGE_MASK;
+    t->pf_asked_seg = s;
+    t->pf_asked = target;
+    pthread_mutex_lock(&t->prep_lock);
+    if (t->pf_seg != s) {
+        t->pf_seg = s;
+        t->pf_done = upto & ~PAGE_MASK;
+    }
+    if (target > t->pf_target)
+        t->pf_target = target;
+    if (t->pf_done < t->pf_target)
+        pthread_cond_signal(&t->prep_cond);
+    pthread_mutex_unlock(&t->prep_lock);
 }
 
 void topic__bg_release(topic *t)
 {
+    if (!t->preparer_running)
+        return;
+    pthread_mutex_lock(&t->prep_lock);
     t->pf_seg = NULL;
+    t->pf_done = t->pf_target = 0;
+    pthread_mutex_unlock(&t->prep_lock);
+    t->pf_asked_seg = NULL;
 }
 
 void topic__bg_wait_released(topic *t, const struct segment *s)
 {
+    pthread_mutex_lock(&t->prep_lock);
     while (t->prep_cur == s)
-        pthread_cond_wait(&t->prep_idle, &t->append_lock);
+        pthread_cond_wait(&t->prep_idle, &t->prep_lock);
+    pthread_mutex_unlock(&t->prep_lock);
 }
 
 void topic__bg_seal_later(topic *t, struct segment *s)
@@ -212,6 +224,7 @@ void topic__bg_init(topic *t)
     pthread_condattr_destroy(&attr);
     pthread_cond_init(&t->prep_cond, NULL);
     pthread_cond_init(&t->prep_idle, NULL);
+    pthread_mutex_init(&t->prep_lock, NULL);
     pthread_mutex_init(&t->append_lock, NULL);
     pthread_mutex_init(&t->seal_lock, NULL);
     pthread_mutex_init(&t->group_lock, NULL);
@@ -239,8 +252,11 @@ void topic__bg_stop(topic *t)
     pthread_mutex_lock(&t->append_lock);
     t->bg_stopping = true;
     pthread_cond_signal(&t->flush_cond);
-    pthread_cond_signal(&t->prep_cond);
     pthread_mutex_unlock(&t->append_lock);
+    pthread_mutex_lock(&t->prep_lock);
+    t->prep_stopping = true;
+    pthread_cond_signal(&t->prep_cond);
+    pthread_mutex_unlock(&t->prep_lock);
     if (t->flusher_running)
         pthread_join(t->flusher, NULL);
     if (t->preparer_running)
@@ -253,6 +269,7 @@ void topic__bg_destroy(topic *t)
     pthread_cond_destroy(&t->flush_cond);
     pthread_cond_destroy(&t->prep_cond);
     pthread_cond_destroy(&t->prep_idle);
+    pthread_mutex_destroy(&t->prep_lock);
     pthread_mutex_destroy(&t->append_lock);
     pthread_mutex_destroy(&t->seal_lock);
     pthread_mutex_destroy(&t->group_lock);

@@ -195,9 +195,13 @@ struct topic {
     pthread_t flusher, preparer;
     bool flusher_running, preparer_running, bg_stopping;
     pthread_cond_t flush_cond;    /* wakes the flusher: a segment to seal, or stop */
+    const struct segment *pf_asked_seg; /* what the appender last asked the */
+    size_t pf_asked;                    /* preparer for: segment, bytes */
+    /* The page preparer's own state, under prep_lock (after append_lock). */
+    pthread_mutex_t prep_lock;
     pthread_cond_t prep_cond;     /* wakes the preparer: pages to prepare, or stop */
     pthread_cond_t prep_idle;     /* the preparer has let go of its segment */
-    bool prep_busy, prep_ok;
+    bool prep_ok, prep_stopping;
     const struct segment *prep_cur; /* the segment it is touching right now */
     struct segment *pf_seg;       /* segment whose pages it prepares */
     size_t pf_target, pf_done;    /* prepare up to pf_target; done up to pf_done */
@@ -260,8 +264,8 @@ void topic__bg_seal_later(topic *t, struct segment *s);
 void topic__bg_prepare(topic *t, struct segment *s, size_t upto);
 /* Under append_lock: prepare no more of the segment being prepared. */
 void topic__bg_release(topic *t);
-/* Under append_lock (which it may release while waiting): returns once the
- * preparer is not touching s, so that s may be shrunk. */
+/* Returns once the preparer is not touching s, which it has been told to
+ * let go of (topic__bg_release), so that s may be shrunk. */
 void topic__bg_wait_released(topic *t, const struct segment *s);
 
 /* ------------------------------------------------------------------------ */

@@ -37,11 +37,10 @@ int topic__seal_pending(topic *t)
         pthread_mutex_lock(&t->append_lock);
         struct segment *s = t->unsealed;
         rc = t->failed ? TOPIC_EFAILED : 0;
-        if (s != NULL)
-            topic__bg_wait_released(t, s);
         pthread_mutex_unlock(&t->append_lock);
         if (s == NULL || rc < 0)
             break;
+        topic__bg_wait_released(t, s);
         /* Nobody writes to s any more and readers stay below its length,
          * so it can be cut and synced without the append lock. */
         rc = topic__segment_seal(t, s);
