@@ -1183,6 +1183,42 @@ static void test_no_fallocate(void **state)
     assert_ok(topic_close(t));
 }
 
+/*
+ * The disk fills in the middle of a large segment.  The writer allocates
+ * its .log ahead of the appends in steps (16 MiB), and its page-preparing
+ * thread works a few MiB ahead of them, inside what is allocated.  Once no
+ * more can be allocated, the appends use up what was and then fail with
+ * -ENOSPC: never SIGBUS from a page past the end of the file, never a lost
+ * or damaged record, and not sticky, so appends go on once there is room.
+ */
+static void test_disk_full_mid_segment(void **state)
+{
+    fx *f = *state;
+    tf_install(true);
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "268435456", NULL);
+    put_ok(t, 3000);   /* about 1 MiB: well inside the first allocation */
+    tf_arm_suffix(TF_FALLOCATE, ".log", 1, ENOSPC, true);
+    int rc = 0;
+    uint64_t n = topic_end_offset(t);
+    while (n < 400000 && (rc = put_next(t, NULL)) == 0)
+        n++;
+    assert_rc(rc, -ENOSPC);
+    assert_true(tf_fired() > 0);
+    assert_u64(topic_end_offset(t), n);
+    assert_rc(put_next(t, NULL), -ENOSPC);   /* the disk is still full */
+    for (uint64_t o = 0; o < n; o++)
+        check_value(t, o);
+    tf_disarm();
+    put_ok(t, 100);
+    assert_u64(topic_end_offset(t), n + 100);
+    assert_ok(topic_close(t));
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), n + 100);
+    for (uint64_t o = 0; o < n + 100; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+}
+
 /* An index that cannot grow (full disk) loses entries, never records:
  * lookups walk further. */
 static void test_index_cannot_grow(void **state)
@@ -1476,6 +1512,7 @@ int main(void)
         T(test_eintr_and_short_io),
         T(test_pread_eof_pwrite_zero),
         T(test_no_fallocate),
+        T(test_disk_full_mid_segment),
         T(test_index_cannot_grow),
         T(test_conf_write_failures),
         T(test_sweep_alloc),
