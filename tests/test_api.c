@@ -2561,5 +2561,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_segment_ms_rolls, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_segment_ms_old_timestamps, fx_setup, fx_teardown),
     };
+    /* TOPIC_TEST_FILTER=test_lock* runs only the tests whose names match. */
+    if (getenv("TOPIC_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TOPIC_TEST_FILTER"));
     return cmocka_run_group_tests_name("libtopic API", tests, NULL, NULL);
 }

@@ -112,7 +112,8 @@ int tu_check_fill(uint64_t offset, uint64_t seed, const void *buf, size_t len);
 
 /*
  * Runs fn(arg) in a forked child whose exit status is fn's return value
- * (0..255).  Waits at most timeout_ms (then kills the child with SIGKILL).
+ * (0..255).  Waits at most timeout_ms, 30 times that under valgrind (then
+ * kills the child with SIGKILL).
  * Returns the child's exit code (>= 0), -1000 - signal when it died of a
  * signal (-1000 - SIGKILL after a timeout), or -errno when fork failed.
  */
