@@ -2051,7 +2051,7 @@ static int child_reader(void *p)
     if (a->ready_fd >= 0 && write(a->ready_fd, &b, 1) != 1)
         return CHILD_OTHER_ERR;
     unsigned char *buf = malloc(a->maxlen + 1);
-    uint64_t deadline = tu_mono_us() + 2000000u;
+    uint64_t deadline = tu_mono_us() + tu_limit_us(2000000u);
     for (uint64_t off = 0; off < a->expect_end; off++) {
         size_t len;
         int rc;

@@ -424,17 +424,18 @@ int tu_check_fill(uint64_t offset, uint64_t seed, const void *buf, size_t len)
     return 1;
 }
 
-/* Under valgrind (make check-valgrind sets TOPIC_UNDER_VALGRIND) a child
- * runs some 30 times slower, and more on a busy machine: its time limit,
- * which is there to catch a hang, grows to match. */
+/* Under valgrind (make check-valgrind sets TOPIC_UNDER_VALGRIND) code runs
+ * some 30 times slower, and more on a busy machine. */
 #define VALGRIND_SLOWDOWN 30u
+
+uint64_t tu_limit_us(uint64_t us)
+{
+    return getenv("TOPIC_UNDER_VALGRIND") ? us * VALGRIND_SLOWDOWN : us;
+}
 
 int tu_wait_child(pid_t pid, int timeout_ms)
 {
-    uint64_t limit_us = (uint64_t)timeout_ms * 1000u;
-    if (getenv("TOPIC_UNDER_VALGRIND"))
-        limit_us *= VALGRIND_SLOWDOWN;
-    uint64_t deadline = tu_mono_us() + limit_us;
+    uint64_t deadline = tu_mono_us() + tu_limit_us((uint64_t)timeout_ms * 1000u);
     int status;
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
