@@ -167,13 +167,17 @@ void topic__bg_prepare(topic *t, struct segment *s, size_t upto)
      * Pages past the allocated part of the file would not be prepared (and
      * would raise SIGBUS if touched), so the space comes first; if that
      * fails, the append that needs it reports the error. */
-    size_t target = (upto + PREPARE_AHEAD) & ~PAGE_MASK, limit = s->capacity & ~PAGE_MASK;
-    if (target > limit)
-        target = limit;
+    size_t want = (upto + PREPARE_AHEAD) & ~PAGE_MASK, limit = s->capacity & ~PAGE_MASK;
+    if (want > limit)
+        want = limit;
+    size_t target = want;
     if (target > s->reserved && topic__segment_reserve(t, s, target) < 0)
         target = s->reserved & ~PAGE_MASK;
+    /* Not asking again before the appends come near `want` holds for a
+     * failed allocation too: on a full disk the appends would otherwise
+     * retry it one by one, where the append that needs the space does. */
     t->pf_asked_seg = s;
-    t->pf_asked = target;
+    t->pf_asked = want;
     pthread_mutex_lock(&t->prep_lock);
     if (t->pf_seg != s) {
         t->pf_seg = s;

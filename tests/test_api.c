@@ -1138,7 +1138,7 @@ static void test_rolls_release_address_space(void **state)
     skip();   /* the sanitizers' shadow memory needs more than the limit */
 #else
     fx *f = *state;
-    if (getenv("TOPIC_UNDER_VALGRIND"))
+    if (tu_under_valgrind())
         skip();   /* valgrind manages the address space itself */
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -1239,7 +1239,7 @@ static int few_descriptors_child(void *arg)
 static void test_many_segments_few_descriptors(void **state)
 {
     fx *f = *state;
-    if (getenv("TOPIC_UNDER_VALGRIND"))
+    if (tu_under_valgrind())
         skip();   /* valgrind refuses a descriptor limit below the ones it keeps */
     topic *t = create_with(f->dir, "segment.bytes", "4096", NULL);
     char v[FEW_FD_VLEN];

@@ -1426,7 +1426,7 @@ static void sweep(fx *f, int kind, int err)
     int fds = tf_open_fds();
     /* Under valgrind (make check-valgrind) every run costs some 30 times
      * more: fail every seventh call instead of each one. */
-    long nth, runs = 0, step = getenv("TOPIC_UNDER_VALGRIND") ? 7 : 1;
+    long nth, runs = 0, step = tu_under_valgrind() ? 7 : 1;
     for (nth = 1; nth < 3000; nth += step, runs++) {
         tu_rmrf(f->dir);
         tf_install(true);

@@ -424,13 +424,18 @@ int tu_check_fill(uint64_t offset, uint64_t seed, const void *buf, size_t len)
     return 1;
 }
 
-/* Under valgrind (make check-valgrind sets TOPIC_UNDER_VALGRIND) code runs
- * some 30 times slower, and more on a busy machine. */
+int tu_under_valgrind(void)
+{
+    return getenv("TOPIC_UNDER_VALGRIND") != NULL;
+}
+
+/* Under valgrind code runs some 30 times slower, and more on a busy
+ * machine. */
 #define VALGRIND_SLOWDOWN 30u
 
 uint64_t tu_limit_us(uint64_t us)
 {
-    return getenv("TOPIC_UNDER_VALGRIND") ? us * VALGRIND_SLOWDOWN : us;
+    return tu_under_valgrind() ? us * VALGRIND_SLOWDOWN : us;
 }
 
 int tu_wait_child(pid_t pid, int timeout_ms)

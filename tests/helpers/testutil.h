@@ -119,6 +119,10 @@ int tu_check_fill(uint64_t offset, uint64_t seed, const void *buf, size_t len);
  */
 int tu_run_child(int (*fn)(void *), void *arg, int timeout_ms);
 
+/* Whether the tests run under valgrind (make check-valgrind sets
+ * TOPIC_UNDER_VALGRIND). */
+int tu_under_valgrind(void);
+
 /* A time limit of `us` microseconds, there to catch a hang, as it should be
  * in this run: 30 times longer under valgrind (TOPIC_UNDER_VALGRIND). */
 uint64_t tu_limit_us(uint64_t us);
