@@ -66,6 +66,23 @@ static int locate_in(topic *t, struct segment *s, uint64_t offset, struct batch_
     size_t mapped = atomic_load_explicit(&s->map_len, memory_order_relaxed);
     if (limit > mapped)
         limit = mapped;
+    /* The index search below waits for memory, and so does the walk after
+     * it.  Where records are alike, a record's place in its segment is about
+     * its share of the segment's bytes: ask for that page now, so that the
+     * two waits overlap.  Only a hint: nothing below trusts it. */
+    uint64_t send = atomic_load_explicit(&s->end, memory_order_relaxed);
+    if (send <= s->base)
+        send = atomic_load_explicit(&t->end, memory_order_relaxed);
+    if (send > offset && limit > 0) {
+        size_t g = (size_t)((double)(offset - s->base) / (double)(send - s->base) *
+                            (double)limit);
+        if (g >= limit)
+            g = limit - 1;
+        __builtin_prefetch(s->map + g);
+        size_t half = (size_t)t->cfg.v[TOPIC_K_INDEX_INTERVAL] / 2;
+        if (g > half)
+            __builtin_prefetch(s->map + g - half);
+    }
     struct idx_entry e;
     size_t pos = 0;
     uint64_t expect = s->base;
