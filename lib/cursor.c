@@ -72,31 +72,49 @@ TOPIC_API uint64_t topic_cursor_offset(const topic_cursor *c)
 static int enter_batch(topic_cursor *c)
 {
     c->roff = c->b.h.base_offset;
+    if ((c->b.h.attributes & TOPIC__ATTR_COMPRESSION_MASK) == TOPIC__COMPRESS_NONE) {
+        c->rp = c->b.seg->map + c->b.pos + TOPIC__HEADER_SIZE;   /* the common case, inline */
+        c->rend = c->b.seg->map + c->b.pos + c->b.h.length;
+        return 0;
+    }
     return topic__batch_records(c->b.seg->map + c->b.pos, &c->b.h, &c->z, &c->rp, &c->rend);
 }
 
-/* Moves to the batch after the current one when it is already published in
- * the same segment: the common case of a sequential scan, without searching. */
+/*
+ * Moves to the batch after the current one when it is already published in
+ * the same segment: the common case of a sequential scan, without searching.
+ * A scan of small records takes this step once per record, so it parses
+ * straight into the cursor's batch; when it returns false, the caller
+ * finds the batch afresh and nothing of the old one is used.
+ */
 static bool next_in_segment(topic_cursor *c)
 {
     struct batch_ref *b = &c->b;
     if (b->seg == NULL || c->next != b->h.base_offset + b->h.count ||
         c->next >= atomic_load_explicit(&c->t->end, memory_order_acquire))
         return false;
+    const uint8_t *map = b->seg->map;
     size_t pos = b->pos + b->h.length;
     size_t limit = atomic_load_explicit(&b->seg->len, memory_order_acquire);
-    struct batch_header h;
     if (pos >= limit || limit > atomic_load_explicit(&b->seg->map_len, memory_order_relaxed) ||
-        topic__header_parse(b->seg->map + pos, limit - pos, &h) < 0 ||
-        h.base_offset != c->next || !topic__batch_verify(b->seg->map + pos, &h))
+        topic__header_parse(map + pos, limit - pos, &b->h) < 0 ||
+        b->h.base_offset != c->next || !topic__batch_verify(map + pos, &b->h))
         return false;   /* the general path finds (or reports) it */
     b->pos = pos;
-    b->h = h;
     if (enter_batch(c) < 0) {
         drop_batch(c);
         return false;   /* the general path reports it */
     }
     return true;
+}
+
+/* The start offset as topic_start_offset() gives it, without the call on
+ * the writer's handle, whose start only its own deletions move. */
+static inline uint64_t start_offset(topic *t)
+{
+    if (t->flags & TOPIC_RDONLY)
+        return topic_start_offset(t);
+    return atomic_load_explicit(&t->start, memory_order_acquire);
 }
 
 TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec)
@@ -106,7 +124,7 @@ TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec)
     struct batch_ref *b = &c->b;
     /* Deleted records are gone for cursors too, even those in the middle
      * of a batch they had already verified. */
-    if (c->next < topic_start_offset(c->t)) {
+    if (c->next < start_offset(c->t)) {
         drop_batch(c);
         return TOPIC_EGONE;
     }

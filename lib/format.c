@@ -57,8 +57,6 @@
 
 #include "format.h"
 
-#define MAX_VARINT 10
-
 static size_t varint_size(uint64_t v)
 {
     size_t n = 1;
@@ -80,32 +78,9 @@ static uint8_t *varint_put(uint8_t *p, uint64_t v)
 }
 
 /* Returns false when the varint runs past `end` or past ten bytes. */
-static bool varint_get(const uint8_t **pp, const uint8_t *end, uint64_t *out)
-{
-    const uint8_t *p = *pp;
-    uint64_t v = 0;
-    for (unsigned shift = 0; shift < 7 * MAX_VARINT; shift += 7) {
-        if (p >= end)
-            return false;
-        uint8_t b = *p++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (b < 0x80) {
-            *pp = p;
-            *out = v;
-            return true;
-        }
-    }
-    return false;
-}
-
 static uint64_t zigzag(int64_t v)
 {
     return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-}
-
-static int64_t unzigzag(uint64_t v)
-{
-    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
 }
 
 static uint64_t ts_delta(int64_t ts, int64_t first_ts)
@@ -202,7 +177,7 @@ void topic__value_batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
 
 /* A magic of this format family with a higher version: a newer release's
  * batch if its checksum holds, else a damaged one of ours. */
-static int newer_version(const uint8_t *p, size_t avail)
+int topic__header_newer(const uint8_t *p, size_t avail)
 {
     if (avail < TOPIC__HEADER_SIZE)
         return TOPIC_ECORRUPT;
@@ -210,34 +185,6 @@ static int newer_version(const uint8_t *p, size_t avail)
     if (length < 16 || length > avail || batch_sum(p, length) != topic__load64(p + 8))
         return TOPIC_ECORRUPT;
     return TOPIC_EVERSION;
-}
-
-int topic__header_parse(const uint8_t *p, size_t avail, struct batch_header *h)
-{
-    if (avail < 4)
-        return avail == 0 ? TOPIC_END : TOPIC_ECORRUPT;
-    h->magic = topic__load32(p);
-    if (h->magic == 0)
-        return TOPIC_END;
-    if (avail < TOPIC__HEADER_SIZE)
-        return TOPIC_ECORRUPT;
-    if ((h->magic & 0x00ffffffu) == TOPIC__MAGIC_PREFIX && h->magic > TOPIC__BATCH_MAGIC)
-        return newer_version(p, avail);
-    h->length = topic__load32(p + 4);
-    h->checksum = topic__load64(p + 8);
-    h->base_offset = topic__load64(p + 16);
-    h->count = topic__load32(p + 24);
-    h->attributes = (uint16_t)(p[28] | p[29] << 8);
-    h->reserved = (uint16_t)(p[30] | p[31] << 8);
-    h->first_ts = (int64_t)topic__load64(p + 32);
-    h->max_ts = (int64_t)topic__load64(p + 40);
-    unsigned comp = h->attributes & TOPIC__ATTR_COMPRESSION_MASK;
-    if (h->magic != TOPIC__BATCH_MAGIC || h->length < TOPIC__MIN_BATCH ||
-        h->length > TOPIC__MAX_BATCH || h->length > avail || h->count == 0 ||
-        (comp == TOPIC__COMPRESS_NONE && h->count > (h->length - TOPIC__HEADER_SIZE) / 3) ||
-        comp > TOPIC__COMPRESS_LZ4 || h->attributes != comp || h->reserved != 0)
-        return TOPIC_ECORRUPT;
-    return 0;
 }
 
 void topic__batch_seal(uint8_t *p, size_t length)
@@ -248,27 +195,6 @@ void topic__batch_seal(uint8_t *p, size_t length)
 bool topic__batch_verify(const uint8_t *p, const struct batch_header *h)
 {
     return batch_sum(p, h->length) == h->checksum;
-}
-
-int topic__record_decode(const uint8_t **pos, const uint8_t *end, int64_t first_ts,
-                         struct record_view *r)
-{
-    const uint8_t *p = *pos;
-    uint64_t delta, klen, vlen;
-    if (!varint_get(&p, end, &delta) || !varint_get(&p, end, &klen))
-        return TOPIC_ECORRUPT;
-    if (klen > (uint64_t)(end - p) + 1)
-        return TOPIC_ECORRUPT;
-    r->key = klen ? p : NULL;
-    r->key_len = klen ? (size_t)(klen - 1) : 0;
-    p += r->key_len;
-    if (!varint_get(&p, end, &vlen) || vlen > (uint64_t)(end - p))
-        return TOPIC_ECORRUPT;
-    r->value = p;
-    r->value_len = (size_t)vlen;
-    r->ts = (int64_t)((uint64_t)first_ts + (uint64_t)unzigzag(delta));
-    *pos = p + vlen;
-    return 0;
 }
 
 int topic__batch_walk(const uint8_t *p, const struct batch_header *h)

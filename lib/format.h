@@ -95,6 +95,43 @@ static inline int64_t topic__rec_ts(const topic_record *r, int64_t now)
 {
     return r->timestamp ? r->timestamp : now;
 }
+#define TOPIC__MAX_VARINT 10   /* bytes of a LEB128 uint64 */
+
+/*
+ * The readers' per-batch and per-record steps follow.  They are inline
+ * because a sequential scan of small records runs them once per record, and
+ * the calls and their bookkeeping cost as much as the work.
+ */
+
+/* A LEB128 varint at *pp, inside [*pp, end); false if it runs past end or
+ * past 10 bytes. */
+static inline bool topic__varint_get(const uint8_t **pp, const uint8_t *end, uint64_t *out)
+{
+    const uint8_t *p = *pp;
+    if (p < end && *p < 0x80) {   /* most lengths and deltas fit in one byte */
+        *out = *p;
+        *pp = p + 1;
+        return true;
+    }
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 7 * TOPIC__MAX_VARINT; shift += 7) {
+        if (p >= end)
+            return false;
+        uint8_t b = *p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (b < 0x80) {
+            *pp = p;
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* TOPIC_EVERSION for an intact batch of a newer format version at p, else
+ * TOPIC_ECORRUPT (see topic__header_parse). */
+int topic__header_newer(const uint8_t *p, size_t avail);
+
 /*
  * Parses the header at p, with `avail` bytes readable.  Returns 0, TOPIC_END
  * when the magic is zero (the preallocated tail: no more batches),
@@ -102,14 +139,61 @@ static inline int64_t topic__rec_ts(const topic_record *r, int64_t now)
  * TOPIC_ECORRUPT when the header cannot be a batch that fits in avail bytes.
  * The checksum is not verified here.
  */
-int  topic__header_parse(const uint8_t *p, size_t avail, struct batch_header *h);
+static inline int topic__header_parse(const uint8_t *p, size_t avail, struct batch_header *h)
+{
+    if (avail < 4)
+        return avail == 0 ? TOPIC_END : TOPIC_ECORRUPT;
+    h->magic = topic__load32(p);
+    if (h->magic == 0)
+        return TOPIC_END;
+    if (avail < TOPIC__HEADER_SIZE)
+        return TOPIC_ECORRUPT;
+    if ((h->magic & 0x00ffffffu) == TOPIC__MAGIC_PREFIX && h->magic > TOPIC__BATCH_MAGIC)
+        return topic__header_newer(p, avail);
+    h->length = topic__load32(p + 4);
+    h->checksum = topic__load64(p + 8);
+    h->base_offset = topic__load64(p + 16);
+    h->count = topic__load32(p + 24);
+    h->attributes = (uint16_t)(p[28] | p[29] << 8);
+    h->reserved = (uint16_t)(p[30] | p[31] << 8);
+    h->first_ts = (int64_t)topic__load64(p + 32);
+    h->max_ts = (int64_t)topic__load64(p + 40);
+    unsigned comp = h->attributes & TOPIC__ATTR_COMPRESSION_MASK;
+    if (h->magic != TOPIC__BATCH_MAGIC || h->length < TOPIC__MIN_BATCH ||
+        h->length > TOPIC__MAX_BATCH || h->length > avail || h->count == 0 ||
+        (comp == TOPIC__COMPRESS_NONE && h->count > (h->length - TOPIC__HEADER_SIZE) / 3) ||
+        comp > TOPIC__COMPRESS_LZ4 || h->attributes != comp || h->reserved != 0)
+        return TOPIC_ECORRUPT;
+    return 0;
+}
+
 bool topic__batch_verify(const uint8_t *p, const struct batch_header *h);
 /* Computes and stores the checksum of the batch at p (for tests and tools
  * that build batches by hand). */
 void topic__batch_seal(uint8_t *p, size_t length);
+
 /* Decodes one record at *pos (advanced past it) inside [payload, end). */
-int  topic__record_decode(const uint8_t **pos, const uint8_t *end, int64_t first_ts,
-                          struct record_view *r);
+static inline int topic__record_decode(const uint8_t **pos, const uint8_t *end, int64_t first_ts,
+                                       struct record_view *r)
+{
+    const uint8_t *p = *pos;
+    uint64_t delta, klen, vlen;
+    if (!topic__varint_get(&p, end, &delta) || !topic__varint_get(&p, end, &klen))
+        return TOPIC_ECORRUPT;
+    if (klen > (uint64_t)(end - p) + 1)
+        return TOPIC_ECORRUPT;
+    r->key = klen ? p : NULL;
+    r->key_len = klen ? (size_t)(klen - 1) : 0;
+    p += r->key_len;
+    if (!topic__varint_get(&p, end, &vlen) || vlen > (uint64_t)(end - p))
+        return TOPIC_ECORRUPT;
+    r->value = p;
+    r->value_len = (size_t)vlen;
+    /* The delta is zigzag coded; the sum wraps as the encoder's difference did. */
+    r->ts = (int64_t)((uint64_t)first_ts + ((delta >> 1) ^ (0 - (delta & 1))));
+    *pos = p + vlen;
+    return 0;
+}
 /*
  * Where the records of a verified batch are: in place, or decompressed into
  * z.  Returns 0 or TOPIC_ECORRUPT (a block that does not decompress to the

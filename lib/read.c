@@ -115,7 +115,7 @@ TOPIC_API int topic_read(topic *t, uint64_t offset, void *buf, size_t cap, size_
     TRY(topic__locate(t, offset, &ref));
     struct zbuf z = { 0 };
     const uint8_t *pos, *bend;
-    struct record_view r;
+    struct record_view r = { 0 };
     int rc = topic__batch_records(ref.seg->map + ref.pos, &ref.h, &z, &pos, &bend);
     for (uint64_t i = ref.h.base_offset; i <= offset && rc == 0; i++)
         rc = topic__record_decode(&pos, bend, ref.h.first_ts, &r);
