@@ -188,6 +188,7 @@ struct topic {
     int64_t unsynced_since_ms;    /* when the oldest unsynced record came; 0 if none */
     int64_t commits_since_ms;     /* when the oldest unsynced commit came; 0 if none */
     bool small_pages;             /* syncs come often: no huge pages (segment.c) */
+    size_t append_mean;           /* running mean of bytes per append call */
 
     /* Segments rolled away from and not yet sealed, oldest first, linked
      * through next_unsealed; the flusher seals them (sync.c). */
