@@ -132,8 +132,6 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, const voi
         TRY(compress(t, recs, n, first_ts, now, size - TOPIC__HEADER_SIZE, &packed));
     if (packed)
         size = TOPIC__HEADER_SIZE + packed;
-    /* Over about the last 16 calls; segment.c sizes pages by it. */
-    t->append_mean += size / 16 - t->append_mean / 16;
     if (needs_roll(t, t->active, size, now))
         TRY(roll(t, size));
     struct segment *s = t->active;

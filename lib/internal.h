@@ -113,9 +113,6 @@ struct segment *topic__segment_new(uint64_t base);
 /* Deletes a segment's three files; a missing one is not an error.  Returns
  * the first other failure, having tried all three. */
 int  topic__segment_unlink(topic *t, uint64_t base);
-/* The writer syncs often (topic_sync): map the active segment's unwritten
- * part, and later segments, in small pages (see map_log in segment.c). */
-void topic__segment_small_pages(topic *t);
 /* Creates a fresh, empty, preallocated active segment. */
 int  topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segment **out);
 /* Maps a sealed segment on first use and validates (or rebuilds) its index. */
@@ -187,8 +184,6 @@ struct topic {
     int64_t last_sync_ns;         /* how long the last fdatasync took */
     int64_t unsynced_since_ms;    /* when the oldest unsynced record came; 0 if none */
     int64_t commits_since_ms;     /* when the oldest unsynced commit came; 0 if none */
-    bool small_pages;             /* syncs come often: no huge pages (segment.c) */
-    size_t append_mean;           /* running mean of bytes per append call */
 
     /* Segments rolled away from and not yet sealed, oldest first, linked
      * through next_unsealed; the flusher seals them (sync.c). */

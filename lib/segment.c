@@ -126,19 +126,6 @@ static int map_log(topic *t, struct segment *s, size_t capacity, int oflags, siz
     return 0;
 }
 
-void topic__segment_small_pages(topic *t)
-{
-    if (t->small_pages)
-        return;
-    t->small_pages = true;
-    /* Folios already in the page cache keep their size (up to the page
-     * preparer's lead, some 4 MiB, syncs still write whole ones); the ones
-     * the rest of the segment needs are allocated small.  See hint_pages. */
-    struct segment *s = t->active;
-    if (s != NULL && s->map != NULL)
-        (void)madvise(s->map, atomic_load(&s->map_len), MADV_NOHUGEPAGE);
-}
-
 /*
  * Space is reserved in steps rather than a whole segment at once: on tmpfs
  * (often /tmp) a reservation is memory, and a gigabyte per topic is not a
@@ -155,48 +142,13 @@ size_t topic__reserve_target(const struct segment *s, size_t reserved, size_t up
     return want > upto ? want : upto;
 }
 
-/*
- * Huge pages for the log, where the file system keeps 2 MiB folios in the
- * page cache (ext4 and XFS on Linux 6.x): one page fault, one page-table
- * entry and one TLB entry then cover 512 times as much of it.  They are
- * asked for range by range, as the file grows, and only where they pay:
- *
- * - A sync writes a dirty folio whole, up to 2 MiB where a small page would
- *   write 4 KiB.  With flush.messages=1, durable appends ran four times
- *   slower.  So a topic with flush.messages never asks, and a writer stops
- *   asking at its first topic_sync() (topic__segment_small_pages).
- * - A huge page must be zeroed whole when it is first touched, and on a
- *   virtual machine whose host takes back free memory, a fresh 2 MiB block
- *   is often memory the host must supply anew: zeroing then ran at about
- *   0.4 GB/s against some 2 GB/s for small pages, which come from memory
- *   freed lately.  Appends of small records, one per call, then waited for
- *   the zeroing and ran two to three times slower; batches, which zero
- *   ahead of the page preparer on the appending thread as well, ran twice
- *   as fast all the same.  So huge pages are asked for while appends are
- *   large (a running mean of at least HUGE_MIN_APPEND bytes per call).
- *
- * Only a hint: a kernel or file system without them ignores it.
- */
-#define HUGE_ALIGN      ((size_t)2 << 20)
-#define HUGE_MIN_APPEND ((size_t)16 << 10)
-
-static void hint_pages(topic *t, struct segment *s, size_t from, size_t to)
-{
-    if (t->small_pages || t->cfg.v[TOPIC_K_FLUSH_MESSAGES] != 0 ||
-        t->append_mean < HUGE_MIN_APPEND)
-        return;
-    from = (from + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
-    if (from < to)
-        (void)madvise(s->map + from, to - from, MADV_HUGEPAGE);
-}
-
 int topic__segment_reserve(topic *t, struct segment *s, size_t upto)
 {
+    (void)t;
     if (upto <= s->reserved)
         return 0;
     size_t want = topic__reserve_target(s, s->reserved, upto);
     TRY(topic__fallocate_range(s->fd, (off_t)s->reserved, (off_t)(want - s->reserved)));
-    hint_pages(t, s, s->reserved, want);
     s->reserved = want;
     return 0;
 }

@@ -277,10 +277,6 @@ TOPIC_API int topic_sync(topic *t)
     int rc = topic__groups_sync(t);
     if (t->flags & TOPIC_RDONLY)
         return rc < 0 ? rc : TOPIC_ERDONLY;
-    /* A writer that syncs by itself may sync often; see map_log. */
-    pthread_mutex_lock(&t->append_lock);
-    topic__segment_small_pages(t);
-    pthread_mutex_unlock(&t->append_lock);
     int r = topic__sync(t);
     return rc < 0 ? rc : r;
 }

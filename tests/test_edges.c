@@ -1184,109 +1184,6 @@ static void test_no_fallocate(void **state)
 }
 
 /*
- * What this process's mappings of `dir`'s first segment file ask for, from
- * their VmFlags lines in smaps: "hg" is huge pages asked for, "nh" refused.
- * Returns false if the kernel shows no such line.
- */
-static bool log_vmflags(const char *dir, bool *any_hg, bool *any_nh)
-{
-    char want[PATH_MAX];
-    snprintf(want, sizeof want, "%s/00000000000000000000.log", dir);
-    FILE *fp = fopen("/proc/self/smaps", "r");
-    if (fp == NULL)
-        return false;
-    char line[PATH_MAX + 256];
-    bool in = false, found = false;
-    *any_hg = *any_nh = false;
-    while (fgets(line, sizeof line, fp) != NULL) {
-        line[strcspn(line, "\n")] = '\0';
-        if (strncmp(line, "VmFlags:", 8) == 0) {
-            if (in) {
-                found = true;
-                *any_hg |= strstr(line, " hg") != NULL;
-                *any_nh |= strstr(line, " nh") != NULL;
-            }
-        } else if (strchr(line, '/') != NULL && strchr(line, '-') != NULL) {
-            size_t n = strlen(line), w = strlen(want);
-            in = n >= w && strcmp(line + n - w, want) == 0;
-        }
-    }
-    fclose(fp);
-    return found;
-}
-
-/* Appends n batches of 1000 canonical records. */
-static void put_batches(topic *t, int n)
-{
-    static unsigned char vals[1000][600];
-    topic_record recs[1000];
-    for (int b = 0; b < n; b++) {
-        uint64_t next = topic_end_offset(t), got = 0;
-        for (int i = 0; i < 1000; i++) {
-            recs[i] = (topic_record){ 0 };
-            recs[i].value = vals[i];
-            recs[i].value_len = val_len(next + (uint64_t)i);
-            val_fill(next + (uint64_t)i, vals[i], recs[i].value_len);
-        }
-        assert_ok(topic_append_batch(t, recs, 1000, &got));
-        assert_u64(got, next);
-    }
-}
-
-/*
- * Huge pages are asked for only where they pay (see hint_pages in
- * segment.c): while appends are large, and never where syncs come often,
- * because a sync writes a written 2 MiB folio whole.  A topic with
- * flush.messages keeps small pages, and so does a writer from its first
- * topic_sync() on; so do appends of one small record per call, which on a
- * virtual machine waited for the zeroing of fresh huge pages.
- */
-static void test_huge_pages_only_where_they_pay(void **state)
-{
-    fx *f = *state;
-    bool hg, nh;
-    /* Large appends: the log grows past its first 16 MiB reservation, so
-     * that a later one is made while the appends are known to be large. */
-    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
-    put_batches(t, 80);
-    if (!log_vmflags(f->dir, &hg, &nh)) {
-        assert_ok(topic_close(t));
-        skip();
-    }
-    assert_true(hg);
-    assert_ok(topic_sync(t));
-    put_batches(t, 40);   /* more reservations, after the sync */
-    assert_true(log_vmflags(f->dir, &hg, &nh));
-    assert_false(hg);
-    assert_true(nh);
-    uint64_t n = topic_end_offset(t);
-    assert_u64(n, 120000);
-    for (uint64_t o = 0; o < n; o += 997)
-        check_value(t, o);
-    check_value(t, n - 1);
-    assert_ok(topic_close(t));
-
-    /* Syncs after every append: never. */
-    t = open_with(f->dir, 0, "flush.messages", "1", NULL);
-    put_batches(t, 80);
-    assert_true(log_vmflags(f->dir, &hg, &nh));
-    assert_false(hg);
-    assert_ok(topic_close(t));
-
-    /* Small records one per call: not either.  (Settings persist: the
-     * topic syncs by time again.) */
-    t = open_with(f->dir, 0, "flush.messages", "0", NULL);
-    put_ok(t, 60000);
-    assert_true(log_vmflags(f->dir, &hg, &nh));
-    assert_false(hg);
-    n = topic_end_offset(t);
-    assert_u64(n, 260000);
-    for (uint64_t o = 0; o < n; o += 1009)
-        check_value(t, o);
-    assert_ok(topic_close(t));
-}
-
-/*
  * The disk fills in the middle of a large segment.  The writer allocates
  * its .log ahead of the appends in steps (16 MiB), and its page-preparing
  * thread works a few MiB ahead of them, inside what is allocated.  Once no
@@ -1616,7 +1513,6 @@ int main(void)
         T(test_pread_eof_pwrite_zero),
         T(test_no_fallocate),
         T(test_disk_full_mid_segment),
-        T(test_huge_pages_only_where_they_pay),
         T(test_index_cannot_grow),
         T(test_conf_write_failures),
         T(test_sweep_alloc),
