@@ -71,8 +71,9 @@ static int locate_in(topic *t, struct segment *s, uint64_t offset, struct batch_
      * its share of the segment's bytes: ask for that page now, so that the
      * two waits overlap.  Only a hint: nothing below trusts it. */
     uint64_t send = atomic_load_explicit(&s->end, memory_order_relaxed);
-    if (send <= s->base)
-        send = atomic_load_explicit(&t->end, memory_order_relaxed);
+    uint64_t tend = atomic_load_explicit(&t->end, memory_order_relaxed);
+    if (send <= s->base || send > tend)
+        send = tend;   /* the active segment's end, or a reader's unknown one */
     if (send > offset && limit > 0) {
         size_t g = (size_t)((double)(offset - s->base) / (double)(send - s->base) *
                             (double)limit);
