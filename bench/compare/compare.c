@@ -1032,13 +1032,28 @@ static void table(FILE *f, const int *rows, int nrows, bool with_ratio)
             continue;
         fprintf(f, "| %s | %s%s |", mdefs[m].row, mdefs[m].unit,
                 mdefs[m].lower_better && mdefs[m].unit[0] ? ", lower is better" : "");
+        /* The best median of the row is in bold (every one that ties). */
+        double best_v = 0;
+        bool have_best = false;
         for (int p = 0; p < g_np; p++) {
-            char num[64];
-            if (have(m, p))
+            if (!have(m, p))
+                continue;
+            double v = median(m, p);
+            if (!have_best || (mdefs[m].lower_better ? v < best_v : v > best_v))
+                best_v = v;
+            have_best = true;
+        }
+        for (int p = 0; p < g_np; p++) {
+            char num[64], best_num[64];
+            bool bold = false;
+            if (have(m, p)) {
                 fmt_num(num, sizeof num, median(m, p), mdefs[m].decimals);
-            else
+                fmt_num(best_num, sizeof best_num, best_v, mdefs[m].decimals);
+                bold = strcmp(num, best_num) == 0;   /* equal as printed */
+            } else {
                 snprintf(num, sizeof num, "-");
-            fprintf(f, " %s%s%s |", p == 0 ? "**" : "", num, p == 0 ? "**" : "");
+            }
+            fprintf(f, " %s%s%s |", bold ? "**" : "", num, bold ? "**" : "");
         }
         if (with_ratio) {
             double ratio;
