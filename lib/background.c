@@ -1,15 +1,16 @@
 /*
  * The writer's two background threads, for work an append should not wait
- * for.  Both are started by topic_open() for a writer handle and joined by
- * topic_close(); their state lives in the topic under append_lock.
+ * for.  topic_open() starts "topic-flush" for a writer handle, the first
+ * append that wants pages prepared starts "topic-prep", and topic_close()
+ * joins both; their state lives in the topic under append_lock.
  *
  * "topic-flush" seals the segments appends have rolled away from (see
  * sync.c), every flush.ms makes the records appended since the last sync
  * durable, so that a power loss loses at most that window, and applies the
  * retention settings after every seal and once a second.
  *
- * "topic-prep" (not under flush.messages, see topic__bg_start) prepares pages.  A page of a shared file mapping costs a
- * fault (allocation, zeroing, file-system bookkeeping) the first time it is
+ * "topic-prep" (not under flush.messages, see topic__bg_start) prepares
+ * pages.  A page of a shared file mapping costs a fault (allocation, zeroing, file-system bookkeeping) the first time it is
  * written, about as much as copying its 4 KiB.  The thread maps the pages of
  * the active segment a few MiB ahead of the append position with
  * MADV_POPULATE_WRITE, so that on a machine with a spare core an append is a
@@ -159,8 +160,17 @@ static void *preparer_main(void *arg)
 
 void topic__bg_prepare(topic *t, struct segment *s, size_t upto)
 {
-    if (!t->preparer_running)
-        return;
+    if (!t->preparer_running) {
+        /* Started by the first append that asks, not by topic_open(): a
+         * handle that never appends (one opened to look, or to delete)
+         * costs no thread, and opening and closing it is quicker. */
+        if (!t->preparer_wanted)
+            return;
+        t->preparer_wanted = false;   /* one try: without it, appends fault */
+        if (pthread_create(&t->preparer, NULL, preparer_main, t) != 0)
+            return;
+        t->preparer_running = true;
+    }
     if (s == t->pf_asked_seg && upto + PREPARE_AHEAD / 2 <= t->pf_asked)
         return;   /* most appends: enough is on its way */
     /* Whole pages only: madvise() refuses a start that is not page-aligned.
@@ -246,8 +256,7 @@ int topic__bg_start(topic *t)
      * be written again with data: where every append is synced
      * (flush.messages), that doubles the writes and the preparer is left
      * out.  Without it appends only run slower: not worth failing for. */
-    if (t->cfg.v[TOPIC_K_FLUSH_MESSAGES] == 0)
-        t->preparer_running = pthread_create(&t->preparer, NULL, preparer_main, t) == 0;
+    t->preparer_wanted = t->cfg.v[TOPIC_K_FLUSH_MESSAGES] == 0;
     return 0;
 }
 

@@ -194,6 +194,7 @@ struct topic {
     /* The writer's background threads (background.c); under append_lock. */
     pthread_t flusher, preparer;
     bool flusher_running, preparer_running, bg_stopping;
+    bool preparer_wanted;         /* start the preparer at the first append */
     pthread_cond_t flush_cond;    /* wakes the flusher: a segment to seal, or stop */
     const struct segment *pf_asked_seg; /* what the appender last asked the */
     size_t pf_asked;                    /* preparer for: segment, bytes */

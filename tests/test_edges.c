@@ -1183,6 +1183,81 @@ static void test_no_fallocate(void **state)
     assert_ok(topic_close(t));
 }
 
+/* How many of this process's threads are named `name`. */
+static int threads_named(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[PATH_MAX], comm[64] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
+        FILE *fp = fopen(path, "r");
+        if (fp == NULL)
+            continue;   /* a thread that has just ended */
+        if (fgets(comm, sizeof comm, fp) != NULL) {
+            comm[strcspn(comm, "\n")] = '\0';
+            n += strcmp(comm, name) == 0;
+        }
+        fclose(fp);
+    }
+    closedir(d);
+    return n;
+}
+
+/* threads_named(name) once it is n, or after some seconds whatever it is:
+ * a thread names itself once it runs, and a joined one's entry goes a
+ * moment after. */
+static int threads_become(const char *name, int n)
+{
+    int64_t left = tu_limit_us(5000000);
+    int got;
+    while ((got = threads_named(name)) != n && left > 0) {
+        usleep(1000);
+        left -= 1000;
+    }
+    return got;
+}
+
+/*
+ * A writer handle that never appends has no page-preparing thread: the first
+ * append starts it, and the close ends it.  Under flush.messages it never
+ * starts.
+ */
+static void test_preparer_starts_with_the_first_append(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    if (threads_named("topic-flush") < 0)
+        skip();
+    assert_int_equal(threads_become("topic-flush", 1), 1);
+    usleep(20000);   /* time enough for a preparer to name itself, were there one */
+    assert_int_equal(threads_named("topic-prep"), 0);
+    put_ok(t, 1);
+    assert_int_equal(threads_become("topic-prep", 1), 1);
+    put_ok(t, 1000);
+    assert_int_equal(threads_named("topic-prep"), 1);
+    assert_ok(topic_close(t));
+    assert_int_equal(threads_become("topic-prep", 0), 0);
+    assert_int_equal(threads_become("topic-flush", 0), 0);
+
+    t = open_with(f->dir, 0, "flush.messages", "1", NULL);
+    assert_int_equal(threads_become("topic-flush", 1), 1);
+    put_ok(t, 10);
+    usleep(20000);
+    assert_int_equal(threads_named("topic-prep"), 0);
+    assert_ok(topic_close(t));
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), 1011);
+    for (uint64_t o = 0; o < 1011; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+}
+
 /*
  * The disk fills in the middle of a large segment.  The writer allocates
  * its .log ahead of the appends in steps (16 MiB), and its page-preparing
@@ -1513,6 +1588,7 @@ int main(void)
         T(test_pread_eof_pwrite_zero),
         T(test_no_fallocate),
         T(test_disk_full_mid_segment),
+        T(test_preparer_starts_with_the_first_append),
         T(test_index_cannot_grow),
         T(test_conf_write_failures),
         T(test_sweep_alloc),
