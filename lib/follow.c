@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -28,12 +29,69 @@ struct live {
     uint32_t seq;                 /* odd while the writer updates the rest */
     uint32_t reserved;
     uint64_t active_base, active_len, end, start;
+    uint8_t boot[16];             /* the boot the writer ran in; zeros if unknown */
 };
 
 static struct live *live_area(topic *t)
 {
     return (struct live *)(void *)((uint8_t *)t->state + 64);
 }
+
+/* What a reader learns from the live area (live_read). */
+struct live_view {
+    uint64_t base, len, end, start;
+    bool this_boot;               /* the writer published it since this boot */
+};
+
+static uint8_t g_boot[16];
+static bool g_boot_known;
+static pthread_once_t g_boot_once = PTHREAD_ONCE_INIT;
+
+static void read_boot_id(void)
+{
+    char text[64] = "";
+    /* Plain calls: not a file of the topic's, nor one whose failure matters
+     * (readers then trust nothing more than they would without it). */
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    unsigned digits = 0;
+    for (ssize_t i = 0; i < n && digits < 32; i++) {
+        char c = text[i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0)
+            continue;   /* the dashes and the newline */
+        g_boot[digits / 2] = (uint8_t)(digits % 2 ? g_boot[digits / 2] << 4 | v : v);
+        digits++;
+    }
+    g_boot_known = digits == 32;
+}
+
+/* This boot's id (/proc/sys/kernel/random/boot_id, 16 bytes); false where
+ * there is none.  Read once per process: it does not change. */
+static bool boot_id(uint8_t out[16])
+{
+    pthread_once(&g_boot_once, read_boot_id);
+    if (!g_boot_known)
+        return false;
+    memcpy(out, g_boot, sizeof g_boot);
+    return true;
+}
+
+void topic__publish_boot(topic *t)
+{
+    struct live *l = live_area(t);
+    uint8_t id[16] = { 0 };
+    (void)boot_id(id);
+    uint32_t seq = __atomic_load_n(&l->seq, __ATOMIC_RELAXED) & ~1u;
+    __atomic_store_n(&l->seq, seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    for (int i = 0; i < 16; i++)
+        __atomic_store_n(&l->boot[i], id[i], __ATOMIC_RELAXED);
+    __atomic_store_n(&l->seq, seq + 2, __ATOMIC_RELEASE);
+}
+
 
 void topic__publish(topic *t)
 {
@@ -58,22 +116,49 @@ uint64_t topic__live_start(topic *t)
 }
 
 /* Reads the writer's published position; false if there is none yet. */
-static bool live_read(topic *t, uint64_t *base, uint64_t *len, uint64_t *end, uint64_t *start)
+static bool live_read(topic *t, struct live_view *v)
 {
     struct live *l = live_area(t);
+    uint8_t mine[16], theirs[16];
+    bool known = boot_id(mine);
     for (int tries = 0; tries < 1000; tries++) {
         uint32_t s1 = __atomic_load_n(&l->seq, __ATOMIC_ACQUIRE);
         if (s1 & 1)
             continue;
-        *base = __atomic_load_n(&l->active_base, __ATOMIC_RELAXED);
-        *len = __atomic_load_n(&l->active_len, __ATOMIC_RELAXED);
-        *end = __atomic_load_n(&l->end, __ATOMIC_RELAXED);
-        *start = __atomic_load_n(&l->start, __ATOMIC_RELAXED);
+        v->base = __atomic_load_n(&l->active_base, __ATOMIC_RELAXED);
+        v->len = __atomic_load_n(&l->active_len, __ATOMIC_RELAXED);
+        v->end = __atomic_load_n(&l->end, __ATOMIC_RELAXED);
+        v->start = __atomic_load_n(&l->start, __ATOMIC_RELAXED);
+        for (int i = 0; i < 16; i++)
+            theirs[i] = __atomic_load_n(&l->boot[i], __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if (__atomic_load_n(&l->seq, __ATOMIC_RELAXED) == s1)
+        if (__atomic_load_n(&l->seq, __ATOMIC_RELAXED) == s1) {
+            v->this_boot = known && memcmp(mine, theirs, sizeof mine) == 0;
             return s1 != 0;
+        }
     }
     return false;
+}
+
+/*
+ * After a walk of the active segment that stopped short of what the writer
+ * published.  A writer publishes a length only once the batches below it
+ * are whole, and in the page cache they stay whole even if the writer is
+ * killed, so in this boot a walk stops short only at damage: the reader
+ * then takes the writer's length and end offset as its own, and whoever
+ * reads an offset at or past the damage is told TOPIC_ECORRUPT by the
+ * reading path, which verifies every batch it hands out, instead of seeing
+ * the log end there and waiting for ever.  What a writer published before
+ * the machine went down is not vouched for: its last appends may never have
+ * reached the disk, and the next writer's recovery cuts them off.
+ */
+static void trust_published(struct segment *s, const struct live_view *v)
+{
+    if (!v->this_boot || v->base != s->base || v->len > s->map_len ||
+        v->len <= atomic_load(&s->len) || v->end <= s->walked_end)
+        return;
+    atomic_store_explicit(&s->len, (size_t)v->len, memory_order_release);
+    s->walked_end = v->end;
 }
 
 static uint32_t follow_index_cap(const topic *t)
@@ -134,7 +219,7 @@ int topic__follow_load(topic *t, struct segment *s)
 int topic__follow_open_last(topic *t, struct segment *s)
 {
     size_t size;
-    uint64_t base, len, end, start;
+    struct live_view v;
     struct state_page snap;
     atomic_store(&s->end, UINT64_MAX);
     TRY(follow_map(t, s, &size));
@@ -152,9 +237,12 @@ int topic__follow_open_last(topic *t, struct segment *s)
         return 0;
     }
     size_t limit = size;
-    if (live_read(t, &base, &len, &end, &start) && base == s->base && len < limit)
-        limit = (size_t)len;
+    bool live = live_read(t, &v);
+    if (live && v.base == s->base && v.len < limit)
+        limit = (size_t)v.len;
     TRY(follow_walk(t, s, limit));
+    if (live && v.len <= size)
+        trust_published(s, &v);
     atomic_store(&s->loaded, true);
     return 0;
 }
@@ -207,9 +295,10 @@ static int follow_roll(topic *t, struct segment *last, struct segment **out)
 
 void topic__refresh(topic *t)
 {
-    uint64_t base, len, end, start;
-    if (!(t->flags & TOPIC_RDONLY) || !live_read(t, &base, &len, &end, &start))
+    struct live_view v;
+    if (!(t->flags & TOPIC_RDONLY) || !live_read(t, &v))
         return;
+    uint64_t base = v.base, len = v.len, end = v.end, start = v.start;
     if (start > atomic_load_explicit(&t->start, memory_order_acquire)) {
         /* The writer deleted old records: let go of their segments. */
         pthread_mutex_lock(&t->append_lock);
@@ -227,8 +316,10 @@ void topic__refresh(topic *t)
             t->active = s;
         /* Only below the published length: the writer may be copying the
          * batch after it right now. */
-        if (s->loaded && base == s->base)
+        if (s->loaded && base == s->base) {
             follow_walk(t, s, len < s->map_len ? (size_t)len : s->map_len);
+            trust_published(s, &v);
+        }
         if (s->walked_end > atomic_load(&t->end))
             atomic_store_explicit(&t->end, s->walked_end, memory_order_release);
     }

@@ -297,6 +297,8 @@ int  topic__apply_retention(topic *t);
 
 /* Writer, under append_lock: publishes the end of the log to readers. */
 void topic__publish(topic *t);
+/* Writer, once at open: records in the live area the boot it runs in. */
+void topic__publish_boot(topic *t);
 /* Reader: learns about new records, if there are any. */
 void topic__refresh(topic *t);
 /* The start offset the writer published (one load: readers check it on

@@ -19,9 +19,9 @@
  *                (cut to its data and synced); only those at or above it
  *                can hold a torn tail after a crash.  Written alone (an
  *                aligned 8-byte store, one sector) after each seal.
- *   64     40   the live area: where the writer's log ends, for readers in
- *                other processes (follow.c)
- *   104    ...  zero up to 4096 bytes
+ *   64     56   the live area: where the writer's log ends, and the boot it
+ *                runs in, for readers in other processes (follow.c)
+ *   120    ...  zero up to 4096 bytes
  *
  * The record is trusted only when the checksum matches, clean is 1 and the
  * active segment's file has exactly the recorded size; anything else means

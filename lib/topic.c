@@ -391,6 +391,7 @@ TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, t
     }
     if (!(flags & TOPIC_RDONLY)) {
         pthread_mutex_lock(&t->append_lock);
+        topic__publish_boot(t);
         topic__publish(t);
         pthread_mutex_unlock(&t->append_lock);
     }

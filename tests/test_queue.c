@@ -2845,6 +2845,79 @@ static void test_lz4_corrupt_rdonly_last_segment(void **state)
     lm_free(&m);
 }
 
+/*
+ * A writer is live and a read-only handle follows it.  A batch of the active
+ * segment is damaged past where the reader has walked.  The writer had
+ * published it whole, so the reader gets TOPIC_ECORRUPT there, sees the
+ * writer's end offset, reads the records on either side, and does not wait
+ * at the damage for ever.  A live area written in another boot is not
+ * vouched for (a power loss may have kept it and lost the log's tail), so
+ * there the log ends at the damage, as a dead writer's torn tail would.
+ */
+static void test_corrupt_live_active_rdonly(void **state)
+{
+    fx *f = *state;
+    WATCHDOG(30);
+    topic *w = create_with(f->dir, "segment.bytes", "67108864", NULL);
+    append_simple(w, 100);
+    topic *r = open_ok(f->dir, TOPIC_RDONLY, NULL);
+    assert_u64(topic_end_offset(r), 100);
+    append_simple(w, 100);   /* 100-199: the reader has not walked them */
+    struct binfo *b = NULL;
+    size_t nb = walk_batches(f->dir, &b);
+    const struct binfo *bi = NULL;
+    for (size_t i = 0; i < nb && bi == NULL; i++)
+        if (b[i].base == 150)
+            bi = &b[i];
+    assert_non_null(bi);
+    char *seg = tu_segment_path(f->dir, bi->seg, "log");
+    assert_ok(tu_flip_bit(seg, (off_t)(bi->pos + bi->length - 1), 2));   /* its last byte */
+    free(seg);
+    free(b);
+    append_simple(w, 50);
+
+    assert_u64(topic_end_offset(r), 250);
+    for (uint64_t o = 100; o < 150; o++)
+        assert_read_simple(r, o);
+    assert_int_equal(read_simple(r, 150), TOPIC_ECORRUPT);
+    for (uint64_t o = 151; o < 250; o++)
+        assert_read_simple(r, o);   /* its header still leads past it */
+    assert_ok(topic_wait(r, 150, 0));
+    topic_cursor *c = NULL;
+    topic_record rec;
+    assert_ok(topic_cursor_open(r, 140, &c));
+    for (uint64_t o = 140; o < 150; o++) {
+        assert_ok(topic_cursor_next(c, &rec));
+        assert_true(rec_simple_ok(&rec, o));
+    }
+    assert_int_equal(topic_cursor_next(c, &rec), TOPIC_ECORRUPT);
+    assert_int_equal(topic_cursor_next(c, &rec), TOPIC_ECORRUPT);   /* not skipped silently */
+    assert_ok(topic_cursor_seek(c, 151));
+    for (uint64_t o = 151; o < 250; o++) {
+        assert_ok(topic_cursor_next(c, &rec));
+        assert_true(rec_simple_ok(&rec, o));
+    }
+    assert_int_equal(topic_cursor_next(c, &rec), TOPIC_END);
+    topic_cursor_close(c);
+    assert_ok(close_t(r));
+
+    /* The same live area, as if left by a writer before a reboot. */
+    char *state_path = tu_path(f->dir, "topic.state");
+    int fd = open(state_path, O_WRONLY);
+    assert_true(fd >= 0);
+    unsigned char other_boot[16];
+    memset(other_boot, 0xa5, sizeof other_boot);
+    assert_int_equal(pwrite(fd, other_boot, sizeof other_boot, 104), (ssize_t)sizeof other_boot);
+    close(fd);
+    free(state_path);
+    r = open_ok(f->dir, TOPIC_RDONLY, NULL);
+    assert_u64(topic_end_offset(r), 150);
+    assert_int_equal(read_simple(r, 150), TOPIC_END);
+    assert_read_simple(r, 149);
+    assert_ok(close_t(r));
+    assert_ok(close_t(w));
+}
+
 /* ======================================================================== */
 /* 5. A producer and two consumer processes                                  */
 /* ======================================================================== */
@@ -3297,6 +3370,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_lz4_smaller, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_lz4_corrupt, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_lz4_corrupt_rdonly_last_segment, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_live_active_rdonly, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_producer_consumers, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_producer_consumers_writer_killed, fx_setup, fx_teardown),
     };
