@@ -1258,6 +1258,75 @@ static void test_preparer_starts_with_the_first_append(void **state)
     assert_ok(topic_close(t));
 }
 
+/* The first 64 bytes of dir's topic.state: the clean-shutdown record. */
+static void clean_record(const char *dir, unsigned char out[64])
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/topic.state", dir);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, out, 64, 0), 64);
+    close(fd);
+}
+
+static long syncs(void)
+{
+    return tf_count(TF_FDATASYNC) + tf_count(TF_FSYNC);
+}
+
+/*
+ * A writer handle that changes nothing closes without syncing: the clean
+ * record on disk already says everything.  An append or a deletion makes
+ * the close sync and rewrite the record again, and every state reopens to
+ * the same records.
+ */
+static void test_close_without_changes_syncs_nothing(void **state)
+{
+    fx *f = *state;
+    unsigned char before[64], after[64];
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    put_ok(t, 100);
+    assert_ok(topic_close(t));
+    clean_record(f->dir, before);
+    assert_int_equal(before[16], 1);   /* clean */
+
+    tf_install(true);
+    t = open_with(f->dir, 0, NULL);
+    for (uint64_t o = 0; o < 100; o += 7)
+        check_value(t, o);
+    long at_open = syncs();
+    assert_ok(topic_close(t));
+    assert_int_equal(syncs(), at_open);
+    clean_record(f->dir, after);
+    assert_memory_equal(before, after, 64);
+
+    /* A deletion: synced at once, and the close writes the record anew. */
+    t = open_with(f->dir, 0, NULL);
+    assert_ok(topic_delete_before(t, 10));
+    at_open = syncs();
+    assert_ok(topic_close(t));
+    assert_true(syncs() > at_open);
+    clean_record(f->dir, after);
+    assert_int_equal(after[16], 1);
+    assert_memory_not_equal(before, after, 64);
+
+    /* An append. */
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_start_offset(t), 10);
+    put_ok(t, 1);
+    at_open = syncs();
+    assert_ok(topic_close(t));
+    assert_true(syncs() > at_open);
+    tf_uninstall();
+
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_start_offset(t), 10);
+    assert_u64(topic_end_offset(t), 101);
+    for (uint64_t o = 10; o < 101; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+}
+
 /*
  * The disk fills in the middle of a large segment.  The writer allocates
  * its .log ahead of the appends in steps (16 MiB), and its page-preparing
@@ -1589,6 +1658,7 @@ int main(void)
         T(test_no_fallocate),
         T(test_disk_full_mid_segment),
         T(test_preparer_starts_with_the_first_append),
+        T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
         T(test_conf_write_failures),
         T(test_sweep_alloc),
