@@ -10,11 +10,12 @@
  * retention settings after every seal and once a second.
  *
  * "topic-prep" (not under flush.messages, see topic__bg_start) prepares
- * pages.  A page of a shared file mapping costs a fault (allocation, zeroing, file-system bookkeeping) the first time it is
- * written, about as much as copying its 4 KiB.  The thread maps the pages of
- * the active segment a few MiB ahead of the append position with
- * MADV_POPULATE_WRITE, so that on a machine with a spare core an append is a
- * copy into memory that is already there.  When it falls behind, or the
+ * pages.  A page of a shared file mapping costs a fault (allocation,
+ * zeroing, file-system bookkeeping) the first time it is written, about as
+ * much as copying its 4 KiB.  The thread maps the pages of the active
+ * segment a few MiB ahead of the append position with MADV_POPULATE_WRITE,
+ * so that on a machine with a spare core an append is a copy into memory
+ * that is already there.  When it falls behind, or the
  * kernel lacks MADV_POPULATE_WRITE (before 5.14), appends take the faults
  * themselves: slower, never wrong.  It touches a segment only between
  * topic__bg_prepare() and topic__bg_release(), and the sealer waits for it

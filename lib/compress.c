@@ -33,16 +33,11 @@ void topic__zbuf_free(struct zbuf *z)
     z->cap = 0;
 }
 
-int topic__batch_records(const uint8_t *p, const struct batch_header *h, struct zbuf *z,
-                         const uint8_t **begin, const uint8_t **end)
+int topic__batch_unpack(const uint8_t *p, const struct batch_header *h, struct zbuf *z,
+                        const uint8_t **begin, const uint8_t **end)
 {
     const uint8_t *payload = p + TOPIC__HEADER_SIZE;
     size_t n = h->length - TOPIC__HEADER_SIZE;
-    if ((h->attributes & TOPIC__ATTR_COMPRESSION_MASK) == TOPIC__COMPRESS_NONE) {
-        *begin = payload;
-        *end = payload + n;
-        return 0;
-    }
     if (n < 4)
         return TOPIC_ECORRUPT;
     uint32_t raw = topic__load32(payload);

@@ -72,11 +72,6 @@ TOPIC_API uint64_t topic_cursor_offset(const topic_cursor *c)
 static int enter_batch(topic_cursor *c)
 {
     c->roff = c->b.h.base_offset;
-    if ((c->b.h.attributes & TOPIC__ATTR_COMPRESSION_MASK) == TOPIC__COMPRESS_NONE) {
-        c->rp = c->b.seg->map + c->b.pos + TOPIC__HEADER_SIZE;   /* the common case, inline */
-        c->rend = c->b.seg->map + c->b.pos + c->b.h.length;
-        return 0;
-    }
     return topic__batch_records(c->b.seg->map + c->b.pos, &c->b.h, &c->z, &c->rp, &c->rend);
 }
 

@@ -79,35 +79,44 @@ static bool boot_id(uint8_t out[16])
     return true;
 }
 
+/* The writer's side of the sequence lock: live_begin makes seq odd (even
+ * first: a writer killed between the two stores leaves it odd, and readers
+ * must not wait for that writer for ever), live_end makes it even again. */
+static uint32_t live_begin(struct live *l)
+{
+    uint32_t seq = __atomic_load_n(&l->seq, __ATOMIC_RELAXED) & ~1u;
+    __atomic_store_n(&l->seq, seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    return seq;
+}
+
+static void live_end(struct live *l, uint32_t seq)
+{
+    __atomic_store_n(&l->seq, seq + 2, __ATOMIC_RELEASE);
+}
+
 void topic__publish_boot(topic *t)
 {
     struct live *l = live_area(t);
     uint8_t id[16] = { 0 };
     (void)boot_id(id);
-    uint32_t seq = __atomic_load_n(&l->seq, __ATOMIC_RELAXED) & ~1u;
-    __atomic_store_n(&l->seq, seq + 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
+    uint32_t seq = live_begin(l);
     for (int i = 0; i < 16; i++)
         __atomic_store_n(&l->boot[i], id[i], __ATOMIC_RELAXED);
-    __atomic_store_n(&l->seq, seq + 2, __ATOMIC_RELEASE);
+    live_end(l, seq);
 }
-
 
 void topic__publish(topic *t)
 {
     struct live *l = live_area(t);
-    /* Even: a writer killed between the two stores below leaves it odd,
-     * and readers must not wait for that writer forever. */
-    uint32_t seq = __atomic_load_n(&l->seq, __ATOMIC_RELAXED) & ~1u;
-    __atomic_store_n(&l->seq, seq + 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
+    uint32_t seq = live_begin(l);
     __atomic_store_n(&l->active_base, t->active->base, __ATOMIC_RELAXED);
     __atomic_store_n(&l->active_len, atomic_load_explicit(&t->active->len, memory_order_relaxed),
                      __ATOMIC_RELAXED);
     __atomic_store_n(&l->end, atomic_load_explicit(&t->end, memory_order_relaxed), __ATOMIC_RELAXED);
     __atomic_store_n(&l->start, atomic_load_explicit(&t->start, memory_order_relaxed),
                      __ATOMIC_RELAXED);
-    __atomic_store_n(&l->seq, seq + 2, __ATOMIC_RELEASE);
+    live_end(l, seq);
 }
 
 uint64_t topic__live_start(topic *t)
@@ -150,7 +159,9 @@ static bool live_read(topic *t, struct live_view *v)
  * reading path, which verifies every batch it hands out, instead of seeing
  * the log end there and waiting for ever.  What a writer published before
  * the machine went down is not vouched for: its last appends may never have
- * reached the disk, and the next writer's recovery cuts them off.
+ * reached the disk, and the next writer's recovery cuts them off.  The
+ * writer allocates the file before it writes, so a published length never
+ * passes the file's end; the mapping's is checked all the same.
  */
 static void trust_published(struct segment *s, const struct live_view *v)
 {
@@ -241,7 +252,7 @@ int topic__follow_open_last(topic *t, struct segment *s)
     if (live && v.base == s->base && v.len < limit)
         limit = (size_t)v.len;
     TRY(follow_walk(t, s, limit));
-    if (live && v.len <= size)
+    if (live)
         trust_published(s, &v);
     atomic_store(&s->loaded, true);
     return 0;
@@ -298,26 +309,25 @@ void topic__refresh(topic *t)
     struct live_view v;
     if (!(t->flags & TOPIC_RDONLY) || !live_read(t, &v))
         return;
-    uint64_t base = v.base, len = v.len, end = v.end, start = v.start;
-    if (start > atomic_load_explicit(&t->start, memory_order_acquire)) {
+    if (v.start > atomic_load_explicit(&t->start, memory_order_acquire)) {
         /* The writer deleted old records: let go of their segments. */
         pthread_mutex_lock(&t->append_lock);
-        if (start > atomic_load(&t->start))
-            atomic_store_explicit(&t->start, start, memory_order_release);
+        if (v.start > atomic_load(&t->start))
+            atomic_store_explicit(&t->start, v.start, memory_order_release);
         pthread_mutex_unlock(&t->append_lock);
         topic__drop_gone(t);
     }
-    if (end <= atomic_load_explicit(&t->end, memory_order_acquire))
+    if (v.end <= atomic_load_explicit(&t->end, memory_order_acquire))
         return;
     pthread_mutex_lock(&t->append_lock);
     struct segment *s = t->active;
-    if (s != NULL && end > atomic_load(&t->end)) {
-        if (base > s->base && follow_roll(t, s, &s) == 0)
+    if (s != NULL && v.end > atomic_load(&t->end)) {
+        if (v.base > s->base && follow_roll(t, s, &s) == 0)
             t->active = s;
         /* Only below the published length: the writer may be copying the
          * batch after it right now. */
-        if (s->loaded && base == s->base) {
-            follow_walk(t, s, len < s->map_len ? (size_t)len : s->map_len);
+        if (s->loaded && v.base == s->base) {
+            follow_walk(t, s, v.len < s->map_len ? (size_t)v.len : s->map_len);
             trust_published(s, &v);
         }
         if (s->walked_end > atomic_load(&t->end))

@@ -194,13 +194,27 @@ static inline int topic__record_decode(const uint8_t **pos, const uint8_t *end, 
     *pos = p + vlen;
     return 0;
 }
+/* topic__batch_records for a compressed batch (compress.c). */
+int  topic__batch_unpack(const uint8_t *p, const struct batch_header *h, struct zbuf *z,
+                         const uint8_t **begin, const uint8_t **end);
+
 /*
  * Where the records of a verified batch are: in place, or decompressed into
  * z.  Returns 0 or TOPIC_ECORRUPT (a block that does not decompress to the
- * length it claims), -ENOMEM.
+ * length it claims), -ENOMEM.  Inline for the common case, a batch that is
+ * not compressed: a cursor over small records enters a batch per record.
  */
-int  topic__batch_records(const uint8_t *p, const struct batch_header *h, struct zbuf *z,
-                          const uint8_t **begin, const uint8_t **end);
+static inline int topic__batch_records(const uint8_t *p, const struct batch_header *h,
+                                       struct zbuf *z, const uint8_t **begin,
+                                       const uint8_t **end)
+{
+    if ((h->attributes & TOPIC__ATTR_COMPRESSION_MASK) == TOPIC__COMPRESS_NONE) {
+        *begin = p + TOPIC__HEADER_SIZE;
+        *end = p + h->length;
+        return 0;
+    }
+    return topic__batch_unpack(p, h, z, begin, end);
+}
 void topic__zbuf_free(struct zbuf *z);
 /* Compresses `n` bytes of records at src into dst (room for `cap` bytes)
  * as the payload of an lz4 batch; returns its size, or 0 when that would

@@ -336,6 +336,9 @@ struct state_page {
 int  topic__state_open(topic *t, bool create);
 bool topic__state_clean(const topic *t, struct state_page *snap);
 int  topic__state_mark(topic *t, bool clean);
+/* Whether topic.state already holds the clean-shutdown record that
+ * topic__state_mark(t, true) would write now, byte for byte. */
+bool topic__state_current(const topic *t);
 /* Records, durably, that every segment below base `below` is sealed. */
 int  topic__state_sealed(topic *t, uint64_t below);
 void topic__state_close(topic *t);

@@ -119,20 +119,33 @@ bool topic__state_clean(const topic *t, struct state_page *snap)
  * write after open), and syncs it either way: a "clean" record that outlived
  * newer synced appends would hide them from the next open.
  */
+/* The clean-shutdown record a close writes now: at close, with every
+ * segment sealed and the threads stopped. */
+static void clean_record(const topic *t, struct state_page *snap)
+{
+    memcpy(snap, t->state, sizeof *snap);
+    snap->clean = 1;
+    snap->active_base = t->active->base;
+    snap->active_len = atomic_load(&t->active->len);
+    snap->end_offset = atomic_load(&t->end);
+    snap->start_offset = atomic_load(&t->start);
+    snap->unsealed_from = t->active->base;
+    snap->checksum = state_sum(snap);
+}
+
+bool topic__state_current(const topic *t)
+{
+    struct state_page snap;
+    clean_record(t, &snap);
+    return memcmp(&snap, t->state, sizeof snap) == 0;
+}
+
 int topic__state_mark(topic *t, bool clean)
 {
     struct state_page *p = t->state;
     if (clean) {
-        /* At close, with every segment sealed and the threads stopped. */
         struct state_page snap;
-        memcpy(&snap, p, sizeof snap);
-        snap.clean = 1;
-        snap.active_base = t->active->base;
-        snap.active_len = atomic_load(&t->active->len);
-        snap.end_offset = atomic_load(&t->end);
-        snap.start_offset = atomic_load(&t->start);
-        snap.unsealed_from = t->active->base;
-        snap.checksum = state_sum(&snap);
+        clean_record(t, &snap);
         memcpy(p, &snap, sizeof snap);
     } else {
         /* Only the flag: the sealer may be writing unsealed_from. */

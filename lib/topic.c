@@ -402,30 +402,25 @@ TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, t
 /* ------------------------------------------------------------------------ */
 /* Closing                                                                   */
 
-/* Stops the background threads, seals what they had not, syncs the active
- * segment and cuts it to its data, and records the clean shutdown. */
 /*
  * Whether a close has nothing to make durable: this handle appended nothing
- * (so it never cleared the clean flag), and the clean record on disk already
- * says what topic__state_mark would write, down to the active file's size.
- * The close that wrote that record synced every byte it vouches for, and a
- * deletion since (topic_delete_before, retention) changed the record's
- * start offset without its checksum, so it fails this test.  A handle
- * opened to look then closes without four fdatasyncs (about a millisecond
- * here).  Under append_lock, with the threads stopped.
+ * (so it never cleared the clean flag), and topic.state already holds the
+ * clean record the close would write, for an active file of the recorded
+ * size.  The close that wrote that record synced every byte it vouches for;
+ * a deletion since (topic_delete_before, retention) changed its start
+ * offset, so it is not current any more.  A handle opened to look then
+ * closes without four fdatasyncs (about a millisecond here).  Under
+ * append_lock, with the threads stopped.
  */
 static bool nothing_to_sync(topic *t)
 {
-    struct state_page snap;
-    struct segment *a = t->active;
     size_t size = 0;
-    return !t->marked_dirty && t->failed == 0 && topic__state_clean(t, &snap) &&
-           snap.active_base == a->base && snap.active_len == atomic_load(&a->len) &&
-           snap.end_offset == atomic_load(&t->end) && snap.start_offset == atomic_load(&t->start) &&
-           snap.unsealed_from == a->base && topic__fsize(a->fd, &size) == 0 &&
-           size == snap.active_len;
+    return !t->marked_dirty && t->failed == 0 && topic__state_current(t) &&
+           topic__fsize(t->active->fd, &size) == 0 && size == atomic_load(&t->active->len);
 }
 
+/* Stops the background threads, seals what they had not, syncs the active
+ * segment and cuts it to its data, and records the clean shutdown. */
 static int close_writer(topic *t)
 {
     topic__bg_stop(t);

@@ -2903,12 +2903,13 @@ static void test_corrupt_live_active_rdonly(void **state)
 
     /* The same live area, as if left by a writer before a reboot. */
     char *state_path = tu_path(f->dir, "topic.state");
-    int fd = open(state_path, O_WRONLY);
-    assert_true(fd >= 0);
-    unsigned char other_boot[16];
-    memset(other_boot, 0xa5, sizeof other_boot);
-    assert_int_equal(pwrite(fd, other_boot, sizeof other_boot, 104), (ssize_t)sizeof other_boot);
-    close(fd);
+    unsigned char *state_bytes;
+    size_t state_len;
+    assert_ok(tu_read_file(state_path, &state_bytes, &state_len));
+    assert_true(state_len >= 120);
+    memset(state_bytes + 104, 0xa5, 16);   /* the live area's boot id */
+    assert_ok(tu_overwrite_file(state_path, state_bytes, state_len));
+    free(state_bytes);
     free(state_path);
     r = open_ok(f->dir, TOPIC_RDONLY, NULL);
     assert_u64(topic_end_offset(r), 150);
