@@ -221,7 +221,9 @@ TOPIC_API int topic_close(topic *t);
  *
  * Errors: -EINVAL, TOPIC_ETOOBIG, TOPIC_ERDONLY, TOPIC_EFAILED (an earlier
  * write or sync failed), -ENOSPC (space for the record could not be
- * allocated; nothing was written), -EIO.  On error no offset is consumed,
+ * allocated; nothing was written), -EAGAIN (the first append through a
+ * handle could not start the handle's background thread; nothing was
+ * written), -EIO.  On error no offset is consumed,
  * with one exception: under flush.messages, when the record was written but
  * the sync that follows failed, the append returns that error and the
  * record is readable but was never acknowledged as durable; the handle then

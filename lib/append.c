@@ -109,6 +109,10 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, const voi
     size_t size;
     if (t->failed)
         return TOPIC_EFAILED;
+    /* Before anything is written: an append that cannot have its segment
+     * sealed and its flush.ms kept fails whole. */
+    if (!t->flusher_running)
+        TRY(topic__bg_flusher(t));
     if (recs != NULL) {
         TRY(check_records(t, recs, n, now, &first_ts, &max_ts, &size));
     } else {

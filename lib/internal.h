@@ -258,6 +258,9 @@ int  topic__seal_pending(topic *t);
 void topic__bg_init(topic *t);
 void topic__bg_destroy(topic *t);
 int  topic__bg_start(topic *t);
+/* Starts "topic-flush" if it is not running yet; under append_lock.  Returns
+ * 0, or the negative errno of pthread_create (-EAGAIN). */
+int  topic__bg_flusher(topic *t);
 void topic__bg_stop(topic *t);
 /* Under append_lock: s was rolled away from; the flusher will seal it. */
 void topic__bg_seal_later(topic *t, struct segment *s);

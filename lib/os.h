@@ -7,6 +7,7 @@
 #ifndef TOPIC_OS_H
 #define TOPIC_OS_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -32,6 +33,8 @@ struct topic_os {
     void   *(*calloc)(size_t n, size_t size);
     void   *(*realloc)(void *p, size_t n);
     void    (*free)(void *p);
+    int     (*thread_create)(pthread_t *th, const pthread_attr_t *attr,
+                             void *(*fn)(void *), void *arg);
 };
 
 /* The live table.  Tests may replace entries; the library only reads it. */

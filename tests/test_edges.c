@@ -1224,37 +1224,99 @@ static int threads_become(const char *name, int n)
 }
 
 /*
- * A writer handle that never appends has no page-preparing thread: the first
- * append starts it, and the close ends it.  Under flush.messages it never
- * starts.
+ * A writer handle that never appends runs no thread: the first append starts
+ * "topic-flush" and "topic-prep", and the close ends them.  Under
+ * flush.messages "topic-prep" never starts; with a retention setting
+ * "topic-flush" runs from the open, to delete old segments of an idle topic.
  */
-static void test_preparer_starts_with_the_first_append(void **state)
+static void test_threads_start_with_the_first_append(void **state)
 {
     fx *f = *state;
     topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
     if (threads_named("topic-flush") < 0)
         skip();
-    assert_int_equal(threads_become("topic-flush", 1), 1);
-    usleep(20000);   /* time enough for a preparer to name itself, were there one */
+    usleep(20000);   /* time enough for a thread to name itself, were there one */
+    assert_int_equal(threads_named("topic-flush"), 0);
     assert_int_equal(threads_named("topic-prep"), 0);
     put_ok(t, 1);
+    assert_int_equal(threads_become("topic-flush", 1), 1);
     assert_int_equal(threads_become("topic-prep", 1), 1);
     put_ok(t, 1000);
+    assert_int_equal(threads_named("topic-flush"), 1);
     assert_int_equal(threads_named("topic-prep"), 1);
     assert_ok(topic_close(t));
     assert_int_equal(threads_become("topic-prep", 0), 0);
     assert_int_equal(threads_become("topic-flush", 0), 0);
 
     t = open_with(f->dir, 0, "flush.messages", "1", NULL);
-    assert_int_equal(threads_become("topic-flush", 1), 1);
+    usleep(20000);
+    assert_int_equal(threads_named("topic-flush"), 0);
     put_ok(t, 10);
+    assert_int_equal(threads_become("topic-flush", 1), 1);
     usleep(20000);
     assert_int_equal(threads_named("topic-prep"), 0);
     assert_ok(topic_close(t));
+    assert_int_equal(threads_become("topic-flush", 0), 0);
+
+    t = open_with(f->dir, 0, "retention.ms", "3600000", NULL);
+    assert_int_equal(threads_become("topic-flush", 1), 1);
+    usleep(20000);
+    assert_int_equal(threads_named("topic-prep"), 0);
+    assert_ok(topic_close(t));
+    assert_int_equal(threads_become("topic-flush", 0), 0);
+
     t = open_with(f->dir, 0, NULL);
     assert_u64(topic_end_offset(t), 1011);
     for (uint64_t o = 0; o < 1011; o++)
         check_value(t, o);
+    assert_ok(topic_close(t));
+}
+
+static int no_threads(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    (void)th, (void)attr, (void)fn, (void)arg;
+    return EAGAIN;
+}
+
+/*
+ * When the first append cannot start "topic-flush" (the process is out of
+ * threads), it fails whole with -EAGAIN and stores nothing; the next append
+ * that can start it gets the same offset.  A commit under flush.ms that
+ * cannot start it is synced at once instead of within flush.ms.
+ */
+static void test_no_thread_for_the_first_append(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "flush.ms", "60000", NULL);
+    put_ok(t, 3);
+    assert_ok(topic_close(t));
+
+    t = open_with(f->dir, 0, "flush.ms", "60000", NULL);
+    atomic_store(&group_syncs, 0);
+    topic__os.fdatasync = counting_fdatasync;
+    topic__os.thread_create = no_threads;
+    assert_int_equal(topic_append(t, "x", 1, NULL), -EAGAIN);
+    topic_record r = { 0, 0, NULL, 0, "y", 1 };
+    assert_int_equal(topic_append_batch(t, &r, 1, NULL), -EAGAIN);
+    assert_u64(topic_end_offset(t), 3);
+    uint64_t got = 0;
+    unsigned char buf[8];
+    size_t len = 0;
+    assert_rc(topic_read(t, 3, buf, sizeof buf, &len), TOPIC_END);
+    assert_ok(topic_commit(t, "g", 2));
+    assert_int_equal(atomic_load(&group_syncs), 1);
+    topic__os.thread_create = topic__os_default.thread_create;
+    topic__os.fdatasync = topic__os_default.fdatasync;
+    assert_ok(put_next(t, &got));
+    assert_u64(got, 3);
+    assert_ok(topic_close(t));
+
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), 4);
+    for (uint64_t o = 0; o < 4; o++)
+        check_value(t, o);
+    assert_ok(topic_committed(t, "g", &got));
+    assert_u64(got, 2);
     assert_ok(topic_close(t));
 }
 
@@ -1659,7 +1721,8 @@ int main(void)
         T(test_pread_eof_pwrite_zero),
         T(test_no_fallocate),
         T(test_disk_full_mid_segment),
-        T(test_preparer_starts_with_the_first_append),
+        T(test_threads_start_with_the_first_append),
+        T(test_no_thread_for_the_first_append),
         T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
         T(test_conf_write_failures),
