@@ -176,10 +176,19 @@ bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_l
 }
 
 /* Counts the used entries among the first `limit`: they end at the first
- * entry whose position is zero, which no real entry has. */
+ * entry whose position is zero, which no real entry has.  A file cut to its
+ * entries (every sealed segment, and the active one after a clean close)
+ * is used to its end: one probe says so, where the search would fault in a
+ * page of the file at each of its steps. */
 static uint32_t count_used(const struct index *ix, uint32_t limit)
 {
-    uint32_t lo = 0, hi = limit;
+    struct idx_entry last;
+    if (limit == 0)
+        return 0;
+    topic__index_get(ix, limit - 1, &last);
+    if (last.pos != 0)
+        return limit;
+    uint32_t lo = 0, hi = limit - 1;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         struct idx_entry e;

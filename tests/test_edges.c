@@ -541,6 +541,75 @@ static void test_roll_failure_is_not_sticky(void **state)
     assert_ok(topic_close(t));
 }
 
+/* Asserts that an index file holds only used entries, in order: relative
+ * offsets and positions both grow, and no position is zero. */
+static void check_index_file(const char *dir, const char *ext, size_t entry)
+{
+    char *path = tu_segment_path(dir, 0, ext);
+    unsigned char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(tu_read_file(path, &data, &len), 0);
+    assert_int_equal(len % entry, 0);
+    assert_true(len >= 4 * entry);
+    uint32_t prev_rel = 0, prev_pos = 0;
+    for (size_t i = 0; i < len; i += entry) {
+        const unsigned char *e = data + i + entry - 8;
+        uint32_t rel = (uint32_t)e[0] | (uint32_t)e[1] << 8 | (uint32_t)e[2] << 16 |
+                       (uint32_t)e[3] << 24;
+        uint32_t pos = (uint32_t)e[4] | (uint32_t)e[5] << 8 | (uint32_t)e[6] << 16 |
+                       (uint32_t)e[7] << 24;
+        if (pos <= prev_pos || (i > 0 && rel <= prev_rel))
+            fail_msg("%s: entry %zu (rel %u, pos %u) after rel %u, pos %u", ext, i / entry,
+                     rel, pos, prev_rel, prev_pos);
+        prev_rel = rel;
+        prev_pos = pos;
+    }
+    free(data);
+    free(path);
+}
+
+/*
+ * The active segment's index files after a clean close hold exactly their
+ * entries, and opening counts them from the last one.  Files with a zeroed
+ * tail, as a preallocated index has, are counted up to the tail: every
+ * record reads back, appends index on from the last used entry, and the
+ * next close leaves no zero entry inside the files.
+ */
+static void test_index_with_zero_tail(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "index.interval.bytes", "1024", NULL);
+    put_ok(t, 300);
+    assert_ok(topic_close(t));
+    check_index_file(f->dir, "index", 8);
+    check_index_file(f->dir, "timeindex", 16);
+
+    static const unsigned char zeros[4096];
+    const char *exts[] = { "index", "timeindex" };
+    for (int i = 0; i < 2; i++) {
+        char *path = tu_segment_path(f->dir, 0, exts[i]);
+        assert_int_equal(tu_append_file(path, zeros, sizeof zeros), 0);
+        free(path);
+    }
+    topic *r = open_with(f->dir, TOPIC_RDONLY, NULL);
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), 300);
+    for (uint64_t o = 0; o < 300; o += 7) {
+        check_value(t, o);
+        check_value(r, o);
+    }
+    put_ok(t, 100);
+    assert_ok(topic_close(r));
+    assert_ok(topic_close(t));
+    check_index_file(f->dir, "index", 8);
+    check_index_file(f->dir, "timeindex", 16);
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), 400);
+    for (uint64_t o = 0; o < 400; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Syncing and sealing                                                       */
 
@@ -1701,6 +1770,7 @@ int main(void)
         T(test_append_refusals),
         T(test_dirty_mark_failure_is_sticky),
         T(test_roll_failure_is_not_sticky),
+        T(test_index_with_zero_tail),
         T(test_seal_failure_is_sticky),
         T(test_close_failures),
         T(test_recovery_cuts_checksummed_garbage),
