@@ -227,6 +227,69 @@ int topic__follow_load(topic *t, struct segment *s)
     return follow_walk(t, s, size);
 }
 
+/*
+ * Starts the reader's own indexes of the active segment s with the entries
+ * of the writer's index files, so that opening walks only the batches after
+ * the last of them, as the writer's own open does, instead of the whole
+ * segment: for 2,000,000 records of 100 B, 39 ms and every page of the
+ * segment.  It takes the longest run of entries that the two files agree on
+ * and that could be right: offsets and positions growing, below `limit`
+ * bytes and the end offset `end`, timestamps never decreasing (what
+ * topic__index_valid asks).  The caller checks that the walk from the last
+ * entry lands exactly on `limit` and `end` (and else starts over from the
+ * segment's start, forget_indexes); other entries are checked by the lookups
+ * that use them.  Returns whether it took any.
+ */
+static bool prefill_indexes(topic *t, struct segment *s, size_t limit, uint64_t end)
+{
+    struct index *ix[2] = { &s->idx, &s->tidx };
+    const char *ext[2] = { ".index", ".timeindex" };
+    uint32_t in_file[2];
+    for (int i = 0; i < 2; i++) {
+        char name[64];
+        size_t size = 0;
+        topic__segment_name(name, sizeof name, s->base, ext[i]);
+        int fd = topic__openat(t->dirfd, name, O_RDONLY, 0);
+        if (fd < 0)
+            return false;   /* a writer that is creating it; walk all */
+        int rc = topic__fsize(fd, &size);
+        in_file[i] = size / ix[i]->entry_size < ix[i]->cap ? (uint32_t)(size / ix[i]->entry_size)
+                                                           : ix[i]->cap;
+        if (rc == 0 && in_file[i] > 0)
+            rc = topic__pread_all(fd, ix[i]->map, (size_t)in_file[i] * ix[i]->entry_size, 0);
+        topic__close(fd);
+        if (rc < 0)
+            return false;
+    }
+    uint32_t n = in_file[0] < in_file[1] ? in_file[0] : in_file[1], i;
+    uint32_t prev_rel = 0, prev_pos = 0;
+    int64_t prev_ts = INT64_MIN;
+    for (i = 0; i < n; i++) {
+        const uint8_t *a = s->idx.map + (size_t)i * TOPIC__IDX_ENTRY;
+        const uint8_t *b = s->tidx.map + (size_t)i * TOPIC__TIDX_ENTRY;
+        uint32_t rel = topic__load32(a), pos = topic__load32(a + 4);
+        int64_t ts = (int64_t)topic__load64(b);
+        if (topic__load64(a) != topic__load64(b + 8) || rel <= prev_rel || pos <= prev_pos ||
+            pos >= limit || rel >= end - s->base || ts < prev_ts)
+            break;
+        prev_rel = rel, prev_pos = pos, prev_ts = ts;
+    }
+    atomic_store(&s->idx.n, i);
+    atomic_store(&s->tidx.n, i);
+    return i > 0;
+}
+
+/* Drops what prefill_indexes took, and all that a walk made of it. */
+static void forget_indexes(struct segment *s)
+{
+    atomic_store(&s->idx.n, 0);
+    atomic_store(&s->tidx.n, 0);
+    s->last_index_pos = 0;
+    atomic_store(&s->max_ts, INT64_MIN);
+    atomic_store(&s->len, 0);
+    s->walked_end = s->base;
+}
+
 int topic__follow_open_last(topic *t, struct segment *s)
 {
     size_t size;
@@ -238,10 +301,16 @@ int topic__follow_open_last(topic *t, struct segment *s)
     if (topic__state_clean(t, &snap) && snap.active_base == s->base && snap.active_len == size) {
         /* Closed cleanly: the record says where the log ends, as it does for
          * a writer, and damage in between is reported to whoever reads it
-         * (TOPIC_ECORRUPT) instead of ending the log early. */
+         * (TOPIC_ECORRUPT) instead of ending the log early.  The close cut
+         * the index files to their entries and synced them with the log. */
         size_t walked;
         uint64_t walked_end;
+        bool quick = prefill_indexes(t, s, size, snap.end_offset);
         TRY(topic__segment_scan(t, s, size, TOPIC__SCAN_INDEX, &walked, &walked_end));
+        if (quick && (walked != size || walked_end != snap.end_offset)) {
+            forget_indexes(s);
+            TRY(topic__segment_scan(t, s, size, TOPIC__SCAN_INDEX, &walked, &walked_end));
+        }
         atomic_store_explicit(&s->len, size, memory_order_release);
         s->walked_end = snap.end_offset;
         atomic_store(&s->loaded, true);
@@ -251,7 +320,18 @@ int topic__follow_open_last(topic *t, struct segment *s)
     bool live = live_read(t, &v);
     if (live && v.base == s->base && v.len < limit)
         limit = (size_t)v.len;
+    /* A writer of this boot published only whole batches, and its index
+     * entries below them were written first (see trust_published).  A
+     * writer of an earlier boot may have lost pages anywhere after its last
+     * sync, and the next writer's recovery will cut the log at the first
+     * hole: the reader must find that hole too, by verifying every batch
+     * from the start. */
+    bool quick = live && v.this_boot && v.base == s->base && prefill_indexes(t, s, limit, v.end);
     TRY(follow_walk(t, s, limit));
+    if (quick && (atomic_load(&s->len) != limit || s->walked_end != v.end)) {
+        forget_indexes(s);
+        TRY(follow_walk(t, s, limit));
+    }
     if (live)
         trust_published(s, &v);
     atomic_store(&s->loaded, true);

@@ -2919,6 +2919,115 @@ static void test_corrupt_live_active_rdonly(void **state)
     assert_ok(close_t(w));
 }
 
+/* Flips a bit of the base offset in the header of the batch that holds
+ * offset `off`: a walk of headers from the segment's start stops there. */
+static void break_header_at(const char *dir, uint64_t off)
+{
+    struct binfo *b = NULL;
+    size_t nb = walk_batches(dir, &b);
+    const struct binfo *bi = NULL;
+    for (size_t i = 0; i < nb && bi == NULL; i++)
+        if (b[i].base <= off && off < b[i].base + b[i].count)
+            bi = &b[i];
+    assert_non_null(bi);
+    char *seg = tu_segment_path(dir, bi->seg, "log");
+    assert_ok(tu_flip_bit(seg, (off_t)(bi->pos + 16), 3));
+    free(seg);
+    free(b);
+}
+
+/* Reads every offset below n through both handles: they must agree on
+ * each one, and r must read all but at most `bad` of them. */
+static void assert_reads_agree(topic *r, topic *w, uint64_t n, uint64_t bad)
+{
+    uint64_t corrupt = 0;
+    for (uint64_t o = 0; o < n; o++) {
+        int rr = read_simple(r, o), rw = read_simple(w, o);
+        if (rr != rw)
+            fail_msg("offset %" PRIu64 ": read-only handle %d, writer %d", o, rr, rw);
+        if (rr == 0)
+            assert_read_simple(r, o);
+        else
+            assert_int_equal(rr, TOPIC_ECORRUPT);
+        corrupt += rr != 0;
+    }
+    assert_true(corrupt >= 1 && corrupt <= bad);
+}
+
+/*
+ * A read-only handle starts its index of the active segment from the
+ * writer's index files, as the writer does, both after a clean close and
+ * while a writer of this boot runs; it then walks only the batches after
+ * their last entry.  So with a header broken in the middle of the segment,
+ * it reads what the writer reads: TOPIC_ECORRUPT in that batch's stretch of
+ * the index, the records after it byte for byte.  (Walking from the start,
+ * it stopped at the broken header and reported every later record
+ * TOPIC_ECORRUPT.)  Index files that do not lead to the end are dropped
+ * and the segment walked whole, and the handle follows later appends.
+ */
+static void test_rdonly_open_uses_index_files(void **state)
+{
+    fx *f = *state;
+    WATCHDOG(60);
+    topic *w = create_with(f->dir, "index.interval.bytes", "1024", NULL);
+    append_simple(w, 2000);
+    assert_ok(close_t(w));
+    break_header_at(f->dir, 500);
+    topic *r = open_ok(f->dir, TOPIC_RDONLY, NULL);
+    w = open_ok(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(r), 2000);
+    assert_reads_agree(r, w, 2000, 40);
+    append_simple(w, 100);
+    assert_u64(topic_end_offset(r), 2100);
+    assert_read_simple(r, 2099);
+    assert_ok(close_t(r));
+
+    /* The same segment while its writer runs: before the close, a
+     * broken header, and appends after it. */
+    break_header_at(f->dir, 1500);
+    append_simple(w, 100);
+    r = open_ok(f->dir, TOPIC_RDONLY, NULL);
+    assert_u64(topic_end_offset(r), 2200);
+    assert_reads_agree(r, w, 2200, 80);
+    assert_ok(close_t(r));
+    assert_ok(close_t(w));
+
+    /* A last entry, in both files alike, that points into a batch: the
+     * walk from it fails, and the handle walks the whole segment. */
+    char *dir2 = tu_path(f->dir, "second");
+    w = create_with(dir2, "index.interval.bytes", "1024", NULL);
+    append_simple(w, 1999);
+    tu_sleep_us(3000);   /* the last record is the newest, after every index entry */
+    append_simple(w, 1);
+    assert_ok(close_t(w));
+    const char *ext[2] = { "index", "timeindex" };
+    for (int i = 0; i < 2; i++) {
+        char *path = tu_segment_path(dir2, 0, ext[i]);
+        unsigned char *data;
+        size_t len;
+        assert_ok(tu_read_file(path, &data, &len));
+        assert_true(len >= 32);
+        data[len - 4]++;   /* the last entry's position, low byte */
+        assert_ok(tu_overwrite_file(path, data, len));
+        free(data);
+        free(path);
+    }
+    r = open_ok(dir2, TOPIC_RDONLY, NULL);
+    assert_u64(topic_end_offset(r), 2000);
+    for (uint64_t o = 0; o < 2000; o++)
+        assert_read_simple(r, o);
+    /* The walk of the whole segment also found the newest timestamp. */
+    topic_record rec;
+    topic_cursor *c = NULL;
+    assert_ok(topic_cursor_open(r, 1999, &c));
+    assert_ok(topic_cursor_next(c, &rec));
+    assert_ok(topic_cursor_seek_time(c, rec.timestamp));
+    assert_u64(topic_cursor_offset(c), 1999);
+    topic_cursor_close(c);
+    assert_ok(close_t(r));
+    free(dir2);
+}
+
 /* ======================================================================== */
 /* 5. A producer and two consumer processes                                  */
 /* ======================================================================== */
@@ -3372,6 +3481,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_lz4_corrupt, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_lz4_corrupt_rdonly_last_segment, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_live_active_rdonly, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_rdonly_open_uses_index_files, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_producer_consumers, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_producer_consumers_writer_killed, fx_setup, fx_teardown),
     };
