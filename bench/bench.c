@@ -194,7 +194,7 @@ enum {
     M_B1K_RECS, M_B1K_MBPS, M_B1K_OPEN, M_B1K_CLOSE,
     M_SCAN_RECS, M_SCAN_MBPS,
     M_RAND_READS,
-    M_REOPEN_MS, M_REOPEN_CLOSE_MS,
+    M_REOPEN_MS, M_REOPEN_CLOSE_MS, M_REOPEN_RO_MS,
     /* durable1 and durable4: 5 metrics each, in this order */
     M_D1_OPS, M_D1_P50, M_D1_P99, M_D1_PER_SYNC, M_D1_VS_PW,
     M_PWS_OPS, M_PWS_P50, M_PWS_P99,
@@ -240,6 +240,7 @@ static const struct mdef mdefs[M_COUNT] = {
     [M_RAND_READS]   = { "random_read_per_s", "topic_read random 100 B", "reads/s", 0 },
     [M_REOPEN_MS]    = { "reopen_open_ms", "reopen (clean) topic_open", "ms", 3 },
     [M_REOPEN_CLOSE_MS] = { "reopen_close_ms", NULL, "close ms", 3 },
+    [M_REOPEN_RO_MS] = { "reopen_rdonly_open_ms", NULL, "TOPIC_RDONLY ms", 3 },
     [M_D1_OPS]       = { "durable1_ops_per_s", "durable1: append, 1 thread", "ops/s", 0 },
     [M_D1_P50]       = { "durable1_p50_us", NULL, "p50 us", 1 },
     [M_D1_P99]       = { "durable1_p99_us", NULL, "p99 us", 1 },
@@ -1445,6 +1446,7 @@ static const struct ratio ratios[] = {
     { "scan_vs_read_scan", "cursor scan MB/s(log) / read() scan MB/s(log)", M_SCAN_MBPS, M_RSCAN_MBPS, 3, 0, 0 },
     { "random_read_per_s", "random topic_read, reads/s", M_RAND_READS, -1, 0, 0, 0 },
     { "reopen_ms", "reopen: topic_open after clean close, ms", M_REOPEN_MS, -1, 3, 0, 0 },
+    { "reopen_rdonly_ms", "reopen: the same, TOPIC_RDONLY, ms", M_REOPEN_RO_MS, -1, 3, 0, 0 },
     /* median of the per-run ratios: the three run interleaved, so each run's
      * ratio compares the same disk weather */
     { "durable1_vs_pwrite_fdatasync", "durable1 ops/s / pwrite+fdatasync ops/s",
@@ -1929,10 +1931,21 @@ int main(int argc, char **argv)
                 double t2 = now_sec();
                 TCHECK(topic_close(t));
                 double t3 = now_sec();
+                /* A consumer's open: a read-only handle of the same topic. */
+                double t4 = now_sec();
+                TCHECK(topic_open(rdir, TOPIC_RDONLY, NULL, &t));
+                double t5 = now_sec();
+                if (topic_end_offset(t) != nread)
+                    die("read-only handle has end offset %" PRIu64 ", want %" PRIu64,
+                        topic_end_offset(t), nread);
+                TCHECK(topic_read(t, nread - 1, buf, sizeof(buf), &got));
+                check_value(buf, got, nread - 1, SMALL_LEN, "reopen read-only");
+                TCHECK(topic_close(t));
                 record(M_REOPEN_MS, (t1 - t0) * 1e3);
                 record(M_REOPEN_CLOSE_MS, (t3 - t2) * 1e3);
-                progress("reopen", r, o.runs, "open %.3f ms, close %.3f ms",
-                         (t1 - t0) * 1e3, (t3 - t2) * 1e3);
+                record(M_REOPEN_RO_MS, (t5 - t4) * 1e3);
+                progress("reopen", r, o.runs, "open %.3f ms, close %.3f ms, read-only open %.3f ms",
+                         (t1 - t0) * 1e3, (t3 - t2) * 1e3, (t5 - t4) * 1e3);
             }
         }
         rm_rf(rdir);
