@@ -30,9 +30,6 @@
 
 #include "internal.h"
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 
 #define PREPARE_AHEAD (4u << 20)   /* keep this much ready past the end */
 #define PREPARE_STEP  (1u << 20)   /* one madvise() call; the lock is free between */

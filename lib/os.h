@@ -9,8 +9,14 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+
+/* madvise() advice of Linux 5.14; older kernels refuse it with EINVAL. */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 struct topic_os {
     int     (*openat)(int dirfd, const char *path, int flags, mode_t mode);
