@@ -30,7 +30,6 @@
 
 #include "internal.h"
 
-
 #define PREPARE_AHEAD (4u << 20)   /* keep this much ready past the end */
 #define PREPARE_STEP  (1u << 20)   /* one madvise() call; the lock is free between */
 #define PAGE_MASK     ((size_t)4095)

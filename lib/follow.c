@@ -23,8 +23,12 @@
 
 #include "internal.h"
 
-
 #define FOLLOW_MAP TOPIC__MAP_ACTIVE   /* as the writer maps it */
+
+/* A follower's walks verify every batch: published lengths vouch for a live
+ * writer's bytes, not for a file that has been damaged since, nor for a
+ * dead writer's torn tail. */
+#define FOLLOW_SCAN (TOPIC__SCAN_VERIFY | TOPIC__SCAN_INDEX)
 
 struct live {
     uint32_t seq;                 /* odd while the writer updates the rest */
@@ -209,10 +213,7 @@ static int follow_walk(topic *t, struct segment *s, size_t limit)
 {
     size_t len;
     uint64_t end;
-    /* Verified: published lengths vouch for a live writer's bytes, not for
-     * a file that has been damaged since, nor for a dead writer's torn tail. */
-    int how = TOPIC__SCAN_VERIFY | TOPIC__SCAN_INDEX;
-    int rc = topic__segment_scan(t, s, limit, how, &len, &end);
+    int rc = topic__segment_scan(t, s, limit, FOLLOW_SCAN, &len, &end);
     if (rc == 0 && len > atomic_load(&s->len)) {
         atomic_store_explicit(&s->len, len, memory_order_release);
         s->walked_end = end;
@@ -233,19 +234,17 @@ int topic__follow_load(topic *t, struct segment *s)
  * of the writer's index files, so that opening walks only the batches after
  * the last of them, as the writer's own open does, instead of the whole
  * segment: for 2,000,000 records of 100 B, 39 ms and every page of the
- * segment.  It takes the longest run of entries that the two files agree on
- * and that could be right: offsets and positions growing, below `limit`
- * bytes and the end offset `end`, timestamps never decreasing (what
- * topic__index_valid asks).  The caller checks that the walk from the last
- * entry lands exactly on `limit` and `end` (and else starts over from the
- * segment's start, forget_indexes); other entries are checked by the lookups
- * that use them.  Returns whether it took any.
+ * segment.  Of each file it takes the entries that could be right
+ * (topic__index_valid_prefix: growing, below `limit` bytes and the end
+ * offset `end`), as many from both.  walk_from_files checks that the walk
+ * from the last one lands exactly on `limit` and `end`; other entries are
+ * checked by the lookups that use them.  Returns whether it took any.
  */
 static bool prefill_indexes(topic *t, struct segment *s, size_t limit, uint64_t end)
 {
     struct index *ix[2] = { &s->idx, &s->tidx };
     const char *ext[2] = { ".index", ".timeindex" };
-    uint32_t in_file[2];
+    uint32_t good[2];
     for (int i = 0; i < 2; i++) {
         char name[64];
         size_t size = 0;
@@ -254,47 +253,47 @@ static bool prefill_indexes(topic *t, struct segment *s, size_t limit, uint64_t 
         if (fd < 0)
             return false;   /* a writer that is creating it; walk all */
         int rc = topic__fsize(fd, &size);
-        in_file[i] = size / ix[i]->entry_size < ix[i]->cap ? (uint32_t)(size / ix[i]->entry_size)
+        uint32_t n = size / ix[i]->entry_size < ix[i]->cap ? (uint32_t)(size / ix[i]->entry_size)
                                                            : ix[i]->cap;
-        size_t bytes = (size_t)in_file[i] * ix[i]->entry_size;
-        /* One call to populate the pages, rather than a fault per page in
-         * the copy (half the time of the open); a hint: failing is fine. */
-        if (rc == 0 && bytes > 0)
+        size_t bytes = (size_t)n * ix[i]->entry_size;
+        if (rc == 0 && bytes > 0) {
+            /* One call to populate the pages, rather than a fault per page
+             * in the copy (half the time of the open); a hint. */
             (void)topic__os.madvise(ix[i]->map, (bytes + 4095) & ~(size_t)4095,
                                     MADV_POPULATE_WRITE);
-        if (rc == 0 && bytes > 0)
             rc = topic__pread_all(fd, ix[i]->map, bytes, 0);
+        }
         topic__close(fd);
         if (rc < 0)
             return false;
+        atomic_store(&ix[i]->n, n);
+        good[i] = topic__index_valid_prefix(ix[i], end - s->base, limit);
     }
-    uint32_t n = in_file[0] < in_file[1] ? in_file[0] : in_file[1], i;
-    uint32_t prev_rel = 0, prev_pos = 0;
-    int64_t prev_ts = INT64_MIN;
-    for (i = 0; i < n; i++) {
-        const uint8_t *a = s->idx.map + (size_t)i * TOPIC__IDX_ENTRY;
-        const uint8_t *b = s->tidx.map + (size_t)i * TOPIC__TIDX_ENTRY;
-        uint32_t rel = topic__load32(a), pos = topic__load32(a + 4);
-        int64_t ts = (int64_t)topic__load64(b);
-        if (topic__load64(a) != topic__load64(b + 8) || rel <= prev_rel || pos <= prev_pos ||
-            pos >= limit || rel >= end - s->base || ts < prev_ts)
-            break;
-        prev_rel = rel, prev_pos = pos, prev_ts = ts;
-    }
-    atomic_store(&s->idx.n, i);
-    atomic_store(&s->tidx.n, i);
-    return i > 0;
+    uint32_t n = good[0] < good[1] ? good[0] : good[1];
+    atomic_store(&s->idx.n, n);
+    atomic_store(&s->tidx.n, n);
+    return n > 0;
 }
 
-/* Drops what prefill_indexes took, and all that a walk made of it. */
-static void forget_indexes(struct segment *s)
+/*
+ * Walks the active segment s up to `limit` bytes (topic__segment_scan with
+ * `how`), from the writer's index entries (prefill_indexes).  A walk from
+ * them that does not land exactly on `limit` and the end offset `end` drops
+ * them and walks again from the segment's start.
+ */
+static int walk_from_files(topic *t, struct segment *s, size_t limit, uint64_t end, int how,
+                           size_t *len, uint64_t *walked_end)
 {
-    atomic_store(&s->idx.n, 0);
-    atomic_store(&s->tidx.n, 0);
-    s->last_index_pos = 0;
-    atomic_store(&s->max_ts, INT64_MIN);
-    atomic_store(&s->len, 0);
-    s->walked_end = s->base;
+    bool quick = prefill_indexes(t, s, limit, end);
+    TRY(topic__segment_scan(t, s, limit, how, len, walked_end));
+    if (quick && (*len != limit || *walked_end != end)) {
+        atomic_store(&s->idx.n, 0);
+        atomic_store(&s->tidx.n, 0);
+        s->last_index_pos = 0;
+        atomic_store(&s->max_ts, INT64_MIN);
+        TRY(topic__segment_scan(t, s, limit, how, len, walked_end));
+    }
+    return 0;
 }
 
 int topic__follow_open_last(topic *t, struct segment *s)
@@ -312,12 +311,8 @@ int topic__follow_open_last(topic *t, struct segment *s)
          * the index files to their entries and synced them with the log. */
         size_t walked;
         uint64_t walked_end;
-        bool quick = prefill_indexes(t, s, size, snap.end_offset);
-        TRY(topic__segment_scan(t, s, size, TOPIC__SCAN_INDEX, &walked, &walked_end));
-        if (quick && (walked != size || walked_end != snap.end_offset)) {
-            forget_indexes(s);
-            TRY(topic__segment_scan(t, s, size, TOPIC__SCAN_INDEX, &walked, &walked_end));
-        }
+        TRY(walk_from_files(t, s, size, snap.end_offset, TOPIC__SCAN_INDEX, &walked,
+                            &walked_end));
         atomic_store_explicit(&s->len, size, memory_order_release);
         s->walked_end = snap.end_offset;
         atomic_store(&s->loaded, true);
@@ -333,10 +328,13 @@ int topic__follow_open_last(topic *t, struct segment *s)
      * sync, and the next writer's recovery will cut the log at the first
      * hole: the reader must find that hole too, by verifying every batch
      * from the start. */
-    bool quick = live && v.this_boot && v.base == s->base && prefill_indexes(t, s, limit, v.end);
-    TRY(follow_walk(t, s, limit));
-    if (quick && (atomic_load(&s->len) != limit || s->walked_end != v.end)) {
-        forget_indexes(s);
+    if (live && v.this_boot && v.base == s->base) {
+        size_t len;
+        uint64_t walked_end;
+        TRY(walk_from_files(t, s, limit, v.end, FOLLOW_SCAN, &len, &walked_end));
+        atomic_store_explicit(&s->len, len, memory_order_release);
+        s->walked_end = walked_end;
+    } else {
         TRY(follow_walk(t, s, limit));
     }
     if (live)

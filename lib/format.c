@@ -77,7 +77,6 @@ static uint8_t *varint_put(uint8_t *p, uint64_t v)
     return p;
 }
 
-/* Returns false when the varint runs past `end` or past ten bytes. */
 static uint64_t zigzag(int64_t v)
 {
     return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);

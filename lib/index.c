@@ -24,7 +24,8 @@
 
 #include "internal.h"
 
-void topic__index_get(const struct index *ix, uint32_t i, struct idx_entry *e)
+/* Entry i, decoded. */
+static inline void entry_at(const struct index *ix, uint32_t i, struct idx_entry *e)
 {
     const uint8_t *p = ix->map + (size_t)i * ix->entry_size;
     if (ix->entry_size == TOPIC__TIDX_ENTRY) {
@@ -79,7 +80,7 @@ static bool last_before(const struct index *ix, bool (*before)(const struct idx_
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         struct idx_entry m;
-        topic__index_get(ix, mid, &m);
+        entry_at(ix, mid, &m);
         if (before(&m, key))
             lo = mid + 1;
         else
@@ -87,7 +88,7 @@ static bool last_before(const struct index *ix, bool (*before)(const struct idx_
     }
     if (lo == 0)
         return false;
-    topic__index_get(ix, lo - 1, e);
+    entry_at(ix, lo - 1, e);
     return true;
 }
 
@@ -119,7 +120,7 @@ bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entr
     if (first > rel)
         return false;
     if (last <= rel) {
-        topic__index_get(ix, n - 1, e);
+        entry_at(ix, n - 1, e);
         return true;
     }
     /* Invariant: entry lo's offset is at most rel, entry hi's is above it. */
@@ -152,7 +153,7 @@ bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entr
         else
             hi = mid;
     }
-    topic__index_get(ix, lo, e);
+    entry_at(ix, lo, e);
     return true;
 }
 
@@ -161,18 +162,24 @@ bool topic__index_find_time(const struct index *ix, int64_t ts, struct idx_entry
     return last_before(ix, earlier_than, ts, e);
 }
 
-bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_len)
+uint32_t topic__index_valid_prefix(const struct index *ix, uint64_t nrecords, size_t data_len)
 {
-    uint32_t n = atomic_load_explicit(&ix->n, memory_order_relaxed);
+    uint32_t n = atomic_load_explicit(&ix->n, memory_order_relaxed), i;
     struct idx_entry prev = { 0, 0, INT64_MIN }, e;
-    for (uint32_t i = 0; i < n; i++) {
-        topic__index_get(ix, i, &e);
+    for (i = 0; i < n; i++) {
+        entry_at(ix, i, &e);
         if (e.rel <= prev.rel || e.pos <= prev.pos || e.pos >= data_len || e.rel >= nrecords ||
             e.max_ts_before < prev.max_ts_before)
-            return false;
+            break;
         prev = e;
     }
-    return true;
+    return i;
+}
+
+bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_len)
+{
+    return topic__index_valid_prefix(ix, nrecords, data_len) ==
+           atomic_load_explicit(&ix->n, memory_order_relaxed);
 }
 
 /* Counts the used entries among the first `limit`: they end at the first
@@ -185,14 +192,14 @@ static uint32_t count_used(const struct index *ix, uint32_t limit)
     struct idx_entry last;
     if (limit == 0)
         return 0;
-    topic__index_get(ix, limit - 1, &last);
+    entry_at(ix, limit - 1, &last);
     if (last.pos != 0)
         return limit;
     uint32_t lo = 0, hi = limit - 1;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         struct idx_entry e;
-        topic__index_get(ix, mid, &e);
+        entry_at(ix, mid, &e);
         if (e.pos != 0)
             lo = mid + 1;
         else

@@ -57,7 +57,6 @@ struct idx_entry {
     int64_t  max_ts_before;   /* time index only: max timestamp before pos */
 };
 
-void topic__index_get(const struct index *ix, uint32_t i, struct idx_entry *e);
 void topic__index_put(struct index *ix, const struct idx_entry *e);
 /* Last entry whose rel <= rel (offset index); false if none. */
 bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entry *e);
@@ -65,6 +64,8 @@ bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entr
 bool topic__index_find_time(const struct index *ix, int64_t ts, struct idx_entry *e);
 /* Checks that entries grow strictly and stay inside the segment. */
 bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_len);
+/* How many entries, from the first, pass those checks. */
+uint32_t topic__index_valid_prefix(const struct index *ix, uint64_t nrecords, size_t data_len);
 int  topic__index_map(struct index *ix, int dirfd, const char *name, uint32_t cap, bool writable);
 int  topic__index_anon(struct index *ix, uint32_t cap);
 int  topic__index_seal(struct index *ix);

@@ -553,11 +553,7 @@ static void check_index_file(const char *dir, const char *ext, size_t entry)
     assert_true(len >= 4 * entry);
     uint32_t prev_rel = 0, prev_pos = 0;
     for (size_t i = 0; i < len; i += entry) {
-        const unsigned char *e = data + i + entry - 8;
-        uint32_t rel = (uint32_t)e[0] | (uint32_t)e[1] << 8 | (uint32_t)e[2] << 16 |
-                       (uint32_t)e[3] << 24;
-        uint32_t pos = (uint32_t)e[4] | (uint32_t)e[5] << 8 | (uint32_t)e[6] << 16 |
-                       (uint32_t)e[7] << 24;
+        uint32_t rel = le32(data + i + entry - 8), pos = le32(data + i + entry - 4);
         if (pos <= prev_pos || (i > 0 && rel <= prev_rel))
             fail_msg("%s: entry %zu (rel %u, pos %u) after rel %u, pos %u", ext, i / entry,
                      rel, pos, prev_rel, prev_pos);

@@ -2845,6 +2845,24 @@ static void test_lz4_corrupt_rdonly_last_segment(void **state)
     lm_free(&m);
 }
 
+/* Flips bit `bit` of the byte `at` bytes into the batch that holds offset
+ * `off` (from its end when `at` is negative: -1 is its last byte). */
+static void flip_in_batch(const char *dir, uint64_t off, long at, int bit)
+{
+    struct binfo *b = NULL;
+    size_t nb = walk_batches(dir, &b);
+    const struct binfo *bi = NULL;
+    for (size_t i = 0; i < nb && bi == NULL; i++)
+        if (b[i].base <= off && off < b[i].base + b[i].count)
+            bi = &b[i];
+    assert_non_null(bi);
+    char *seg = tu_segment_path(dir, bi->seg, "log");
+    off_t pos = (off_t)bi->pos + (at < 0 ? (off_t)bi->length + at : at);
+    assert_ok(tu_flip_bit(seg, pos, bit));
+    free(seg);
+    free(b);
+}
+
 /*
  * A writer is live and a read-only handle follows it.  A batch of the active
  * segment is damaged past where the reader has walked.  The writer had
@@ -2863,17 +2881,7 @@ static void test_corrupt_live_active_rdonly(void **state)
     topic *r = open_ok(f->dir, TOPIC_RDONLY, NULL);
     assert_u64(topic_end_offset(r), 100);
     append_simple(w, 100);   /* 100-199: the reader has not walked them */
-    struct binfo *b = NULL;
-    size_t nb = walk_batches(f->dir, &b);
-    const struct binfo *bi = NULL;
-    for (size_t i = 0; i < nb && bi == NULL; i++)
-        if (b[i].base == 150)
-            bi = &b[i];
-    assert_non_null(bi);
-    char *seg = tu_segment_path(f->dir, bi->seg, "log");
-    assert_ok(tu_flip_bit(seg, (off_t)(bi->pos + bi->length - 1), 2));   /* its last byte */
-    free(seg);
-    free(b);
+    flip_in_batch(f->dir, 150, -1, 2);   /* its last byte */
     append_simple(w, 50);
 
     assert_u64(topic_end_offset(r), 250);
@@ -2923,17 +2931,7 @@ static void test_corrupt_live_active_rdonly(void **state)
  * offset `off`: a walk of headers from the segment's start stops there. */
 static void break_header_at(const char *dir, uint64_t off)
 {
-    struct binfo *b = NULL;
-    size_t nb = walk_batches(dir, &b);
-    const struct binfo *bi = NULL;
-    for (size_t i = 0; i < nb && bi == NULL; i++)
-        if (b[i].base <= off && off < b[i].base + b[i].count)
-            bi = &b[i];
-    assert_non_null(bi);
-    char *seg = tu_segment_path(dir, bi->seg, "log");
-    assert_ok(tu_flip_bit(seg, (off_t)(bi->pos + 16), 3));
-    free(seg);
-    free(b);
+    flip_in_batch(dir, off, 16, 3);
 }
 
 /* Reads every offset below n through both handles: they must agree on
