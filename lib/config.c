@@ -214,6 +214,8 @@ int topic__settings_load(struct topic_settings *s, int dirfd)
     int rc = topic__read_file(dirfd, "topic.conf", &text, &len, 64 * 1024);
     if (rc == -ENOENT)
         return 0;
+    if (rc == -EFBIG)
+        return TOPIC_ECORRUPT;   /* the library writes well under 2 KiB */
     if (rc < 0)
         return rc;
     /* A text file of name=value lines, or damage. */
