@@ -45,6 +45,14 @@ static void deadline_after(struct timespec *ts, int64_t ms)
     }
 }
 
+/* Milliseconds from `now` until `period` has passed since `since`, without
+ * adding them: flush.ms may be as large as INT64_MAX. */
+static int64_t time_left(int64_t since, int64_t period, int64_t now)
+{
+    int64_t passed = now > since ? now - since : 0;
+    return passed >= period ? 0 : period - passed;
+}
+
 static void *flusher_main(void *arg)
 {
     topic *t = arg;
@@ -89,10 +97,10 @@ static void *flusher_main(void *arg)
          * append that leaves the first unsynced record, a roll, close. */
         int64_t wait = -1;
         if (period > 0 && t->unsynced_since_ms != 0 && t->failed == 0)
-            wait = t->unsynced_since_ms + period - now;
+            wait = time_left(t->unsynced_since_ms, period, now);
         if (period > 0 && t->commits_since_ms != 0 &&
-            (wait < 0 || t->commits_since_ms + period - now < wait))
-            wait = t->commits_since_ms + period - now;
+            (wait < 0 || time_left(t->commits_since_ms, period, now) < wait))
+            wait = time_left(t->commits_since_ms, period, now);
         if (retention && (wait < 0 || next_retention - now < wait))
             wait = next_retention - now;
         if (wait >= 0) {
