@@ -114,10 +114,19 @@ def _timestamp(x):
     return ts
 
 
+def _c_string(b, what):
+    """b (bytes) as a C string: refused if it holds a NUL byte, where C
+    would see the string end and act on a shorter name or path than the
+    caller gave, as os.open() refuses it."""
+    if b"\0" in b:
+        raise ValueError("%s contains a NUL byte: %r" % (what, b))
+    return b
+
+
 def _group(name):
     if not isinstance(name, str):
         raise TypeError("group must be a str, not %s" % type(name).__name__)
-    return name.encode("utf-8")
+    return _c_string(name.encode("utf-8"), "group name")
 
 
 def _config_text(name, value):
@@ -141,8 +150,10 @@ class _Config:
                 if not isinstance(name, str):
                     raise TypeError("setting names must be str, not %s"
                                     % type(name).__name__)
-                rc = _lib.topic_config_set(self.ptr, name.encode("utf-8"),
-                                           _config_text(name, value).encode("utf-8"))
+                text = _config_text(name, value)
+                rc = _lib.topic_config_set(
+                    self.ptr, _c_string(name.encode("utf-8"), "setting name"),
+                    _c_string(text.encode("utf-8"), "setting %r: value" % name))
                 if rc != 0:
                     msg = _lib.topic_config_error(self.ptr).decode("utf-8", "replace")
                     raise ValueError(msg or "%s: %s" % (name, strerror(rc)))
@@ -152,7 +163,8 @@ class _Config:
 
     def get(self, name):
         buf = create_string_buffer(64)
-        rc = _lib.topic_config_get(self.ptr, name.encode("utf-8"), buf, len(buf))
+        rc = _lib.topic_config_get(self.ptr, _c_string(name.encode("utf-8"), "setting name"),
+                                   buf, len(buf))
         if rc != 0:
             raise error(rc, "config_get(%r)" % name)
         return buf.value.decode("utf-8")
@@ -282,7 +294,7 @@ class Topic:
         conf = _Config(config) if config else None
         out = c_void_p()
         try:
-            rc = _lib.topic_open(os.fsencode(self.path), flags,
+            rc = _lib.topic_open(_c_string(os.fsencode(self.path), "path"), flags,
                                  conf.ptr if conf else None, byref(out))
         finally:
             if conf:
@@ -590,11 +602,13 @@ class Topic:
     def wait(self, offset, timeout=None):
         """Waits until a record at ``offset`` exists.  Returns True once it
         does (at once if it already does), False after ``timeout`` seconds
-        (a float; None waits forever, 0 only checks).  Wakes for appends
+        (a float; None or infinity waits forever, 0 only checks).  Wakes for appends
         through any handle in any process; interruptible by Ctrl-C."""
         offset = _offset(offset)
+        if timeout is not None and math.isinf(timeout) and timeout > 0:
+            timeout = None   # as long as it takes, like None
         if timeout is not None:
-            if timeout < 0:
+            if not timeout >= 0:   # NaN too
                 raise ValueError("timeout must be >= 0 or None, not %r" % (timeout,))
             deadline = time.monotonic() + timeout
         slice_ms = int(WAIT_SLICE * 1000)
@@ -809,6 +823,9 @@ class Cursor:
     def seek_time(self, timestamp_ms):
         """Moves to the first record, in offset order, whose timestamp is >=
         ``timestamp_ms``; to the end offset if there is none."""
+        if timestamp_ms is None:   # _timestamp's "now" is for appends only
+            raise TypeError("timestamp_ms must be an int (milliseconds since the epoch),"
+                            " not None")
         ts = _timestamp(timestamp_ms)
         self._call(_lib.topic_cursor_seek_time, ts, "seek_time(%d)" % ts)
 

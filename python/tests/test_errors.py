@@ -177,6 +177,34 @@ def test_invalid_argument(topic):
     topic.commit("x" * 128, 1)                   # the longest name is fine
     with pytest.raises(ValueError):
         topic.wait(0, timeout=-1)
+    with pytest.raises(ValueError):
+        topic.wait(0, timeout=float("nan"))
+    assert topic.wait(0, timeout=float("inf"))    # record 0 exists: at once
+    with topic.cursor(0) as c:
+        with pytest.raises(TypeError):
+            c.seek_time(None)                    # None means "now" only to appends
+
+
+def test_nul_bytes_in_names_are_refused(tmp_path, topic):
+    """C would see a string end at its first NUL and act on a shorter name:
+    another directory, group or setting than the caller gave."""
+    victim = tmp_path / "victim"
+    with pytest.raises(ValueError, match="NUL"):
+        libtopic.Topic(str(victim) + "\0suffix", create=True)
+    assert not victim.exists()
+    topic.append(b"x")
+    topic.commit("billing", 0)
+    with pytest.raises(ValueError, match="NUL"):
+        topic.commit("billing\0evil", 1)
+    with pytest.raises(ValueError, match="NUL"):
+        topic.committed("billing\0evil")
+    assert topic.committed("billing") == 0
+    for bad in ({"segment.bytes": "4096\0garbage"}, {"segment.bytes\0garbage": "4096"}):
+        with pytest.raises(ValueError, match="NUL"):
+            libtopic.check_config(bad)
+        with pytest.raises(ValueError, match="NUL"):
+            libtopic.Topic(tmp_path / "other", create=True, config=bad)
+    assert not (tmp_path / "other").exists()
 
 
 def test_closed(path):
