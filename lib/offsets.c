@@ -142,18 +142,31 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
         readonly = true;
     }
     size_t size = 0;
-    uint32_t magic = 0;
     int rc = fd < 0 ? fd : topic__fsize(fd, &size);
-    if (rc == 0 && size >= sizeof magic)
-        rc = topic__pread_all(fd, &magic, sizeof magic, 0);
-    /* Short or without its magic: the group's first commit did not finish,
-     * so it never committed. */
-    bool unfinished = size < GROUP_FILE || magic == 0;
+    /* A first commit creates the file, gives it its page, then writes the
+     * header (struct group_file with empty slots).  One that did not finish
+     * leaves an empty file, a page of zeros, or some of the header without
+     * the page: that group never committed.  Anything else that is not one
+     * page long is not a group file, and a page's magic is checked below. */
+    struct group_file h = { .magic = GROUP_MAGIC, .version = GROUP_VERSION };
+    bool unfinished = size == 0;
+    if (rc == 0 && size > GROUP_FILE) {
+        rc = TOPIC_ECORRUPT;
+    } else if (rc == 0 && size > 0) {
+        uint8_t page[GROUP_FILE], fresh[GROUP_FILE] = { 0 };
+        memcpy(fresh, &h, sizeof h);
+        rc = topic__pread_all(fd, page, size, 0);
+        if (size < GROUP_FILE)
+            unfinished = memcmp(page, fresh, size) == 0;
+        else
+            unfinished = page[0] == 0 && memcmp(page, page + 1, size - 1) == 0;
+        if (rc == 0 && !unfinished && size < GROUP_FILE)
+            rc = TOPIC_ECORRUPT;
+    }
     if (rc == 0 && unfinished && !create)
         rc = -ENOENT;
     if (rc == 0 && unfinished) {
         /* New: its page, header and name reach the disk before it is used. */
-        struct group_file h = { .magic = GROUP_MAGIC, .version = GROUP_VERSION };
         rc = topic__fallocate(fd, GROUP_FILE);
         if (rc == 0)
             rc = topic__pwrite_all(fd, &h, sizeof h, 0);

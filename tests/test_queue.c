@@ -1461,6 +1461,60 @@ static void test_group_file_first_commit_crash(void **state)
     free(gdir);
 }
 
+/*
+ * A file in groups/ that no commit could have left (text, a page of other
+ * bytes, a file of the wrong size) is not a group file: TOPIC_ECORRUPT from
+ * both calls, and the file is left as it was.  It used to read as "never
+ * committed" whenever it was short or began with a zero word, and the next
+ * commit wrote over it.
+ */
+static void test_foreign_group_file(void **state)
+{
+    fx *f = *state;
+    topic *t = create_with(f->dir, NULL);
+    assert_ok(topic_commit(t, "other", 1));   /* makes groups/ */
+    assert_ok(close_t(t));
+    char *gdir = tu_path(f->dir, "groups");
+    char *gpath = tu_path(gdir, "g");
+    unsigned char page[5000];
+    memset(page, 0, sizeof page);
+    memcpy(page, "junk\n", 5);
+    static const struct { const char *what; size_t len; } cases[] = {
+        { "five bytes of text", 5 },
+        { "a page of text and zeros", 4096 },
+        { "a zero word, then text", 4096 },
+        { "5000 bytes", 5000 },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        if (k == 2) {
+            memset(page, 0, 4);
+            memcpy(page + 100, "junk", 4);
+        }
+        assert_ok(tu_write_file(gpath, page, cases[k].len));
+        for (int rdonly = 0; rdonly < 2; rdonly++) {
+            topic *h = open_ok(f->dir, rdonly ? TOPIC_RDONLY : 0, NULL);
+            uint64_t v = 0x77;
+            int rc = topic_committed(h, "g", &v);
+            if (rc != TOPIC_ECORRUPT)
+                fail_msg("groups/g holding %s: topic_committed = %d (%s), expected "
+                         "TOPIC_ECORRUPT", cases[k].what, rc, topic_strerror(rc));
+            rc = topic_commit(h, "g", 42);
+            if (rc != TOPIC_ECORRUPT)
+                fail_msg("groups/g holding %s: topic_commit = %d (%s), expected "
+                         "TOPIC_ECORRUPT", cases[k].what, rc, topic_strerror(rc));
+            assert_ok(close_t(h));
+            unsigned char *now = NULL;
+            size_t len = 0;
+            assert_ok(tu_read_file(gpath, &now, &len));
+            assert_int_equal(len, cases[k].len);
+            assert_memory_equal(now, page, len);
+            free(now);
+        }
+    }
+    free(gpath);
+    free(gdir);
+}
+
 /* ======================================================================== */
 /* 3. Retention                                                              */
 /* ======================================================================== */
@@ -3463,6 +3517,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_commit_kill9, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_file_damage, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_file_first_commit_crash, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_group_file, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_basic, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_seek_time, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_kill9, fx_setup, fx_teardown),
