@@ -193,7 +193,7 @@ TOPIC_API void topic_config_free(topic_config *c);
  * appends, so that the page faults of a new page are not paid inside
  * topic_append().
  *
- * Errors: -EINVAL (bad flags, NULL), -ENOENT (no topic and no TOPIC_CREATE),
+ * Errors: -EINVAL (bad flags, NULL, an empty dir), -ENOENT (no topic and no TOPIC_CREATE),
  * -EEXIST (TOPIC_CREATE|TOPIC_EXCL and the directory exists), -ENOTDIR,
  * -EACCES, -ENOMEM, -EIO, -ENOSPC, TOPIC_ELOCKED (another writer, in this or
  * any other process), TOPIC_ECORRUPT (a file the topic needs cannot be
@@ -237,8 +237,9 @@ TOPIC_API int topic_append(topic *t, const void *value, size_t len, uint64_t *of
  * of them are there or none is.  Their offset fields are ignored; a timestamp
  * of 0 means now.  The offset of the first is stored in *first_offset when it
  * is not NULL; the others follow densely.  n == 0 appends nothing and
- * returns 0.  Errors as topic_append(); TOPIC_ETOOBIG when one record or the
- * sum of all keys and values exceeds max.message.bytes.
+ * returns 0 (TOPIC_ERDONLY on a read-only handle).  Errors as topic_append();
+ * TOPIC_ETOOBIG when one record or the sum of all keys and values exceeds
+ * max.message.bytes, or the batch would take more than 1 GiB on disk.
  */
 TOPIC_API int topic_append_batch(topic *t, const topic_record *recs, size_t n,
                                  uint64_t *first_offset);
