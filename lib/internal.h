@@ -118,9 +118,18 @@ int  topic__segment_unlink(topic *t, uint64_t base);
 int  topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segment **out);
 /* Maps a sealed segment on first use and validates (or rebuilds) its index. */
 int  topic__segment_load(topic *t, struct segment *s);
-/* Opens the last segment for appending, scanning it when `scan` is set. */
-int  topic__segment_open_active(topic *t, struct segment *s, bool scan, size_t known_len,
-                                uint64_t known_end);
+/* What a clean close recorded of its active segment: every byte below
+ * `len` was synced, and the records there end at offset `end`. */
+struct seg_record {
+    size_t len;
+    uint64_t end;
+};
+/* Opens the last segment for appending, scanning it when `scan` is set (see
+ * segment.c).  Returns 0, a negative error, or TOPIC__LOST when the segment
+ * no longer holds what `vouched` says it did. */
+#define TOPIC__LOST 1
+int  topic__segment_open_active(topic *t, struct segment *s, bool scan,
+                                const struct seg_record *vouched);
 /* Writer, under append_lock: makes sure the first `upto` bytes of the active
  * segment's file are allocated on disk, reserving ahead in steps. */
 int  topic__segment_reserve(topic *t, struct segment *s, size_t upto);

@@ -192,15 +192,25 @@ static void reset_indexes(struct segment *s)
 }
 
 /*
- * Opens the last segment for appending.  After a clean close its length and
- * end offset are known, and its indexes are trusted when the walk of the
- * batches after their last entry lands exactly there: nothing else is read,
- * so opening costs the same for any size of topic.  Otherwise (`scan`)
+ * Opens the last segment for appending.  After a clean close (`vouched`) its
+ * length and end offset are known, and its indexes are trusted when the walk
+ * of the batches after their last entry lands exactly there: nothing else is
+ * read, so opening costs the same for any size of topic.  Otherwise (`scan`)
  * every batch is verified, the first bad byte and all after it are cut off,
  * and the indexes are rebuilt.
+ *
+ * Cutting is recovery from a crash: what follows the first bad byte was never
+ * known to be whole.  After a clean close it is not: the close synced every
+ * byte the record vouches for, so a segment that no longer holds them all
+ * (cut short, or a batch damaged since) lost acknowledged records, and their
+ * offsets must not be handed out again.  Then nothing is cut: the segment
+ * keeps its bytes up to the recorded length, is given the recorded end
+ * offset, and TOPIC__LOST tells the caller to seal it as it is (readers get
+ * TOPIC_ECORRUPT where records are missing, as in any damaged sealed
+ * segment) and to append in a new segment from that offset on.
  */
-int topic__segment_open_active(topic *t, struct segment *s, bool scan, size_t known_len,
-                               uint64_t known_end)
+int topic__segment_open_active(topic *t, struct segment *s, bool scan,
+                               const struct seg_record *vouched)
 {
     size_t size, len = 0, capacity = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
     uint64_t end = s->base;
@@ -208,21 +218,28 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan, size_t kn
     capacity = s->capacity;
     if (!scan) {
         TRY(map_indexes(t, s, index_cap(t, capacity), false));
-        scan = topic__segment_scan(t, s, known_len, TOPIC__SCAN_INDEX, &len, &end) < 0 ||
-               len != known_len || end != known_end;
+        scan = topic__segment_scan(t, s, vouched->len, TOPIC__SCAN_INDEX, &len, &end) < 0 ||
+               len != vouched->len || end != vouched->end;
         if (scan)
             reset_indexes(s);
     }
     if (scan) {
         TRY(map_indexes(t, s, index_cap(t, capacity), true));
         TRY(topic__segment_scan(t, s, size, TOPIC__SCAN_VERIFY | TOPIC__SCAN_INDEX, &len, &end));
+        atomic_store(&s->tidx_state, 1);
+        if (vouched != NULL && end < vouched->end) {
+            atomic_store(&s->len, size < vouched->len ? size : vouched->len);
+            atomic_store(&s->end, vouched->end);
+            s->reserved = size;
+            atomic_store(&s->loaded, true);
+            return TOPIC__LOST;
+        }
         /* Cut whatever follows the last whole batch; reserving the file
          * again zeroes the rest, so no stale byte is ever read as a batch. */
         if (len < size) {
             TRY(topic__ftruncate(s->fd, (off_t)len));
             size = len;
         }
-        atomic_store(&s->tidx_state, 1);
     }
     atomic_store(&s->len, len);
     atomic_store(&s->end, end);

@@ -147,11 +147,14 @@ int topic__list_segments(topic *t, uint64_t **out, size_t *count)
     return 0;
 }
 
-/* Opens (a writer) or learns the extent of (a reader) the last segment. */
+/* Opens (a writer) or learns the extent of (a reader) the last segment.
+ * A writer's open returns TOPIC__LOST when the segment lost records a clean
+ * close had synced (see topic__segment_open_active). */
 static int open_last(topic *t, struct segment *s)
 {
     struct state_page snap;
-    bool clean = topic__state_clean(t, &snap) && snap.active_base == s->base;
+    bool vouched = topic__state_clean(t, &snap) && snap.active_base == s->base;
+    bool clean = vouched;
     if (clean) {
         char name[64];
         size_t size = 0;
@@ -161,10 +164,30 @@ static int open_last(topic *t, struct segment *s)
             clean = false;
         topic__close(fd);
     }
-    if (!(t->flags & TOPIC_RDONLY))
-        return topic__segment_open_active(t, s, !clean, (size_t)snap.active_len,
-                                          snap.end_offset);
-    return topic__follow_open_last(t, s);
+    if (t->flags & TOPIC_RDONLY)
+        return topic__follow_open_last(t, s);
+    struct seg_record rec = { (size_t)snap.active_len, snap.end_offset };
+    return topic__segment_open_active(t, s, !clean, vouched ? &rec : NULL);
+}
+
+/*
+ * The last segment lost records that a clean close had synced.  It is sealed
+ * as it is, ending at the offset the close recorded, and appends go on in a
+ * new segment from there, so that no offset is ever given to two records.
+ * The clean record is then rewritten for the new active segment (by the
+ * caller, once the handle knows its offsets).  A crash before that repeats
+ * all of this at the next open: the new segment is empty, and goes.
+ */
+static int seal_lost(topic *t, struct segment *s)
+{
+    TRY(topic__segment_seal(t, s));
+    struct segment *next;
+    TRY(topic__segment_create(t, atomic_load(&s->end), (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES],
+                              &next));
+    int rc = topic__seglist_push(t, next);
+    if (rc < 0)
+        topic__segment_free(next);
+    return rc;
 }
 
 static bool indexes_present(topic *t, uint64_t base)
@@ -188,7 +211,7 @@ static bool indexes_present(topic *t, uint64_t base)
  */
 static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, size_t nlater)
 {
-    TRY(topic__segment_open_active(t, s, true, 0, 0));
+    TRY(topic__segment_open_active(t, s, true, NULL));
     if (atomic_load(&s->end) == later[0]) {
         TRY(topic__segment_seal(t, s));
         s->writable = false;
@@ -224,6 +247,7 @@ static int open_segments(topic *t)
         drop_unfinished(t, &snap, bases, &n);
     uint64_t unsealed_from = t->state->unsealed_from;
     int rc = 0;
+    bool lost = false;
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct segment *s = topic__segment_new(bases[i]);
         if (s == NULL) {
@@ -236,6 +260,10 @@ static int open_segments(topic *t)
         }
         if (i + 1 == n) {
             rc = open_last(t, s);
+            if (rc == TOPIC__LOST) {
+                lost = true;
+                rc = seal_lost(t, s);
+            }
         } else if (recovering && bases[i] >= unsealed_from) {
             rc = recover_rolled(t, s, bases + i + 1, n - i - 1);
             if (rc == 1) {
@@ -264,6 +292,8 @@ static int open_segments(topic *t)
         atomic_store(&t->end, start);
     }
     atomic_store(&t->start, start);
+    if (lost)
+        TRY(topic__state_mark(t, true));
     /* Segments below the start offset that a crash left behind. */
     TRY(topic__drop_gone(t));
     if (t->active == NULL && !(t->flags & TOPIC_RDONLY)) {

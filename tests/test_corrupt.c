@@ -793,21 +793,49 @@ typedef struct trunc_ctx {
     const char *log;
     size_t L, full;
     size_t complete;   /* records in whole batches below L */
+    int crashed;       /* the writer died (the clean flag is clear), or closed */
     outcome *o;
 } trunc_ctx;
 
+/* Clears the clean flag of topic.state (offset 16), as a writer's first
+ * append does: the topic then looks as if its writer had died. */
+static void mark_crashed(const char *dir)
+{
+    char *st = tu_path(dir, "topic.state");
+    unsigned char *data = NULL;
+    size_t len = 0;
+    assert_ok(tu_read_file(st, &data, &len));
+    assert_true(len >= 20 && data[16] == 1);
+    memset(data + 16, 0, 4);
+    assert_ok(tu_write_file(st, data, len));
+    free(data);
+    free(st);
+}
+
+/*
+ * The active segment cut to x->L bytes.  After a crash (x->crashed), the cut
+ * is a torn tail: the writer recovers exactly the records of whole batches,
+ * and appends go on from there.  After a clean close it is damage, for the
+ * close had synced every byte: the records of whole batches still read back,
+ * the lost ones are TOPIC_ECORRUPT, the end offset stays, and the next
+ * append gets it, so that no offset is handed out twice.
+ */
 static void trunc_body(void *arg)
 {
     trunc_ctx *x = arg;
     const expect *e = x->e;
     outcome *o = x->o;
-    char ctx[128];
+    const char *how = x->crashed ? "after a crash" : "after a clean close";
+    char ctx[160];
     snap_restore(x->dir, x->pristine);
+    if (x->crashed)
+        mark_crashed(x->dir);
     assert_ok(tu_truncate(x->log, (off_t)x->L));
 
     /* A read-only handle: never wrong data; the records of complete batches
      * intact (it may not know yet where the log now ends). */
-    snprintf(ctx, sizeof ctx, "log cut to %zu of %zu bytes, read-only open", x->L, x->full);
+    snprintf(ctx, sizeof ctx, "log cut to %zu of %zu bytes %s, read-only open", x->L, x->full,
+             how);
     PHASE("%s", ctx);
     topic *t = NULL;
     int rc = topic_open(x->dir, TOPIC_RDONLY, NULL, &t);
@@ -825,8 +853,7 @@ static void trunc_body(void *arg)
         assert_ok(topic_close(t));
     }
 
-    /* The writer recovers: exactly the records of whole batches remain. */
-    snprintf(ctx, sizeof ctx, "log cut to %zu of %zu bytes, writer open", x->L, x->full);
+    snprintf(ctx, sizeof ctx, "log cut to %zu of %zu bytes %s, writer open", x->L, x->full, how);
     PHASE("%s", ctx);
     t = NULL;
     rc = topic_open(x->dir, 0, NULL, &t);
@@ -834,33 +861,40 @@ static void trunc_body(void *arg)
         check_fail("%s = %d (%s)", ctx, rc, topic_strerror(rc));
     live_t = t;
     check_reads(t, e, o, ctx);
-    if (o->end != x->complete)
-        check_fail("%s: end offset %llu, expected %zu (the records of whole batches)", ctx,
-                   (unsigned long long)o->end, x->complete);
-    for (size_t i = 0; i < x->complete; i++)
-        if (o->rd[i] != RES_OK || o->cur[i] != RES_OK)
-            check_fail("%s: record %zu does not read back", ctx, i);
+    size_t end = x->crashed ? x->complete : e->n;
+    if (o->end != end)
+        check_fail("%s: end offset %llu, expected %zu (%s)", ctx, (unsigned long long)o->end,
+                   end, x->crashed ? "the records of whole batches" : "as the close left it");
+    for (size_t i = 0; i < end; i++) {
+        int want = i < x->complete ? RES_OK : RES_CORRUPT;
+        if (o->rd[i] != want || o->cur[i] != want)
+            check_fail("%s: record %zu reads as %d/%d, expected %s", ctx, i, o->rd[i],
+                       o->cur[i], want == RES_OK ? "its bytes" : "TOPIC_ECORRUPT");
+    }
     check_append(t, ctx);
     live_t = NULL;
     assert_ok(topic_close(t));
 
     /* And after that clean close, once more. */
-    snprintf(ctx, sizeof ctx, "log cut to %zu of %zu bytes, reopen after recovery", x->L,
-             x->full);
+    snprintf(ctx, sizeof ctx, "log cut to %zu of %zu bytes %s, reopen after recovery", x->L,
+             x->full, how);
     PHASE("%s", ctx);
     t = NULL;
     rc = topic_open(x->dir, TOPIC_RDONLY, NULL, &t);
     if (rc != 0)
         check_fail("%s = %d (%s)", ctx, rc, topic_strerror(rc));
     live_t = t;
-    if (topic_end_offset(t) != x->complete + 1)
+    if (topic_end_offset(t) != end + 1)
         check_fail("%s: end offset %llu, expected %zu", ctx,
-                   (unsigned long long)topic_end_offset(t), x->complete + 1);
-    check_reads_to(t, e, x->complete, x->complete + 1, o, ctx);
-    for (size_t i = 0; i < x->complete; i++)
-        if (o->rd[i] != RES_OK)
-            check_fail("%s: record %zu does not read back", ctx, i);
-    check_appended(t, x->complete, ctx);
+                   (unsigned long long)topic_end_offset(t), end + 1);
+    check_reads_to(t, e, end, end + 1, o, ctx);
+    for (size_t i = 0; i < end; i++) {
+        int want = i < x->complete ? RES_OK : RES_CORRUPT;
+        if (o->rd[i] != want)
+            check_fail("%s: record %zu reads as %d, expected %s", ctx, i, o->rd[i],
+                       want == RES_OK ? "its bytes" : "TOPIC_ECORRUPT");
+    }
+    check_appended(t, end, ctx);
     live_t = NULL;
     assert_ok(topic_close(t));
 }
@@ -914,7 +948,7 @@ static void test_truncate_active_segment(void **state)
     outcome o;
     o.rd = calloc(e.n + 1, 1);
     o.cur = calloc(e.n + 1, 1);
-    trunc_ctx x = { f->dir, &e, &pristine, log, 0, starts[3], 0, &o };
+    trunc_ctx x = { f->dir, &e, &pristine, log, 0, starts[3], 0, 0, &o };
     unsigned long n = 0, failed = 0;
     for (size_t L = starts[3]; L + 1 > starts[0]; L--) {
         x.L = L;
@@ -922,13 +956,16 @@ static void test_truncate_active_segment(void **state)
         for (int i = 1; i <= 3; i++)
             if (L >= starts[i])
                 x.complete = recs_before[i];
-        n++;
-        if (guarded(trunc_body, &x) != 0)
-            failed++;
+        for (x.crashed = 1; x.crashed >= 0; x.crashed--) {
+            n++;
+            if (guarded(trunc_body, &x) != 0)
+                failed++;
+        }
     }
     phase[0] = 0;
-    print_message("cut the active segment at %lu lengths (%zu..%zu bytes): %lu failed\n", n,
-                  starts[0], starts[3], failed);
+    print_message("cut the active segment at %zu lengths (%zu..%zu bytes), after a crash and "
+                  "after a clean close: %lu runs, %lu failed\n", starts[3] - starts[0] + 1,
+                  starts[0], starts[3], n, failed);
     free(o.rd);
     free(o.cur);
     free(log);
