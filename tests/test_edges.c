@@ -1339,6 +1339,20 @@ static void test_threads_start_with_the_first_append(void **state)
     assert_ok(topic_close(t));
 }
 
+/* Reopens dir and checks that it holds records 0..n-1 and that `group`
+ * committed `committed`. */
+static void check_reopened(const char *dir, uint64_t n, const char *group, uint64_t committed)
+{
+    topic *t = open_with(dir, 0, NULL);
+    assert_u64(topic_end_offset(t), n);
+    for (uint64_t o = 0; o < n; o++)
+        check_value(t, o);
+    uint64_t pos = 0;
+    assert_ok(topic_committed(t, group, &pos));
+    assert_u64(pos, committed);
+    assert_ok(topic_close(t));
+}
+
 /*
  * flush.ms accepts up to INT64_MAX, "as good as never".  The flusher used to
  * compute its next deadline as the time of the oldest unsynced record or
@@ -1355,14 +1369,7 @@ static void test_flush_ms_at_its_largest(void **state)
     usleep(20000);   /* the flusher computes how long to sleep */
     put_ok(t, 10);
     assert_ok(topic_close(t));
-    t = open_with(f->dir, 0, NULL);
-    assert_u64(topic_end_offset(t), 20);
-    for (uint64_t o = 0; o < 20; o++)
-        check_value(t, o);
-    uint64_t pos = 0;
-    assert_ok(topic_committed(t, "g", &pos));
-    assert_u64(pos, 7);
-    assert_ok(topic_close(t));
+    check_reopened(f->dir, 20, "g", 7);
 }
 
 static int no_threads(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
@@ -1403,14 +1410,7 @@ static void test_no_thread_for_the_first_append(void **state)
     assert_ok(put_next(t, &got));
     assert_u64(got, 3);
     assert_ok(topic_close(t));
-
-    t = open_with(f->dir, 0, NULL);
-    assert_u64(topic_end_offset(t), 4);
-    for (uint64_t o = 0; o < 4; o++)
-        check_value(t, o);
-    assert_ok(topic_committed(t, "g", &got));
-    assert_u64(got, 2);
-    assert_ok(topic_close(t));
+    check_reopened(f->dir, 4, "g", 2);
 }
 
 /* The first 64 bytes of dir's topic.state: the clean-shutdown record. */
