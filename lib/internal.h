@@ -105,7 +105,8 @@ struct segment {
     _Atomic bool loaded;          /* mapped and indexed (lazy for sealed ones) */
     bool max_ts_known;
     pthread_mutex_t load_lock;
-    _Atomic int refs;             /* the list's, cursors', readers' in flight */
+    _Atomic int refs;             /* the list's, the sealer's, cursors', readers' in flight */
+    bool listed;                  /* in t->segs (under its lock): the list holds a ref */
 };
 
 /* File name of a segment's part: "<20-digit base><ext>". */

@@ -55,6 +55,7 @@ int topic__seglist_push(topic *t, struct segment *s)
         l->cap = cap;
     }
     atomic_store(&s->refs, 1);
+    s->listed = true;
     l->v[l->n++] = s;
     pthread_rwlock_unlock(&l->lock);
     return 0;
@@ -136,6 +137,7 @@ int topic__seglist_drop_before(topic *t, uint64_t start, bool unlink)
     /* A segment ends where the next one begins. */
     while (k < sizeof gone / sizeof gone[0] && k + 1 < l->n && l->v[k + 1]->base <= start) {
         gone[k] = l->v[k];
+        gone[k]->listed = false;
         k++;
     }
     if (k > 0) {

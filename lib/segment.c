@@ -286,8 +286,11 @@ void topic__segment_drop_written(struct segment *s, size_t upto, size_t min)
  * unmap the whole reservation, so that the next segment's reservation can
  * reuse the hole.  That moves s->map, which is safe only while no reader
  * holds the segment: readers take their reference under the list's lock,
- * so with the write lock held and no references but the list's and the
- * sealer's, nobody can be looking.  Otherwise the pages past the data are
+ * so with the write lock held and no references but the list's (while it
+ * is listed) and the sealer's, nobody can be looking.  A segment that
+ * retention or topic_delete_before() dropped from the list before it was
+ * sealed has no list reference any more: a second reference is a cursor's,
+ * whose records point into the mapping.  Otherwise the pages past the data are
  * unmapped in place, which keeps the data where readers see it but leaves
  * a hole a little too small for the next reservation.  If either fails, the
  * mapping stays as it was: address space, not data, is at stake.
@@ -303,7 +306,7 @@ static void release_reservation(topic *t, struct segment *s, size_t len)
     if (len > 0 && topic__mmap(len, PROT_READ, s->fd, &p) == 0) {
         uint8_t *old = NULL;
         pthread_rwlock_wrlock(&t->segs.lock);
-        if (atomic_load(&s->refs) <= 2) {
+        if (atomic_load(&s->refs) <= (s->listed ? 2 : 1)) {
             old = s->map;
             s->map = p;
             atomic_store(&s->map_len, len);

@@ -1339,6 +1339,40 @@ static void test_threads_start_with_the_first_append(void **state)
     assert_ok(topic_close(t));
 }
 
+/*
+ * A record a cursor handed out stays readable until the next call on that
+ * cursor, even when its segment is deleted before it was sealed.  Sealing
+ * moves a segment's mapping when nobody but the list and the sealer holds
+ * it; it counted two references as those two even after topic_delete_before
+ * had dropped the list's, and then the second was the cursor's: the record
+ * was unmapped under it (SIGSEGV).  topic_sync() seals the rolled segment.
+ */
+static void test_cursor_record_outlives_seal_of_deleted_segment(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    for (int round = 0; round < 20; round++) {
+        uint64_t off;
+        assert_ok(put_next(t, &off));
+        topic_cursor *c = NULL;
+        assert_ok(topic_cursor_open(t, off, &c));
+        topic_record rec;
+        assert_ok(topic_cursor_next(c, &rec));
+        size_t len = val_len(off);
+        unsigned char want[600];
+        val_fill(off, want, len);
+        assert_int_equal(rec.value_len, len);
+        int segs = tu_count_suffix(f->dir, ".log");
+        while (tu_count_suffix(f->dir, ".log") == segs)
+            put_ok(t, 1);                        /* rolls away from rec's segment */
+        assert_ok(topic_delete_before(t, topic_end_offset(t) - 1));
+        assert_ok(topic_sync(t));                /* seals the segment rec is in */
+        assert_memory_equal(rec.value, want, len);
+        topic_cursor_close(c);
+    }
+    assert_ok(topic_close(t));
+}
+
 /* Reopens dir and checks that it holds records 0..n-1 and that `group`
  * committed `committed`. */
 static void check_reopened(const char *dir, uint64_t n, const char *group, uint64_t committed)
@@ -1817,6 +1851,7 @@ int main(void)
         T(test_disk_full_mid_segment),
         T(test_threads_start_with_the_first_append),
         T(test_flush_ms_at_its_largest),
+        T(test_cursor_record_outlives_seal_of_deleted_segment),
         T(test_no_thread_for_the_first_append),
         T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
