@@ -240,6 +240,10 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan,
             TRY(topic__ftruncate(s->fd, (off_t)len));
             size = len;
         }
+        /* A crash leaves the space reserved past the data, which the map
+         * took for the segment's size: it rolls at today's segment.bytes. */
+        size_t want = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
+        s->capacity = want > size ? want : size;
     }
     atomic_store(&s->len, len);
     atomic_store(&s->end, end);

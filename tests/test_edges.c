@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1373,6 +1374,42 @@ static void test_cursor_record_outlives_seal_of_deleted_segment(void **state)
     assert_ok(topic_close(t));
 }
 
+/*
+ * A writer that reopens after a crash with a smaller segment.bytes rolls at
+ * the new size.  The crashed writer's file still had its reserved space
+ * past the data, and recovery took that length for the segment's size even
+ * after cutting it off: the recovered segment went on growing to the old
+ * segment.bytes.
+ */
+static void test_recovery_takes_a_new_segment_size(void **state)
+{
+    fx *f = *state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        topic *t = NULL;
+        topic_config *c = topic_config_new();
+        if (c == NULL || topic_config_set(c, "segment.bytes", "1M") != 0 ||
+            topic_open(f->dir, TOPIC_CREATE, c, &t) != 0)
+            _exit(2);
+        for (int i = 0; i < 100; i++)
+            if (put_next(t, NULL) != 0)
+                _exit(3);
+        _exit(0);   /* no close: the writer dies with its space reserved */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(tu_count_suffix(f->dir, ".log"), 1);
+    topic *t = open_with(f->dir, 0, "segment.bytes", "4096", NULL);
+    assert_u64(topic_end_offset(t), 100);
+    put_ok(t, 1);   /* the recovered segment is past 4096 bytes: this rolls */
+    assert_int_equal(tu_count_suffix(f->dir, ".log"), 2);
+    for (uint64_t o = 0; o < 101; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+}
+
 /* Reopens dir and checks that it holds records 0..n-1 and that `group`
  * committed `committed`. */
 static void check_reopened(const char *dir, uint64_t n, const char *group, uint64_t committed)
@@ -1852,6 +1889,7 @@ int main(void)
         T(test_threads_start_with_the_first_append),
         T(test_flush_ms_at_its_largest),
         T(test_cursor_record_outlives_seal_of_deleted_segment),
+        T(test_recovery_takes_a_new_segment_size),
         T(test_no_thread_for_the_first_append),
         T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
