@@ -353,9 +353,10 @@ TOPIC_API int topic_delete_before(topic *t, uint64_t offset);
  * handle's next commit on a read-only handle), and by topic_sync() and
  * topic_close().
  * Group names are 1 to 128 characters of letters, digits, '.', '_' and '-',
- * not starting with '.'.  Errors: -EINVAL (bad name), -EIO, -ENOSPC.
- * Thread-safe; commits to one group from several processes at once leave
- * one of their values.
+ * not starting with '.'.  A group whose file is damaged (topic_committed()
+ * says TOPIC_ECORRUPT) gets a new file.  Errors: -EINVAL (bad name), -EACCES,
+ * -EIO, -ENOSPC, -ENOMEM.  Thread-safe; commits to one group from several
+ * processes at once leave one of their values.
  */
 TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset);
 

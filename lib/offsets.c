@@ -146,13 +146,11 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
     /* A first commit creates the file, gives it its page, then writes the
      * header (struct group_file with empty slots).  One that did not finish
      * leaves an empty file, a page of zeros, or some of the header without
-     * the page: that group never committed.  Anything else that is not one
-     * page long is not a group file, and a page's magic is checked below. */
+     * the page: that group never committed.  Any other file that is not one
+     * page with the magic is not a group file: damage. */
     struct group_file h = { .magic = GROUP_MAGIC, .version = GROUP_VERSION };
-    bool unfinished = size == 0;
-    if (rc == 0 && size > GROUP_FILE) {
-        rc = TOPIC_ECORRUPT;
-    } else if (rc == 0 && size > 0) {
+    bool unfinished = size == 0, damaged = size > GROUP_FILE;
+    if (rc == 0 && size > 0 && !damaged) {
         uint8_t page[GROUP_FILE], fresh[GROUP_FILE] = { 0 };
         memcpy(fresh, &h, sizeof h);
         rc = topic__pread_all(fd, page, size, 0);
@@ -160,14 +158,18 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
             unfinished = memcmp(page, fresh, size) == 0;
         else
             unfinished = page[0] == 0 && memcmp(page, page + 1, size - 1) == 0;
-        if (rc == 0 && !unfinished && size < GROUP_FILE)
-            rc = TOPIC_ECORRUPT;
+        damaged = !unfinished && (size < GROUP_FILE || memcmp(page, &h.magic, 4) != 0);
     }
-    if (rc == 0 && unfinished && !create)
-        rc = -ENOENT;
-    if (rc == 0 && unfinished) {
-        /* New: its page, header and name reach the disk before it is used. */
-        rc = topic__fallocate(fd, GROUP_FILE);
+    if (rc == 0 && (unfinished || damaged) && !create)
+        rc = unfinished ? -ENOENT : TOPIC_ECORRUPT;
+    if (rc == 0 && (unfinished || damaged)) {
+        /* New, or made new: a commit states the group's position afresh,
+         * and a damaged file must not keep a consumer from moving on.  Its
+         * page, header and name reach the disk before it is used. */
+        if (size > GROUP_FILE)
+            rc = topic__ftruncate(fd, GROUP_FILE);
+        if (rc == 0)
+            rc = topic__fallocate(fd, GROUP_FILE);
         if (rc == 0)
             rc = topic__pwrite_all(fd, &h, sizeof h, 0);
         if (rc == 0)
@@ -307,8 +309,10 @@ TOPIC_API int topic_groups(topic *t, char *buf, size_t cap, size_t *len)
         uint64_t pos;
         if (!valid_name(de->d_name))
             continue;   /* ".", "..", temporary files */
-        if (topic_committed(t, de->d_name, &pos) < 0)
-            continue;   /* a first commit that never finished */
+        /* A first commit that never finished leaves no group; a damaged
+         * file is listed, so that its group can be found and committed. */
+        if (topic_committed(t, de->d_name, &pos) == -ENOENT)
+            continue;
         if (n == room) {
             room = room ? room * 2 : 16;
             char **v = topic__realloc(names, room * sizeof *v);
