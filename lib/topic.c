@@ -224,14 +224,17 @@ static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, si
 }
 
 /* After a clean close the record names the active segment: a segment above
- * it is a creation that failed before the writer ever wrote to it, and goes. */
+ * it is a creation that failed before the writer ever wrote to it (or a
+ * stray file), and holds no record.  A writer deletes it; a reader leaves
+ * it be, and ignores it rather than taking its base for the end offset. */
 static void drop_unfinished(topic *t, const struct state_page *snap, uint64_t *bases, size_t *n)
 {
     size_t keep = *n;
     while (keep > 1 && bases[keep - 1] > snap->active_base && bases[keep - 2] >= snap->active_base)
         keep--;
-    for (size_t i = keep; i < *n; i++)
-        topic__segment_unlink(t, bases[i]);   /* best effort: they hold nothing */
+    if (!(t->flags & TOPIC_RDONLY))
+        for (size_t i = keep; i < *n; i++)
+            topic__segment_unlink(t, bases[i]);   /* best effort: they hold nothing */
     *n = keep;
 }
 
@@ -243,7 +246,7 @@ static int open_segments(topic *t)
     struct state_page snap;
     bool clean = topic__state_clean(t, &snap);
     bool recovering = !(t->flags & TOPIC_RDONLY) && !clean;
-    if (!(t->flags & TOPIC_RDONLY) && clean)
+    if (clean)
         drop_unfinished(t, &snap, bases, &n);
     uint64_t unsealed_from = t->state->unsealed_from;
     int rc = 0;

@@ -1410,6 +1410,45 @@ static void test_recovery_takes_a_new_segment_size(void **state)
     assert_ok(topic_close(t));
 }
 
+/*
+ * After a clean close, an empty segment file above the active one (a roll
+ * that failed before the writer wrote to it, or a stray file) holds no
+ * record.  A read-only handle used to take its base for the end offset:
+ * every offset below it read TOPIC_ECORRUPT, and topic_wait returned at
+ * once for records that did not exist.  It must be ignored by readers and
+ * deleted by the next writer.
+ */
+static void test_stray_segment_above_the_active_one(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    put_ok(t, 3);
+    assert_ok(topic_close(t));
+    static const char *const stray[] = { "00000000000000100000.log",
+                                         "18446744073709551615.log" };
+    for (int k = 0; k < 2; k++) {
+        char *p = tu_path(f->dir, stray[k]);
+        assert_ok(tu_write_file(p, "", 0));
+        uint64_t n = 3 + (uint64_t)k;
+        t = open_with(f->dir, TOPIC_RDONLY, NULL);
+        assert_u64(topic_end_offset(t), n);
+        check_value(t, n - 1);
+        unsigned char buf[8];
+        size_t len = 0;
+        assert_rc(topic_read(t, n, buf, sizeof buf, &len), TOPIC_END);
+        assert_rc(topic_read(t, 99999, buf, sizeof buf, &len), TOPIC_END);
+        assert_rc(topic_wait(t, n + 2, 20), -ETIMEDOUT);
+        assert_ok(topic_close(t));
+        assert_int_equal(access(p, F_OK), 0);    /* a reader changes nothing */
+        t = open_with(f->dir, 0, NULL);
+        assert_int_equal(access(p, F_OK), -1);   /* the writer removes it */
+        assert_u64(topic_end_offset(t), n);
+        put_ok(t, 1);
+        assert_ok(topic_close(t));
+        free(p);
+    }
+}
+
 /* Reopens dir and checks that it holds records 0..n-1 and that `group`
  * committed `committed`. */
 static void check_reopened(const char *dir, uint64_t n, const char *group, uint64_t committed)
@@ -1890,6 +1929,7 @@ int main(void)
         T(test_flush_ms_at_its_largest),
         T(test_cursor_record_outlives_seal_of_deleted_segment),
         T(test_recovery_takes_a_new_segment_size),
+        T(test_stray_segment_above_the_active_one),
         T(test_no_thread_for_the_first_append),
         T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
