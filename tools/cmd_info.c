@@ -28,6 +28,7 @@ struct group_info {
     const char *name;
     uint64_t committed;
     bool has;
+    bool damaged;             /* its file is damaged: the next commit rewrites it */
 };
 
 /* The consumer groups, names pointing into *names. */
@@ -61,6 +62,8 @@ static int list_groups(topic *t, char **names, struct group_info **out, size_t *
         int r = topic_committed(t, p, &g[i].committed);
         if (r == 0)
             g[i].has = true;
+        else if (r == TOPIC_ECORRUPT)
+            g[i].damaged = true;
         else if (r != -ENOENT) {
             free(g);
             return r;
@@ -170,7 +173,8 @@ int cmd_info(int argc, char **argv)
                 fprintf(f, ",\"committed\":%" PRIu64 ",\"lag\":%" PRIu64 "}",
                         groups[i].committed, lag_of(end, groups[i].committed));
             else
-                fputs(",\"committed\":null,\"lag\":null}", f);
+                fprintf(f, ",\"committed\":null,\"lag\":null%s}",
+                        groups[i].damaged ? ",\"damaged\":true" : "");
         }
         fputs("]}\n", f);
     } else {
@@ -195,6 +199,9 @@ int cmd_info(int argc, char **argv)
             if (groups[i].has)
                 fprintf(f, "  %s  committed %" PRIu64 "  lag %" PRIu64 "\n", groups[i].name,
                         groups[i].committed, lag_of(end, groups[i].committed));
+            else if (groups[i].damaged)
+                fprintf(f, "  %s  (position damaged; the next commit replaces it)\n",
+                        groups[i].name);
             else
                 fprintf(f, "  %s  (no committed position)\n", groups[i].name);
         }

@@ -34,7 +34,8 @@ static const char read_usage[] =
     "  -n, --count N         stop after N records\n"
     "  -F, --follow          at the end, wait for new records instead of stopping\n"
     "  -g, --group GROUP     without --from/--from-time, start at GROUP's committed\n"
-    "                        position (the start offset if it has none)\n"
+    "                        position (the start offset if it has none; a damaged\n"
+    "                        one needs --from or --from-time)\n"
     "  -c, --commit          commit GROUP's position after the records printed\n"
     "  -j, --json            one JSON object a record: offset, timestamp, key, value\n"
     "                        (key_base64 / value_base64 for bytes that are not UTF-8)\n"
@@ -211,6 +212,14 @@ int cmd_read(int argc, char **argv)
                 }
                 have_from = true;
             }
+        } else if (err == TOPIC_ECORRUPT && (have_from || have_time)) {
+            /* The caller says where to start; --commit gives the group a
+             * new file with its new position. */
+            fprintf(stderr, "topic: read: group %s: the committed position is damaged; "
+                    "starting where asked\n", group);
+        } else if (err == TOPIC_ECORRUPT) {
+            rc = complain(TOOL_NOTFOUND, "read: group %s: the committed position is damaged; "
+                          "give --from or --from-time to choose where to start", group);
         } else if (err != -ENOENT) {
             rc = report(err, "read: group %s", group);
         }

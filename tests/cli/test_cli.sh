@@ -274,6 +274,18 @@ docs[0]["groups"] == [{"name": "g1", "committed": 7, "lag": 20006}]'
 expect 0 "read --group without --commit does not move the position" read "$T" --group g1 --count 3
 run info "$T" --json
 check "...still 7" json 'docs[0]["groups"][0]["committed"] == 7'
+printf 'not a group file\n' >"$T/groups/g2"
+run info "$T"
+check "info shows a damaged group's file as such" grep -q '^  g2  (position damaged' "$W/out"
+run info "$T" --json
+check "...and in JSON" json '
+docs[0]["groups"][1] == {"name": "g2", "committed": None, "lag": None, "damaged": True}'
+expect 1 "read --group with a damaged position and no --from exits 1" read "$T" --group g2
+check "...and says to give --from" grep -q 'damaged; give --from or --from-time' "$W/err"
+expect 0 "read --group --from --commit replaces the damaged file" \
+	read "$T" --group g2 --from 3 --commit --count 1
+run info "$T" --json
+check "...and the group has a position again" json 'docs[0]["groups"][1]["committed"] == 4'
 expect 2 "--commit without --group exits 2" read "$T" --commit
 expect 2 "a bad group name exits 2" read "$T" --group .hidden
 
