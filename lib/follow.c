@@ -129,6 +129,57 @@ uint64_t topic__live_start(topic *t)
     return __atomic_load_n(&live_area(t)->start, __ATOMIC_RELAXED);
 }
 
+static bool live_read(topic *t, struct live_view *v);
+
+/*
+ * A listing of the directory made while a writer creates segments may miss
+ * one created after the listing began yet show a later one: readdir() order
+ * is the file system's (a hash on ext4), and whether it returns a file added
+ * during the scan is unspecified.  A reader that took such a listing at its
+ * word would give the segment before the gap the offsets of the one it
+ * missed, and report its records TOPIC_ECORRUPT for as long as it lives.
+ * Every segment up to the active one the writer published had been created
+ * before it was published, so a listing begun after reading that value holds
+ * all of them: the reader keeps only those, and learns of later ones at its
+ * next look.  Returns how many of the n (ascending) bases to keep.
+ */
+size_t topic__follow_trim(topic *t, const uint64_t *bases, size_t n, uint64_t published)
+{
+    (void)t;
+    size_t keep = n;
+    while (keep > 0 && bases[keep - 1] > published)
+        keep--;
+    /* Without the published segment in the listing, the published value
+     * is not this directory's present (a writer that died long ago, files
+     * restored from elsewhere): keep everything, as without a writer. */
+    return keep > 0 && bases[keep - 1] == published ? keep : n;
+}
+
+uint64_t topic__follow_published_base(topic *t)
+{
+    struct live_view v;
+    return live_read(t, &v) ? v.base : UINT64_MAX;
+}
+
+/*
+ * A segment the writer has rolled away from no longer grows: the reader
+ * lets go of its descriptor and of the address space it reserved past the
+ * data (FOLLOW_MAP), keeping the mapping of the data where its readers see
+ * it.  Without this a reader following a writer for long kept a descriptor
+ * and a reservation per segment, and stalled without a word once it ran
+ * out of descriptors.
+ */
+static void follow_settle(struct segment *s)
+{
+    topic__close(s->fd);
+    s->fd = -1;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t len = atomic_load(&s->len), keep = len == 0 ? page : (len + page - 1) / page * page;
+    size_t mapped = atomic_load(&s->map_len);
+    if (s->map != NULL && keep < mapped && topic__os.munmap(s->map + keep, mapped - keep) == 0)
+        atomic_store(&s->map_len, keep);
+}
+
 /* Reads the writer's published position; false if there is none yet. */
 static bool live_read(topic *t, struct live_view *v)
 {
@@ -225,8 +276,12 @@ int topic__follow_load(topic *t, struct segment *s)
 {
     size_t size;
     TRY(follow_map(t, s, &size));
-    /* s->end is the next segment's base: the walk stops there. */
-    return follow_walk(t, s, size);
+    /* s->end is the next segment's base: the walk stops there, and the
+     * segment, rolled away from, is settled. */
+    int rc = follow_walk(t, s, size);
+    if (rc == 0)
+        follow_settle(s);
+    return rc;
 }
 
 /*
@@ -344,12 +399,14 @@ int topic__follow_open_last(topic *t, struct segment *s)
 }
 
 /* Adds the segments that appeared after `last`, which has been rolled away
- * from; returns the new last one. */
-static int follow_roll(topic *t, struct segment *last, struct segment **out)
+ * from, up to the writer's published active segment `published` (see
+ * topic__follow_trim); returns the new last one. */
+static int follow_roll(topic *t, struct segment *last, uint64_t published, struct segment **out)
 {
     uint64_t *bases;
     size_t n;
     TRY(topic__list_segments(t, &bases, &n));
+    n = topic__follow_trim(t, bases, n, published);
     if (n > 0 && bases[n - 1] > last->base && !(atomic_load(&last->loaded)))
         TRY(topic__segment_load(t, last));
     size_t i = 0;
@@ -362,7 +419,8 @@ static int follow_roll(topic *t, struct segment *last, struct segment **out)
         return 0;
     }
     atomic_store(&last->end, bases[i]);
-    follow_walk(t, last, last->map_len);
+    if (follow_walk(t, last, last->map_len) == 0)
+        follow_settle(last);
     struct segment *s = last;
     for (; i < n && rc == 0; i++) {
         if ((s = topic__segment_new(bases[i])) == NULL) {
@@ -407,7 +465,7 @@ void topic__refresh(topic *t)
     pthread_mutex_lock(&t->append_lock);
     struct segment *s = t->active;
     if (s != NULL && v.end > atomic_load(&t->end)) {
-        if (v.base > s->base && follow_roll(t, s, &s) == 0)
+        if (v.base > s->base && follow_roll(t, s, v.base, &s) == 0)
             t->active = s;
         /* Only below the published length: the writer may be copying the
          * batch after it right now. */

@@ -320,6 +320,11 @@ void topic__refresh(topic *t);
 uint64_t topic__live_start(topic *t);
 int  topic__follow_open_last(topic *t, struct segment *s);
 int  topic__follow_load(topic *t, struct segment *s);
+/* The active segment a live writer published, UINT64_MAX if none; read it
+ * before listing the segments, and keep the listing's bases up to it
+ * (topic__follow_trim: the listing may miss segments created during it). */
+uint64_t topic__follow_published_base(topic *t);
+size_t topic__follow_trim(topic *t, const uint64_t *bases, size_t n, uint64_t published);
 int  topic__list_segments(topic *t, uint64_t **out, size_t *count);
 
 /* ------------------------------------------------------------------------ */

@@ -242,7 +242,10 @@ static int open_segments(topic *t)
 {
     uint64_t *bases = NULL;
     size_t n = 0;
+    uint64_t published = (t->flags & TOPIC_RDONLY) ? topic__follow_published_base(t) : UINT64_MAX;
     TRY(topic__list_segments(t, &bases, &n));
+    if (published != UINT64_MAX)
+        n = topic__follow_trim(t, bases, n, published);
     struct state_page snap;
     bool clean = topic__state_clean(t, &snap);
     bool recovering = !(t->flags & TOPIC_RDONLY) && !clean;

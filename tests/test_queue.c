@@ -28,6 +28,7 @@
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1523,6 +1524,100 @@ static void test_foreign_group_file(void **state)
     }
     free(gpath);
     free(gdir);
+}
+
+/* Descriptors this process has open. */
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n - 3;   /* ".", ".." and the listing's own */
+}
+
+/*
+ * A read-only process follows a writer that rolls a small segment every few
+ * milliseconds.  It must read every record, in order, with no error: a
+ * listing of the directory made while the writer created two segments
+ * could show the second and miss the first, and the reader then gave the
+ * segment before the gap the missing one's offsets and reported their
+ * records TOPIC_ECORRUPT for good (an outside test hit it within seconds).
+ * It must not keep a descriptor per segment it followed either: it ran
+ * out of them after about a thousand rolls and stalled without a word.
+ */
+static void test_follower_across_many_rolls(void **state)
+{
+    fx *f = *state;
+    WATCHDOG(60);
+    topic *t = create_with(f->dir, "segment.bytes", "8192", NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        topic *r = NULL;
+        topic_cursor *c = NULL;
+        if (topic_open(f->dir, TOPIC_RDONLY, NULL, &r) != 0 || topic_cursor_open(r, 0, &c) != 0)
+            _exit(2);
+        int fds0 = open_fds(), most = fds0;
+        uint64_t want = 0;
+        for (;;) {
+            topic_record rec;
+            int rc = topic_cursor_next(c, &rec);
+            if (rc == TOPIC_END) {
+                if (topic_wait(r, want, 2000) == -ETIMEDOUT)
+                    break;   /* the writer has finished */
+                continue;
+            }
+            if (rc != 0 || rec.offset != want || rec.value_len != 16 + want % 200 ||
+                ((const unsigned char *)rec.value)[0] != (unsigned char)want) {
+                fprintf(stderr, "follower: offset %" PRIu64 ": %d (%s)\n", want, rc,
+                        topic_strerror(rc));
+                _exit(3);
+            }
+            want++;
+            if (want % 1000 == 0 && open_fds() > most)
+                most = open_fds();
+        }
+        fprintf(stderr, "follower: %" PRIu64 " records, %d descriptors at most (%d at the "
+                "start)\n", want, most, fds0);
+        char *cp = tu_path(f->dir, "follower.count");
+        if (tu_write_file(cp, &want, sizeof want) != 0)
+            _exit(6);
+        _exit(most > fds0 + 8 ? 4 : 0);
+    }
+    unsigned char v[8][216];
+    uint64_t n = 0;
+    int64_t until = tu_now_ms() + 1500;
+    while (tu_now_ms() < until) {
+        topic_record recs[8];
+        memset(recs, 0, sizeof recs);
+        for (int k = 0; k < 8; k++, n++) {
+            memset(v[k], (unsigned char)n, sizeof v[k]);
+            recs[k].value = v[k];
+            recs[k].value_len = 16 + n % 200;
+        }
+        assert_ok(topic_append_batch(t, recs, 8, NULL));
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    print_message("writer: %" PRIu64 " records in %d segments\n", n,
+                  tu_count_suffix(f->dir, ".log"));
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char *cp = tu_path(f->dir, "follower.count");
+    unsigned char *data = NULL;
+    size_t len = 0;
+    assert_ok(tu_read_file(cp, &data, &len));
+    uint64_t got;
+    assert_int_equal(len, sizeof got);
+    memcpy(&got, data, sizeof got);
+    assert_u64(got, n);   /* the follower saw every record */
+    free(data);
+    free(cp);
+    assert_ok(close_t(t));
 }
 
 /* ======================================================================== */
@@ -3528,6 +3623,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_group_file_damage, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_file_first_commit_crash, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_foreign_group_file, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_follower_across_many_rolls, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_basic, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_seek_time, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_kill9, fx_setup, fx_teardown),
