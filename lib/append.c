@@ -179,6 +179,8 @@ static int append(topic *t, const topic_record *recs, size_t n, const void *valu
 {
     if (t->flags & TOPIC_RDONLY)
         return TOPIC_ERDONLY;
+    if (topic__forked(t))
+        return TOPIC_EFAILED;   /* the parent's handle (see topic_close) */
     bool durable = t->cfg.v[TOPIC_K_FLUSH_MESSAGES] > 0;
     if (durable) {
         /* For group commit (sync.c): how many threads append durably at

@@ -173,6 +173,7 @@ struct sync_waiter {
 struct topic {
     char *dir;
     int dirfd;
+    unsigned fork_gen;            /* topic__fork_gen when opened (see topic__forked) */
     int lockfd;                   /* topic.state, flock()ed by the writer */
     int flags;
     struct topic_settings cfg;
@@ -253,6 +254,14 @@ size_t topic__seglist_count(topic *t);
  * with `unlink`, deletes their files.  Returns how many went. */
 int  topic__seglist_drop_before(topic *t, uint64_t start, bool unlink);
 int64_t topic__now_ms(void);
+/* Counts fork()s, in the child (topic.c).  A writer handle belongs to the
+ * process that opened it: in a child its threads do not exist and its locks
+ * may be held for ever, and its writes would fight the parent's. */
+extern _Atomic unsigned topic__fork_gen;
+static inline bool topic__forked(const topic *t)
+{
+    return atomic_load_explicit(&topic__fork_gen, memory_order_relaxed) != t->fork_gen;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Durability (sync.c)                                                        */

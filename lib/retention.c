@@ -50,6 +50,8 @@ TOPIC_API int topic_delete_before(topic *t, uint64_t offset)
         return -EINVAL;
     if (t->flags & TOPIC_RDONLY)
         return TOPIC_ERDONLY;
+    if (topic__forked(t))
+        return TOPIC_EFAILED;   /* the parent's handle (see topic_close) */
     pthread_mutex_lock(&t->append_lock);
     int rc = t->failed ? TOPIC_EFAILED : 0;
     if (rc == 0 && offset > atomic_load(&t->end))

@@ -379,6 +379,19 @@ static int open_handle(topic *t, const char *dir, const topic_config *conf)
     return topic__wait_open(t);
 }
 
+_Atomic unsigned topic__fork_gen;
+static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+
+static void count_fork(void)
+{
+    atomic_fetch_add_explicit(&topic__fork_gen, 1, memory_order_relaxed);
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, count_fork);
+}
+
 static void free_handle(topic *t)
 {
     /* Segments still waiting to be sealed (a seal failed) hold references. */
@@ -408,11 +421,13 @@ TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, t
         ((flags & TOPIC_EXCL) && !(flags & TOPIC_CREATE)) ||
         ((flags & TOPIC_RDONLY) && (flags & TOPIC_CREATE)))
         return -EINVAL;
+    pthread_once(&g_atfork_once, watch_forks);
     topic *t = topic__calloc(1, sizeof *t);
     if (t == NULL)
         return -ENOMEM;
     t->flags = flags;
     t->dirfd = t->lockfd = -1;
+    t->fork_gen = atomic_load(&topic__fork_gen);
     topic__settings_default(&t->cfg);
     topic__bg_init(t);
     topic__seglist_init(t);
@@ -486,6 +501,13 @@ static int close_writer(topic *t)
 TOPIC_API int topic_close(topic *t)
 {
     if (t == NULL)
+        return 0;
+    /* A writer handle inherited through fork(): its files, threads and
+     * locks are the parent's, which goes on using them.  Closing it here
+     * would cut the parent's active segment to what this copy knew and
+     * wait for threads that do not exist.  The child's copy of the
+     * handle's memory is left as it is. */
+    if (!(t->flags & TOPIC_RDONLY) && topic__forked(t))
         return 0;
     int rc = topic__groups_sync(t);
     if (!(t->flags & TOPIC_RDONLY) && t->active != NULL) {

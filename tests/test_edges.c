@@ -1449,6 +1449,42 @@ static void test_stray_segment_above_the_active_one(void **state)
     }
 }
 
+/*
+ * A writer handle belongs to the process that opened it.  A child made by
+ * fork() that closes its copy (Python does, when the child exits) used to
+ * cut the parent's active segment to what the copy knew and then hang in
+ * the wait for threads it does not have; the parent's later appends were
+ * lost at its close, or it died of SIGBUS in the cut file.  In the child,
+ * writes through the copy fail with TOPIC_EFAILED and the close does
+ * nothing; the parent goes on as if there had been no fork.
+ */
+static void test_writer_handle_after_fork(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    put_ok(t, 10);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        uint64_t off;
+        int bad = topic_append(t, "x", 1, &off) != TOPIC_EFAILED ||
+                  topic_sync(t) != TOPIC_EFAILED || topic_delete_before(t, 1) != TOPIC_EFAILED ||
+                  topic_close(t) != 0;
+        _exit(bad ? 1 : 0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    put_ok(t, 100);   /* some 30 KB: past any length the child could have cut */
+    assert_u64(topic_start_offset(t), 0);
+    assert_ok(topic_close(t));
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), 110);
+    for (uint64_t o = 0; o < 110; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+}
+
 /* Reopens dir and checks that it holds records 0..n-1 and that `group`
  * committed `committed`. */
 static void check_reopened(const char *dir, uint64_t n, const char *group, uint64_t committed)
@@ -1930,6 +1966,7 @@ int main(void)
         T(test_cursor_record_outlives_seal_of_deleted_segment),
         T(test_recovery_takes_a_new_segment_size),
         T(test_stray_segment_above_the_active_one),
+        T(test_writer_handle_after_fork),
         T(test_no_thread_for_the_first_append),
         T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
