@@ -96,9 +96,15 @@ static int add_line(struct appender *a, const uint8_t *p, size_t len)
 {
     a->lines++;
     uint64_t size = a->key_len + (uint64_t)len;
-    if (size > a->max)
+    if (size > a->max) {
+        /* The lines before it stay appended, as topic(1) promises, even
+         * those that came in the same read and wait in the batch. */
+        int rc = flush_pending(a);
+        if (rc != 0)
+            return rc;
         return report(TOPIC_ETOOBIG, "append: line %" PRIu64 " (%" PRIu64 " bytes with its key; "
                       "max.message.bytes is %" PRIu64 ")", a->lines, size, a->max);
+    }
     if (a->n == BATCH_RECORDS || a->bytes + size > a->max ||
         (a->n > 0 && a->est + size + RECORD_OVERHEAD > a->target)) {
         int rc = flush_pending(a);

@@ -286,6 +286,14 @@ expect 0 "read --group --from --commit replaces the damaged file" \
 	read "$T" --group g2 --from 3 --commit --count 1
 run info "$T" --json
 check "...and the group has a position again" json 'docs[0]["groups"][1]["committed"] == 4'
+T3=$W/t3
+expect 0 "create with a small max.message.bytes" create "$T3" --config max.message.bytes=4096
+"$PYTHON" -c 'import sys; sys.stdout.write("short\n" + "z" * 5000 + "\nafter\n")' >"$W/long.txt"
+"$TOPIC" append "$T3" <"$W/long.txt" >"$W/out" 2>"$W/err"
+check "a line over max.message.bytes exits 3" test $? -eq 3
+run read "$T3"
+check "...and the line before it, read in the same read(), stays appended" \
+	test "$(cat "$W/out")" = short
 expect 2 "--commit without --group exits 2" read "$T" --commit
 expect 2 "a bad group name exits 2" read "$T" --group .hidden
 
