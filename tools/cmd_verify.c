@@ -369,12 +369,15 @@ int cmd_verify(int argc, char **argv)
     v.progress = isatty(STDERR_FILENO) == 1;
     for (size_t i = 0; i < nsegs; i++)
         v.total_bytes += segs[i].size;
-    uint64_t done = 0;
+    uint64_t done = 0, last_end = 0;
+    bool last_known = false;
     for (size_t i = 0; i < nsegs; i++) {
         bool end_known;
         uint64_t seg_end = 0;
         const struct seg_file *next = i + 1 < nsegs ? &segs[i + 1] : NULL;
         verify_segment(&v, dir, &segs[i], next, done, &end_known, &seg_end);
+        last_known = end_known;
+        last_end = seg_end;
         done += segs[i].size;
         if (next != NULL && end_known && seg_end != next->base) {
             struct damage *d = add_damage(&v, next->name, 0, 0);
@@ -396,6 +399,19 @@ int cmd_verify(int argc, char **argv)
             }
             show_damage(&v, d);
         }
+    }
+    /* Records the library counts (a clean close recorded them) but the
+     * last segment no longer holds: cut short or damaged since. */
+    if (err == 0 && nsegs > 0 && last_known && last_end < end) {
+        struct damage *d = add_damage(&v, segs[nsegs - 1].name, segs[nsegs - 1].size, 0);
+        d->has_offset = true;
+        d->offset = last_end;
+        d->end = end;
+        d->has_end = true;
+        snprintf(d->what, sizeof d->what, "records missing at the end: %s ends at offset %"
+                 PRIu64 ", the topic's end offset is %" PRIu64, segs[nsegs - 1].name, last_end,
+                 end);
+        show_damage(&v, d);
     }
     clear_progress(&v);
     if (v.json) {

@@ -294,6 +294,17 @@ check "a line over max.message.bytes exits 3" test $? -eq 3
 run read "$T3"
 check "...and the line before it, read in the same read(), stays appended" \
 	test "$(cat "$W/out")" = short
+T4=$W/t4
+run create "$T4"
+echo one | "$TOPIC" append "$T4"
+echo two | "$TOPIC" append "$T4"
+last=$(ls "$T4"/*.log | tail -n 1)
+size=$(wc -c <"$last")
+echo three | "$TOPIC" append "$T4"
+truncate -s "$size" "$last"     # the last batch gone whole, after a clean close
+expect 1 "verify finds records the clean close recorded but the last segment lost" \
+	verify "$T4"
+check "...and says so" grep -q 'records missing at the end.*ends at offset 2, the topic.s end offset is 3' "$W/out"
 expect 2 "--commit without --group exits 2" read "$T" --commit
 expect 2 "a bad group name exits 2" read "$T" --group .hidden
 
