@@ -568,7 +568,7 @@ int cmd_dump(int argc, char **argv)
     struct opt_parser p;
     opt_init(&p, argc, argv, dump_usage);
     const char *dir = NULL, *arg;
-    bool one = false, headers = false, full = false;
+    bool one = false, by_name = false, headers = false, full = false;
     uint64_t base = 0;
     int id;
     while ((id = opt_next(&p, specs, &arg)) != OPT_DONE) {
@@ -583,6 +583,7 @@ int cmd_dump(int argc, char **argv)
                 memcpy(digits, arg, 20);
                 digits[20] = '\0';
                 arg = digits;
+                by_name = true;
             }
             if (!parse_u64(arg, &base))
                 return usage_error("dump", "--segment: '%s' is not a base offset", arg);
@@ -619,10 +620,20 @@ int cmd_dump(int argc, char **argv)
     if (one) {
         size_t k = nsegs;
         for (size_t i = 0; i < nsegs; i++)
-            if (segs[i].base <= base)
+            if (by_name ? segs[i].base == base : segs[i].base <= base)
                 k = i;
+        /* The last segment holds the offsets up to the end offset only. */
+        topic *t;
+        if (k + 1 == nsegs && !by_name && topic_open(dir, TOPIC_RDONLY, NULL, &t) == 0) {
+            if (base >= topic_end_offset(t))
+                k = nsegs;
+            topic_close(t);
+        }
         if (k == nsegs) {
             free(segs);
+            if (by_name)
+                return complain(TOOL_NOTFOUND, "dump: no segment file %020" PRIu64 ".log",
+                                base);
             return complain(TOOL_NOTFOUND, "dump: no segment holds offset %" PRIu64, base);
         }
         from = k;

@@ -305,6 +305,10 @@ truncate -s "$size" "$last"     # the last batch gone whole, after a clean close
 expect 1 "verify finds records the clean close recorded but the last segment lost" \
 	verify "$T4"
 check "...and says so" grep -q 'records missing at the end.*ends at offset 2, the topic.s end offset is 3' "$W/out"
+expect 1 "dump --segment past the end offset exits 1" dump "$T4" --segment 3
+expect 1 "dump --segment with a file name that is not there exits 1" \
+	dump "$T4" --segment 00000000000000000007.log
+expect 0 "dump --segment of the last record" dump "$T4" --segment 1
 expect 2 "--commit without --group exits 2" read "$T" --commit
 expect 2 "a bad group name exits 2" read "$T" --group .hidden
 
