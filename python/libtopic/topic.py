@@ -901,19 +901,53 @@ class Cursor:
             self._topic.path, " closed" if self._ptr is None else "")
 
 
+class _Records:
+    """The iterator Topic.records() returns.  Not a generator: a generator
+    is finished by the first exception it raises, and a BufferError (a view
+    of the last record still alive) must leave the iteration where it was,
+    to go on once the view is dropped, as with a Cursor.  Any other
+    exception, the end of the log or close() ends it and closes the
+    cursor."""
+
+    def __init__(self, cur, follow, copy):
+        self._cur = cur
+        self._follow = follow
+        self._copy = copy
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cur = self._cur
+        if cur is None:
+            raise StopIteration
+        try:
+            while True:
+                rec = cur.next(self._copy)
+                if rec is not None:
+                    return rec
+                if not self._follow:
+                    break
+                cur._topic.wait(_lib_cursor_offset(cur))
+        except BufferError:
+            raise
+        except BaseException:
+            self.close()
+            raise
+        self.close()
+        raise StopIteration
+
+    def close(self):
+        cur, self._cur = self._cur, None
+        if cur is not None:
+            cur.close()
+
+    def __del__(self):
+        self.close()
+
+
 def _iterate(cur, follow, copy):
-    try:
-        while True:
-            rec = cur.next(copy)
-            if rec is not None:
-                yield rec
-            elif not follow:
-                return
-            else:
-                t = cur._topic
-                t.wait(_lib_cursor_offset(cur))
-    finally:
-        cur.close()
+    return _Records(cur, follow, copy)
 
 
 def _lib_cursor_offset(cur):
