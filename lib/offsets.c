@@ -79,15 +79,6 @@ static uint64_t slot_sum(const struct slot *s)
     return XXH3_64bits(&copy, offsetof(struct slot, sum));
 }
 
-/* Whether a slot holds anything: a commit writes one slot, so a crash
- * breaks at most one, and until the first commit is whole the other slot
- * is all zeros. */
-static bool slot_used(const struct slot *s)
-{
-    static const struct slot zero;
-    return memcmp(s, &zero, sizeof zero) != 0;
-}
-
 /* The newest whole slot, or -1 if neither is. */
 static int newest(const struct group_file *f)
 {
@@ -281,12 +272,10 @@ TOPIC_API int topic_committed(topic *t, const char *group, uint64_t *offset)
     int rc = group_open(t, group, false, &g);
     if (rc == 0) {
         int cur = newest(g->map);
-        if (cur >= 0)
-            *offset = g->map->slot[cur].offset;
-        else if (slot_used(&g->map->slot[0]) && slot_used(&g->map->slot[1]))
-            rc = TOPIC_ECORRUPT;   /* no crash leaves two broken slots */
+        if (cur < 0)
+            rc = -ENOENT;
         else
-            rc = -ENOENT;          /* a first commit that did not finish */
+            *offset = g->map->slot[cur].offset;
     }
     pthread_mutex_unlock(&t->group_lock);
     return rc;

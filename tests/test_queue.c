@@ -1526,47 +1526,6 @@ static void test_foreign_group_file(void **state)
     free(gdir);
 }
 
-/*
- * Both positions of a group file broken: no crash does that (a commit
- * writes one slot), so it is damage, TOPIC_ECORRUPT, not "never committed"
- * (-ENOENT), which made consumers start again from the start offset
- * without a word.  The group is listed, and a commit gives it a position
- * again.  A slot broken while the other is still empty is a first commit
- * that did not finish: -ENOENT.
- */
-static void test_group_with_both_slots_broken(void **state)
-{
-    fx *f = *state;
-    topic *t = create_with(f->dir, NULL);
-    assert_ok(topic_commit(t, "g", 100));
-    assert_ok(topic_commit(t, "g", 200));
-    assert_ok(close_t(t));
-    char *gpath = tu_path(f->dir, "groups/g");
-    assert_ok(tu_flip_bit(gpath, GF_SLOT_A + 24, 0));   /* each slot's checksum */
-    assert_ok(tu_flip_bit(gpath, GF_SLOT_B + 24, 0));
-    t = open_ok(f->dir, TOPIC_RDONLY, NULL);
-    uint64_t v = 0;
-    assert_rc(topic_committed(t, "g", &v), TOPIC_ECORRUPT);
-    char names[8];
-    size_t len = 0;
-    assert_ok(topic_groups(t, names, sizeof names, &len));
-    assert_int_equal(len, 2);
-    assert_ok(topic_commit(t, "g", 300));
-    expect_committed(t, "g", 300);
-    assert_ok(close_t(t));
-
-    /* A first commit torn: slot A half written, slot B all zeros. */
-    unsigned char page[4096] = { 0 };
-    put_le32(page, 0x4f475054u);
-    put_le32(page + 4, 1);
-    memset(page + GF_SLOT_A, 0x5a, 12);
-    assert_ok(tu_write_file(gpath, page, sizeof page));
-    t = open_ok(f->dir, TOPIC_RDONLY, NULL);
-    assert_rc(topic_committed(t, "g", &v), -ENOENT);
-    assert_ok(close_t(t));
-    free(gpath);
-}
-
 /* Descriptors this process has open. */
 static int open_fds(void)
 {
@@ -3665,7 +3624,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_group_file_first_commit_crash, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_foreign_group_file, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_follower_across_many_rolls, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_group_with_both_slots_broken, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_basic, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_seek_time, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_kill9, fx_setup, fx_teardown),
