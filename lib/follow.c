@@ -143,9 +143,8 @@ static bool live_read(topic *t, struct live_view *v);
  * all of them: the reader keeps only those, and learns of later ones at its
  * next look.  Returns how many of the n (ascending) bases to keep.
  */
-size_t topic__follow_trim(topic *t, const uint64_t *bases, size_t n, uint64_t published)
+size_t topic__follow_trim(const uint64_t *bases, size_t n, uint64_t published)
 {
-    (void)t;
     size_t keep = n;
     while (keep > 0 && bases[keep - 1] > published)
         keep--;
@@ -173,11 +172,7 @@ static void follow_settle(struct segment *s)
 {
     topic__close(s->fd);
     s->fd = -1;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t len = atomic_load(&s->len), keep = len == 0 ? page : (len + page - 1) / page * page;
-    size_t mapped = atomic_load(&s->map_len);
-    if (s->map != NULL && keep < mapped && topic__os.munmap(s->map + keep, mapped - keep) == 0)
-        atomic_store(&s->map_len, keep);
+    topic__segment_unmap_tail(s, atomic_load(&s->len));
 }
 
 /* Reads the writer's published position; false if there is none yet. */
@@ -406,7 +401,7 @@ static int follow_roll(topic *t, struct segment *last, uint64_t published, struc
     uint64_t *bases;
     size_t n;
     TRY(topic__list_segments(t, &bases, &n));
-    n = topic__follow_trim(t, bases, n, published);
+    n = topic__follow_trim(bases, n, published);
     if (n > 0 && bases[n - 1] > last->base && !(atomic_load(&last->loaded)))
         TRY(topic__segment_load(t, last));
     size_t i = 0;

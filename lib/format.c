@@ -156,7 +156,8 @@ void topic__header_encode(uint8_t *dst, size_t size, uint64_t base_offset, size_
      * 64-bit load of two 32-bit stores still in flight cannot be forwarded
      * from them and waits for both to reach the cache, about a twentieth of
      * a small append. */
-    topic__store64(dst + 8, seeded_sum(dst, size, TOPIC__BATCH_MAGIC | (uint64_t)(uint32_t)size << 32));
+    uint64_t seed = TOPIC__BATCH_MAGIC | (uint64_t)(uint32_t)size << 32;
+    topic__store64(dst + 8, seeded_sum(dst, size, seed));
 }
 
 void topic__batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,

@@ -131,6 +131,9 @@ struct seg_record {
 #define TOPIC__LOST 1
 int  topic__segment_open_active(topic *t, struct segment *s, bool scan,
                                 const struct seg_record *vouched);
+/* Unmaps the pages of s's mapping past its first `len` bytes, in place:
+ * readers' pointers into the data stay valid. */
+void topic__segment_unmap_tail(struct segment *s, size_t len);
 /* Writer, under append_lock: makes sure the first `upto` bytes of the active
  * segment's file are allocated on disk, reserving ahead in steps. */
 int  topic__segment_reserve(topic *t, struct segment *s, size_t upto);
@@ -333,7 +336,7 @@ int  topic__follow_load(topic *t, struct segment *s);
  * before listing the segments, and keep the listing's bases up to it
  * (topic__follow_trim: the listing may miss segments created during it). */
 uint64_t topic__follow_published_base(topic *t);
-size_t topic__follow_trim(topic *t, const uint64_t *bases, size_t n, uint64_t published);
+size_t topic__follow_trim(const uint64_t *bases, size_t n, uint64_t published);
 int  topic__list_segments(topic *t, uint64_t **out, size_t *count);
 
 /* ------------------------------------------------------------------------ */

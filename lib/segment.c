@@ -299,12 +299,25 @@ void topic__segment_drop_written(struct segment *s, size_t upto, size_t min)
  * a hole a little too small for the next reservation.  If either fails, the
  * mapping stays as it was: address space, not data, is at stake.
  */
-static void release_reservation(topic *t, struct segment *s, size_t len)
+/* Bytes of a mapping that holds `len` bytes of data: whole pages, one at
+ * least. */
+static size_t pages_for(size_t len)
 {
     size_t page = page_size();
-    size_t keep = len == 0 ? page : (len + page - 1) / page * page;
+    return len == 0 ? page : (len + page - 1) / page * page;
+}
+
+void topic__segment_unmap_tail(struct segment *s, size_t len)
+{
+    size_t keep = pages_for(len), mapped = atomic_load(&s->map_len);
+    if (s->map != NULL && keep < mapped && topic__os.munmap(s->map + keep, mapped - keep) == 0)
+        atomic_store(&s->map_len, keep);
+}
+
+static void release_reservation(topic *t, struct segment *s, size_t len)
+{
     size_t mapped = atomic_load(&s->map_len);
-    if (s->map == NULL || keep >= mapped)
+    if (s->map == NULL || pages_for(len) >= mapped)
         return;
     void *p = NULL;
     if (len > 0 && topic__mmap(len, PROT_READ, s->fd, &p) == 0) {
@@ -322,8 +335,7 @@ static void release_reservation(topic *t, struct segment *s, size_t len)
         }
         topic__munmap(p, len);
     }
-    if (topic__os.munmap(s->map + keep, mapped - keep) == 0)
-        atomic_store(&s->map_len, keep);
+    topic__segment_unmap_tail(s, len);
 }
 
 /* A sealed segment is read through its mappings only; keeping its three

@@ -272,10 +272,10 @@ TOPIC_API int topic_sync(topic *t)
 {
     if (t == NULL)
         return -EINVAL;
-    /* A reader's own writes, its groups' positions, are synced too; the
-     * log itself is the writer's to sync. */
     if (!(t->flags & TOPIC_RDONLY) && topic__forked(t))
         return TOPIC_EFAILED;   /* the parent's handle (see topic_close) */
+    /* A reader's own writes, its groups' positions, are synced too; the
+     * log itself is the writer's to sync. */
     int rc = topic__groups_sync(t);
     if (t->flags & TOPIC_RDONLY)
         return rc < 0 ? rc : TOPIC_ERDONLY;

@@ -242,10 +242,11 @@ static int open_segments(topic *t)
 {
     uint64_t *bases = NULL;
     size_t n = 0;
+    /* A reader reads what a live writer published before it lists the
+     * files (see topic__follow_trim). */
     uint64_t published = (t->flags & TOPIC_RDONLY) ? topic__follow_published_base(t) : UINT64_MAX;
     TRY(topic__list_segments(t, &bases, &n));
-    if (published != UINT64_MAX)
-        n = topic__follow_trim(t, bases, n, published);
+    n = topic__follow_trim(bases, n, published);
     struct state_page snap;
     bool clean = topic__state_clean(t, &snap);
     bool recovering = !(t->flags & TOPIC_RDONLY) && !clean;
