@@ -209,11 +209,13 @@ static int read_whole(const char *path, uint64_t max, uint8_t **out, size_t *len
             buf = nb;
             cap *= 2;
         }
+        errno = 0;
         size_t got = fread(buf + n, 1, cap - n, f);
         n += got;
         if (got == 0) {
+            /* fread() leaves read()'s errno: EISDIR for a directory. */
             if (ferror(f))
-                rc = report(-EIO, "append: reading %s", path);
+                rc = report(errno > 0 ? -errno : -EIO, "append: reading %s", path);
             break;
         }
     }

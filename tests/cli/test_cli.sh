@@ -186,6 +186,9 @@ want = open(sys.argv[2], "rb").read()
 sys.exit(0 if base64.b64decode(d["value_base64"]) == want and d["key"] == "blob"
          and d["offset"] == 20010 and "value" not in d else 1)' "$W/out" "$W/blob"
 
+expect 3 "append --file of a directory fails" append "$T" --file "$W"
+check "...saying it is a directory" grep -q "Is a directory" "$W/err"
+
 # --json for plain records: every line parses, fields as documented.
 run read "$T" --json --count 6
 check "read --json: one object per record, each line parses" json '
