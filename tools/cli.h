@@ -129,6 +129,8 @@ extern const char *const setting_names[SETTING_COUNT];
  * not parse; *bad_line then says which line).
  */
 int settings_load(const char *dir, topic_config **out, unsigned *explicit_set, int *bad_line);
+/* Why the last settings_load() that gave TOPIC_ECORRUPT with a line refused it. */
+const char *settings_error(void);
 /* True when the value prints as a JSON number. */
 bool setting_is_number(const char *value);
 

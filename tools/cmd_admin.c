@@ -102,7 +102,7 @@ static int load_settings(const char *dir, topic_config **c, unsigned *set)
     int rc = settings_load(dir, c, set, &line);
     if (rc == TOPIC_ECORRUPT && line > 0)
         return complain(TOOL_NOTFOUND, "%s/topic.conf: line %d: %s", dir, line,
-                        topic_strerror(rc));
+                        settings_error());
     return rc < 0 ? report(rc, "%s/topic.conf", dir) : 0;
 }
 

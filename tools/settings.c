@@ -80,6 +80,14 @@ static int read_conf(const char *dir, char **out)
     return 0;
 }
 
+/* Why the last settings_load() refused a line of topic.conf. */
+static char last_error[256];
+
+const char *settings_error(void)
+{
+    return last_error;
+}
+
 int settings_load(const char *dir, topic_config **out, unsigned *explicit_set, int *bad_line)
 {
     topic_config *c = topic_config_new();
@@ -87,6 +95,7 @@ int settings_load(const char *dir, topic_config **out, unsigned *explicit_set, i
         return -ENOMEM;
     *explicit_set = 0;
     *bad_line = 0;
+    last_error[0] = '\0';
     char *text = NULL;
     int rc = read_conf(dir, &text);
     if (rc == -ENOENT) {
@@ -114,15 +123,32 @@ int settings_load(const char *dir, topic_config **out, unsigned *explicit_set, i
         if (eq == NULL) {
             rc = TOPIC_ECORRUPT;
             *bad_line = lineno;
+            snprintf(last_error, sizeof last_error, "no '=' in the line");
             break;
         }
         *eq = '\0';
+        /* As the library reads the file (topic-format(5)): a name is made
+         * of a-z, 0-9, '.' and '_', nothing trimmed; a control byte other
+         * than a tab is damage. */
+        const char *bad = NULL;
+        if (line[0] == '\0' || line[strspn(line, "abcdefghijklmnopqrstuvwxyz0123456789._")])
+            bad = "the name before '=' may hold only a-z, 0-9, '.' and '_' (no spaces)";
+        for (const char *p = eq + 1; bad == NULL && *p; p++)
+            if ((unsigned char)*p < 0x20 && *p != '\t')
+                bad = "a control character in the value";
+        if (bad != NULL) {
+            rc = TOPIC_ECORRUPT;
+            *bad_line = lineno;
+            snprintf(last_error, sizeof last_error, "%s", bad);
+            break;
+        }
         int i = setting_index(line);
         if (i < 0)
             continue;   /* a newer release's setting, as the library skips it */
         if (topic_config_set(c, line, eq + 1) < 0) {
             rc = TOPIC_ECORRUPT;
             *bad_line = lineno;
+            snprintf(last_error, sizeof last_error, "%s", topic_config_error(c));
             break;
         }
         *explicit_set |= 1u << i;

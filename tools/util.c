@@ -154,6 +154,17 @@ int open_topic(const char *dir, int flags, const topic_config *conf, topic **out
     if (rc == -ENOENT && !(flags & TOPIC_CREATE))
         return complain(TOOL_FAIL, "%s: %s (not a topic; 'topic create' makes one)", dir,
                         topic_strerror(rc));
+    if (rc == TOPIC_ECORRUPT) {
+        /* Most often a hand-edited topic.conf: say which line, and why. */
+        topic_config *c;
+        unsigned set;
+        int line;
+        if (settings_load(dir, &c, &set, &line) == 0)
+            topic_config_free(c);
+        else if (line > 0)
+            return complain(exit_code_for(rc), "%s/topic.conf: line %d: %s", dir, line,
+                            settings_error());
+    }
     return report(rc, "%s", dir);
 }
 

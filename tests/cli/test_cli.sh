@@ -297,6 +297,16 @@ check "a line over max.message.bytes exits 3" test $? -eq 3
 run read "$T3"
 check "...and the line before it, read in the same read(), stays appended" \
 	test "$(cat "$W/out")" = short
+# A hand-edited topic.conf the library refuses: the tool names the line.
+cp "$T3/topic.conf" "$W/t3.conf"
+printf 'segment.bytes = 64M\n' >>"$T3/topic.conf"
+expect 1 "read of a topic whose topic.conf has spaces around '=' exits 1" read "$T3"
+check "...naming the file, the line and what is wrong" \
+	grep -q "t3/topic.conf: line 3: the name before '=' may hold only" "$W/err"
+printf 'segment.bytes=banana\n' >"$T3/topic.conf"
+expect 1 "info of a topic whose topic.conf has a bad value exits 1" info "$T3"
+check "...naming the line and the value" grep -q 'topic.conf: line 1: segment.bytes: "banana"' "$W/err"
+cp "$W/t3.conf" "$T3/topic.conf"
 T4=$W/t4
 run create "$T4"
 echo one | "$TOPIC" append "$T4"
