@@ -261,8 +261,12 @@ static bool parse_iso(const char *s, int64_t *ms)
             }
         }
     }
-    if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 24 || min > 59 || sec > 60)
-        return false;
+    static const int mdays[12] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (mon < 1 || mon > 12 || day < 1 || day > mdays[mon - 1] ||
+        (mon == 2 && day == 29 && !leap) || min > 59 || sec > 60 ||
+        hour > 24 || (hour == 24 && (min > 0 || sec > 0 || frac_ms > 0)))
+        return false;   /* no date such as 2026-02-30, which mktime() would move */
     tm.tm_year = year - 1900;
     tm.tm_mon = mon - 1;
     tm.tm_mday = day;

@@ -206,6 +206,9 @@ check "read --from-time with an ISO-8601 time long ago starts at the first recor
 expect 0 "read --from-time in the future prints nothing" read "$T" --from-time 4000000000000
 check "...nothing at all" test ! -s "$W/out"
 expect 2 "read --from-time with a malformed time exits 2" read "$T" --from-time yesterday
+expect 2 "read --from-time with a day the month lacks exits 2" read "$T" --from-time 2026-02-29
+run read "$T" --from-time 2024-02-29T00:00:00Z --count 1
+check "...while a leap day is a date" test "$st" -eq 0
 
 # --follow: a reader waiting at the end gets records appended afterwards.
 "$TOPIC" read "$T" --follow --from 20011 --count 2 >"$W/follow" 2>"$W/follow.err" &
