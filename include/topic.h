@@ -153,7 +153,10 @@ TOPIC_API int topic_config_set(topic_config *c, const char *name, const char *va
 /*
  * Copies the value of setting `name` as a string into buf (at most cap bytes
  * including the terminating NUL).  Unset settings report their default.
- * Returns 0, -EINVAL for NULL or an unknown name, or TOPIC_ETOOSMALL.
+ * No value is longer than 31 bytes, so a buffer of 32 always holds it.
+ * Returns 0, -EINVAL for a NULL c or name, a NULL buf with a cap above 0, or
+ * an unknown name, and TOPIC_ETOOSMALL when the value does not fit (buf may
+ * be NULL with cap 0, to ask whether `name` is a setting).
  */
 TOPIC_API int topic_config_get(const topic_config *c, const char *name, char *buf, size_t cap);
 
@@ -187,11 +190,13 @@ TOPIC_API void topic_config_free(topic_config *c);
  * there and the next append continues the dense offsets.  After a clean
  * close nothing is scanned.
  *
- * A writer handle runs two background threads: "topic-flush" carries out
- * flush.ms, seals the segments appends have rolled away from and applies
+ * A writer handle runs up to two background threads: "topic-flush" carries
+ * out flush.ms, seals the segments appends have rolled away from and applies
  * retention; "topic-prep" maps the pages of the active segment ahead of the
  * appends, so that the page faults of a new page are not paid inside
- * topic_append().
+ * topic_append().  The first append starts them (topic_open() starts
+ * "topic-flush" when a retention setting is set), so a handle that only
+ * reads runs none.
  *
  * Errors: -EINVAL (bad flags, NULL, an empty dir), -ENOENT (no topic and no TOPIC_CREATE),
  * -EEXIST (TOPIC_CREATE|TOPIC_EXCL and the directory exists), -ENOTDIR,
