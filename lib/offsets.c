@@ -309,6 +309,8 @@ TOPIC_API int topic_groups(topic *t, char *buf, size_t cap, size_t *len)
         uint64_t pos;
         if (!valid_name(de->d_name))
             continue;   /* ".", "..", temporary files */
+        if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+            continue;   /* a directory or a link someone put there: not a group */
         /* A first commit that never finished leaves no group; a damaged
          * file is listed, so that its group can be found and committed. */
         if (topic_committed(t, de->d_name, &pos) == -ENOENT)

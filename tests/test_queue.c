@@ -987,6 +987,14 @@ static void test_groups_listing(void **state)
         if ((unsigned char)buf[i] != 0xAA)
             fail_msg("topic_groups wrote byte %zu, past the %zu it reported", i, want);
 
+    /* A directory someone made in groups/ is not a group. */
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/groups/stray", f->dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    assert_ok(topic_groups(t, buf, sizeof buf, &len));
+    assert_int_equal(len, want);
+    assert_memory_equal(buf, expect, want);
+
     /* The same through a read-only handle, and after reopening. */
     topic *r = open_ok(f->dir, TOPIC_RDONLY, NULL);
     assert_ok(topic_groups(r, buf, sizeof buf, &len));
