@@ -330,7 +330,9 @@ static int produce(topic_kafka_forwarder *f, const topic_record *rec, volatile s
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             f->rk, RD_KAFKA_V_RKT(f->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(rec->key_len ? rec->key : NULL, rec->key_len),
+            /* an empty key stays empty, and no key stays null: Kafka, and
+             * its partitioner, tell them apart as libtopic does */
+            RD_KAFKA_V_KEY(rec->key, rec->key_len),
             /* a non-NULL pointer keeps an empty value empty, not null */
             RD_KAFKA_V_VALUE(rec->value_len ? (void *)rec->value : (void *)"", rec->value_len),
             RD_KAFKA_V_TIMESTAMP(rec->timestamp),

@@ -370,7 +370,7 @@ static int flush(topic_kafka_importer *im)
         int64_t ts = rd_kafka_message_timestamp(m, &type);
         im->recs[i] = (topic_record){
             .timestamp = type != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts > 0 ? ts : 0,
-            .key = m->key_len ? m->key : NULL,
+            .key = m->key,   /* NULL for Kafka's null key, as in libtopic */
             .key_len = m->key_len,
             .value = m->len ? m->payload : NULL,
             .value_len = m->len,
@@ -504,6 +504,8 @@ static int skip_one(topic_kafka_importer *im, rd_kafka_message_t *m)
     if (rc == 0) {
         rd_kafka_timestamp_type_t type;
         int64_t ts = rd_kafka_message_timestamp(m, &type);
+        /* An empty key and no key are not told apart here: earlier builds
+         * imported an empty key as none, and their copies are still good. */
         bool same = r.key_len == m->key_len && r.value_len == m->len &&
             (m->key_len == 0 || memcmp(r.key, m->key, m->key_len) == 0) &&
             (m->len == 0 || memcmp(r.value, m->payload, m->len) == 0) &&

@@ -207,7 +207,8 @@ TOPIC_KAFKA_API int topic_kafka_forwarder_new(topic *t, const char *group, const
  * several per second cost nothing).  At the end of the log it follows the
  * tail with topic_wait(), also when the writer is another process.  Each
  * record's timestamp becomes its Kafka CreateTime; an empty value is sent as
- * an empty value, not a null one, and a record without a key has a null key.
+ * an empty value, not a null one; a record without a key has a null key, and
+ * one with an empty key an empty key, which Kafka's partitioner hashes.
  *
  * until_end:  returns 0 once every record below the end offset seen when the
  *   forwarder caught up is acknowledged and committed.
@@ -310,7 +311,8 @@ typedef struct topic_kafka_importer topic_kafka_importer;
  * an empty topic; import only one partition into one topic at a time.
  *
  * Records: key, value and timestamp are kept.  A Kafka record without a key
- * becomes a local record without a key; a null value (a tombstone) becomes
+ * becomes a local record without a key, and one with an empty key a local
+ * record with an empty key; a null value (a tombstone) becomes
  * an empty value; headers are dropped; a record without a usable timestamp
  * (or timestamp <= 0) gets the append time.
  *

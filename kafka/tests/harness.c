@@ -168,9 +168,10 @@ void gen_record(uint64_t offset, struct gen *g)
 {
     uint64_t h = mix64(offset * 0x9e3779b97f4a7c15ull + 12345);
     g->key_class = (unsigned)(h % (GEN_KEYS + 1));
-    if (g->key_class == GEN_KEYS)
-        g->key_len = 0;
-    else
+    g->keyed = g->key_class != GEN_KEYS;
+    g->key[0] = '\0';
+    g->key_len = 0;
+    if (g->keyed && g->key_class > 0)
         g->key_len = (size_t)snprintf(g->key, sizeof g->key, "key-%02u", g->key_class);
     int n = snprintf(g->value, sizeof g->value, "%020" PRIu64 ":", offset);
     for (size_t i = (size_t)n; i < sizeof g->value; i++)
@@ -188,7 +189,7 @@ int gen_append(topic *t, uint64_t from, uint64_t to)
         for (size_t i = 0; i < n; i++) {
             gen_record(from + i, &g[i]);
             r[i] = (topic_record){ .timestamp = g[i].timestamp,
-                                   .key = g[i].key_len ? g[i].key : NULL,
+                                   .key = g[i].keyed ? g[i].key : NULL,
                                    .key_len = g[i].key_len,
                                    .value = g[i].value,
                                    .value_len = sizeof g[i].value };
@@ -338,8 +339,8 @@ long verify_forwarded(const struct kmsgs *k, uint64_t n,
         gen_record(o, &g);
         bool same = m->value_len == sizeof g.value && memcmp(m->value, g.value, sizeof g.value) == 0 &&
             m->timestamp == g.timestamp &&
-            (g.key_len == 0 ? m->key == NULL
-                            : m->key && m->key_len == g.key_len && memcmp(m->key, g.key, g.key_len) == 0);
+            (!g.keyed ? m->key == NULL
+                      : m->key && m->key_len == g.key_len && memcmp(m->key, g.key, g.key_len) == 0);
         if (!same && bad++ < 5)
             fprintf(stderr, "  record %" PRIu64 " altered in Kafka at [%d]@%" PRId64 "\n", o,
                     m->partition, m->offset);

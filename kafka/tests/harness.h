@@ -87,11 +87,14 @@ rd_kafka_t *kafka_client(const char *bootstraps, rd_kafka_type_t type, const cha
 
 /* ---- the generated records of the forwarding tests ---- */
 
-#define GEN_KEYS 64                    /* key-00 .. key-63, plus records without a key */
+/* Key classes: 0 is the empty key (present, 0 bytes), 1 .. 63 are key-01 ..
+ * key-63, and GEN_KEYS is "no key" (NULL), which Kafka tells apart from empty. */
+#define GEN_KEYS 64
 
 struct gen {
     char key[16];
-    size_t key_len;                    /* 0: no key */
+    size_t key_len;
+    bool keyed;                        /* false: no key at all */
     char value[100];
     int64_t timestamp;
     unsigned key_class;                /* 0 .. GEN_KEYS-1, or GEN_KEYS for "no key" */

@@ -631,7 +631,7 @@ static void test_forward_kill(void)
 /* ======================================================================== */
 /* Importing                                                                 */
 
-/* Record i of the import tests: keys, no keys, empty and null values. */
+/* Record i of the import tests: keys, empty keys, no keys, empty and null values. */
 static void produce_sized(rd_kafka_t *rk, const char *ktopic, int32_t partition, int from,
                           int to, int max_extra)
 {
@@ -643,6 +643,8 @@ static void produce_sized(rd_kafka_t *rk, const char *ktopic, int32_t partition,
         for (int j = 0; j < extra; j++)
             value[vl++] = (char)('A' + (i + j) % 26);
         const void *kp = i % 7 == 0 ? NULL : key;
+        if (i % 5 == 0)
+            kl = 0;   /* an empty key, which is not the same as none */
         const void *vp = i % 11 == 0 ? NULL : value;
         size_t vlen = i % 11 == 0 ? 0 : i % 13 == 0 ? 0 : (size_t)vl;
         for (;;) {
@@ -682,7 +684,7 @@ static void verify_imported(topic *t, uint64_t from, const struct kmsgs *k)
             CHECK(rc == 0, "local record %zu: %s (Kafka has %zu)", i, topic_strerror(rc), k->n);
             break;
         }
-        bool same = r.key_len == (m->key ? m->key_len : 0) &&
+        bool same = (r.key == NULL) == (m->key == NULL) && r.key_len == (m->key ? m->key_len : 0) &&
             (r.key_len == 0 || memcmp(r.key, m->key, r.key_len) == 0) &&
             r.value_len == (m->value ? m->value_len : 0) &&
             (r.value_len == 0 || memcmp(r.value, m->value, r.value_len) == 0) &&
@@ -726,7 +728,7 @@ static void test_import_roundtrip(void)
           st.lag == 0 && st.local_end == N + 1, "imported %" PRIu64 " next %" PRId64 " hwm %"
           PRId64, st.imported, st.next_offset, st.high_watermark);
     topic_kafka_importer_free(im);
-    note("import: %d records (keys, null keys, empty and null values) in %.2f s: %.0f records/s",
+    note("import: %d records (keys, empty and null keys, empty and null values) in %.2f s: %.0f records/s",
          N, dt, N / dt);
 
     struct kmsgs k;
