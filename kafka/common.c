@@ -105,6 +105,18 @@ int tk_prop_split(const char *prop, struct tk_prop *out, char *errbuf, size_t er
     return 0;
 }
 
+int tk_check_brokers(const rd_kafka_conf_t *conf, char *errbuf, size_t errlen)
+{
+    char v[1024];
+    size_t n = sizeof v;
+    rd_kafka_conf_res_t res = rd_kafka_conf_get(conf, "bootstrap.servers", v, &n);
+    if (n > sizeof v || (res == RD_KAFKA_CONF_OK && v[strspn(v, " \t,")] != '\0'))
+        return 0;   /* (a list too long for v names a broker too) */
+    tk_errbuf(errbuf, errlen, "no Kafka broker given: the broker list is empty "
+              "(give host:port[,host:port...])");
+    return -EINVAL;
+}
+
 int tk_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errbuf,
                 size_t errlen)
 {

@@ -273,6 +273,8 @@ TOPIC_KAFKA_API int topic_kafka_forwarder_new(topic *t, const char *group, const
 
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     int rc = configure(f, conf, brokers, props, errbuf, errlen);
+    if (rc == 0)
+        rc = tk_check_brokers(conf, errbuf, errlen);
     uint64_t pos = 0;
     if (rc == 0)
         rc = start_position(f, &pos, errbuf, errlen);

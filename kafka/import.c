@@ -246,6 +246,8 @@ TOPIC_KAFKA_API int topic_kafka_importer_new(topic *t, const char *brokers,
 
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     int rc = configure(im, conf, brokers, props, errbuf, errlen);
+    if (rc == 0)
+        rc = tk_check_brokers(conf, errbuf, errlen);
     uint64_t local = 0;
     if (rc == 0)
         rc = load_slots(im, &local, errbuf, errlen);

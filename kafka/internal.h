@@ -48,6 +48,10 @@ struct tk_prop {
  * too long to be a property. */
 int tk_prop_split(const char *prop, struct tk_prop *out, char *errbuf, size_t errlen);
 
+/* -EINVAL, with a message, when conf names no broker at all: librdkafka
+ * accepts that and would wait for ever. */
+int tk_check_brokers(const rd_kafka_conf_t *conf, char *errbuf, size_t errlen);
+
 /*
  * Sets name=value on conf; TOPIC_KAFKA_ECONFIG with librdkafka's reason in
  * errbuf when refused.

@@ -123,7 +123,9 @@ TOPIC_KAFKA_API const char *topic_kafka_rdkafka_version(void);
  * "security.protocol=ssl", ...), applied after the bridge's defaults so that
  * they override them, except for the few settings a guarantee rests on,
  * which are refused with TOPIC_KAFKA_ECONFIG when set to anything else.
- * Names beginning with "libtopic." are the bridge's own:
+ * Names beginning with "libtopic." are the bridge's own; an unknown one, or
+ * one for the other side (an importer's given to a forwarder), is refused
+ * with TOPIC_KAFKA_ECONFIG, a bad value with -EINVAL:
  *
  *   libtopic.flush.timeout.ms   forwarder: how long run() waits, once asked
  *                               to stop or after a failure, for the
@@ -154,7 +156,13 @@ TOPIC_KAFKA_API const char *topic_kafka_rdkafka_version(void);
  * message.timeout.ms=0 (retry until delivered: a record that times out would
  * leave a hole that later records of its key could pass),
  * client.id=libtopic-forward.  Keys stay on their partition only while the
- * Kafka topic's partition count stays the same.
+ * Kafka topic's partition count stays the same.  enable.gapless.guarantee
+ * and message.timeout.ms may be overridden, at a cost: a record that times
+ * out then stops run() with TOPIC_KAFKA_EDELIVERY and the position stays on
+ * it, so nothing is lost, but an outage longer than the timeout stops the
+ * forwarder instead of being waited out; without the gapless guarantee,
+ * records after a failed batch may already be in Kafka and are produced
+ * again, after it, by the next forwarder of the group.
  *
  * Consumer defaults (importer):  group.id=libtopic-import (the group is
  * never joined and no offset is committed to Kafka; positions live in the
@@ -186,8 +194,8 @@ typedef struct topic_kafka_forwarder topic_kafka_forwarder;
  *
  * On failure *out is NULL and, when errbuf is not NULL, a message naming the
  * cause is copied into errbuf (at most errlen bytes with the NUL).
- * Errors: -EINVAL (NULL argument, bad group name, a property without '='),
- * TOPIC_KAFKA_ECONFIG (librdkafka refused a property, or it would break the
+ * Errors: -EINVAL (NULL argument, an empty broker list, bad group name, a
+ * property without '=', a bad libtopic.* value), TOPIC_KAFKA_ECONFIG (librdkafka refused a property, or it would break the
  * guarantees), TOPIC_EGONE (the committed position is below the topic's
  * start offset and libtopic.skip.deleted is false), -ENOMEM, and the errors
  * of topic_committed() and topic_cursor_open().
@@ -269,9 +277,10 @@ TOPIC_KAFKA_API const char *topic_kafka_forwarder_error(topic_kafka_forwarder *f
                                                         size_t cap);
 
 /*
- * Drops whatever the producer still holds (it will be produced again from
- * the committed position by the next forwarder), closes the producer and
- * frees f.  Does not close the topic.  NULL is accepted.
+ * Serves the acknowledgements that already arrived and commits them, drops
+ * whatever the producer still holds (it will be produced again from the
+ * committed position by the next forwarder), closes the producer and frees
+ * f.  Does not close the topic.  NULL is accepted.
  */
 TOPIC_KAFKA_API void topic_kafka_forwarder_free(topic_kafka_forwarder *f);
 
@@ -318,7 +327,8 @@ typedef struct topic_kafka_importer topic_kafka_importer;
  *
  * Sends nothing until run().  On failure *out is NULL and errbuf holds a
  * message as for topic_kafka_forwarder_new().  Errors: -EINVAL (NULL
- * argument, partition < 0, bad libtopic.* value), TOPIC_KAFKA_ECONFIG,
+ * argument, an empty broker list, partition < 0, bad libtopic.* value),
+ * TOPIC_KAFKA_ECONFIG,
  * -ENOMEM, and the errors of topic_committed().
  */
 TOPIC_KAFKA_API int topic_kafka_importer_new(topic *t, const char *brokers,

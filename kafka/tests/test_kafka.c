@@ -82,6 +82,7 @@ static void test_api_errors(void)
     char err[512];
     const char *dead = "127.0.0.1:1";
     topic_kafka_forwarder *f = (topic_kafka_forwarder *)&err;
+    topic_kafka_importer *im;
     CHECK(topic_kafka_forwarder_new(NULL, NULL, dead, "k", NULL, err, sizeof err, &f) == -EINVAL,
           "NULL topic");
     CHECK(f == NULL, "*out cleared on failure");
@@ -122,8 +123,27 @@ static void test_api_errors(void)
     topic_kafka_forwarder_free(f);
     CHECK(topic_kafka_forwarder_new(t, "bad name!", dead, "k", quiet_props, err, sizeof err,
                                     &f) == -EINVAL, "bad group name");
+    /* No broker at all is a mistake to report, not an outage to wait out;
+     * bootstrap.servers among the properties counts as a broker list. */
+    const char *servers[] = { "log_level=0", "bootstrap.servers=127.0.0.1:1", NULL };
+    const char *no_servers[] = { "log_level=0", "bootstrap.servers=", NULL };
+    const char *empty[] = { "", " , ", "," };
+    for (size_t i = 0; i < sizeof empty / sizeof empty[0]; i++) {
+        err[0] = '\0';
+        CHECK(topic_kafka_forwarder_new(t, NULL, empty[i], "k", quiet_props, err, sizeof err,
+                                        &f) == -EINVAL && strstr(err, "no Kafka broker"),
+              "forwarder with brokers \"%s\": %s", empty[i], err);
+        CHECK(topic_kafka_importer_new(t, empty[i], "k", 0, quiet_props, err, sizeof err,
+                                       &im) == -EINVAL && strstr(err, "no Kafka broker"),
+              "importer with brokers \"%s\": %s", empty[i], err);
+    }
+    CHECK(topic_kafka_forwarder_new(t, NULL, dead, "k", no_servers, err, sizeof err, &f) ==
+          -EINVAL, "bootstrap.servers= emptied the list");
+    CHECK_RC(topic_kafka_forwarder_new(t, NULL, "", "k", servers, err, sizeof err, &f));
+    topic_kafka_forwarder_free(f);
+    CHECK_RC(topic_kafka_importer_new(t, "", "k", 0, servers, err, sizeof err, &im));
+    topic_kafka_importer_free(im);
 
-    topic_kafka_importer *im;
     CHECK(topic_kafka_importer_new(t, dead, "k", -1, quiet_props, err, sizeof err, &im) == -EINVAL,
           "negative partition");
     const char *imp_bad[][2] = { { "enable.partition.eof=false", NULL },
