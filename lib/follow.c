@@ -126,7 +126,7 @@ void topic__publish(topic *t)
 
 uint64_t topic__live_start(topic *t)
 {
-    return __atomic_load_n(&live_area(t)->start, __ATOMIC_RELAXED);
+    return __atomic_load_n(&live_area(t)->start, __ATOMIC_ACQUIRE);
 }
 
 static bool live_read(topic *t, struct live_view *v);
@@ -396,6 +396,16 @@ int topic__follow_open_last(topic *t, struct segment *s)
 /* Adds the segments that appeared after `last`, which has been rolled away
  * from, up to the writer's published active segment `published` (see
  * topic__follow_trim); returns the new last one. */
+/* How far a walk of segment s may read: never past the end of its file,
+ * which the writer cuts to its data when it seals the segment. */
+static size_t file_limit(const struct segment *s)
+{
+    size_t size;
+    if (s->fd < 0 || topic__fsize(s->fd, &size) < 0)
+        return atomic_load(&s->len);   /* no further than walked already */
+    return size < s->map_len ? size : s->map_len;
+}
+
 static int follow_roll(topic *t, struct segment *last, uint64_t published, struct segment **out)
 {
     uint64_t *bases;
@@ -413,8 +423,14 @@ static int follow_roll(topic *t, struct segment *last, uint64_t published, struc
         topic__free(bases);
         return 0;
     }
+    /* The writer moves the start offset before it deletes a segment, so a
+     * start at or past bases[i], read after the listing, means that the
+     * segments between last and bases[i] are gone, and every record of
+     * last's with them: bases[i] is not where last ends, and a walk towards
+     * it would run past the end of last's file. */
     atomic_store(&last->end, bases[i]);
-    if (follow_walk(t, last, last->map_len) == 0)
+    bool gone = topic__live_start(t) >= bases[i];
+    if (gone || follow_walk(t, last, file_limit(last)) == 0)
         follow_settle(last);
     struct segment *s = last;
     for (; i < n && rc == 0; i++) {

@@ -897,6 +897,60 @@ static void test_rdonly_sees_deleted_start(void **state)
     assert_ok(topic_close(w));
 }
 
+/*
+ * A read-only handle following the active segment, when the writer rolls
+ * away from it, seals it (cutting the file to its data) and deletes it and
+ * the segment after it.  The reader must learn that those records are gone
+ * rather than walk on towards the next segment it can see: when the data
+ * ended a few bytes short of a page, that walk read past the end of the cut
+ * file and the reader died of SIGBUS.
+ */
+static void test_rdonly_follows_past_deleted_segments(void **state)
+{
+    fx *f = *state;
+    static unsigned char v[1000];
+    memset(v, 'v', sizeof v);
+    /* Four records fill a 4096-byte segment; the last one's size puts the
+     * end of the data 0 to 6 bytes short of the page (a 972-byte value is a
+     * 1024-byte batch). */
+    for (size_t last = 966; last <= 972; last++) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s-%zu", f->dir, last);
+        topic *w = open_with(dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+        assert_ok(topic_append(w, v, 972, NULL));
+        topic *r = open_with(dir, TOPIC_RDONLY, NULL);
+        assert_u64(topic_end_offset(r), 1);
+        for (int i = 0; i < 2; i++)
+            assert_ok(topic_append(w, v, 972, NULL));
+        assert_ok(topic_append(w, v, last, NULL));
+        for (int i = 0; i < 8; i++)
+            assert_ok(topic_append(w, v, 972, NULL));   /* two more segments */
+        /* Until the flusher has sealed segment 0: cut to its data. */
+        char seg[PATH_MAX + 32];
+        snprintf(seg, sizeof seg, "%s/%020d.log", dir, 0);
+        struct stat st;
+        for (int ms = 0; ms < 10000; ms++) {
+            assert_int_equal(stat(seg, &st), 0);
+            if (st.st_size < 4096 || (st.st_size == 4096 && last == 972))
+                break;
+            usleep(1000);
+        }
+        uint64_t end = topic_end_offset(w);
+        assert_ok(topic_delete_before(w, end));
+        assert_u64(topic_end_offset(r), end);
+        assert_u64(topic_start_offset(r), end);
+        unsigned char buf[1000];
+        size_t len;
+        assert_rc(topic_read(r, 3, buf, sizeof buf, &len), TOPIC_EGONE);
+        assert_ok(topic_append(w, v, 100, NULL));
+        assert_ok(topic_read(r, end, buf, sizeof buf, &len));
+        assert_memory_equal(buf, v, 100);
+        assert_int_equal(len, 100);
+        assert_ok(topic_close(r));
+        assert_ok(topic_close(w));
+    }
+}
+
 /* The durable write of a new start offset fails: the call fails, the start
  * offset stays, and the handle refuses writes (the state file may no longer
  * be trusted). */
@@ -1949,6 +2003,7 @@ int main(void)
         T(test_newer_version_in_sealed_segment),
         T(test_sealed_segment_file_gone),
         T(test_rdonly_sees_deleted_start),
+    T(test_rdonly_follows_past_deleted_segments),
         T(test_delete_before_sync_failure),
         T(test_group_read_only_file),
         T(test_group_create_failures),
