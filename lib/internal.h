@@ -178,6 +178,7 @@ struct topic {
     int dirfd;
     unsigned fork_gen;            /* topic__fork_gen when opened (see topic__forked) */
     int lockfd;                   /* topic.state, flock()ed by the writer */
+    struct topic *next_writer;    /* the process's writer handles (state.c) */
     int flags;
     struct topic_settings cfg;
     struct seglist segs;
@@ -265,6 +266,12 @@ static inline bool topic__forked(const topic *t)
 {
     return atomic_load_explicit(&topic__fork_gen, memory_order_relaxed) != t->fork_gen;
 }
+/* pthread_atfork handlers (state.c): in the child, the descriptors that
+ * hold the writer locks of the parent's handles are closed, so that the lock
+ * goes when the parent closes the topic or dies, not when its children end. */
+void topic__writers_prepare(void);
+void topic__writers_parent(void);
+void topic__writers_child(void);
 
 /* ------------------------------------------------------------------------ */
 /* Durability (sync.c)                                                        */

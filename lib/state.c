@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "internal.h"
@@ -58,6 +59,65 @@ static int anon_state(topic *t)
     return 0;
 }
 
+/*
+ * The writer handles of this process, for fork(): an flock() belongs to the
+ * open file description, which a child shares, so a child that lived on
+ * (a worker, a daemon that never calls exec) kept the parent's topic locked
+ * after the parent closed it or died.  The child lets go of its references
+ * at once: the descriptor, and the shared mapping of topic.state, which holds
+ * the open file description too; a private copy of the page takes the
+ * mapping's place.  The child never writes through an inherited handle
+ * (topic__forked).
+ */
+static pthread_mutex_t g_writers_lock = PTHREAD_MUTEX_INITIALIZER;
+static topic *g_writers;
+
+void topic__writers_prepare(void)
+{
+    pthread_mutex_lock(&g_writers_lock);
+}
+
+void topic__writers_parent(void)
+{
+    pthread_mutex_unlock(&g_writers_lock);
+}
+
+void topic__writers_child(void)
+{
+    static uint8_t page[TOPIC__STATE_SIZE];   /* not the stack: the forking thread's may be small */
+    for (topic *t = g_writers; t != NULL; t = t->next_writer) {
+        if (t->state != NULL) {
+            memcpy(page, t->state, sizeof page);
+            if (mmap(t->state, sizeof page, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == t->state)
+                memcpy(t->state, page, sizeof page);
+        }
+        (void)close(t->lockfd);   /* the child's copy; the parent keeps its lock */
+        t->lockfd = -1;
+    }
+    g_writers = NULL;
+    pthread_mutex_unlock(&g_writers_lock);
+}
+
+static void writers_add(topic *t)
+{
+    pthread_mutex_lock(&g_writers_lock);
+    t->next_writer = g_writers;
+    g_writers = t;
+    pthread_mutex_unlock(&g_writers_lock);
+}
+
+static void writers_remove(topic *t)
+{
+    pthread_mutex_lock(&g_writers_lock);
+    for (topic **p = &g_writers; *p != NULL; p = &(*p)->next_writer)
+        if (*p == t) {
+            *p = t->next_writer;
+            break;
+        }
+    pthread_mutex_unlock(&g_writers_lock);
+}
+
 int topic__state_open(topic *t, bool create)
 {
     bool writer = !(t->flags & TOPIC_RDONLY);
@@ -73,6 +133,7 @@ int topic__state_open(topic *t, bool create)
         if (rc == -EWOULDBLOCK)
             return TOPIC_ELOCKED;
         TRY(rc);
+        writers_add(t);
     }
     size_t size;
     uint32_t magic = 0;
@@ -171,6 +232,8 @@ void topic__state_close(topic *t)
 {
     topic__munmap(t->state, TOPIC__STATE_SIZE);
     t->state = NULL;
+    if (!(t->flags & TOPIC_RDONLY) && t->lockfd >= 0)
+        writers_remove(t);
     topic__close(t->lockfd);   /* releases the flock */
     t->lockfd = -1;
 }

@@ -383,14 +383,15 @@ static int open_handle(topic *t, const char *dir, const topic_config *conf)
 _Atomic unsigned topic__fork_gen;
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
 
-static void count_fork(void)
+static void forked_child(void)
 {
     atomic_fetch_add_explicit(&topic__fork_gen, 1, memory_order_relaxed);
+    topic__writers_child();
 }
 
 static void watch_forks(void)
 {
-    pthread_atfork(NULL, NULL, count_fork);
+    pthread_atfork(topic__writers_prepare, topic__writers_parent, forked_child);
 }
 
 static void free_handle(topic *t)

@@ -1539,6 +1539,84 @@ static void test_writer_handle_after_fork(void **state)
     assert_ok(topic_close(t));
 }
 
+/*
+ * The writer lock goes when the writer closes the topic or dies, whatever
+ * children it forked.  A child shares the open file description that holds
+ * the flock(), so a child that lived on (a worker that never calls exec)
+ * kept the topic locked: neither it nor any other process could open a
+ * writer until it ended.
+ */
+static void test_writer_lock_not_kept_by_children(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    put_ok(t, 3);
+    int go[2], done[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(done), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* A child that lives on past the parent's close, then writes. */
+        alarm(30);   /* not for ever if the test fails */
+        char ch;
+        int bad = read(go[0], &ch, 1) != 1;
+        topic *c = NULL;
+        bad |= topic_open(f->dir, 0, NULL, &c) != 0;
+        if (c != NULL) {
+            bad |= topic_append(c, "from the child", 14, NULL) != 0;
+            bad |= topic_close(c) != 0;
+        }
+        bad |= write(done[1], "x", 1) != 1;
+        bad |= read(go[0], &ch, 1) != 1;   /* until the parent has checked */
+        _exit(bad ? 1 : 0);
+    }
+    assert_ok(topic_close(t));
+    /* The child still runs: this process can take the lock again... */
+    t = open_with(f->dir, 0, NULL);
+    assert_ok(topic_close(t));
+    /* ...and so can the child, once no handle holds it. */
+    assert_int_equal(write(go[1], "x", 1), 1);
+    char ch;
+    assert_int_equal(read(done[0], &ch, 1), 1);
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), 4);
+    assert_ok(topic_close(t));
+    assert_int_equal(write(go[1], "x", 1), 1);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    /* A writer process killed while a child it forked lives on. */
+    pid_t writer = fork();
+    assert_true(writer >= 0);
+    if (writer == 0) {
+        topic *w = NULL;
+        if (topic_open(f->dir, 0, NULL, &w) != 0)
+            _exit(1);
+        pid_t kid = fork();
+        if (kid == 0) {
+            alarm(30);
+            char c2;
+            (void)read(go[0], &c2, 1);   /* lives until the test is done */
+            _exit(0);
+        }
+        (void)write(done[1], kid > 0 ? "k" : "f", 1);
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(read(done[0], &ch, 1), 1);
+    assert_int_equal(ch, 'k');
+    assert_int_equal(kill(writer, SIGKILL), 0);
+    assert_int_equal(waitpid(writer, &status, 0), writer);
+    topic *again = NULL;
+    int rc = topic_open(f->dir, 0, NULL, &again);
+    assert_int_equal(write(go[1], "x", 1), 1);   /* lets the grandchild go */
+    assert_rc(rc, 0);
+    assert_ok(topic_close(again));
+    close(go[0]), close(go[1]), close(done[0]), close(done[1]);
+}
+
 /* Reopens dir and checks that it holds records 0..n-1 and that `group`
  * committed `committed`. */
 static void check_reopened(const char *dir, uint64_t n, const char *group, uint64_t committed)
@@ -2022,6 +2100,7 @@ int main(void)
         T(test_recovery_takes_a_new_segment_size),
         T(test_stray_segment_above_the_active_one),
         T(test_writer_handle_after_fork),
+    T(test_writer_lock_not_kept_by_children),
         T(test_no_thread_for_the_first_append),
         T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
