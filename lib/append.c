@@ -33,22 +33,33 @@ static int check_records(const topic *t, const topic_record *recs, size_t n, int
     return *size > TOPIC__MAX_BATCH ? TOPIC_ETOOBIG : 0;
 }
 
-/* Starts the next segment; the flusher seals the old one in the background,
+/*
+ * Starts the next segment; the flusher seals the old one in the background,
  * so that an append never waits for a segment's worth of data to reach the
  * disk.  Failing to create the next segment (a full disk) is not sticky:
- * nothing was lost and the next append tries again. */
+ * nothing was lost and the next append tries again.
+ *
+ * From the first try on, nothing more goes into the old segment.  A try
+ * that fails may leave the new segment's files behind (when removing them
+ * fails too), and a record appended to the old segment would then give it
+ * offsets at and past their base: two segments claiming the same records,
+ * which the next open reports as damage.  The next try creates the files
+ * afresh at the same base instead.
+ */
 static int roll(topic *t, size_t need)
 {
     struct segment *old = t->active, *s;
+    uint64_t base = atomic_load(&t->end);
     (void)need;   /* any batch fits an empty segment */
-    TRY(topic__segment_create(t, atomic_load(&t->end), (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &s));
+    old->writable = false;
+    TRY(topic__segment_create(t, base, (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &s));
     int rc = topic__seglist_push(t, s);
     if (rc < 0) {
         topic__segment_free(s);
+        topic__segment_unlink(t, base);   /* best effort, as above */
         return rc;
     }
     topic__bg_release(t);   /* never waits: the roll must not let go of the lock */
-    old->writable = false;
     topic__bg_seal_later(t, old);
     t->active = s;
     topic__publish(t);

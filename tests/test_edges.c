@@ -951,6 +951,90 @@ static void test_rdonly_follows_past_deleted_segments(void **state)
     }
 }
 
+/* How many segment files dir holds. */
+static int count_segments(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        n += len > 4 && strcmp(de->d_name + len - 4, ".log") == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/*
+ * A roll that fails, at each of the calls it makes, while appends go on.
+ * A failure after the new segment's files existed (the list of segments
+ * could not grow: a failed realloc at the 17th) used to leave them behind,
+ * and the next append, small enough for the old segment, went into it at
+ * the new segment's base offset.  After the close, the two segments
+ * overlapped and the record read TOPIC_ECORRUPT.  Every acknowledged record
+ * must read back after reopening, whatever failed.
+ */
+static void test_failed_roll_loses_nothing(void **state)
+{
+    fx *f = *state;
+    static const int kinds[] = { TF_ALLOC, TF_OPENAT, TF_FALLOCATE, TF_MMAP, TF_FSYNC };
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        for (long nth = 1;; nth++) {
+            assert_true(nth < 200);
+            char dir[PATH_MAX];
+            snprintf(dir, sizeof dir, "%s-%zu-%ld", f->dir, k, nth);
+            tf_install(true);
+            topic *t = open_with(dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+            while (count_segments(dir) < 16)
+                put_ok(t, 1);
+            tf_reset();
+            tf_arm(kinds[k], nth, kinds[k] == TF_ALLOC ? ENOMEM : EIO, false);
+            /* Through the 17th segment: the list of segments grows.  After
+             * a failure, a record of one byte, which fits the old segment. */
+            bool tiny[256] = { false };
+            int failed = 0;
+            for (int i = 0; i < 20; i++) {
+                if (put_next(t, NULL) == 0)
+                    continue;
+                failed++;
+                uint64_t off;
+                if (topic_append(t, "t", 1, &off) == 0) {
+                    assert_true(off < 256);
+                    tiny[off] = true;
+                }
+            }
+            tf_disarm();
+            bool fired = tf_fired() > 0;
+            for (int i = 0; i < 10; i++)
+                (void)put_next(t, NULL);   /* TOPIC_EFAILED after a failed sync */
+            uint64_t end = topic_end_offset(t);
+            assert_true(end < 256);
+            (void)topic_close(t);
+            tf_uninstall();
+            t = open_with(dir, 0, NULL);
+            assert_u64(topic_end_offset(t), end);
+            for (uint64_t o = 0; o < end; o++) {
+                if (!tiny[o]) {
+                    check_value(t, o);
+                    continue;
+                }
+                char c = 0;
+                size_t len = 0;
+                assert_ok(topic_read(t, o, &c, 1, &len));
+                assert_true(len == 1 && c == 't');
+            }
+            assert_ok(put_next(t, NULL));
+            assert_ok(topic_close(t));
+            tu_rmrf(dir);
+            if (!fired) {
+                assert_int_equal(failed, 0);
+                break;   /* past the roll's last call of this kind */
+            }
+        }
+    }
+}
+
 /* The durable write of a new start offset fails: the call fails, the start
  * offset stays, and the handle refuses writes (the state file may no longer
  * be trusted). */
@@ -2082,6 +2166,7 @@ int main(void)
         T(test_sealed_segment_file_gone),
         T(test_rdonly_sees_deleted_start),
     T(test_rdonly_follows_past_deleted_segments),
+    T(test_failed_roll_loses_nothing),
         T(test_delete_before_sync_failure),
         T(test_group_read_only_file),
         T(test_group_create_failures),
