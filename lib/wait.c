@@ -37,6 +37,12 @@ int topic__wait_open(topic *t)
     int rc = fd < 0 ? fd : topic__fsize(fd, &size);
     if (rc == 0 && size < WAIT_FILE)
         rc = topic__ftruncate(fd, WAIT_FILE);   /* zeros: nothing durable here */
+    /* The page must exist before it is touched through the mapping: a
+     * fault on a hole allocates it (on tmpfs, even to read), and on a full
+     * file system that is SIGBUS.  Allocating never changes the words that
+     * other processes may be using, as writing zeros would. */
+    if (rc == 0)
+        rc = topic__fallocate_range(fd, 0, WAIT_FILE);
     void *p = NULL;
     if (rc == 0)
         rc = topic__mmap(WAIT_FILE, PROT_READ | PROT_WRITE, fd, &p);

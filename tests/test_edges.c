@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1033,6 +1034,58 @@ static void test_failed_roll_loses_nothing(void **state)
             }
         }
     }
+}
+
+/*
+ * A full file system: appends fail with -ENOSPC and nothing else happens.
+ * topic.wait was sized with ftruncate(), a hole; an append touches its page
+ * through a shared mapping, and on a full tmpfs even a read fault on a hole
+ * must allocate a page, so the writer (and a waiting reader) died of SIGBUS.
+ * Needs a tmpfs of its own, so root: skipped elsewhere.
+ */
+static void test_full_tmpfs(void **state)
+{
+    fx *f = *state;
+    char mnt[PATH_MAX], dir[PATH_MAX + 8], filler[PATH_MAX + 8];
+    snprintf(mnt, sizeof mnt, "%s-mnt", f->dir);
+    assert_int_equal(mkdir(mnt, 0755), 0);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=1m") != 0) {
+        rmdir(mnt);
+        skip();
+    }
+    snprintf(dir, sizeof dir, "%s/t", mnt);
+    snprintf(filler, sizeof filler, "%s/filler", mnt);
+    topic *t = open_with(dir, TOPIC_CREATE, "segment.bytes", "65536", NULL);
+    put_ok(t, 3);
+    int fd = open(filler, O_WRONLY | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    static char block[4096];
+    while (write(fd, block, sizeof block) > 0)
+        ;
+    close(fd);
+    /* A reader whose topic.wait is made while the disk is full. */
+    char waitf[PATH_MAX + 24];
+    snprintf(waitf, sizeof waitf, "%s/topic.wait", dir);
+    assert_int_equal(unlink(waitf), 0);
+    topic *r = open_with(dir, TOPIC_RDONLY, NULL);
+    int rc = 0;
+    for (int i = 0; i < 500 && rc == 0; i++)
+        rc = put_next(t, NULL);
+    assert_rc(rc, -ENOSPC);
+    uint64_t end = topic_end_offset(t);
+    assert_rc(topic_wait(r, end, 5), -ETIMEDOUT);
+    assert_int_equal(unlink(filler), 0);
+    put_ok(t, 3);
+    assert_ok(topic_wait(r, end, 0));
+    assert_ok(topic_close(r));
+    assert_ok(topic_close(t));
+    t = open_with(dir, 0, NULL);
+    assert_u64(topic_end_offset(t), end + 3);
+    for (uint64_t o = 0; o < end + 3; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+    assert_int_equal(umount(mnt), 0);
+    rmdir(mnt);
 }
 
 /* The durable write of a new start offset fails: the call fails, the start
@@ -2167,6 +2220,7 @@ int main(void)
         T(test_rdonly_sees_deleted_start),
     T(test_rdonly_follows_past_deleted_segments),
     T(test_failed_roll_loses_nothing),
+    T(test_full_tmpfs),
         T(test_delete_before_sync_failure),
         T(test_group_read_only_file),
         T(test_group_create_failures),
