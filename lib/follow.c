@@ -211,15 +211,32 @@ static bool live_read(topic *t, struct live_view *v)
  * the log end there and waiting for ever.  What a writer published before
  * the machine went down is not vouched for: its last appends may never have
  * reached the disk, and the next writer's recovery cuts them off.  The
- * writer allocates the file before it writes, so a published length never
- * passes the file's end; the mapping's is checked all the same.
+ * writer allocates the file before it writes, so a published length passes
+ * the file's end only when the file was cut since; that is checked too.
  */
+/* How far a walk of segment s may read: never past the end of its file,
+ * which the writer cuts to its data when it seals the segment. */
+static size_t file_limit(const struct segment *s)
+{
+    size_t size;
+    if (s->fd < 0 || topic__fsize(s->fd, &size) < 0)
+        return atomic_load(&s->len);   /* no further than walked already */
+    return size < s->map_len ? size : s->map_len;
+}
+
 static void trust_published(struct segment *s, const struct live_view *v)
 {
     if (!v->this_boot || v->base != s->base || v->len > s->map_len ||
         v->len <= atomic_load(&s->len) || v->end <= s->walked_end)
         return;
-    atomic_store_explicit(&s->len, (size_t)v->len, memory_order_release);
+    /* A file cut short since the writer published (by hand, after its
+     * close): no further than the file, and the records past it read
+     * TOPIC_ECORRUPT; touching the mapping past the file is SIGBUS. */
+    size_t len = (size_t)v->len, size = file_limit(s);
+    if (len > size)
+        len = size;
+    if (len > atomic_load(&s->len))
+        atomic_store_explicit(&s->len, len, memory_order_release);
     s->walked_end = v->end;
 }
 
@@ -396,16 +413,6 @@ int topic__follow_open_last(topic *t, struct segment *s)
 /* Adds the segments that appeared after `last`, which has been rolled away
  * from, up to the writer's published active segment `published` (see
  * topic__follow_trim); returns the new last one. */
-/* How far a walk of segment s may read: never past the end of its file,
- * which the writer cuts to its data when it seals the segment. */
-static size_t file_limit(const struct segment *s)
-{
-    size_t size;
-    if (s->fd < 0 || topic__fsize(s->fd, &size) < 0)
-        return atomic_load(&s->len);   /* no further than walked already */
-    return size < s->map_len ? size : s->map_len;
-}
-
 static int follow_roll(topic *t, struct segment *last, uint64_t published, struct segment **out)
 {
     uint64_t *bases;

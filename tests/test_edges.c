@@ -1088,6 +1088,52 @@ static void test_full_tmpfs(void **state)
     rmdir(mnt);
 }
 
+/*
+ * The last segment cut short by hand after a clean close, down to less than
+ * a page: a read-only handle trusted the length its writer had published in
+ * this boot, past the end of the file, and died of SIGBUS reading there.
+ * Each record reads back or reads TOPIC_ECORRUPT, as through a writer.
+ */
+static void test_rdonly_last_segment_cut_short(void **state)
+{
+    fx *f = *state;
+    static const off_t cuts[] = { 0, 1, 4095, 4096, 5000 };
+    for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+        char dir[PATH_MAX], log[PATH_MAX + 32];
+        snprintf(dir, sizeof dir, "%s-cut%zu", f->dir, k);
+        topic *t = open_with(dir, TOPIC_CREATE, NULL);
+        put_ok(t, 40);   /* some 12 KB */
+        assert_ok(topic_close(t));
+        snprintf(log, sizeof log, "%s/%020d.log", dir, 0);
+        assert_int_equal(truncate(log, cuts[k]), 0);
+        for (int w = 0; w < 2; w++) {
+            t = open_with(dir, w ? 0 : TOPIC_RDONLY, NULL);
+            assert_u64(topic_end_offset(t), 40);
+            int good = 0;
+            for (uint64_t o = 0; o < 40; o++) {
+                unsigned char buf[600];
+                size_t len = 0;
+                int rc = topic_read(t, o, buf, sizeof buf, &len);
+                if (rc == TOPIC_ECORRUPT)
+                    continue;
+                assert_rc(rc, 0);
+                check_value(t, o);
+                good++;
+            }
+            topic_cursor *c;
+            assert_ok(topic_cursor_open(t, 0, &c));
+            topic_record r;
+            int n = 0, rc;
+            while ((rc = topic_cursor_next(c, &r)) == 0)
+                n++;
+            assert_rc(rc, TOPIC_ECORRUPT);   /* not TOPIC_END: the records exist */
+            assert_int_equal(n, good);
+            topic_cursor_close(c);
+            assert_ok(topic_close(t));
+        }
+    }
+}
+
 /* The durable write of a new start offset fails: the call fails, the start
  * offset stays, and the handle refuses writes (the state file may no longer
  * be trusted). */
@@ -2221,6 +2267,7 @@ int main(void)
     T(test_rdonly_follows_past_deleted_segments),
     T(test_failed_roll_loses_nothing),
     T(test_full_tmpfs),
+    T(test_rdonly_last_segment_cut_short),
         T(test_delete_before_sync_failure),
         T(test_group_read_only_file),
         T(test_group_create_failures),
