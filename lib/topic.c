@@ -238,6 +238,30 @@ static void drop_unfinished(topic *t, const struct state_page *snap, uint64_t *b
     *n = keep;
 }
 
+/*
+ * After a clean close, the active segment the record names is not there:
+ * removed by hand (every earlier segment was sealed by the close).  Its
+ * records are lost, but their offsets were handed out, and must not be
+ * again: a writer starts a new, empty segment at the recorded end offset
+ * and adds it to the listing, so that the segment before the gap claims the
+ * lost offsets, which read TOPIC_ECORRUPT.  Returns whether it did.
+ */
+static int restart_missing_active(topic *t, const struct state_page *snap, uint64_t **bases,
+                                  size_t *n)
+{
+    if (*n > 0 && (*bases)[*n - 1] >= snap->active_base)
+        return 0;
+    uint64_t *v = topic__realloc(*bases, (*n + 1) * sizeof *v);
+    if (v == NULL)
+        return -ENOMEM;
+    *bases = v;
+    struct segment *s;
+    TRY(topic__segment_create(t, snap->end_offset, (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &s));
+    topic__segment_free(s);   /* opened again below, as the last segment */
+    v[(*n)++] = snap->end_offset;
+    return 1;
+}
+
 static int open_segments(topic *t)
 {
     uint64_t *bases = NULL;
@@ -252,9 +276,18 @@ static int open_segments(topic *t)
     bool recovering = !(t->flags & TOPIC_RDONLY) && !clean;
     if (clean)
         drop_unfinished(t, &snap, bases, &n);
-    uint64_t unsealed_from = t->state->unsealed_from;
     int rc = 0;
     bool lost = false;
+    if (clean && !(t->flags & TOPIC_RDONLY)) {
+        rc = restart_missing_active(t, &snap, &bases, &n);
+        if (rc < 0) {
+            topic__free(bases);
+            return rc;
+        }
+        lost = rc == 1;
+        rc = 0;
+    }
+    uint64_t unsealed_from = t->state->unsealed_from;
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct segment *s = topic__segment_new(bases[i]);
         if (s == NULL) {

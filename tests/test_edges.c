@@ -1134,6 +1134,71 @@ static void test_rdonly_last_segment_cut_short(void **state)
     }
 }
 
+/*
+ * The last segment's files removed by hand after a clean close.  Its
+ * offsets were handed out (a consumer may have committed past them): the
+ * next writer used to start again at that segment's base, giving them to
+ * new records.  Appends now go on from the end offset the close recorded,
+ * and the lost records read TOPIC_ECORRUPT.
+ */
+static void test_last_segment_removed(void **state)
+{
+    fx *f = *state;
+    for (int variant = 0; variant < 3; variant++) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s-rm%d", f->dir, variant);
+        topic *t = open_with(dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+        put_ok(t, 40);
+        assert_ok(topic_close(t));
+        /* The last segment: the largest base. */
+        DIR *d = opendir(dir);
+        assert_non_null(d);
+        unsigned long long last = 0, b;
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL)
+            if (sscanf(de->d_name, "%20llu.log", &b) == 1 && b > last)
+                last = b;
+        closedir(d);
+        assert_true(last > 0 && last < 40);
+        static const char *const ext[] = { "log", "index", "timeindex" };
+        for (int e = 0; e < (variant == 0 ? 1 : 3); e++) {
+            char path[PATH_MAX + 64];
+            snprintf(path, sizeof path, "%s/%020llu.%s", dir, last, ext[e]);
+            assert_int_equal(unlink(path), 0);
+        }
+        if (variant == 2) {
+            /* And every other segment too. */
+            d = opendir(dir);
+            while ((de = readdir(d)) != NULL)
+                if (sscanf(de->d_name, "%20llu.", &b) == 1)
+                    assert_int_equal(unlinkat(dirfd(d), de->d_name, 0), 0);
+            closedir(d);
+        }
+        t = open_with(dir, 0, NULL);
+        assert_u64(topic_end_offset(t), 40);
+        unsigned char buf[600];
+        size_t len;
+        for (uint64_t o = 0; o < 40; o++) {
+            if (variant == 2)
+                assert_rc(topic_read(t, o, buf, sizeof buf, &len), TOPIC_EGONE);
+            else if (o < last)
+                check_value(t, o);
+            else
+                assert_rc(topic_read(t, o, buf, sizeof buf, &len), TOPIC_ECORRUPT);
+        }
+        uint64_t off;
+        assert_ok(put_next(t, &off));
+        assert_u64(off, 40);
+        assert_ok(topic_close(t));
+        t = open_with(dir, 0, NULL);
+        assert_u64(topic_end_offset(t), 41);
+        check_value(t, 40);
+        if (variant < 2)
+            check_value(t, last - 1);
+        assert_ok(topic_close(t));
+    }
+}
+
 /* The durable write of a new start offset fails: the call fails, the start
  * offset stays, and the handle refuses writes (the state file may no longer
  * be trusted). */
@@ -2268,6 +2333,7 @@ int main(void)
     T(test_failed_roll_loses_nothing),
     T(test_full_tmpfs),
     T(test_rdonly_last_segment_cut_short),
+    T(test_last_segment_removed),
         T(test_delete_before_sync_failure),
         T(test_group_read_only_file),
         T(test_group_create_failures),
