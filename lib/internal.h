@@ -190,6 +190,8 @@ struct topic {
     int failed;                   /* sticky write error, under append_lock */
     struct zbuf zraw, zout;       /* lz4: records, then compressed; under append_lock */
     bool marked_dirty;            /* state says "not clean" on disk */
+    bool made_dir;                /* topic_open() made the directory (undone if it fails) */
+    bool locked;                  /* holds the writer lock (flock of lockfd) */
     uint64_t synced_end;          /* records below it are on stable storage */
     bool syncing;                 /* a thread is syncing for everyone */
     struct sync_waiter *waiters;  /* threads in topic__sync, the syncer included */

@@ -133,6 +133,7 @@ int topic__state_open(topic *t, bool create)
         if (rc == -EWOULDBLOCK)
             return TOPIC_ELOCKED;
         TRY(rc);
+        t->locked = true;
         writers_add(t);
     }
     size_t size;

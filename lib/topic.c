@@ -371,8 +371,10 @@ static int make_dir(const char *dir, int flags)
     if (topic__os.mkdir(dir, 0755) == 0) {
         /* Make the new directory's name durable in its parent. */
         char *parent = topic__strdup(dir);
-        if (parent == NULL)
+        if (parent == NULL) {
+            topic__os.unlinkat(AT_FDCWD, dir, AT_REMOVEDIR);
             return -ENOMEM;
+        }
         char *slash = strrchr(parent, '/');
         const char *p = slash == NULL ? "." : slash == parent ? "/" : (*slash = '\0', parent);
         int fd = topic__openat(AT_FDCWD, p, O_RDONLY | O_DIRECTORY, 0);
@@ -382,6 +384,8 @@ static int make_dir(const char *dir, int flags)
             topic__close(fd);
         }
         topic__free(parent);
+        if (rc < 0)
+            topic__os.unlinkat(AT_FDCWD, dir, AT_REMOVEDIR);   /* as unmake_dir() */
         return rc < 0 ? rc : 1;
     }
     if (errno != EEXIST)
@@ -393,6 +397,7 @@ static int open_handle(topic *t, const char *dir, const topic_config *conf)
 {
     int made = make_dir(dir, t->flags);
     TRY(made);
+    t->made_dir = made == 1;
     t->dirfd = topic__openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0);
     TRY(t->dirfd);
     bool writer = !(t->flags & TOPIC_RDONLY);
@@ -447,6 +452,29 @@ static void free_handle(topic *t)
     topic__free(t);
 }
 
+/*
+ * A creation that failed leaves nothing behind: what the handle wrote into
+ * the directory it made goes, then the directory.  Otherwise a retry with
+ * TOPIC_EXCL would be told the topic exists.  Its files are removed only
+ * under the writer lock: without it, they may be another opener's, which
+ * found the new directory and took the lock first.  Best effort.
+ */
+static void unmake_dir(topic *t, const char *dir)
+{
+    int fd = t->locked && t->dirfd >= 0 ? dup(t->dirfd) : -1;
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL && fd >= 0)
+        close(fd);
+    struct dirent *de;
+    while (d != NULL && (de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+            topic__os.unlinkat(dirfd(d), de->d_name, 0) < 0 && errno == EISDIR)
+            topic__os.unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
+    if (d != NULL)
+        closedir(d);
+    topic__os.unlinkat(AT_FDCWD, dir, AT_REMOVEDIR);
+}
+
 TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, topic **out)
 {
     if (out != NULL)
@@ -472,6 +500,8 @@ TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, t
         rc = topic__bg_start(t);
     if (rc < 0) {
         topic__bg_stop(t);
+        if (t->made_dir)
+            unmake_dir(t, dir);
         free_handle(t);
         return rc;
     }

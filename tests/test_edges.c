@@ -1199,6 +1199,51 @@ static void test_last_segment_removed(void **state)
     }
 }
 
+/*
+ * topic_open(TOPIC_CREATE | TOPIC_EXCL) that fails, at any call it makes,
+ * leaves no directory behind: a failed creation on a full disk used to leave
+ * a half-made topic, and the retry was told -EEXIST.
+ */
+static void test_failed_create_leaves_nothing(void **state)
+{
+    fx *f = *state;
+    /* Not flock(): until it holds the lock, the opener may not remove the
+     * topic.state it made, which another opener may have locked since. */
+    static const int kinds[] = { TF_MKDIR, TF_OPENAT, TF_FSYNC, TF_FALLOCATE, TF_FTRUNCATE,
+                                 TF_PWRITE, TF_MMAP, TF_RENAMEAT, TF_ALLOC };
+    topic_config *c = topic_config_new();
+    assert_ok(topic_config_set(c, "segment.bytes", "64K"));
+    int runs = 0;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        for (long nth = 1;; nth++) {
+            assert_true(nth < 100);
+            tf_install(true);
+            tf_reset();
+            tf_arm(kinds[k], nth, kinds[k] == TF_ALLOC ? ENOMEM : ENOSPC, false);
+            topic *t = NULL;
+            int rc = topic_open(f->dir, TOPIC_CREATE | TOPIC_EXCL, c, &t);
+            tf_disarm();
+            bool fired = tf_fired() > 0;
+            if (rc != 0) {
+                assert_null(t);
+                if (access(f->dir, F_OK) == 0)
+                    fail_msg("%s #%ld failed: topic_open = %d (%s), and the directory stayed",
+                             tf_kind_name(kinds[k]), nth, rc, topic_strerror(rc));
+                assert_ok(topic_open(f->dir, TOPIC_CREATE | TOPIC_EXCL, c, &t));
+            }
+            put_ok(t, 2);
+            assert_ok(topic_close(t));
+            tf_uninstall();
+            tu_rmrf(f->dir);
+            runs++;
+            if (!fired)
+                break;
+        }
+    }
+    topic_config_free(c);
+    assert_true(runs > 20);
+}
+
 /* The durable write of a new start offset fails: the call fails, the start
  * offset stays, and the handle refuses writes (the state file may no longer
  * be trusted). */
@@ -2334,6 +2379,7 @@ int main(void)
     T(test_full_tmpfs),
     T(test_rdonly_last_segment_cut_short),
     T(test_last_segment_removed),
+    T(test_failed_create_leaves_nothing),
         T(test_delete_before_sync_failure),
         T(test_group_read_only_file),
         T(test_group_create_failures),
