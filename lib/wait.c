@@ -88,20 +88,27 @@ static bool arrived(topic *t, uint64_t offset)
     return offset < topic_end_offset(t);
 }
 
+/* The longest a waiter sleeps before it looks again.  A wake-up cannot
+ * reach it when topic.wait was removed and made anew (another page), or a
+ * writer died between publishing and waking: it then costs this, not ever. */
+#define WAIT_SLICE_MS 1000
+
 /* Sleeps until woken, or for at most `ms` (-1: no limit). */
 static void sleep_once(topic *t, uint64_t offset, int64_t ms)
 {
     struct wait_page *w = t->wait;
+    if (ms < 0 || ms > WAIT_SLICE_MS)
+        ms = WAIT_SLICE_MS;
     struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
     if (w == NULL) {
         struct timespec poll = { 0, 1000000L };   /* 1 ms */
-        nanosleep(ms >= 0 && ms < 1 ? &ts : &poll, NULL);
+        nanosleep(ms < 1 ? &ts : &poll, NULL);
         return;
     }
     uint32_t seen = __atomic_load_n(&w->wake, __ATOMIC_SEQ_CST);
     __atomic_fetch_add(&w->waiters, 1, __ATOMIC_SEQ_CST);
     if (!arrived(t, offset))
-        futex(&w->wake, FUTEX_WAIT, seen, ms >= 0 ? &ts : NULL);
+        futex(&w->wake, FUTEX_WAIT, seen, &ts);
     __atomic_fetch_sub(&w->waiters, 1, __ATOMIC_SEQ_CST);
 }
 

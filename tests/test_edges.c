@@ -1244,6 +1244,52 @@ static void test_failed_create_leaves_nothing(void **state)
     assert_true(runs > 20);
 }
 
+struct waiter {
+    topic *t;
+    uint64_t offset;
+    int rc;
+    _Atomic bool done;
+};
+
+static void *wait_forever(void *arg)
+{
+    struct waiter *w = arg;
+    w->rc = topic_wait(w->t, w->offset, -1);
+    atomic_store(&w->done, true);
+    return NULL;
+}
+
+/*
+ * topic.wait removed while a reader sleeps in topic_wait(-1): the next
+ * writer makes a new file, whose wake-ups reach nobody on the old page.
+ * The reader used to sleep for ever; it looks again every second.
+ */
+static void test_wait_survives_a_new_wait_file(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    put_ok(t, 2);
+    assert_ok(topic_close(t));
+    topic *r = open_with(f->dir, TOPIC_RDONLY, NULL);
+    struct waiter w = { r, 2, 1, false };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, wait_forever, &w), 0);
+    usleep(50000);   /* asleep on the old page */
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/topic.wait", f->dir);
+    assert_int_equal(unlink(path), 0);
+    t = open_with(f->dir, 0, NULL);
+    put_ok(t, 1);
+    for (int ms = 0; ms < 5000 && !atomic_load(&w.done); ms += 10)
+        usleep(10000);
+    if (!atomic_load(&w.done))
+        fail_msg("topic_wait(-1) still asleep 5 s after the record was appended");
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_rc(w.rc, 0);
+    assert_ok(topic_close(t));
+    assert_ok(topic_close(r));
+}
+
 /* The durable write of a new start offset fails: the call fails, the start
  * offset stays, and the handle refuses writes (the state file may no longer
  * be trusted). */
@@ -2380,6 +2426,7 @@ int main(void)
     T(test_rdonly_last_segment_cut_short),
     T(test_last_segment_removed),
     T(test_failed_create_leaves_nothing),
+    T(test_wait_survives_a_new_wait_file),
         T(test_delete_before_sync_failure),
         T(test_group_read_only_file),
         T(test_group_create_failures),
