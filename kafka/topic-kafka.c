@@ -3,9 +3,9 @@
  * partition into one.
  *
  *   topic-kafka forward DIR --brokers LIST --kafka-topic NAME [--group G]
- *                           [-X PROP=VALUE]... [--until-end] [--quiet]
+ *                           [-X PROP=VALUE]... [--until-end] [--quiet] [--interval S]
  *   topic-kafka import DIR --brokers LIST --kafka-topic NAME --partition P
- *                           [-X PROP=VALUE]... [--until-end] [--quiet]
+ *                           [-X PROP=VALUE]... [--until-end] [--quiet] [--interval S]
  *
  * Progress goes to stderr once a second.  SIGINT or SIGTERM stops cleanly
  * (a second one stops without waiting for Kafka's acknowledgements).
@@ -39,9 +39,9 @@ static void on_signal(int sig)
 
 static const char usage_text[] =
     "usage: topic-kafka forward DIR --brokers LIST --kafka-topic NAME [--group GROUP]\n"
-    "                           [-X PROP=VALUE]... [--until-end] [--quiet]\n"
+    "                           [-X PROP=VALUE]... [--until-end] [--quiet] [--interval S]\n"
     "       topic-kafka import DIR --brokers LIST --kafka-topic NAME --partition P\n"
-    "                           [-X PROP=VALUE]... [--until-end] [--quiet]\n"
+    "                           [-X PROP=VALUE]... [--until-end] [--quiet] [--interval S]\n"
     "       topic-kafka --version\n"
     "\n"
     "forward  produce the records of topic DIR to Kafka topic NAME, from the\n"
