@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1885,9 +1886,28 @@ static void test_writer_handle_after_fork(void **state)
  * kept the topic locked: neither it nor any other process could open a
  * writer until it ended.
  */
+/*
+ * One byte from a child through fd, or -1 when none comes within 30 s (the
+ * child died or hangs): the test fails instead of waiting for ever.
+ */
+static int byte_from_child(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN, .revents = 0 };
+    unsigned char ch;
+    if (poll(&p, 1, 30000) != 1 || read(fd, &ch, 1) != 1)
+        return -1;
+    return ch;
+}
+
 static void test_writer_lock_not_kept_by_children(void **state)
 {
     fx *f = *state;
+#if defined(__SANITIZE_THREAD__)
+    /* The child appends, and so starts the writer's threads, in a process
+     * forked from one with threads: ThreadSanitizer does not support that
+     * (it kills the child).  This tests processes, not data races. */
+    skip();
+#endif
     topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
     put_ok(t, 3);
     int go[2], done[2];
@@ -1916,8 +1936,7 @@ static void test_writer_lock_not_kept_by_children(void **state)
     assert_ok(topic_close(t));
     /* ...and so can the child, once no handle holds it. */
     assert_int_equal(write(go[1], "x", 1), 1);
-    char ch;
-    assert_int_equal(read(done[0], &ch, 1), 1);
+    assert_int_equal(byte_from_child(done[0]), 'x');
     t = open_with(f->dir, 0, NULL);
     assert_u64(topic_end_offset(t), 4);
     assert_ok(topic_close(t));
@@ -1944,8 +1963,7 @@ static void test_writer_lock_not_kept_by_children(void **state)
         pause();
         _exit(0);
     }
-    assert_int_equal(read(done[0], &ch, 1), 1);
-    assert_int_equal(ch, 'k');
+    assert_int_equal(byte_from_child(done[0]), 'k');
     assert_int_equal(kill(writer, SIGKILL), 0);
     assert_int_equal(waitpid(writer, &status, 0), writer);
     topic *again = NULL;
