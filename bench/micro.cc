@@ -563,6 +563,49 @@ void BM_VerifyOnly(benchmark::State &state)
     state.SetItemsProcessed((int64_t)off);
 }
 
+// topic_cursor_seek_time to a random timestamp in a topic of state.range(0)
+// segments of 4 KiB, 30 records each, whose record at offset o has timestamp
+// o + 1: the search must land on offset ts - 1.  The topic is built outside
+// the timed loop; a first search loads every segment before the timing.
+// The time per search should grow with the log of the segment count.
+void BM_SeekTime(benchmark::State &state)
+{
+    const uint64_t segments = (uint64_t)state.range(0), n = segments * 30;
+    std::string path;
+    topic *t = open_fresh(state, "seektime", &path, {{"segment.bytes", "4096"}});
+    if (t == nullptr)
+        return;
+    std::vector<unsigned char> value(kSmall);
+    make_value(value.data(), kSmall, 0);
+    topic_record rec = {};
+    rec.value = value.data();
+    rec.value_len = kSmall;
+    for (uint64_t o = 0; o < n && !state.error_occurred(); o++) {
+        rec.timestamp = (int64_t)o + 1;
+        ok(state, topic_append_batch(t, &rec, 1, nullptr), "topic_append_batch");
+    }
+    topic_cursor *c = nullptr;
+    if (!state.error_occurred() && ok(state, topic_cursor_open(t, 0, &c), "topic_cursor_open"))
+        ok(state, topic_cursor_seek_time(c, (int64_t)n), "topic_cursor_seek_time");
+    Rng rng;
+    int64_t seeks = 0;
+    for (auto _ : state) {
+        if (state.error_occurred())
+            break;
+        int64_t ts = (int64_t)rng.below(n) + 1;
+        int rc = topic_cursor_seek_time(c, ts);
+        if (__builtin_expect(rc != 0 || topic_cursor_offset(c) != (uint64_t)ts - 1, 0)) {
+            if (ok(state, rc, "topic_cursor_seek_time"))
+                fail(state, "topic_cursor_seek_time landed on the wrong offset");
+            break;
+        }
+        seeks++;
+    }
+    topic_cursor_close(c);
+    state.SetItemsProcessed(seeks);
+    close_and_remove(state, t, path);
+}
+
 }  // namespace
 
 // Named after the call they time, so that --benchmark_filter=read selects the
@@ -576,6 +619,8 @@ BENCHMARK(BM_ReadRandom)->Name("topic_read/random")->ArgNames({"batch", "rdonly"
 BENCHMARK(BM_CursorNext)->Name("topic_cursor_next")->ArgNames({"batch", "rdonly"})
     ->ArgsProduct({{1}, {0, 1}})->Args({(int64_t)kBatch, 0})->UseRealTime();
 BENCHMARK(BM_VerifyOnly)->Name("verify_only")->UseRealTime();
+BENCHMARK(BM_SeekTime)->Name("topic_cursor_seek_time")->ArgName("segments")->Arg(100)
+    ->Arg(4000)->UseRealTime();
 // Each call waits for an fdatasync: a second of them is enough for a median,
 // and MinTime bounds the run however slow the disk is.
 BENCHMARK(BM_AppendDurable)->Name("topic_append_durable")->ArgName("bytes")->Arg(100)

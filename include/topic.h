@@ -296,8 +296,12 @@ TOPIC_API int topic_cursor_seek(topic_cursor *c, uint64_t offset);
 /*
  * Moves the cursor to the first record, in offset order, whose timestamp is
  * >= timestamp_ms; to the end offset if there is none.  Correct for
- * timestamps in any order; cost O(log n) plus one index interval of scanning.
- * Errors: -EINVAL, TOPIC_ECORRUPT.
+ * timestamps in any order; cost O(log n) plus two index intervals of
+ * scanning (the first search on a handle opens, once, each segment it
+ * passes).  A search that has to look at records lost to damage returns
+ * TOPIC_ECORRUPT; on any error the cursor keeps its position.
+ * Errors: -EINVAL, TOPIC_ECORRUPT, TOPIC_EVERSION, errors opening a segment
+ * (-ENOMEM, -EMFILE, -EIO).
  */
 TOPIC_API int topic_cursor_seek_time(topic_cursor *c, int64_t timestamp_ms);
 

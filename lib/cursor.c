@@ -170,17 +170,26 @@ TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec)
     return 0;
 }
 
-/* Walks the batches of s from pos (offset `expect`) to the first record
- * whose timestamp is >= ts. */
+/* Returned by time_walk() when the time index contradicts the log. */
+#define TIDX_WRONG (-1000)
+
+/*
+ * Walks the batches of s from pos (offset `expect`) to the first record
+ * whose timestamp is >= ts.  The batches before position `below` must hold
+ * no timestamp above `bound` (what the time index entry there promised);
+ * one that does means the index is wrong, and TIDX_WRONG is returned.
+ */
 static int time_walk(topic_cursor *c, struct segment *s, size_t pos, uint64_t expect,
-                     size_t limit, int64_t ts, bool *found)
+                     size_t limit, int64_t ts, size_t below, int64_t bound, bool *found)
 {
     uint64_t start = topic_start_offset(c->t);
     while (pos < limit) {
         struct batch_header h;
         if (topic__header_parse(s->map + pos, limit - pos, &h) < 0 || h.base_offset != expect ||
             !topic__batch_verify(s->map + pos, &h))
-            return TOPIC_ECORRUPT;
+            return pos < below ? TIDX_WRONG : TOPIC_ECORRUPT;
+        if (pos < below && (h.max_ts > bound || pos + h.length > below))
+            return TIDX_WRONG;
         if (h.max_ts >= ts && h.base_offset + h.count > start) {
             const uint8_t *rp, *bend;
             int rc = topic__batch_records(s->map + pos, &h, &c->z, &rp, &bend);
@@ -203,38 +212,60 @@ static int time_walk(topic_cursor *c, struct segment *s, size_t pos, uint64_t ex
         pos += h.length;
         expect += h.count;
     }
-    return 0;
+    return pos < below ? TIDX_WRONG : 0;
 }
 
-/* Finds, in segment s, the first record whose timestamp is >= ts, starting
- * from the last time-index entry that rules out everything before it. */
+/*
+ * Finds, in segment s, the first record whose timestamp is >= ts.  The time
+ * index names the last entry e before which every timestamp is < ts; the
+ * walk starts one entry earlier, at p, and checks that no batch between p
+ * and e holds a timestamp above what e says.  A damaged entry that says too
+ * little (and would skip records) either breaks the order of the entries,
+ * which topic__segment_tidx_ok() checks, or is caught by that check.  An
+ * index found wrong is not used again: the segment is walked from its start.
+ */
 static int seek_time_in(topic_cursor *c, struct segment *s, int64_t ts, bool *found)
 {
-    struct idx_entry e;
+    struct idx_entry e, p;
     size_t limit = atomic_load_explicit(&s->len, memory_order_acquire);
-    if (topic__segment_tidx_ok(s) && topic__index_find_time(&s->tidx, ts, &e) && e.pos < limit) {
-        int rc = time_walk(c, s, e.pos, s->base + e.rel, limit, ts, found);
-        if (rc != TOPIC_ECORRUPT)
+    if (topic__segment_tidx_ok(s) && topic__index_find_time(&s->tidx, ts, &e, &p) &&
+        e.pos < limit) {
+        int rc = time_walk(c, s, p.pos, s->base + p.rel, limit, ts, e.pos, e.max_ts_before,
+                           found);
+        if (rc != TIDX_WRONG)
             return rc;
-        /* An entry that does not point at its batch: walk from the start. */
+        *found = false;
+        atomic_store_explicit(&s->tidx_state, 2, memory_order_release);
     }
-    return time_walk(c, s, 0, s->base, limit, ts, found);
+    return time_walk(c, s, 0, s->base, limit, ts, 0, INT64_MAX, found);
 }
 
+/*
+ * Segments are searched from the first one that can hold the answer: the
+ * list keeps the running maximum of the sealed segments' timestamps, so a
+ * search passes over the segments before it in O(log n) (the first search
+ * of a handle loads, once, each segment it passes).  A segment that lost
+ * records (cut short, or damaged in the middle) holds timestamps nobody
+ * knows: a search that reaches it without an answer is TOPIC_ECORRUPT.
+ */
 TOPIC_API int topic_cursor_seek_time(topic_cursor *c, int64_t timestamp_ms)
 {
     if (c == NULL)
         return -EINVAL;
     topic *t = c->t;
     drop_batch(c);   /* c->z is about to be reused */
-    uint64_t end = topic_end_offset(t);
-    struct segment *s = topic__segment_get(t, topic_start_offset(t)), *next;
+    uint64_t end = topic_end_offset(t), start = topic_start_offset(t);
+    struct segment *s = topic__seglist_time_start(t, timestamp_ms), *next;
     int rc = 0;
     bool found = false;
     for (; s != NULL && s->base < end && rc == 0 && !found; s = next) {
         rc = topic__segment_load(t, s);
         if (rc == 0 && atomic_load_explicit(&s->max_ts, memory_order_relaxed) >= timestamp_ms)
             rc = seek_time_in(c, s, timestamp_ms, &found);
+        if (rc == 0 && !found && s->missing && atomic_load(&s->end) > start)
+            rc = TOPIC_ECORRUPT;
+        if (rc == 0 && !s->missing)
+            topic__seglist_time_note(t, s);
         next = topic__segment_next(t, s);
         topic__segment_put(s);
     }

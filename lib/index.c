@@ -70,10 +70,11 @@ void topic__index_put(struct index *ix, const struct idx_entry *e)
 /*
  * The last entry for which `before` holds, where `before` is true for a
  * prefix of the entries (both fields only grow); false if it holds for none.
- * The count is loaded once: entries the writer adds meanwhile are ignored.
+ * *prev gets the entry before that one, or the segment's start.  The count
+ * is loaded once: entries the writer adds meanwhile are ignored.
  */
 static bool last_before(const struct index *ix, bool (*before)(const struct idx_entry *, int64_t),
-                        int64_t key, struct idx_entry *e)
+                        int64_t key, struct idx_entry *e, struct idx_entry *prev)
 {
     uint32_t lo = 0, hi = atomic_load_explicit(&ix->n, memory_order_acquire);
     /* Invariant: `before` holds for [0, lo) and not for [hi, n). */
@@ -89,6 +90,10 @@ static bool last_before(const struct index *ix, bool (*before)(const struct idx_
     if (lo == 0)
         return false;
     entry_at(ix, lo - 1, e);
+    if (lo >= 2)
+        entry_at(ix, lo - 2, prev);
+    else
+        *prev = (struct idx_entry){ 0, 0, INT64_MIN };
     return true;
 }
 
@@ -157,9 +162,10 @@ bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entr
     return true;
 }
 
-bool topic__index_find_time(const struct index *ix, int64_t ts, struct idx_entry *e)
+bool topic__index_find_time(const struct index *ix, int64_t ts, struct idx_entry *e,
+                            struct idx_entry *prev)
 {
-    return last_before(ix, earlier_than, ts, e);
+    return last_before(ix, earlier_than, ts, e, prev);
 }
 
 uint32_t topic__index_valid_prefix(const struct index *ix, uint64_t nrecords, size_t data_len)

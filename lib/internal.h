@@ -60,8 +60,10 @@ struct idx_entry {
 void topic__index_put(struct index *ix, const struct idx_entry *e);
 /* Last entry whose rel <= rel (offset index); false if none. */
 bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entry *e);
-/* Last entry whose max_ts_before < ts (time index); false if none. */
-bool topic__index_find_time(const struct index *ix, int64_t ts, struct idx_entry *e);
+/* Last entry whose max_ts_before < ts (time index); false if none.  *prev
+ * gets the entry before it, or the segment's start (0, 0, INT64_MIN). */
+bool topic__index_find_time(const struct index *ix, int64_t ts, struct idx_entry *e,
+                            struct idx_entry *prev);
 /* Checks that entries grow strictly and stay inside the segment. */
 bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_len);
 /* How many entries, from the first, pass those checks. */
@@ -103,7 +105,7 @@ struct segment {
     uint64_t walked_end;          /* follow: one past the last offset walked */
     _Atomic int tidx_state;       /* time index: 0 unchecked, 1 valid, 2 damaged */
     _Atomic bool loaded;          /* mapped and indexed (lazy for sealed ones) */
-    bool max_ts_known;
+    bool missing;                 /* sealed: its intact batches end before its end offset */
     pthread_mutex_t load_lock;
     _Atomic int refs;             /* the list's, the sealer's, cursors', readers' in flight */
     bool listed;                  /* in t->segs (under its lock): the list holds a ref */
@@ -164,6 +166,11 @@ struct seglist {
     pthread_rwlock_t lock;        /* readers look up, the writer adds and drops */
     struct segment **v;
     size_t n, cap;
+    /* For topic_cursor_seek_time(): cum[i] is the largest timestamp in
+     * v[0..i], known for the first cum_n segments, each of them loaded and
+     * sealed.  Dropping segments forgets it all (cum_n = 0). */
+    int64_t *cum;
+    size_t cum_n;
 };
 
 /* A thread in topic__sync(), on the list t->waiters (sync.c). */
@@ -254,6 +261,13 @@ void topic__segment_ref(struct segment *s);
 void topic__segment_put(struct segment *s);
 /* The oldest and newest segments (no reference: the writer's own use). */
 struct segment *topic__seglist_first(topic *t);
+/* Where a search for the first record with a timestamp >= ts can start:
+ * the first segment whose prefix maximum says so, or the first segment
+ * whose maximum is not known yet.  Returns a reference, or NULL. */
+struct segment *topic__seglist_time_start(topic *t, int64_t ts);
+/* Records the largest timestamp of loaded, sealed segment s, when every
+ * segment before it is recorded already. */
+void topic__seglist_time_note(topic *t, const struct segment *s);
 struct segment *topic__seglist_last(topic *t);
 size_t topic__seglist_count(topic *t);
 /* Removes the segments that end at or below `start`, never the last one;

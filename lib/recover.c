@@ -53,7 +53,6 @@ int topic__segment_scan(topic *t, struct segment *s, size_t limit, int how,
         pos += h.length;
         expect += h.count;
     }
-    s->max_ts_known = true;
     *len = pos;
     *end = expect;
     return 0;

@@ -24,8 +24,10 @@ void topic__seglist_free(topic *t)
     for (size_t i = 0; i < t->segs.n; i++)
         topic__segment_put(t->segs.v[i]);
     topic__free(t->segs.v);
+    topic__free(t->segs.cum);
     t->segs.v = NULL;
-    t->segs.n = t->segs.cap = 0;
+    t->segs.cum = NULL;
+    t->segs.n = t->segs.cap = t->segs.cum_n = 0;
     pthread_rwlock_destroy(&t->segs.lock);
 }
 
@@ -47,11 +49,14 @@ int topic__seglist_push(topic *t, struct segment *s)
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
         struct segment **v = topic__realloc(l->v, cap * sizeof *v);
-        if (v == NULL) {
+        if (v != NULL)
+            l->v = v;
+        int64_t *cum = v ? topic__realloc(l->cum, cap * sizeof *cum) : NULL;
+        if (cum == NULL) {
             pthread_rwlock_unlock(&l->lock);
             return -ENOMEM;
         }
-        l->v = v;
+        l->cum = cum;
         l->cap = cap;
     }
     atomic_store(&s->refs, 1);
@@ -94,14 +99,57 @@ struct segment *topic__segment_next(topic *t, const struct segment *s)
     struct seglist *l = &t->segs;
     struct segment *next = NULL;
     pthread_rwlock_rdlock(&l->lock);
-    for (size_t i = 0; i < l->n; i++)
-        if (l->v[i]->base > s->base) {
-            next = l->v[i];
-            topic__segment_ref(next);
-            break;
-        }
+    /* The first segment whose base is above s's: s may have left the list. */
+    size_t i = find(l, s->base);
+    i = i == l->n ? 0 : i + 1;
+    if (i < l->n) {
+        next = l->v[i];
+        topic__segment_ref(next);
+    }
     pthread_rwlock_unlock(&l->lock);
     return next;
+}
+
+struct segment *topic__seglist_time_start(topic *t, int64_t ts)
+{
+    struct seglist *l = &t->segs;
+    struct segment *s = NULL;
+    pthread_rwlock_rdlock(&l->lock);
+    /* cum only grows along the list: the first entry >= ts is the first
+     * segment holding such a record; none means the search goes on from
+     * the first segment not recorded. */
+    size_t lo = 0, hi = l->cum_n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (l->cum[mid] < ts)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < l->n) {
+        s = l->v[lo];
+        topic__segment_ref(s);
+    }
+    pthread_rwlock_unlock(&l->lock);
+    return s;
+}
+
+void topic__seglist_time_note(topic *t, const struct segment *s)
+{
+    struct seglist *l = &t->segs;
+    /* Only a segment that can no longer change: loaded, not the last one
+     * (the writer's active segment, or the one a reader follows), and not
+     * one a reader saw grow, whose largest timestamp comes from walks. */
+    if (!atomic_load_explicit(&s->loaded, memory_order_acquire) || s->follow)
+        return;
+    pthread_rwlock_wrlock(&l->lock);
+    size_t i = l->cum_n;
+    if (i + 1 < l->n && l->v[i] == s) {
+        int64_t m = atomic_load_explicit(&s->max_ts, memory_order_relaxed);
+        l->cum[i] = i > 0 && l->cum[i - 1] > m ? l->cum[i - 1] : m;
+        l->cum_n = i + 1;
+    }
+    pthread_rwlock_unlock(&l->lock);
 }
 
 struct segment *topic__seglist_first(topic *t)
@@ -143,6 +191,7 @@ int topic__seglist_drop_before(topic *t, uint64_t start, bool unlink)
     if (k > 0) {
         memmove(l->v, l->v + k, (l->n - k) * sizeof l->v[0]);
         l->n -= k;
+        l->cum_n = 0;   /* the maxima counted the dropped segments */
     }
     pthread_rwlock_unlock(&l->lock);
     for (size_t i = 0; i < k; i++) {

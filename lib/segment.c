@@ -230,6 +230,7 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan,
         if (vouched != NULL && end < vouched->end) {
             atomic_store(&s->len, size < vouched->len ? size : vouched->len);
             atomic_store(&s->end, vouched->end);
+            s->missing = true;
             s->reserved = size;
             atomic_store(&s->loaded, true);
             return TOPIC__LOST;
@@ -394,6 +395,15 @@ static void store_index(topic *t, const struct index *ix, uint64_t base, const c
     topic__write_file_atomic(t->dirfd, name, ix->map, (size_t)atomic_load(&ix->n) * ix->entry_size);
 }
 
+/* Notes whether a sealed segment's batches, which a walk found to end at
+ * offset `walked`, fall short of its end offset (the next segment's base):
+ * records are missing, and nothing is known of their timestamps. */
+static void note_missing(struct segment *s, uint64_t walked)
+{
+    uint64_t end = atomic_load(&s->end);
+    s->missing = end != UINT64_MAX && walked < end;
+}
+
 /* Maps a sealed segment's .log and index files and walks the batches after
  * the last index entry (for the largest timestamp).  When an index file is
  * missing, holds no entry for a segment that needs some, or the walk does not
@@ -434,6 +444,7 @@ static int load_sealed(topic *t, struct segment *s)
         return rc;
     bool sparse = atomic_load(&s->idx.n) == 0 && size > 4 * (size_t)t->cfg.v[TOPIC_K_INDEX_INTERVAL];
     if (rc == 0 && len == size && !sparse) {
+        note_missing(s, end);
         close_fds(s);
         return 0;
     }
@@ -442,6 +453,7 @@ static int load_sealed(topic *t, struct segment *s)
     TRY(topic__index_anon(&s->tidx, index_cap(t, size)));
     atomic_store(&s->tidx_state, 1);
     TRY(topic__segment_scan(t, s, size, TOPIC__SCAN_INDEX, &len, &end));
+    note_missing(s, end);
     if (!(t->flags & TOPIC_RDONLY)) {
         store_index(t, &s->idx, s->base, ".index");
         store_index(t, &s->tidx, s->base, ".timeindex");

@@ -796,6 +796,176 @@ static void test_seek_time_max_ts_lie(void **state)
     assert_ok(topic_close(t));
 }
 
+/* The first offset at or past `start` whose timestamp is >= ts, in the
+ * model `tss` of n records; n when there is none. */
+static uint64_t model_seek_time(const int64_t *tss, uint64_t start, uint64_t n, int64_t ts)
+{
+    for (uint64_t o = start; o < n; o++)
+        if (tss[o] >= ts)
+            return o;
+    return n;
+}
+
+/* Every time search on handle t against the model, twice over in a
+ * scrambled order, so that later searches start from what earlier ones
+ * learnt of the segments. */
+static void check_seeks(topic *t, const int64_t *tss, uint64_t n, int64_t most)
+{
+    topic_cursor *c;
+    assert_ok(topic_cursor_open(t, topic_start_offset(t), &c));
+    uint64_t start = topic_start_offset(t);
+    for (int round = 0; round < 2; round++)
+        for (int64_t k = 0; k <= most + 1; k++) {
+            int64_t ts = (k * 7919 + round * 13) % (most + 2);
+            assert_ok(topic_cursor_seek_time(c, ts));
+            uint64_t want = model_seek_time(tss, start, n, ts);
+            if (topic_cursor_offset(c) != want)
+                fail_msg("seek_time(%" PRId64 ") = %" PRIu64 ", want %" PRIu64, ts,
+                         topic_cursor_offset(c), want);
+        }
+    topic_cursor_close(c);
+}
+
+/*
+ * Time searches over many segments whose timestamps go back and forth:
+ * each finds the first record with a timestamp at or past the one asked
+ * for, on the writer's handle and on a reader's, before and after old
+ * segments are deleted, and for timestamps asked in any order.
+ */
+static void test_seek_time_many_segments(void **state)
+{
+    fx *f = *state;
+    enum { N = 1200 };
+    int64_t *tss = malloc(N * sizeof *tss);
+    assert_non_null(tss);
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    char v[201];
+    memset(v, 'v', sizeof v - 1);
+    v[sizeof v - 1] = '\0';
+    for (uint64_t o = 0; o < N; o++) {
+        /* Rising on the whole, with dips: a segment's largest timestamp can
+         * be below an earlier segment's. */
+        tss[o] = 1 + (int64_t)(o / 2) + (int64_t)(tu_mix64(o) % 300) - (o % 97 == 0 ? 0 : 150);
+        if (tss[o] < 1)
+            tss[o] = 1;
+        put_ts(t, tss[o], v);
+    }
+    int64_t most = 0;
+    for (uint64_t o = 0; o < N; o++)
+        most = tss[o] > most ? tss[o] : most;
+    assert_true(tu_count_suffix(f->dir, ".log") > 50);
+    check_seeks(t, tss, N, most);
+    topic *r = open_with(f->dir, TOPIC_RDONLY, NULL);
+    check_seeks(r, tss, N, most);
+    /* Deleting segments forgets what the handles knew of them. */
+    assert_ok(topic_delete_before(t, N / 3));
+    check_seeks(t, tss, N, most);
+    check_seeks(r, tss, N, most);
+    assert_ok(topic_close(r));
+    assert_ok(topic_close(t));
+    r = open_with(f->dir, TOPIC_RDONLY, NULL);
+    check_seeks(r, tss, N, most);
+    assert_ok(topic_close(r));
+    free(tss);
+}
+
+/*
+ * A sealed segment cut short at a batch boundary lost records whose
+ * timestamps nobody knows: a time search finds what comes before the cut,
+ * and one that would have to look at the lost records says TOPIC_ECORRUPT
+ * rather than answering with a later record.
+ */
+static void test_seek_time_over_lost_records(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    char v[301];
+    memset(v, 'v', sizeof v - 1);
+    v[sizeof v - 1] = '\0';
+    for (int i = 0; i < 60; i++)
+        put_ts(t, 1000 * (i + 1), v);
+    assert_ok(topic_close(t));
+    uint64_t *bases = NULL;
+    int nseg = tu_list_segments(f->dir, &bases);
+    assert_true(nseg >= 4);
+    uint64_t b = bases[1], next = bases[2];
+    assert_true(next - b >= 4);
+    unsigned char *log;
+    size_t size = read_segment(f->dir, b, &log);
+    size_t cut = batch_pos(log, size, b + 2);
+    assert_true(cut != (size_t)-1);
+    char *path = tu_segment_path(f->dir, b, "log");
+    assert_ok(tu_truncate(path, (off_t)cut));
+    free(path);
+    free(log);
+    for (int ro = 0; ro < 2; ro++) {
+        t = open_with(f->dir, ro ? TOPIC_RDONLY : 0, NULL);
+        topic_cursor *c;
+        assert_ok(topic_cursor_open(t, 0, &c));
+        /* Records 0 .. b+1 are there. */
+        assert_ok(topic_cursor_seek_time(c, 1000 * (int64_t)(b + 1) - 500));
+        assert_u64(topic_cursor_offset(c), b);
+        assert_ok(topic_cursor_seek_time(c, 1000 * (int64_t)(b + 2)));
+        assert_u64(topic_cursor_offset(c), b + 1);
+        /* Record b+2 is lost, and everything after it is behind it. */
+        assert_rc(topic_cursor_seek_time(c, 1000 * (int64_t)(b + 3)), TOPIC_ECORRUPT);
+        assert_rc(topic_cursor_seek_time(c, 1000 * (int64_t)(next + 2)), TOPIC_ECORRUPT);
+        assert_rc(topic_cursor_seek_time(c, 1000000), TOPIC_ECORRUPT);
+        /* The cursor stays where the last search that worked put it. */
+        assert_u64(topic_cursor_offset(c), b + 1);
+        topic_cursor_close(c);
+        assert_ok(topic_close(t));
+    }
+    free(bases);
+}
+
+/*
+ * A time index entry damaged to promise less than the records before it
+ * hold (and still in order with its neighbours) would make a search skip
+ * the records it hides.  The search checks the batches between the entry
+ * and the one before it, finds the index wrong, and walks the log instead.
+ */
+static void test_seek_time_damaged_time_index(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "65536",
+                         "index.interval.bytes", "1024", NULL);
+    char v[301];
+    memset(v, 'v', sizeof v - 1);
+    v[sizeof v - 1] = '\0';
+    for (int i = 0; i < 300; i++)
+        put_ts(t, 1000 * (i + 1), v);
+    assert_ok(topic_close(t));
+    char *path = tu_segment_path(f->dir, 0, "timeindex");
+    unsigned char *tix;
+    size_t len;
+    assert_ok(tu_read_file(path, &tix, &len));
+    assert_true(len >= 16 * 6);
+    /* Entry 4 now says what entry 3 says. */
+    int64_t e3 = (int64_t)le64(tix + 16 * 3), e4 = (int64_t)le64(tix + 16 * 4);
+    uint32_t rel3 = le32(tix + 16 * 3 + 8), rel4 = le32(tix + 16 * 4 + 8);
+    assert_true(e3 < e4 && rel3 + 1 < rel4);
+    put64(tix + 16 * 4, (uint64_t)e3);
+    assert_ok(tu_overwrite_file(path, tix, len));
+    free(tix);
+    free(path);
+    for (int ro = 0; ro < 2; ro++) {
+        t = open_with(f->dir, ro ? TOPIC_RDONLY : 0, NULL);
+        topic_cursor *c;
+        assert_ok(topic_cursor_open(t, 0, &c));
+        /* Record rel3 + 1 (timestamp 1000 * (rel3 + 2)) lies between
+         * entries 3 and 4, where entry 4 says nothing is that late. */
+        for (int k = 0; k < 2; k++) {
+            assert_ok(topic_cursor_seek_time(c, 1000 * (int64_t)(rel3 + 2)));
+            assert_u64(topic_cursor_offset(c), rel3 + 1);
+        }
+        assert_ok(topic_cursor_seek_time(c, 1000 * (int64_t)(rel4 + 3)));
+        assert_u64(topic_cursor_offset(c), rel4 + 2);
+        topic_cursor_close(c);
+        assert_ok(topic_close(t));
+    }
+}
+
 /* Batches of a newer format version (their checksum holds) in a sealed
  * segment are never read as damage nor as records: TOPIC_EVERSION, every
  * time, while the other segments stay readable. */
@@ -2435,6 +2605,9 @@ int main(void)
         T(test_recovery_cuts_checksummed_garbage),
         T(test_readers_report_checksummed_garbage),
         T(test_seek_time_max_ts_lie),
+        T(test_seek_time_many_segments),
+        T(test_seek_time_over_lost_records),
+        T(test_seek_time_damaged_time_index),
         T(test_newer_version_in_sealed_segment),
         T(test_sealed_segment_file_gone),
         T(test_rdonly_sees_deleted_start),
