@@ -195,8 +195,9 @@ TOPIC_API void topic_config_free(topic_config *c);
  * retention; "topic-prep" maps the pages of the active segment ahead of the
  * appends, so that the page faults of a new page are not paid inside
  * topic_append().  The first append starts them (topic_open() starts
- * "topic-flush" when a retention setting is set), so a handle that only
- * reads runs none.
+ * "topic-flush" when a retention setting is set, and the first
+ * topic_commit() under flush.ms starts it to sync commits), so a handle
+ * that only reads runs none.
  *
  * Errors: -EINVAL (bad flags, NULL, an empty dir), -ENOENT (no topic and no TOPIC_CREATE),
  * -EEXIST (TOPIC_CREATE|TOPIC_EXCL and the directory exists), -ENOTDIR,
@@ -364,8 +365,9 @@ TOPIC_API int topic_delete_before(topic *t, uint64_t offset);
  * Group names are 1 to 128 characters of letters, digits, '.', '_' and '-',
  * not starting with '.'.  A group whose file is damaged (topic_committed()
  * says TOPIC_ECORRUPT) gets a new file.  Errors: -EINVAL (bad name), -EACCES,
- * -EIO, -ENOSPC, -ENOMEM.  Thread-safe; commits to one group from several
- * processes at once leave one of their values.
+ * -EIO, -ENOSPC, -ENOMEM, TOPIC_EFAILED (a writer handle inherited through
+ * fork()).  Thread-safe; commits to one group from several processes at
+ * once leave one of their values.
  */
 TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset);
 

@@ -226,6 +226,10 @@ TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset)
 {
     if (t == NULL || !valid_name(group))
         return -EINVAL;
+    /* A writer handle inherited through fork(): its group mappings and
+     * locks are the parent's (see topic__forked). */
+    if (!(t->flags & TOPIC_RDONLY) && topic__forked(t))
+        return TOPIC_EFAILED;
     pthread_mutex_lock(&t->group_lock);
     struct group *g;
     int rc = group_open(t, group, true, &g);

@@ -2027,13 +2027,14 @@ static void test_writer_handle_after_fork(void **state)
     fx *f = *state;
     topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
     put_ok(t, 10);
+    assert_ok(topic_commit(t, "g", 5));
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         uint64_t off;
         int bad = topic_append(t, "x", 1, &off) != TOPIC_EFAILED ||
                   topic_sync(t) != TOPIC_EFAILED || topic_delete_before(t, 1) != TOPIC_EFAILED ||
-                  topic_close(t) != 0;
+                  topic_commit(t, "g", 9) != TOPIC_EFAILED || topic_close(t) != 0;
         _exit(bad ? 1 : 0);
     }
     int status = 0;
@@ -2041,6 +2042,9 @@ static void test_writer_handle_after_fork(void **state)
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     put_ok(t, 100);   /* some 30 KB: past any length the child could have cut */
     assert_u64(topic_start_offset(t), 0);
+    uint64_t pos = 0;
+    assert_ok(topic_committed(t, "g", &pos));
+    assert_u64(pos, 5);
     assert_ok(topic_close(t));
     t = open_with(f->dir, 0, NULL);
     assert_u64(topic_end_offset(t), 110);
@@ -2049,13 +2053,6 @@ static void test_writer_handle_after_fork(void **state)
     assert_ok(topic_close(t));
 }
 
-/*
- * The writer lock goes when the writer closes the topic or dies, whatever
- * children it forked.  A child shares the open file description that holds
- * the flock(), so a child that lived on (a worker that never calls exec)
- * kept the topic locked: neither it nor any other process could open a
- * writer until it ended.
- */
 /*
  * One byte from a child through fd, or -1 when none comes within 30 s (the
  * child died or hangs): the test fails instead of waiting for ever.
@@ -2069,6 +2066,13 @@ static int byte_from_child(int fd)
     return ch;
 }
 
+/*
+ * The writer lock goes when the writer closes the topic or dies, whatever
+ * children it forked.  A child shares the open file description that holds
+ * the flock(), so a child that lived on (a worker that never calls exec)
+ * kept the topic locked: neither it nor any other process could open a
+ * writer until it ended.
+ */
 static void test_writer_lock_not_kept_by_children(void **state)
 {
     fx *f = *state;
@@ -2124,12 +2128,16 @@ static void test_writer_lock_not_kept_by_children(void **state)
             _exit(1);
         pid_t kid = fork();
         if (kid == 0) {
+            /* fork() has returned here, so the library's handlers for the
+             * child have run: only now is the lock the parent's alone. */
             alarm(30);
+            (void)write(done[1], "k", 1);
             char c2;
             (void)read(go[0], &c2, 1);   /* lives until the test is done */
             _exit(0);
         }
-        (void)write(done[1], kid > 0 ? "k" : "f", 1);
+        if (kid < 0)
+            (void)write(done[1], "f", 1);
         pause();
         _exit(0);
     }
