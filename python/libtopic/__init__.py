@@ -30,7 +30,11 @@ from .topic import (CONFIG_NAMES, Cursor, Record, Topic, check_config,
 __version__ = _lib.version
 #: TOPIC_VERSION_NUMBER of the loaded library (topic_version_number()).
 version_number = _lib.version_number
-#: Where the C library was loaded from.
+#: Where the C library was loaded from, as a label for messages and bug
+#: reports rather than a path: the file for a library found in the package's
+#: directory, but ``"LIBTOPIC_PATH=<value>"`` for one named by that variable
+#: and e.g. ``"libtopic.so.0 (system loader)"`` for one the system loader
+#: found.  It is not always something open() or ctypes.CDLL() would take.
 library_path = _lib.lib_origin
 
 __all__ = [

@@ -178,6 +178,9 @@ def _declare(lib):
         fn.argtypes = argtypes
 
 
+# lib_origin is the description of the candidate that loaded (see
+# _candidates), shown to users as libtopic.library_path: a path only for
+# the files in this package's directory.
 lib, lib_origin = _load()
 _declare(lib)
 

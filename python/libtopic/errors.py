@@ -26,6 +26,8 @@ library's explanation (``topic_config_error``).
 """
 
 import errno as _errno
+import operator as _operator
+from ctypes import c_int as _c_int, sizeof as _sizeof
 
 from ._lib import lib as _lib
 
@@ -42,9 +44,27 @@ ERDONLY = -30808
 EVERSION = -30809
 
 
+_INT_BITS = 8 * _sizeof(_c_int)
+_INT_MIN = -(1 << (_INT_BITS - 1))
+_INT_MAX = (1 << (_INT_BITS - 1)) - 1
+
+
 def strerror(code):
-    """The library's message for a code: 0, a TOPIC_* code or a -errno."""
-    return _lib.topic_strerror(int(code)).decode("utf-8", "replace")
+    """The library's message for a code: 0, a TOPIC_* code or a -errno;
+    ``"unknown error code"`` for any other int a C int holds.
+
+    Like offsets and timestamps, ``code`` must be an int (TypeError
+    otherwise) in the range of its C type (ValueError otherwise): ctypes
+    would silently keep only the low bits of a larger one, and 2**40 would
+    read as 0, "success"."""
+    try:
+        c = _operator.index(code)
+    except TypeError:
+        raise TypeError("code must be an int, not %s" % type(code).__name__) from None
+    if not _INT_MIN <= c <= _INT_MAX:
+        raise ValueError("code %d is out of range: error codes are C ints (%d to %d)"
+                         % (c, _INT_MIN, _INT_MAX))
+    return _lib.topic_strerror(c).decode("utf-8", "replace")
 
 
 class TopicError(Exception):

@@ -9,12 +9,13 @@ import threading
 import time
 import warnings
 import weakref
-from ctypes import (addressof, byref, c_char, c_size_t, c_ubyte, c_uint64,
-                    c_void_p, create_string_buffer)
+from ctypes import (byref, c_char, c_size_t, c_ubyte, c_uint64, c_void_p,
+                    create_string_buffer)
+from threading import get_ident as _get_ident
 from typing import NamedTuple, Optional, Union
 
 from . import _lib as _L
-from .errors import (END, ERDONLY, ETOOSMALL, ClosedError,
+from .errors import (END, ERDONLY, ETOOSMALL, ClosedError, InvalidArgument,
                      error, strerror)
 
 _lib = _L.lib
@@ -29,6 +30,7 @@ _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
 _ETIMEDOUT = -_errno.ETIMEDOUT
 _ENOENT = -_errno.ENOENT
+_EINVAL = -_errno.EINVAL
 
 #: How long one topic_wait() call may block.  Waiting forever is done in
 #: slices of this length so that Ctrl-C (KeyboardInterrupt) and close() from
@@ -123,10 +125,36 @@ def _c_string(b, what):
     return b
 
 
+_GROUP_RULE = ("a group name is 1 to 128 characters of ASCII letters, digits,"
+               " '.', '_' and '-', not starting with '.'")
+
+
+def _bad_group(name, context=None):
+    """The InvalidArgument for a group name the library refused (or that
+    cannot even be encoded for it), saying what is wrong with it.  The
+    library decides which names are valid; this only explains its -EINVAL,
+    so a rule it changes never makes the binding refuse a name it takes."""
+    if not name:
+        why = "it is empty"
+    elif len(name) > 128:
+        why = "it is %d characters long" % len(name)
+    elif name[0] == ".":
+        why = "it starts with '.'"
+    else:
+        bad = [ch for ch in name if not (ch.isascii() and (ch.isalnum() or ch in "._-"))]
+        why = "it contains %r" % bad[0] if bad else None
+    msg = "invalid group name %r: %s%s" % (name, why + "; " if why else "", _GROUP_RULE)
+    return InvalidArgument(_errno.EINVAL, msg, context)
+
+
 def _group(name):
     if not isinstance(name, str):
         raise TypeError("group must be a str, not %s" % type(name).__name__)
-    return _c_string(name.encode("utf-8"), "group name")
+    try:
+        b = name.encode("utf-8")
+    except UnicodeEncodeError:   # a lone surrogate, e.g. from os.fsdecode()
+        raise _bad_group(name) from None
+    return _c_string(b, "group name")
 
 
 def _config_text(name, value):
@@ -200,49 +228,57 @@ def default_config():
 
 # ---------------------------------------------------------------------------
 # Zero-copy views
+#
+# A zero-copy key or value is a read-only memoryview of a ctypes array made
+# at the address the library handed out.  Every view derived from it (a
+# slice, memoryview(view), a buffer exported to numpy) shares one buffer that
+# holds that array, so the array is alive exactly as long as some view of the
+# memory is.  The array holds the Cursor that read the record, and the Cursor
+# holds its Topic: while any view is alive, garbage collection can close
+# neither the cursor (which would free an lz4 batch's decompression buffer)
+# nor the topic (which would unmap the segments), so a view never reads
+# freed memory because something was collected.
+#
+# The cursor itself keeps only weak references to the array and the view it
+# handed out: strong ones would make a cycle through the array's reference
+# to the cursor, and an abandoned cursor would then wait for the cyclic
+# collector instead of being closed as soon as its last reference went.  The
+# weak references are enough for what the cursor does with them when it
+# moves on: release the view it handed out, and notice through the array
+# that a derived view outlives that release.
 
 
-def _make_view(addr, n):
-    """A read-only memoryview of n bytes at addr, and the ctypes array under
-    it (kept to notice views derived from it that outlive their release)."""
+def _make_view(owner, addr, n):
+    """A read-only memoryview of n bytes at addr that keeps owner alive, and
+    the (array, view) weak references the owner keeps to release it."""
     arr = (c_ubyte * n).from_address(addr)
-    return arr, memoryview(arr).cast("B").toreadonly()
-
-
-def _free_view(entry):
-    """Releases the view of entry = [array, view] (BufferError while it has
-    exports) and returns how many references its array still has."""
-    if entry[1] is not None:
-        entry[1].release()
-        entry[1] = None
-    return sys.getrefcount(entry[0])
-
-
-def _calibrate():
-    # References to an array that no view uses any more, measured through
-    # the same code as the real check, so that it does not depend on the
-    # interpreter's internals.
-    keep = create_string_buffer(1)
-    return _free_view(list(_make_view(addressof(keep), 1)))
-
-
-_FREE_REFS = _calibrate()
+    arr._owner = owner
+    view = memoryview(arr).cast("B").toreadonly()
+    return view, (weakref.ref(arr), weakref.ref(view))
 
 
 def _release_views(entries, force):
-    """Releases zero-copy views.  Returns the entries still used by a view
-    derived from them (a slice, memoryview(view), an exported buffer); with
-    force they are dropped whatever happens."""
+    """Releases the zero-copy views of entries.  Returns those whose memory
+    is still used by a view derived from them (a slice, memoryview(view), an
+    exported buffer); with force they are dropped whatever happens."""
     kept = []
     for entry in entries:
-        try:
-            leaked = _free_view(entry) > _FREE_REFS
-        except BufferError:
-            leaked = True
-        if leaked and not force:
+        view = entry[1]()
+        if view is not None:
+            try:
+                view.release()
+            except BufferError:      # exported: it stays, and so does the array
+                pass
+            view = None
+        if not force and entry[0]() is not None:
             kept.append(entry)
     return kept
 
+
+_REENTRANT = (
+    "a libtopic.Cursor was called from a signal handler or finaliser that"
+    " interrupted a call on the same cursor in the same thread; only close()"
+    " and offset may be used that way")
 
 _LEAK_MESSAGE = (
     "a zero-copy key or value (copy=False) is still in use through a slice,"
@@ -270,15 +306,20 @@ class Topic:
 
     Only one writer may have a topic open at a time (Locked otherwise), in
     this process or any other.  Use as a context manager, or call close().
-    A Topic may be shared by threads; see the README for the rules.
+    ``with`` on a topic that is already closed does not raise on entry: the
+    calls inside raise ClosedError and leaving it does nothing.  A Topic may
+    be shared by threads; see the README for the rules.
     """
 
     def __init__(self, path, create=False, readonly=False, config=None, *,
                  exclusive=False):
         self._ptr = None
-        self._closing = False
+        self._closing = True          # until it is open: close() does nothing
+        self._closer = None
+        self._deferred = []
+        self._deferred_close = None
         self._calls = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
         self._cursors = weakref.WeakSet()
         self._local = threading.local()
@@ -300,34 +341,52 @@ class Topic:
             if conf:
                 conf.free()
         if rc != 0:
-            self._closing = True
             raise error(rc, "open", filename=self.path)
         self._ptr = out.value
+        self._closing = False
+        _open_topics.add(self)
 
     # -- lifetime ---------------------------------------------------------
 
-    # Calls in progress are counted in self._calls, a list that each call
-    # appends to before it looks at self._closing (in _enter) and pops from
-    # when the C function has returned; close() sets _closing, then waits
-    # for the list to empty before it frees the handle.  list.append/pop are
-    # atomic, and each side writes before it reads what the other writes, so
-    # either the call sees _closing (and backs out) or close() sees the call
-    # (and waits for it): a handle is never freed under a running call.  This
-    # costs a fraction of what a lock taken twice per call would.  Every call
-    # site reads
+    # Calls in progress are counted in self._calls, a list to which each
+    # call appends the ident of its thread before it looks at self._closing
+    # (in _enter), and from which it removes it once the C function has
+    # returned; close() sets _closing, then waits for the list to empty
+    # before it frees the handle.  list.append/remove are atomic, and each
+    # side writes before it reads what the other writes, so either the call
+    # sees _closing (and backs out) or close() sees the call (and waits for
+    # it): a handle is never freed under a running call.  This costs a
+    # fraction of what a lock taken twice per call would.  Every call site
+    # reads
     #
+    #     me = _get_ident()
     #     calls = self._calls
     #     try:
-    #         calls.append(None)
+    #         calls.append(me)
     #         h = self._enter()
     #         ... use h ...
     #     finally:
-    #         calls.pop()
+    #         calls.remove(me)
+    #         if self._deferred:
+    #             self._run_deferred(me)
     #
-    # with the append inside the try and the pop a direct call of the C
+    # with the append inside the try and the remove a direct call of the C
     # method: an asynchronous exception (Ctrl-C's KeyboardInterrupt) is only
     # raised after a C method returns or when a Python function starts, so
-    # it can neither leave an entry behind nor pop one never made.
+    # it can neither leave an entry behind nor remove one never made.  A
+    # Cursor's methods do the same around taking the cursor's lock, so a
+    # thread that holds a cursor lock is always counted as in a call.
+    #
+    # The idents are what let close() tell calls of other threads, which it
+    # waits for, from calls of its own thread.  A signal handler (or a
+    # finaliser) runs on a thread between two bytecodes, possibly in the
+    # middle of a call on this very topic - a wait() in the main thread, say.
+    # A close() there can neither wait for that call (it is below it on the
+    # same stack, so it never would return) nor free the handle under it.
+    # It marks the topic closing and leaves the rest in self._deferred, for
+    # the interrupted call to carry out as it returns (_run_deferred);
+    # Cursor.close() defers the same way.  After fork() the calls of threads
+    # that do not exist in the child are forgotten (_after_fork_in_child).
 
     def _enter(self):
         """The handle, for a call already counted in self._calls."""
@@ -340,13 +399,48 @@ class Topic:
         this topic (their zero-copy views are released) and releases the
         writer lock.  Calling it again does nothing.  Calls in progress in
         other threads finish first (a wait() within WAIT_SLICE); later calls
-        raise ClosedError."""
+        raise ClosedError.
+
+        Called from a signal handler (or a finaliser) that interrupted a call
+        on this topic in the same thread, typically the main thread blocked
+        in wait() or records(follow=True), it returns at once: the topic is
+        closing from then on, and the close completes as the interrupted
+        call returns (which then raises ClosedError if it needed the topic
+        again; an error of the final sync is raised there too)."""
+        me = _get_ident()
         with self._lock:
-            while self._closing and self._ptr is not None:
+            while True:
+                if self._ptr is None:
+                    return                     # closed, or never opened
+                if not self._closing:
+                    self._closing = True
+                    break
+                if self._closer == me:
+                    return                     # reentered: the outer close() ends it
+                owner = self._deferred_close
+                if self._closer is None and (owner is None or owner not in self._calls):
+                    # A close left to a call that then returned without
+                    # carrying it out (an exception struck in between), or
+                    # no close running at all: it is carried out here.
+                    self._deferred_close = None
+                    self._deferred = [e for e in self._deferred if e[1] is not self]
+                    break
+                if owner == me:
+                    return                     # the call it interrupted ends it
                 self._idle.wait(0.1)           # another thread is closing it
-            if self._closing:
-                return                         # closed (or never opened)
-            self._closing = True
+            if me in self._calls:
+                # Reached from a signal handler or finaliser while this
+                # thread is inside a call on the topic (see above).
+                self._deferred_close = me
+                self._deferred.append((me, self))
+                return
+            self._closer = me
+        self._close_now()
+
+    def _close_now(self):
+        """close() proper, in the thread named by self._closer, which is in
+        no call on the topic: waits for the calls of other threads to
+        return, then frees every cursor and the handle."""
         try:
             delay = 0.0001
             while self._calls:
@@ -355,7 +449,10 @@ class Topic:
         except BaseException:
             # Interrupted (Ctrl-C) before anything was freed: the topic stays
             # open and usable, and close() may be called again.
-            self._closing = False
+            with self._lock:
+                self._closing = False
+                self._closer = None
+                self._idle.notify_all()
             raise
         # From here on the handle is freed whatever happens: an interrupt is
         # held back until it is, then raised.  (It can only be raised once a
@@ -373,13 +470,67 @@ class Topic:
             except BaseException as e:
                 if deferred is None:
                     deferred = e
-        self._ptr = None
         with self._lock:
+            self._ptr = None
+            self._closer = None
+            self._deferred = []   # the cursors whose close was left pending are freed
             self._idle.notify_all()
         if deferred is not None:
             raise deferred
         if rc != 0:
             raise error(rc, "close", filename=self.path)
+
+    def _run_deferred(self, me):
+        """Carries out the closes (of this topic, of its cursors) that a
+        signal handler or finaliser asked for while thread ``me`` was inside
+        a call on the topic, once it is out of every such call."""
+        calls = self._calls
+        while me not in calls:
+            with self._lock:
+                mine = [obj for ident, obj in self._deferred if ident == me]
+                if not mine:
+                    return
+                self._deferred = [e for e in self._deferred if e[0] != me]
+                closing = self._deferred_close == me
+                if closing:
+                    self._deferred_close = None
+                    self._closer = me
+            if closing:
+                self._close_now()              # frees the cursors too
+                return
+            try:
+                calls.append(me)
+                for cursor in mine:
+                    cursor._release()
+            finally:
+                calls.remove(me)
+            # A handler may have deferred more while those were freed.
+
+    def _after_fork(self, me):
+        """In the child of fork(), where only thread ``me`` (the one that
+        called fork()) exists: forgets what the parent's other threads were
+        doing, which no thread here will ever finish."""
+        self._lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)
+        # In place: the frames of calls of thread `me`, if fork() was called
+        # inside one, hold this very list.
+        self._calls[:] = [i for i in self._calls if i == me]
+        self._deferred = [e for e in self._deferred if e[0] == me]
+        for c in list(self._cursors):
+            c._lock = threading.RLock()
+            c._busy = False
+        if (self._closer not in (None, me) or
+                self._deferred_close not in (None, me)):
+            # Another thread was closing it, and may have freed part of it:
+            # the child's copy is left alone (a writer's topic_close() in a
+            # child does not touch the topic anyway), and counts as closed.
+            for c in list(self._cursors):
+                c._closed = True
+                c._ptr = None
+            self._ptr = None
+            self._closing = True
+            self._closer = self._deferred_close = None
+            self._deferred = []
 
     @property
     def closed(self):
@@ -387,6 +538,8 @@ class Topic:
         return self._closing
 
     def __enter__(self):
+        # A closed topic is not refused here: the calls in the block raise
+        # ClosedError, and __exit__'s close() does nothing.
         return self
 
     def __exit__(self, *exc):
@@ -394,9 +547,10 @@ class Topic:
 
     def __del__(self):
         try:
-            if self._ptr is not None and not self._closing:
-                warnings.warn("unclosed libtopic.Topic %r" % (self.path,),
-                              ResourceWarning, source=self)
+            if self._ptr is not None:
+                if not self._closing:
+                    warnings.warn("unclosed libtopic.Topic %r" % (self.path,),
+                                  ResourceWarning, source=self)
                 self.close()
         except Exception:
             pass
@@ -420,13 +574,16 @@ class Topic:
             return self.append_batch((Record(None, timestamp, key, value),))
         v = value if type(value) is bytes else _as_bytes(value)
         out = c_uint64()
+        me = _get_ident()
         calls = self._calls
         try:
-            calls.append(None)
+            calls.append(me)
             h = self._enter()
             rc = _append(h, v, len(v), byref(out))
         finally:
-            calls.pop()
+            calls.remove(me)
+            if self._deferred:
+                self._run_deferred(me)
         if rc != 0:
             raise error(rc, "append")
         return out.value
@@ -470,13 +627,16 @@ class Topic:
             if ts is not None:
                 r.timestamp = _timestamp(ts)
         out = c_uint64()
+        me = _get_ident()
         calls = self._calls
         try:
-            calls.append(None)
+            calls.append(me)
             h = self._enter()
             rc = _append_batch(h, arr, n, byref(out))
         finally:
-            calls.pop()
+            calls.remove(me)
+            if self._deferred:
+                self._run_deferred(me)
         if rc != 0:
             raise error(rc, "append_batch(%d records)" % n)
         return out.value
@@ -485,13 +645,16 @@ class Topic:
         """Returns once every record appended and every position committed
         through this handle is on stable storage.  On a readonly topic it
         makes the positions committed through it durable."""
+        me = _get_ident()
         calls = self._calls
         try:
-            calls.append(None)
+            calls.append(me)
             h = self._enter()
             rc = _lib.topic_sync(h)
         finally:
-            calls.pop()
+            calls.remove(me)
+            if self._deferred:
+                self._run_deferred(me)
         if rc == ERDONLY and self.readonly:
             return   # the committed positions were synced; there is no log to sync
         if rc != 0:
@@ -503,13 +666,16 @@ class Topic:
         records are deleted.  An offset at or below the start offset does
         nothing; one beyond the end offset is an InvalidArgument."""
         offset = _offset(offset)
+        me = _get_ident()
         calls = self._calls
         try:
-            calls.append(None)
+            calls.append(me)
             h = self._enter()
             rc = _lib.topic_delete_before(h, offset)
         finally:
-            calls.pop()
+            calls.remove(me)
+            if self._deferred:
+                self._run_deferred(me)
         if rc != 0:
             raise error(rc, "delete_before(%d)" % offset)
 
@@ -518,25 +684,31 @@ class Topic:
     @property
     def start_offset(self):
         """The first offset still stored (0 for a new topic)."""
+        me = _get_ident()
         calls = self._calls
         try:
-            calls.append(None)
+            calls.append(me)
             h = self._enter()
             return _lib.topic_start_offset(h)
         finally:
-            calls.pop()
+            calls.remove(me)
+            if self._deferred:
+                self._run_deferred(me)
 
     @property
     def end_offset(self):
         """The offset the next append will get.  On a readonly topic it
         includes what a writer has appended since."""
+        me = _get_ident()
         calls = self._calls
         try:
-            calls.append(None)
+            calls.append(me)
             h = self._enter()
             return _lib.topic_end_offset(h)
         finally:
-            calls.pop()
+            calls.remove(me)
+            if self._deferred:
+                self._run_deferred(me)
 
     def read(self, offset):
         """The value of the record at ``offset``, as bytes.
@@ -550,9 +722,10 @@ class Topic:
         if buf is None:
             buf = local.buf = create_string_buffer(_READ_BUF_START)
         n = c_size_t()
+        me = _get_ident()
         calls = self._calls
         try:
-            calls.append(None)
+            calls.append(me)
             h = self._enter()
             rc = _read(h, offset, buf, len(buf), byref(n))
             while rc == ETOOSMALL:
@@ -563,7 +736,9 @@ class Topic:
                     local.buf = buf
                 rc = _read(h, offset, buf, len(buf), byref(n))
         finally:
-            calls.pop()
+            calls.remove(me)
+            if self._deferred:
+                self._run_deferred(me)
         if rc != 0:
             raise error(rc, "read(%d)" % offset)
         return buf[:n.value]
@@ -581,15 +756,18 @@ class Topic:
         cap = mv.nbytes
         arr = (c_ubyte * cap).from_buffer(mv) if cap else None
         n = c_size_t()
+        me = _get_ident()
         calls = self._calls
         try:
-            calls.append(None)
+            calls.append(me)
             h = self._enter()
             rc = _read(h, offset, arr, cap, byref(n))
         finally:
-            calls.pop()
+            calls.remove(me)
             del arr
             mv.release()
+            if self._deferred:
+                self._run_deferred(me)
         if rc == ETOOSMALL:
             e = error(rc, "read_into(%d, %d-byte buffer): needs %d bytes"
                       % (offset, cap, n.value))
@@ -604,7 +782,11 @@ class Topic:
         does (at once if it already does), False after ``timeout`` seconds
         (a float; None or infinity waits forever, 0 only checks).  Wakes for appends
         through any handle in any process; interruptible by Ctrl-C."""
-        offset = _offset(offset)
+        return self._wait(_offset(offset), timeout, None)
+
+    def _wait(self, offset, timeout, cursor):
+        """wait(); with a cursor, ClosedError within WAIT_SLICE of its close
+        (from any thread), as for the topic's."""
         if timeout is not None and math.isinf(timeout) and timeout > 0:
             timeout = None   # as long as it takes, like None
         if timeout is not None:
@@ -612,19 +794,25 @@ class Topic:
                 raise ValueError("timeout must be >= 0 or None, not %r" % (timeout,))
             deadline = time.monotonic() + timeout
         slice_ms = int(WAIT_SLICE * 1000)
+        me = _get_ident()
+        calls = self._calls
         while True:
+            if cursor is not None and cursor._closed:
+                self._enter()      # the topic's close, if it was that, is the cause
+                raise ClosedError(None, "the cursor is closed")
             if timeout is None:
                 ms = slice_ms
             else:
                 left = deadline - time.monotonic()
                 ms = max(0, min(slice_ms, math.ceil(left * 1000)))
-            calls = self._calls
             try:
-                calls.append(None)
+                calls.append(me)
                 h = self._enter()
                 rc = _wait(h, offset, ms)
             finally:
-                calls.pop()
+                calls.remove(me)
+                if self._deferred:
+                    self._run_deferred(me)
             if rc == 0:
                 return True
             if rc != _ETIMEDOUT:
@@ -641,17 +829,20 @@ class Topic:
         offset), yielding Record(offset, timestamp, key, value).
 
         At the end of the log it stops, or with ``follow=True`` waits for new
-        records (forever; Ctrl-C or closing the topic ends it).
+        records (forever; Ctrl-C ends it with KeyboardInterrupt, closing the
+        topic with ClosedError, and the iterator's close(), from any thread,
+        with StopIteration).  Once stopped it stays stopped, unlike a Cursor.
 
         With ``copy=False`` key and value are read-only memoryviews of the
         library's memory, valid only until the next record is asked for (or
         the iterator or topic is closed): they are released then, and
         BufferError is raised if a slice or other view derived from one is
-        still alive.  Use bytes(view) to keep anything.
+        still alive.  Use bytes(view) to keep anything.  Garbage collection
+        never invalidates them: while one is alive it keeps the iterator's
+        cursor and the topic from being collected.
 
         The cursor is opened at once (Gone if ``start`` was deleted)."""
-        cur = Cursor(self, start)
-        return _iterate(cur, follow, copy)
+        return _Records(Cursor(self, start), follow, copy)
 
     def __iter__(self):
         return self.records()
@@ -667,13 +858,18 @@ class Topic:
         others raise InvalidArgument (a ValueError)."""
         g = _group(group)
         offset = _offset(offset)
+        me = _get_ident()
         calls = self._calls
         try:
-            calls.append(None)
+            calls.append(me)
             h = self._enter()
             rc = _lib.topic_commit(h, g, offset)
         finally:
-            calls.pop()
+            calls.remove(me)
+            if self._deferred:
+                self._run_deferred(me)
+        if rc == _EINVAL:
+            raise _bad_group(group, "commit(%r, %d)" % (group, offset))
         if rc != 0:
             raise error(rc, "commit(%r, %d)" % (group, offset))
 
@@ -682,15 +878,20 @@ class Topic:
         committed one."""
         g = _group(group)
         out = c_uint64()
+        me = _get_ident()
         calls = self._calls
         try:
-            calls.append(None)
+            calls.append(me)
             h = self._enter()
             rc = _lib.topic_committed(h, g, byref(out))
         finally:
-            calls.pop()
+            calls.remove(me)
+            if self._deferred:
+                self._run_deferred(me)
         if rc == _ENOENT:
             return None
+        if rc == _EINVAL:
+            raise _bad_group(group, "committed(%r)" % (group,))
         if rc != 0:
             raise error(rc, "committed(%r)" % (group,))
         return out.value
@@ -699,9 +900,10 @@ class Topic:
         """The names of the groups that have committed a position, sorted."""
         cap = 256
         n = c_size_t()
+        me = _get_ident()
         calls = self._calls
         try:
-            calls.append(None)
+            calls.append(me)
             h = self._enter()
             while True:
                 buf = create_string_buffer(cap)
@@ -710,7 +912,9 @@ class Topic:
                     break
                 cap = max(n.value, cap * 2)
         finally:
-            calls.pop()
+            calls.remove(me)
+            if self._deferred:
+                self._run_deferred(me)
         if rc != 0:
             raise error(rc, "groups")
         raw = buf.raw[:n.value]
@@ -726,85 +930,119 @@ class Cursor:
 
     Made by ``topic.cursor(offset)``.  ``next()`` returns the Record at the
     position and advances, or None at the end of the log (call again once
-    more records exist).  Iterating a cursor yields records until the end.
+    more records exist).  Iterating a cursor yields records until the end of
+    the log; unlike most iterators, a cursor that has raised StopIteration
+    can be iterated again, and goes on from where it stopped once more
+    records exist.  (The iterator of Topic.records() does not: once it has
+    stopped, it stays stopped.)
+
     A cursor may be used by one thread at a time (calls from several threads
     are serialised); use one cursor per reading thread.  Close it, or use it
-    as a context manager; closing the topic closes its cursors.
+    as a context manager; closing the topic closes its cursors.  Closing it
+    from another thread ends a wait() on it with ClosedError.
     """
 
     def __init__(self, topic, offset=None):
         self._ptr = None
-        self._lock = threading.Lock()
+        self._closed = True           # until it is open: close() does nothing
+        self._lock = threading.RLock()
+        self._busy = False
         self._views = []
         self._rec = _L.RecordOut()
+        if not isinstance(topic, Topic):
+            raise TypeError("a Cursor reads a libtopic.Topic, not %s"
+                            % ("None" if topic is None else type(topic).__name__))
         self._topic = topic
         out = c_void_p()
+        me = _get_ident()
         calls = topic._calls
         try:
-            calls.append(None)
+            calls.append(me)
             h = topic._enter()
             off = _lib.topic_start_offset(h) if offset is None else _offset(offset)
             rc = _lib.topic_cursor_open(h, off, byref(out))
             if rc == 0:
-                topic._cursors.add(self)   # first, so that close() finds it
                 self._ptr = out.value
+                self._closed = False
+                topic._cursors.add(self)   # before the call ends, so that close() finds it
         finally:
-            calls.pop()
+            calls.remove(me)
+            if topic._deferred:
+                topic._run_deferred(me)
         if rc != 0:
             raise error(rc, "cursor(%d)" % off)
 
     def _check(self):
-        if self._ptr is None:
+        if self._closed:
             raise ClosedError(None, "the cursor is closed")
 
+    # Every method counts itself as a call on the topic (see Topic) around
+    # taking the cursor's lock, so that a close() reached from a signal
+    # handler or finaliser in the thread holding the lock defers to it
+    # instead of waiting for the lock forever.  The lock is reentrant so
+    # that any other call reached that way does not wait forever either:
+    # _busy, set while an operation is under way, makes it a RuntimeError
+    # (the cursor's record and views are half made), while between two
+    # operations it may go ahead.
+
     def _next(self, copy):
-        """next() without the cursor's lock: for its owner only."""
+        """next() for a thread counted in the topic's calls, holding the lock."""
         if self._views:
             self._views = _release_views(self._views, False)
             if self._views:
                 raise BufferError(_LEAK_MESSAGE)
-        t = self._topic
-        calls = t._calls
-        try:
-            calls.append(None)
-            t._enter()
-            self._check()
-            r = self._rec
-            rc = _cursor_next(self._ptr, r)
-            if rc != 0:
-                if rc == END:
-                    return None
-                raise error(rc, "cursor next(%d)" % _lib.topic_cursor_offset(self._ptr))
-            kl = r.key_len
-            vl = r.value_len
-            if copy:
-                key = None if r.key is None else (_MEM[r.key:r.key + kl] if kl else b"")
-                value = _MEM[r.value:r.value + vl] if vl else b""
-            else:
-                key = value = None
-                if r.key is not None:
-                    key = memoryview(b"")
-                    if kl:
-                        entry = list(_make_view(r.key, kl))
-                        self._views.append(entry)
-                        key = entry[1]
-                value = memoryview(b"")
-                if vl:
-                    entry = list(_make_view(r.value, vl))
+        self._topic._enter()
+        self._check()
+        r = self._rec
+        rc = _cursor_next(self._ptr, r)
+        if rc != 0:
+            if rc == END:
+                return None
+            raise error(rc, "cursor next(%d)" % _lib.topic_cursor_offset(self._ptr))
+        kl = r.key_len
+        vl = r.value_len
+        if copy:
+            key = None if r.key is None else (_MEM[r.key:r.key + kl] if kl else b"")
+            value = _MEM[r.value:r.value + vl] if vl else b""
+        else:
+            key = None
+            if r.key is not None:
+                key = memoryview(b"")
+                if kl:
+                    key, entry = _make_view(self, r.key, kl)
                     self._views.append(entry)
-                    value = entry[1]
-            return _new_record(Record, (r.offset, r.timestamp, key, value))
-        finally:
-            calls.pop()
+            value = memoryview(b"")
+            if vl:
+                value, entry = _make_view(self, r.value, vl)
+                self._views.append(entry)
+        return _new_record(Record, (r.offset, r.timestamp, key, value))
 
     def next(self, copy=True):
         """The record at the position, advancing by one; None at the end.
 
         With ``copy=False`` key and value are read-only memoryviews valid
         until the next call on this cursor or its close (then released;
-        BufferError if something derived from them is still alive)."""
-        with self._lock:
-            return self._next(copy)
+        BufferError if something derived from them is still alive).  A view,
+        and anything derived from it, keeps the cursor and its topic from
+        being garbage-collected while it is alive, so that it never sees
+        their memory freed."""
+        t = self._topic
+        me = _get_ident()
+        calls = t._calls
+        try:
+            calls.append(me)
+            with self._lock:
+                if self._busy:
+                    raise RuntimeError(_REENTRANT)
+                self._busy = True
+                try:
+                    return self._next(copy)
+                finally:
+                    self._busy = False
+        finally:
+            calls.remove(me)
+            if t._deferred:
+                t._run_deferred(me)
 
     def __iter__(self):
         return self
@@ -830,59 +1068,101 @@ class Cursor:
         self._call(_lib.topic_cursor_seek_time, ts, "seek_time(%d)" % ts)
 
     def _call(self, fn, arg, what):
-        with self._lock:
-            self._views = _release_views(self._views, False)
-            if self._views:
-                raise BufferError(_LEAK_MESSAGE)
-            t = self._topic
-            calls = t._calls
-            try:
-                calls.append(None)
-                t._enter()
-                self._check()
-                rc = fn(self._ptr, arg)
-            finally:
-                calls.pop()
+        t = self._topic
+        me = _get_ident()
+        calls = t._calls
+        try:
+            calls.append(me)
+            with self._lock:
+                if self._busy:
+                    raise RuntimeError(_REENTRANT)
+                self._busy = True
+                try:
+                    self._views = _release_views(self._views, False)
+                    if self._views:
+                        raise BufferError(_LEAK_MESSAGE)
+                    t._enter()
+                    self._check()
+                    rc = fn(self._ptr, arg)
+                finally:
+                    self._busy = False
+        finally:
+            calls.remove(me)
+            if t._deferred:
+                t._run_deferred(me)
         if rc != 0:
             raise error(rc, what)
 
     @property
     def offset(self):
         """The offset the next call of next() returns."""
-        with self._lock:
-            t = self._topic
-            calls = t._calls
-            try:
-                calls.append(None)
+        t = self._topic
+        me = _get_ident()
+        calls = t._calls
+        try:
+            calls.append(me)
+            with self._lock:
+                # Only reads: it cannot disturb an operation it interrupted.
                 t._enter()
                 self._check()
                 return _lib.topic_cursor_offset(self._ptr)
-            finally:
-                calls.pop()
+        finally:
+            calls.remove(me)
+            if t._deferred:
+                t._run_deferred(me)
 
     def wait(self, timeout=None):
         """Waits until a record exists at the cursor's position: True, or
-        False after ``timeout`` seconds (None: forever)."""
-        return self._topic.wait(self.offset, timeout)
+        False after ``timeout`` seconds (None: forever).  Closing the cursor
+        (or its topic) from another thread ends the wait with ClosedError
+        within WAIT_SLICE."""
+        return self._topic._wait(self.offset, timeout, self)
 
     def _release(self):
         """Frees the C cursor and releases every zero-copy view."""
         with self._lock:
+            self._closed = True
             self._views = _release_views(self._views, True)
             ptr, self._ptr = self._ptr, None
             # A cursor the topic's close() did not reach (it never should)
             # is left alone once the topic is freed, rather than touched.
             if ptr is not None and self._topic._ptr is not None:
                 _lib.topic_cursor_close(ptr)
+        self._topic._cursors.discard(self)
 
     def close(self):
-        """Closes the cursor; again does nothing."""
-        self._release()
-        self._topic._cursors.discard(self)
+        """Closes the cursor; again does nothing.  Safe from any thread: a
+        wait() on it in another thread ends with ClosedError.  Called from a
+        signal handler or finaliser that interrupted a call on the topic in
+        the same thread, the cursor counts as closed at once and is freed as
+        that call returns."""
+        # On _ptr, not _closed: a close that was interrupted, or left to a
+        # call that an exception cut short, is carried out by the next one.
+        self._closed = True            # ends a wait() on it within WAIT_SLICE
+        if self._ptr is None:
+            return
+        t = self._topic
+        me = _get_ident()
+        if t._closer == me:
+            return                     # the topic's close() in this thread frees it
+        calls = t._calls
+        if me in calls:
+            # This thread is inside a call on the topic, perhaps on this very
+            # cursor (holding its lock): see Topic.
+            with t._lock:
+                t._deferred.append((me, self))
+            return
+        try:
+            calls.append(me)
+            self._release()
+        finally:
+            calls.remove(me)
+            if t._deferred:
+                t._run_deferred(me)
 
     @property
     def closed(self):
-        return self._ptr is None
+        return self._closed
 
     def __enter__(self):
         return self
@@ -898,7 +1178,7 @@ class Cursor:
 
     def __repr__(self):
         return "<libtopic.Cursor of %r%s>" % (
-            self._topic.path, " closed" if self._ptr is None else "")
+            self._topic.path, " closed" if self._closed else "")
 
 
 class _Records:
@@ -906,8 +1186,12 @@ class _Records:
     is finished by the first exception it raises, and a BufferError (a view
     of the last record still alive) must leave the iteration where it was,
     to go on once the view is dropped, as with a Cursor.  Any other
-    exception, the end of the log or close() ends it and closes the
-    cursor."""
+    exception, the end of the log or close() ends it for good and closes
+    the cursor.
+
+    Dropping the iterator does not close the cursor itself: the cursor
+    closes when its last reference goes, which a zero-copy view of one of
+    its records (copy=False) holds for as long as it is alive."""
 
     def __init__(self, cur, follow, copy):
         self._cur = cur
@@ -928,8 +1212,15 @@ class _Records:
                     return rec
                 if not self._follow:
                     break
-                cur._topic.wait(_lib_cursor_offset(cur))
+                cur._topic._wait(cur.offset, None, cur)
         except BufferError:
+            raise
+        except ClosedError:
+            if self._cur is None:
+                # close() was called, from another thread or a signal
+                # handler: the iteration just ends.
+                raise StopIteration from None
+            self.close()
             raise
         except BaseException:
             self.close()
@@ -938,25 +1229,23 @@ class _Records:
         raise StopIteration
 
     def close(self):
+        """Ends the iteration and closes its cursor; again does nothing.
+        From another thread, a next() waiting for records (follow=True)
+        returns within WAIT_SLICE by raising StopIteration."""
         cur, self._cur = self._cur, None
         if cur is not None:
             cur.close()
 
-    def __del__(self):
-        self.close()
+
+# Every open Topic, for _after_fork_in_child.
+_open_topics = weakref.WeakSet()
 
 
-def _iterate(cur, follow, copy):
-    return _Records(cur, follow, copy)
+def _after_fork_in_child():
+    me = _get_ident()
+    for t in list(_open_topics):
+        t._after_fork(me)
 
 
-def _lib_cursor_offset(cur):
-    t = cur._topic
-    calls = t._calls
-    try:
-        calls.append(None)
-        t._enter()
-        cur._check()
-        return _lib.topic_cursor_offset(cur._ptr)
-    finally:
-        calls.pop()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,11 +1,13 @@
 """Cursors, records(), following, zero-copy views, seek_time, wait."""
 import gc
+import textwrap
 import threading
 import time
 
 import pytest
 
 import libtopic
+from conftest import run_python
 
 
 def fill(topic, n, prefix=b"v"):
@@ -132,6 +134,70 @@ def test_close_ends_a_follower_in_another_thread(path):
     assert time.monotonic() - start < 2
 
 
+def follow_in_a_thread(target):
+    """Runs target() in a daemon thread; returns (thread, list it appends
+    the outcome to: "ended", or the exception it raised)."""
+    outcome = []
+
+    def run():
+        try:
+            target()
+            outcome.append("ended")
+        except BaseException as e:
+            outcome.append(e)
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return th, outcome
+
+
+def test_closing_a_follow_iterator_from_another_thread_ends_it(topic):
+    """Its close() used to close the cursor but leave the follower asleep in
+    wait() until a record arrived, however long that took."""
+    it = topic.records(follow=True)
+    got = []
+    th, outcome = follow_in_a_thread(lambda: got.extend(rec.value for rec in it))
+    topic.append(b"one")
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)                               # asleep in wait() now
+    start = time.monotonic()
+    it.close()
+    th.join(2)
+    assert not th.is_alive(), "the follower is still waiting"
+    assert time.monotonic() - start < 1
+    assert outcome == ["ended"]                   # StopIteration: the loop just ends
+    assert got == [b"one"]
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+def test_closing_a_cursor_ends_a_wait_on_it_in_another_thread(topic):
+    c = topic.cursor()
+    th, outcome = follow_in_a_thread(c.wait)
+    time.sleep(0.15)                              # asleep in wait() now
+    start = time.monotonic()
+    c.close()
+    th.join(2)
+    assert not th.is_alive(), "the waiter is still waiting"
+    assert time.monotonic() - start < 1
+    assert len(outcome) == 1 and isinstance(outcome[0], libtopic.ClosedError)
+    assert "cursor" in str(outcome[0])
+
+
+def test_a_cursor_resumes_after_stop_iteration_but_records_does_not(topic):
+    topic.append(b"a")
+    c = topic.cursor()
+    it = topic.records()
+    assert [r.value for r in c] == [b"a"]
+    assert [r.value for r in it] == [b"a"]
+    topic.append(b"b")
+    assert [r.value for r in c] == [b"b"]         # the cursor goes on
+    assert list(it) == []                         # records() stays stopped
+    c.close()
+
+
 def test_wait(topic):
     start = time.monotonic()
     assert topic.wait(0, timeout=0.25) is False
@@ -250,3 +316,87 @@ def test_abandoned_iterators_and_cursors_are_closed(path):
     gc.collect()
     assert len(t._cursors) == 0
     t.close()
+
+
+# A topic that is never closed, read with copy=False; its cursor (or the
+# records() iterator) and the topic itself are dropped while a slice of a
+# value and a view of a view of a key are kept.  Collecting them used to
+# close the topic, which unmaps the segments: touching the views then
+# crashed.  Run in a child, whose exit status tells a crash.
+KEEP_ALIVE = textwrap.dedent("""
+    import gc, sys, libtopic
+    path, how = sys.argv[1], sys.argv[2]
+    t = libtopic.Topic(path, create=True)
+    t.append(b"hello zero-copy world " * 200, key=b"the key")
+    if how == "cursor":
+        holder = t.cursor()
+        r = holder.next(copy=False)
+    else:
+        holder = t.records(copy=False)
+        r = next(holder)
+    part = r.value[6:15]
+    again = memoryview(memoryview(r.key))[4:]
+    del holder, r, t
+    gc.collect()
+    print(bytes(part).decode(), bytes(again).decode(), flush=True)
+    del part, again
+    gc.collect()
+    with libtopic.Topic(path) as t:   # the writer lock went with the last view
+        print(t.end_offset, flush=True)
+""")
+
+
+@pytest.mark.parametrize("how", ["cursor", "records"])
+def test_zero_copy_views_keep_a_collected_topic_open(path, how):
+    r = run_python(KEEP_ALIVE, path, how)
+    assert r.returncode == 0, "exit status %d: %s" % (r.returncode, r.stderr)
+    assert r.stdout.split() == ["zero-copy", "key", "1"]
+
+
+# With lz4 a value lives in its cursor's decompression buffer.  Collecting
+# the cursor while slices of its values were alive freed that buffer, and the
+# next cursor to decompress a batch was given it: the slices then read that
+# batch's bytes.  (In a child: reading freed memory may also crash.)
+LZ4_VIEWS = textwrap.dedent("""
+    import gc, sys, libtopic
+    path, how = sys.argv[1], sys.argv[2]
+    first = [b"A%03d" % i * 50 for i in range(20)]
+    second = [b"B%03d" % i * 50 for i in range(20)]
+    with libtopic.Topic(path, create=True, config={"compression.type": "lz4"}) as t:
+        t.append_batch(first)
+        t.append_batch(second)
+        if how == "cursor":
+            holder = t.cursor()
+            r = holder.next(copy=False)
+        else:
+            holder = t.records(copy=False)
+            r = next(holder)
+        part = r.value[1:]
+        whole = memoryview(r.value)
+        del holder, r
+        gc.collect()
+        assert [x.value for x in t.records(20)] == second
+        print(bytes(part) == first[0][1:], bytes(whole) == first[0], flush=True)
+""")
+
+
+@pytest.mark.parametrize("how", ["cursor", "records"])
+def test_zero_copy_views_of_lz4_records_outlive_a_collected_cursor(path, how):
+    r = run_python(LZ4_VIEWS, path, how)
+    assert r.returncode == 0, "exit status %d: %s" % (r.returncode, r.stderr)
+    assert r.stdout.split() == ["True", "True"]
+
+
+def test_zero_copy_views_keep_their_cursor_open_until_they_go(topic):
+    """What the two tests above rely on, seen from inside: a collected cursor
+    stays open exactly as long as a view of one of its records."""
+    topic.append(b"value")
+    c = topic.cursor()
+    part = c.next(copy=False).value[1:]
+    del c
+    gc.collect()
+    assert len(topic._cursors) == 1
+    assert bytes(part) == b"alue"
+    del part
+    gc.collect()
+    assert len(topic._cursors) == 0

@@ -185,6 +185,49 @@ def test_invalid_argument(topic):
             c.seek_time(None)                    # None means "now" only to appends
 
 
+def test_invalid_group_names_say_what_is_wrong(topic):
+    """They used to say only "Invalid argument" (or, for a lone surrogate,
+    raise the codec's UnicodeEncodeError)."""
+    cases = {"": "it is empty", ".hidden": "it starts with '.'",
+             "has space": "it contains ' '", "x" * 129: "it is 129 characters long",
+             "ünï": "it contains 'ü'", "bad\udcffname": "it contains '\\udcff'"}
+    for name, why in cases.items():
+        for call in (lambda: topic.commit(name, 0), lambda: topic.committed(name)):
+            with pytest.raises(libtopic.InvalidArgument) as ei:
+                call()
+            assert ei.value.errno == errno.EINVAL
+            assert "invalid group name" in str(ei.value) and why in str(ei.value)
+            assert "1 to 128 characters" in str(ei.value)
+    assert topic.groups() == []
+
+
+def test_strerror_takes_c_ints_only():
+    """strerror(2**40) used to say "success": ctypes kept its low 32 bits."""
+    assert libtopic.strerror(12345) == "unknown error code"
+    assert libtopic.strerror(-(2 ** 31)) == "unknown error code"
+    for bad in (2 ** 40, 2 ** 31, -(2 ** 31) - 1, -(2 ** 40)):
+        with pytest.raises(ValueError, match="out of range"):
+            libtopic.strerror(bad)
+    for bad in ("-2", -2.0, None):
+        with pytest.raises(TypeError, match="int"):
+            libtopic.strerror(bad)
+
+
+def test_a_cursor_needs_an_open_topic(path):
+    """Cursor(None) used to fail with AttributeError: 'NoneType' object has
+    no attribute '_calls'."""
+    with pytest.raises(TypeError, match="Topic, not None"):
+        libtopic.Cursor(None)
+    with pytest.raises(TypeError, match="Topic, not str"):
+        libtopic.Cursor(str(path))
+    t = libtopic.Topic(path, create=True)
+    t.close()
+    with pytest.raises(libtopic.ClosedError, match="closed"):
+        libtopic.Cursor(t)
+    with pytest.raises(libtopic.ClosedError, match="closed"):
+        t.cursor()
+
+
 def test_nul_bytes_in_names_are_refused(tmp_path, topic):
     """C would see a string end at its first NUL and act on a shorter name:
     another directory, group or setting than the caller gave."""

@@ -162,3 +162,99 @@ def test_not_libtopic_is_refused(tmp_path):
         assert "LIBTOPIC_PATH" not in r.stdout     # found elsewhere, not libc
     else:
         assert "does not export topic_version_number" in r.stderr
+
+
+# close() in a signal handler while the main thread waits: close() used to
+# wait for the interrupted call to return, which it never could, being
+# further down the same stack.  Now the close completes as that call returns.
+# "iterator" closes the records() iterator instead, which used to leave the
+# follower asleep for good.
+SIGNAL_CLOSE = textwrap.dedent("""
+    import signal, sys, libtopic
+    path, mode = sys.argv[1], sys.argv[2]
+    t = libtopic.Topic(path, create=True)
+    t.append(b"kept")
+    it = t.records(1, follow=True)
+
+    def on_alarm(signum, frame):
+        if mode == "iterator":
+            it.close()
+        else:
+            t.close()
+        print("handler returned", flush=True)
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        if mode == "wait":
+            t.wait(1)
+        else:
+            for rec in it:
+                pass
+        print("ended", flush=True)
+    except libtopic.ClosedError:
+        print("ClosedError", flush=True)
+    print("closed" if t.closed else "open", flush=True)
+    t.close()
+    with libtopic.Topic(path) as t:       # the writer lock was released
+        print(t.read(0).decode(), flush=True)
+""")
+
+
+@pytest.mark.parametrize("mode, outcome, state", [
+    ("wait", "ClosedError", "closed"),
+    ("follow", "ClosedError", "closed"),
+    ("iterator", "ended", "open"),
+])
+def test_close_from_a_signal_handler_during_a_wait(path, mode, outcome, state):
+    start = time.monotonic()
+    try:
+        r = run_python(SIGNAL_CLOSE, path, mode, timeout=8)
+    except subprocess.TimeoutExpired:
+        pytest.fail("close() in a signal handler hung")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["handler returned", outcome, state, "kept"]
+    assert time.monotonic() - start < 5
+
+
+# fork() while another thread is inside wait(): the child's copy of the
+# binding's bookkeeping counted that call, which no thread of the child will
+# ever end, and close() in the child waited for it forever.
+FORK_CLOSE = textwrap.dedent("""
+    import os, sys, threading, time, libtopic
+    t = libtopic.Topic(sys.argv[1], create=True)
+    woke = []
+    waiter = threading.Thread(target=lambda: woke.append(t.wait(0, timeout=10)))
+    waiter.start()
+    time.sleep(0.3)                        # the waiter is inside wait() now
+    pid = os.fork()
+    if pid == 0:
+        try:
+            t.close()
+            os._exit(0 if t.closed else 1)
+        except BaseException:
+            os._exit(2)
+    deadline = time.monotonic() + 5
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            print("child exit", os.WEXITSTATUS(status) if os.WIFEXITED(status)
+                  else "signal %d" % os.WTERMSIG(status), flush=True)
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            print("child hung", flush=True)
+            break
+        time.sleep(0.02)
+    t.append(b"after the fork")            # the parent's topic is untouched
+    waiter.join(5)
+    print(woke, t.read(0).decode(), flush=True)
+    t.close()
+""")
+
+
+def test_close_in_a_forked_child_while_a_thread_waits(path):
+    r = run_python(FORK_CLOSE, path, timeout=15)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["child exit 0", "[True] after the fork"]

@@ -82,6 +82,16 @@ def test_exit_closes_on_exception(path):
         assert t.read(0) == b"kept"
 
 
+def test_with_on_a_closed_topic(path):
+    t = libtopic.Topic(path, create=True)
+    t.close()
+    with t as same:                       # entering does not raise
+        assert same is t
+        with pytest.raises(libtopic.ClosedError):
+            t.append(b"x")
+    assert t.closed                       # and leaving does nothing
+
+
 def test_unclosed_topic_warns_and_closes(path):
     t = libtopic.Topic(path, create=True)
     t.append(b"x")
