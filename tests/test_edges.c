@@ -869,6 +869,17 @@ static void test_seek_time_many_segments(void **state)
     free(tss);
 }
 
+/* Appends n records of 300 bytes, each a batch of its own; record i has
+ * timestamp 1000 * (i + 1). */
+static void put_rising(topic *t, int n)
+{
+    char v[301];
+    memset(v, 'v', sizeof v - 1);
+    v[sizeof v - 1] = '\0';
+    for (int i = 0; i < n; i++)
+        put_ts(t, 1000 * (i + 1), v);
+}
+
 /*
  * A sealed segment cut short at a batch boundary lost records whose
  * timestamps nobody knows: a time search finds what comes before the cut,
@@ -879,11 +890,7 @@ static void test_seek_time_over_lost_records(void **state)
 {
     fx *f = *state;
     topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
-    char v[301];
-    memset(v, 'v', sizeof v - 1);
-    v[sizeof v - 1] = '\0';
-    for (int i = 0; i < 60; i++)
-        put_ts(t, 1000 * (i + 1), v);
+    put_rising(t, 60);
     assert_ok(topic_close(t));
     uint64_t *bases = NULL;
     int nseg = tu_list_segments(f->dir, &bases);
@@ -930,11 +937,7 @@ static void test_seek_time_damaged_time_index(void **state)
     fx *f = *state;
     topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "65536",
                          "index.interval.bytes", "1024", NULL);
-    char v[301];
-    memset(v, 'v', sizeof v - 1);
-    v[sizeof v - 1] = '\0';
-    for (int i = 0; i < 300; i++)
-        put_ts(t, 1000 * (i + 1), v);
+    put_rising(t, 300);
     assert_ok(topic_close(t));
     char *path = tu_segment_path(f->dir, 0, "timeindex");
     unsigned char *tix;

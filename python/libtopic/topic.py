@@ -1026,6 +1026,14 @@ class Cursor:
         and anything derived from it, keeps the cursor and its topic from
         being garbage-collected while it is alive, so that it never sees
         their memory freed."""
+        return self._busy_call(self._next, copy)
+
+    def _busy_call(self, fn, *args):
+        """Runs fn(*args) as a call in progress on the topic (which close()
+        waits for, or leaves to finish the close; see Topic._enter), holding
+        the cursor's lock and marked busy, so that a signal handler or a
+        finaliser that interrupted it on this thread gets RuntimeError
+        instead of a deadlock on the lock its own thread holds."""
         t = self._topic
         me = _get_ident()
         calls = t._calls
@@ -1036,7 +1044,7 @@ class Cursor:
                     raise RuntimeError(_REENTRANT)
                 self._busy = True
                 try:
-                    return self._next(copy)
+                    return fn(*args)
                 finally:
                     self._busy = False
         finally:
@@ -1068,30 +1076,18 @@ class Cursor:
         self._call(_lib.topic_cursor_seek_time, ts, "seek_time(%d)" % ts)
 
     def _call(self, fn, arg, what):
-        t = self._topic
-        me = _get_ident()
-        calls = t._calls
-        try:
-            calls.append(me)
-            with self._lock:
-                if self._busy:
-                    raise RuntimeError(_REENTRANT)
-                self._busy = True
-                try:
-                    self._views = _release_views(self._views, False)
-                    if self._views:
-                        raise BufferError(_LEAK_MESSAGE)
-                    t._enter()
-                    self._check()
-                    rc = fn(self._ptr, arg)
-                finally:
-                    self._busy = False
-        finally:
-            calls.remove(me)
-            if t._deferred:
-                t._run_deferred(me)
+        rc = self._busy_call(self._move, fn, arg)
         if rc != 0:
             raise error(rc, what)
+
+    def _move(self, fn, arg):
+        # Under _busy_call: the views of the record the cursor leaves go first.
+        self._views = _release_views(self._views, False)
+        if self._views:
+            raise BufferError(_LEAK_MESSAGE)
+        self._topic._enter()
+        self._check()
+        return fn(self._ptr, arg)
 
     @property
     def offset(self):

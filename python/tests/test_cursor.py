@@ -151,6 +151,16 @@ def follow_in_a_thread(target):
     return th, outcome
 
 
+def close_ends_it_soon(close, th):
+    """Calls close() and checks that thread th, asleep in a wait, ends
+    within a second of it."""
+    start = time.monotonic()
+    close()
+    th.join(2)
+    assert not th.is_alive(), "the waiting thread is still waiting"
+    assert time.monotonic() - start < 1
+
+
 def test_closing_a_follow_iterator_from_another_thread_ends_it(topic):
     """Its close() used to close the cursor but leave the follower asleep in
     wait() until a record arrived, however long that took."""
@@ -162,11 +172,7 @@ def test_closing_a_follow_iterator_from_another_thread_ends_it(topic):
     while not got and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.1)                               # asleep in wait() now
-    start = time.monotonic()
-    it.close()
-    th.join(2)
-    assert not th.is_alive(), "the follower is still waiting"
-    assert time.monotonic() - start < 1
+    close_ends_it_soon(it.close, th)
     assert outcome == ["ended"]                   # StopIteration: the loop just ends
     assert got == [b"one"]
     with pytest.raises(StopIteration):
@@ -177,11 +183,7 @@ def test_closing_a_cursor_ends_a_wait_on_it_in_another_thread(topic):
     c = topic.cursor()
     th, outcome = follow_in_a_thread(c.wait)
     time.sleep(0.15)                              # asleep in wait() now
-    start = time.monotonic()
-    c.close()
-    th.join(2)
-    assert not th.is_alive(), "the waiter is still waiting"
-    assert time.monotonic() - start < 1
+    close_ends_it_soon(c.close, th)
     assert len(outcome) == 1 and isinstance(outcome[0], libtopic.ClosedError)
     assert "cursor" in str(outcome[0])
 
