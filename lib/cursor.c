@@ -262,9 +262,9 @@ TOPIC_API int topic_cursor_seek_time(topic_cursor *c, int64_t timestamp_ms)
         rc = topic__segment_load(t, s);
         if (rc == 0 && atomic_load_explicit(&s->max_ts, memory_order_relaxed) >= timestamp_ms)
             rc = seek_time_in(c, s, timestamp_ms, &found);
-        if (rc == 0 && !found && s->missing && atomic_load(&s->end) > start)
+        if (rc == 0 && !found && atomic_load(&s->missing) && atomic_load(&s->end) > start)
             rc = TOPIC_ECORRUPT;
-        if (rc == 0 && !s->missing)
+        if (rc == 0)
             topic__seglist_time_note(t, s);
         next = topic__segment_next(t, s);
         topic__segment_put(s);

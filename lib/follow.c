@@ -173,6 +173,12 @@ static void follow_settle(struct segment *s)
     topic__close(s->fd);
     s->fd = -1;
     topic__segment_unmap_tail(s, atomic_load(&s->len));
+    /* Its records and their timestamps are all known now, unless the walk
+     * stopped short of its end (damage, or deleted before it was walked):
+     * what time searches need to pass over it (seglist.c). */
+    uint64_t end = atomic_load(&s->end);
+    atomic_store(&s->missing, end != UINT64_MAX && s->walked_end < end);
+    atomic_store_explicit(&s->settled, true, memory_order_release);
 }
 
 /* Reads the writer's published position; false if there is none yet. */

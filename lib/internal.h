@@ -105,7 +105,8 @@ struct segment {
     uint64_t walked_end;          /* follow: one past the last offset walked */
     _Atomic int tidx_state;       /* time index: 0 unchecked, 1 valid, 2 damaged */
     _Atomic bool loaded;          /* mapped and indexed (lazy for sealed ones) */
-    bool missing;                 /* sealed: its intact batches end before its end offset */
+    _Atomic bool missing;         /* sealed: its intact batches end before its end offset */
+    _Atomic bool settled;         /* follow: rolled away from and walked to its end */
     pthread_mutex_t load_lock;
     _Atomic int refs;             /* the list's, the sealer's, cursors', readers' in flight */
     bool listed;                  /* in t->segs (under its lock): the list holds a ref */

@@ -137,10 +137,13 @@ struct segment *topic__seglist_time_start(topic *t, int64_t ts)
 void topic__seglist_time_note(topic *t, const struct segment *s)
 {
     struct seglist *l = &t->segs;
-    /* Only a segment that can no longer change: loaded, not the last one
-     * (the writer's active segment, or the one a reader follows), and not
-     * one a reader saw grow, whose largest timestamp comes from walks. */
-    if (!atomic_load_explicit(&s->loaded, memory_order_acquire) || s->follow)
+    /* Only a segment that can no longer change, whose every record counts:
+     * loaded, not the last one (the writer's active segment, or the one a
+     * reader follows), walked to its end if a reader saw it grow, and not
+     * short of records (their timestamps are unknown). */
+    if (!atomic_load_explicit(&s->loaded, memory_order_acquire) ||
+        (s->follow && !atomic_load_explicit(&s->settled, memory_order_acquire)) ||
+        atomic_load(&s->missing))
         return;
     pthread_rwlock_wrlock(&l->lock);
     size_t i = l->cum_n;

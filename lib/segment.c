@@ -230,7 +230,7 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan,
         if (vouched != NULL && end < vouched->end) {
             atomic_store(&s->len, size < vouched->len ? size : vouched->len);
             atomic_store(&s->end, vouched->end);
-            s->missing = true;
+            atomic_store(&s->missing, true);
             s->reserved = size;
             atomic_store(&s->loaded, true);
             return TOPIC__LOST;
@@ -401,7 +401,7 @@ static void store_index(topic *t, const struct index *ix, uint64_t base, const c
 static void note_missing(struct segment *s, uint64_t walked)
 {
     uint64_t end = atomic_load(&s->end);
-    s->missing = end != UINT64_MAX && walked < end;
+    atomic_store(&s->missing, end != UINT64_MAX && walked < end);
 }
 
 /* Maps a sealed segment's .log and index files and walks the batches after

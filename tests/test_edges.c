@@ -39,6 +39,7 @@
 #include <xxhash.h>
 
 #include "topic.h"
+#include "internal.h"
 #include "os.h"
 #include "faults.h"
 #include "testutil.h"
@@ -796,6 +797,16 @@ static void test_seek_time_max_ts_lie(void **state)
     assert_ok(topic_close(t));
 }
 
+/* How many segments, from the first, the running maximum of timestamps
+ * that time searches use covers (lib/seglist.c). */
+static size_t known_maxima(topic *t)
+{
+    pthread_rwlock_rdlock(&t->segs.lock);
+    size_t n = t->segs.cum_n;
+    pthread_rwlock_unlock(&t->segs.lock);
+    return n;
+}
+
 /* The first offset at or past `start` whose timestamp is >= ts, in the
  * model `tss` of n records; n when there is none. */
 static uint64_t model_seek_time(const int64_t *tss, uint64_t start, uint64_t n, int64_t ts)
@@ -839,6 +850,9 @@ static void test_seek_time_many_segments(void **state)
     int64_t *tss = malloc(N * sizeof *tss);
     assert_non_null(tss);
     topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    /* A reader that follows the writer from the start: it saw every
+     * segment grow, and knows them from its own walks. */
+    topic *fr = open_with(f->dir, TOPIC_RDONLY, NULL);
     char v[201];
     memset(v, 'v', sizeof v - 1);
     v[sizeof v - 1] = '\0';
@@ -849,14 +863,23 @@ static void test_seek_time_many_segments(void **state)
         if (tss[o] < 1)
             tss[o] = 1;
         put_ts(t, tss[o], v);
+        assert_u64(topic_end_offset(fr), o + 1);
     }
     int64_t most = 0;
     for (uint64_t o = 0; o < N; o++)
         most = tss[o] > most ? tss[o] : most;
     assert_true(tu_count_suffix(f->dir, ".log") > 50);
     check_seeks(t, tss, N, most);
+    check_seeks(fr, tss, N, most);
+    /* Searches pass over the segments they know in O(log n): every
+     * segment but the last is in the running maximum, the follower's too. */
+    size_t nseg = (size_t)tu_count_suffix(f->dir, ".log");
+    assert_int_equal(known_maxima(t), nseg - 1);
+    assert_int_equal(known_maxima(fr), nseg - 1);
+    assert_ok(topic_close(fr));
     topic *r = open_with(f->dir, TOPIC_RDONLY, NULL);
     check_seeks(r, tss, N, most);
+    assert_int_equal(known_maxima(r), nseg - 1);
     /* Deleting segments forgets what the handles knew of them. */
     assert_ok(topic_delete_before(t, N / 3));
     check_seeks(t, tss, N, most);
