@@ -299,8 +299,9 @@ TOPIC_API int topic_cursor_seek(topic_cursor *c, uint64_t offset);
  * >= timestamp_ms; to the end offset if there is none.  Correct for
  * timestamps in any order; cost O(log n) plus two index intervals of
  * scanning (the first search on a handle opens, once, each segment it
- * passes).  A search that has to look at records lost to damage returns
- * TOPIC_ECORRUPT; on any error the cursor keeps its position.
+ * passes).  A search that needs the timestamps of records lost to damage
+ * (and that the time index does not settle) returns TOPIC_ECORRUPT; on any
+ * error the cursor keeps its position.
  * Errors: -EINVAL, TOPIC_ECORRUPT, TOPIC_EVERSION, errors opening a segment
  * (-ENOMEM, -EMFILE, -EIO).
  */

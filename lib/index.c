@@ -162,6 +162,19 @@ bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entr
     return true;
 }
 
+bool topic__index_last(const struct index *ix, struct idx_entry *e, struct idx_entry *prev)
+{
+    uint32_t n = atomic_load_explicit(&ix->n, memory_order_acquire);
+    if (n == 0)
+        return false;
+    entry_at(ix, n - 1, e);
+    if (n >= 2)
+        entry_at(ix, n - 2, prev);
+    else
+        *prev = (struct idx_entry){ 0, 0, INT64_MIN };
+    return true;
+}
+
 bool topic__index_find_time(const struct index *ix, int64_t ts, struct idx_entry *e,
                             struct idx_entry *prev)
 {

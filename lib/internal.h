@@ -64,6 +64,9 @@ bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entr
  * gets the entry before it, or the segment's start (0, 0, INT64_MIN). */
 bool topic__index_find_time(const struct index *ix, int64_t ts, struct idx_entry *e,
                             struct idx_entry *prev);
+/* The last entry, and the one before it (or the segment's start); false
+ * when there is none. */
+bool topic__index_last(const struct index *ix, struct idx_entry *e, struct idx_entry *prev);
 /* Checks that entries grow strictly and stay inside the segment. */
 bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_len);
 /* How many entries, from the first, pass those checks. */

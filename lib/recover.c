@@ -5,6 +5,46 @@
  */
 #include "internal.h"
 
+/* The largest max_ts of the batches from `pos` (offset `expect`) up to
+ * position `stop`, reading headers only; false unless they chain up to
+ * exactly `stop`. */
+static bool headers_max(const struct segment *s, size_t pos, uint64_t expect, size_t stop,
+                        size_t limit, int64_t *max)
+{
+    *max = INT64_MIN;
+    while (pos < stop && pos < limit) {
+        struct batch_header h;
+        if (topic__header_parse(s->map + pos, limit - pos, &h) < 0 || h.base_offset != expect)
+            return false;
+        if (h.max_ts > *max)
+            *max = h.max_ts;
+        pos += h.length;
+        expect += h.count;
+    }
+    return pos == stop;
+}
+
+/*
+ * The largest timestamp of the records before time-index entry e, which a
+ * walk from e takes on trust: from e itself when it checks out against the
+ * entry before it, p, and the batches between them (one index interval).
+ * A damaged e that says too little would hide the segment from time
+ * searches: it either breaks the order of the entries or is below one of
+ * those batches.  Then the index is marked damaged and every header before
+ * e is read instead; when they do not chain up to e either, the answer is
+ * INT64_MAX: unknown, so searches look into the segment.
+ */
+static int64_t max_before_entry(struct segment *s, const struct idx_entry *e,
+                                const struct idx_entry *p, size_t limit)
+{
+    int64_t m;
+    if (p->max_ts_before <= e->max_ts_before && p->pos < e->pos &&
+        headers_max(s, p->pos, s->base + p->rel, e->pos, limit, &m) && m <= e->max_ts_before)
+        return e->max_ts_before;
+    atomic_store(&s->tidx_state, 2);
+    return headers_max(s, 0, s->base, e->pos, limit, &m) ? m : INT64_MAX;
+}
+
 /*
  * Walks the batches of s from the last index entry (or from position 0 when
  * the indexes are empty) up to `limit` bytes, tracking the largest timestamp
@@ -19,22 +59,22 @@
 int topic__segment_scan(topic *t, struct segment *s, size_t limit, int how,
                         size_t *len, uint64_t *end)
 {
-    struct idx_entry e;
+    struct idx_entry e, p;
     size_t pos = 0;
     uint64_t expect = s->base;
+    if (limit > s->map_len)
+        limit = s->map_len;
     /* New entries go after the last offset-index entry; the largest
      * timestamp is known up to the last time-index entry.  The two are the
      * same entry unless one file lost some (a full disk skips entries), so
      * the walk starts at the time index's, which is never later. */
     if (topic__index_find_rel(&s->idx, UINT32_MAX, &e))
         s->last_index_pos = e.pos;
-    if (topic__index_find_rel(&s->tidx, UINT32_MAX, &e) && e.pos <= s->last_index_pos) {
+    if (topic__index_last(&s->tidx, &e, &p) && e.pos <= s->last_index_pos) {
         pos = e.pos;
         expect = s->base + e.rel;
-        atomic_store(&s->max_ts, e.max_ts_before);
+        atomic_store(&s->max_ts, max_before_entry(s, &e, &p, limit));
     }
-    if (limit > s->map_len)
-        limit = s->map_len;
     uint64_t stop = atomic_load(&s->end);   /* UINT64_MAX while unknown */
     while (pos < limit && expect < stop) {
         struct batch_header h;

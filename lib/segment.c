@@ -219,7 +219,8 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan,
     if (!scan) {
         TRY(map_indexes(t, s, index_cap(t, capacity), false));
         scan = topic__segment_scan(t, s, vouched->len, TOPIC__SCAN_INDEX, &len, &end) < 0 ||
-               len != vouched->len || end != vouched->end;
+               len != vouched->len || end != vouched->end ||
+               atomic_load(&s->tidx_state) == 2;   /* a damaged time index: rebuild */
         if (scan)
             reset_indexes(s);
     }
@@ -443,7 +444,8 @@ static int load_sealed(topic *t, struct segment *s)
     if (rc == TOPIC_EVERSION)
         return rc;
     bool sparse = atomic_load(&s->idx.n) == 0 && size > 4 * (size_t)t->cfg.v[TOPIC_K_INDEX_INTERVAL];
-    if (rc == 0 && len == size && !sparse) {
+    /* A time index found wrong by the walk is rebuilt, and stored again. */
+    if (rc == 0 && len == size && !sparse && atomic_load(&s->tidx_state) != 2) {
         note_missing(s, end);
         close_fds(s);
         return 0;

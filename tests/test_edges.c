@@ -992,6 +992,52 @@ static void test_seek_time_damaged_time_index(void **state)
     }
 }
 
+/*
+ * The last time-index entry of a sealed segment gives the largest
+ * timestamp of the records before it.  One flipped bit there (the sign)
+ * made the segment's largest timestamp look small, and searches passed
+ * over the segment to a later record.  The entry is checked against the one
+ * before it and the batches between them; found wrong, the index is
+ * rebuilt from the log.
+ */
+static void test_seek_time_damaged_last_time_index_entry(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    char v[301];
+    memset(v, 'v', sizeof v - 1);
+    v[sizeof v - 1] = '\0';
+    /* Rising timestamps, except that record 1 is later than all others. */
+    for (int i = 0; i < 40; i++)
+        put_ts(t, i == 1 ? 900000 : 1000 * (i + 1), v);
+    assert_ok(topic_close(t));
+    char *path = tu_segment_path(f->dir, 0, "timeindex");
+    unsigned char *tix;
+    size_t len;
+    assert_ok(tu_read_file(path, &tix, &len));
+    assert_true(len >= 32 && len % 16 == 0);
+    assert_true(le64(tix + len - 16) == 900000);
+    tix[len - 16 + 7] ^= 0x80;   /* the sign bit of max_ts_before */
+    assert_ok(tu_overwrite_file(path, tix, len));
+    free(tix);
+    for (int ro = 0; ro < 2; ro++) {
+        t = open_with(f->dir, ro ? TOPIC_RDONLY : 0, NULL);
+        topic_cursor *c;
+        assert_ok(topic_cursor_open(t, 0, &c));
+        assert_ok(topic_cursor_seek_time(c, 500000));
+        assert_u64(topic_cursor_offset(c), 1);
+        assert_ok(topic_cursor_seek_time(c, 900001));
+        assert_u64(topic_cursor_offset(c), 40);
+        topic_cursor_close(c);
+        assert_ok(topic_close(t));
+    }
+    /* The writer stored the rebuilt index. */
+    assert_ok(tu_read_file(path, &tix, &len));
+    assert_true(len >= 16 && le64(tix + len - 16) == 900000);
+    free(tix);
+    free(path);
+}
+
 /* Batches of a newer format version (their checksum holds) in a sealed
  * segment are never read as damage nor as records: TOPIC_EVERSION, every
  * time, while the other segments stay readable. */
@@ -2642,6 +2688,7 @@ int main(void)
         T(test_seek_time_many_segments),
         T(test_seek_time_over_lost_records),
         T(test_seek_time_damaged_time_index),
+        T(test_seek_time_damaged_last_time_index_entry),
         T(test_newer_version_in_sealed_segment),
         T(test_sealed_segment_file_gone),
         T(test_rdonly_sees_deleted_start),
