@@ -170,14 +170,18 @@ TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec)
     return 0;
 }
 
-/* Returned by time_walk() when the time index contradicts the log. */
+/* Returned by time_walk() when an intact batch contradicts the time index,
+ * and when a damaged batch stops the check of the index. */
 #define TIDX_WRONG (-1000)
+#define TIDX_UNCHECKED (-1001)
 
 /*
  * Walks the batches of s from pos (offset `expect`) to the first record
  * whose timestamp is >= ts.  The batches before position `below` must hold
  * no timestamp above `bound` (what the time index entry there promised);
- * one that does means the index is wrong, and TIDX_WRONG is returned.
+ * an intact one that does means the index is wrong (TIDX_WRONG).  A
+ * damaged one there ends the check (TIDX_UNCHECKED): the index was written
+ * while the batch was whole, and vouches for its timestamps.
  */
 static int time_walk(topic_cursor *c, struct segment *s, size_t pos, uint64_t expect,
                      size_t limit, int64_t ts, size_t below, int64_t bound, bool *found)
@@ -187,7 +191,7 @@ static int time_walk(topic_cursor *c, struct segment *s, size_t pos, uint64_t ex
         struct batch_header h;
         if (topic__header_parse(s->map + pos, limit - pos, &h) < 0 || h.base_offset != expect ||
             !topic__batch_verify(s->map + pos, &h))
-            return pos < below ? TIDX_WRONG : TOPIC_ECORRUPT;
+            return pos < below ? TIDX_UNCHECKED : TOPIC_ECORRUPT;
         if (pos < below && (h.max_ts > bound || pos + h.length > below))
             return TIDX_WRONG;
         if (h.max_ts >= ts && h.base_offset + h.count > start) {
@@ -232,10 +236,15 @@ static int seek_time_in(topic_cursor *c, struct segment *s, int64_t ts, bool *fo
         e.pos < limit) {
         int rc = time_walk(c, s, p.pos, s->base + p.rel, limit, ts, e.pos, e.max_ts_before,
                            found);
-        if (rc != TIDX_WRONG)
+        if (rc == TIDX_UNCHECKED)
+            rc = time_walk(c, s, e.pos, s->base + e.rel, limit, ts, 0, INT64_MAX, found);
+        if (rc != TIDX_WRONG && rc != TOPIC_ECORRUPT)
             return rc;
+        /* An entry that does not point at its batch, or that an intact
+         * batch contradicts: walk from the start. */
         *found = false;
-        atomic_store_explicit(&s->tidx_state, 2, memory_order_release);
+        if (rc == TIDX_WRONG)
+            atomic_store_explicit(&s->tidx_state, 2, memory_order_release);
     }
     return time_walk(c, s, 0, s->base, limit, ts, 0, INT64_MAX, found);
 }

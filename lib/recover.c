@@ -5,12 +5,12 @@
  */
 #include "internal.h"
 
-/* The largest max_ts of the batches from `pos` (offset `expect`) up to
- * position `stop`, reading headers only; false unless they chain up to
- * exactly `stop`. */
-static bool headers_max(const struct segment *s, size_t pos, uint64_t expect, size_t stop,
-                        size_t limit, int64_t *max)
+/* The largest max_ts of the batches from position 0 up to `stop`, reading
+ * headers only; false unless they chain up to exactly `stop`. */
+static bool headers_max(const struct segment *s, size_t stop, size_t limit, int64_t *max)
 {
+    size_t pos = 0;
+    uint64_t expect = s->base;
     *max = INT64_MIN;
     while (pos < stop && pos < limit) {
         struct batch_header h;
@@ -24,25 +24,47 @@ static bool headers_max(const struct segment *s, size_t pos, uint64_t expect, si
     return pos == stop;
 }
 
+/* Whether the batches from entry p up to entry e prove e wrong: an intact
+ * one holds a later timestamp than e says, or straddles e's position.  A
+ * damaged batch there stops the check without proving anything: the log
+ * is what is damaged, and e was written while the batch was whole. */
+static bool entry_proven_wrong(const struct segment *s, const struct idx_entry *e,
+                               const struct idx_entry *p, size_t limit)
+{
+    if (p->max_ts_before > e->max_ts_before)
+        return true;
+    size_t pos = p->pos;
+    uint64_t expect = s->base + p->rel;
+    while (pos < e->pos && pos < limit) {
+        struct batch_header h;
+        if (topic__header_parse(s->map + pos, limit - pos, &h) < 0 || h.base_offset != expect ||
+            !topic__batch_verify(s->map + pos, &h))
+            return false;
+        if (h.max_ts > e->max_ts_before || pos + h.length > e->pos)
+            return true;
+        pos += h.length;
+        expect += h.count;
+    }
+    return false;
+}
+
 /*
  * The largest timestamp of the records before time-index entry e, which a
- * walk from e takes on trust: from e itself when it checks out against the
- * entry before it, p, and the batches between them (one index interval).
- * A damaged e that says too little would hide the segment from time
- * searches: it either breaks the order of the entries or is below one of
- * those batches.  Then the index is marked damaged and every header before
- * e is read instead; when they do not chain up to e either, the answer is
- * INT64_MAX: unknown, so searches look into the segment.
+ * walk from e takes on trust.  A damaged e that says too little would hide
+ * the segment from time searches: it breaks the order of the entries, or an
+ * intact batch between e and the entry before it holds a later timestamp
+ * (one index interval to check).  Then the index is marked damaged, and
+ * every header before e is read instead; when they do not chain up to e
+ * either, the answer is INT64_MAX: unknown, so searches look in.
  */
 static int64_t max_before_entry(struct segment *s, const struct idx_entry *e,
                                 const struct idx_entry *p, size_t limit)
 {
-    int64_t m;
-    if (p->max_ts_before <= e->max_ts_before && p->pos < e->pos &&
-        headers_max(s, p->pos, s->base + p->rel, e->pos, limit, &m) && m <= e->max_ts_before)
+    if (!entry_proven_wrong(s, e, p, limit))
         return e->max_ts_before;
     atomic_store(&s->tidx_state, 2);
-    return headers_max(s, 0, s->base, e->pos, limit, &m) ? m : INT64_MAX;
+    int64_t m;
+    return headers_max(s, e->pos, limit, &m) ? m : INT64_MAX;
 }
 
 /*
