@@ -38,6 +38,17 @@ static inline void entry_at(const struct index *ix, uint32_t i, struct idx_entry
     e->pos = topic__load32(p + 4);
 }
 
+/* Entry i, and the one before it or the segment's start (0, 0, INT64_MIN). */
+static void entry_and_prev(const struct index *ix, uint32_t i, struct idx_entry *e,
+                           struct idx_entry *prev)
+{
+    entry_at(ix, i, e);
+    if (i > 0)
+        entry_at(ix, i - 1, prev);
+    else
+        *prev = (struct idx_entry){ 0, 0, INT64_MIN };
+}
+
 /* Entries' worth of file allocated at a time: 4096 of them. */
 #define RESERVE_ENTRIES 4096u
 
@@ -89,11 +100,7 @@ static bool last_before(const struct index *ix, bool (*before)(const struct idx_
     }
     if (lo == 0)
         return false;
-    entry_at(ix, lo - 1, e);
-    if (lo >= 2)
-        entry_at(ix, lo - 2, prev);
-    else
-        *prev = (struct idx_entry){ 0, 0, INT64_MIN };
+    entry_and_prev(ix, lo - 1, e, prev);
     return true;
 }
 
@@ -167,11 +174,7 @@ bool topic__index_last(const struct index *ix, struct idx_entry *e, struct idx_e
     uint32_t n = atomic_load_explicit(&ix->n, memory_order_acquire);
     if (n == 0)
         return false;
-    entry_at(ix, n - 1, e);
-    if (n >= 2)
-        entry_at(ix, n - 2, prev);
-    else
-        *prev = (struct idx_entry){ 0, 0, INT64_MIN };
+    entry_and_prev(ix, n - 1, e, prev);
     return true;
 }
 
