@@ -170,30 +170,17 @@ TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec)
     return 0;
 }
 
-/* Returned by time_walk() when an intact batch contradicts the time index,
- * and when a damaged batch stops the check of the index. */
-#define TIDX_WRONG (-1000)
-#define TIDX_UNCHECKED (-1001)
-
-/*
- * Walks the batches of s from pos (offset `expect`) to the first record
- * whose timestamp is >= ts.  The batches before position `below` must hold
- * no timestamp above `bound` (what the time index entry there promised);
- * an intact one that does means the index is wrong (TIDX_WRONG).  A
- * damaged one there ends the check (TIDX_UNCHECKED): the index was written
- * while the batch was whole, and vouches for its timestamps.
- */
+/* Walks the batches of s from pos (offset `expect`) to the first record
+ * whose timestamp is >= ts. */
 static int time_walk(topic_cursor *c, struct segment *s, size_t pos, uint64_t expect,
-                     size_t limit, int64_t ts, size_t below, int64_t bound, bool *found)
+                     size_t limit, int64_t ts, bool *found)
 {
     uint64_t start = topic_start_offset(c->t);
     while (pos < limit) {
         struct batch_header h;
         if (topic__header_parse(s->map + pos, limit - pos, &h) < 0 || h.base_offset != expect ||
             !topic__batch_verify(s->map + pos, &h))
-            return pos < below ? TIDX_UNCHECKED : TOPIC_ECORRUPT;
-        if (pos < below && (h.max_ts > bound || pos + h.length > below))
-            return TIDX_WRONG;
+            return TOPIC_ECORRUPT;
         if (h.max_ts >= ts && h.base_offset + h.count > start) {
             const uint8_t *rp, *bend;
             int rc = topic__batch_records(s->map + pos, &h, &c->z, &rp, &bend);
@@ -216,17 +203,16 @@ static int time_walk(topic_cursor *c, struct segment *s, size_t pos, uint64_t ex
         pos += h.length;
         expect += h.count;
     }
-    return pos < below ? TIDX_WRONG : 0;
+    return 0;
 }
 
 /*
  * Finds, in segment s, the first record whose timestamp is >= ts.  The time
  * index names the last entry e before which every timestamp is < ts; the
- * walk starts one entry earlier, at p, and checks that no batch between p
- * and e holds a timestamp above what e says.  A damaged entry that says too
- * little (and would skip records) either breaks the order of the entries,
- * which topic__segment_tidx_ok() checks, or is caught by that check.  An
- * index found wrong is not used again: the segment is walked from its start.
+ * walk starts there once the batches since the entry before it do not
+ * prove e wrong (topic__tidx_entry_wrong).  An index found wrong is not
+ * used again, and an entry that does not point at its batch is not used:
+ * the segment is walked from its start.
  */
 static int seek_time_in(topic_cursor *c, struct segment *s, int64_t ts, bool *found)
 {
@@ -234,19 +220,15 @@ static int seek_time_in(topic_cursor *c, struct segment *s, int64_t ts, bool *fo
     size_t limit = atomic_load_explicit(&s->len, memory_order_acquire);
     if (topic__segment_tidx_ok(s) && topic__index_find_time(&s->tidx, ts, &e, &p) &&
         e.pos < limit) {
-        int rc = time_walk(c, s, p.pos, s->base + p.rel, limit, ts, e.pos, e.max_ts_before,
-                           found);
-        if (rc == TIDX_UNCHECKED)
-            rc = time_walk(c, s, e.pos, s->base + e.rel, limit, ts, 0, INT64_MAX, found);
-        if (rc != TIDX_WRONG && rc != TOPIC_ECORRUPT)
-            return rc;
-        /* An entry that does not point at its batch, or that an intact
-         * batch contradicts: walk from the start. */
-        *found = false;
-        if (rc == TIDX_WRONG)
+        if (topic__tidx_entry_wrong(s, &e, &p, limit)) {
             atomic_store_explicit(&s->tidx_state, 2, memory_order_release);
+        } else {
+            int rc = time_walk(c, s, e.pos, s->base + e.rel, limit, ts, found);
+            if (rc != TOPIC_ECORRUPT)
+                return rc;
+        }
     }
-    return time_walk(c, s, 0, s->base, limit, ts, 0, INT64_MAX, found);
+    return time_walk(c, s, 0, s->base, limit, ts, found);
 }
 
 /*

@@ -176,8 +176,7 @@ static void follow_settle(struct segment *s)
     /* Its records and their timestamps are all known now, unless the walk
      * stopped short of its end (damage, or deleted before it was walked):
      * what time searches need to pass over it (seglist.c). */
-    uint64_t end = atomic_load(&s->end);
-    atomic_store(&s->missing, end != UINT64_MAX && s->walked_end < end);
+    topic__segment_note_missing(s, s->walked_end);
     atomic_store_explicit(&s->settled, true, memory_order_release);
 }
 

@@ -65,7 +65,8 @@ bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entr
 bool topic__index_find_time(const struct index *ix, int64_t ts, struct idx_entry *e,
                             struct idx_entry *prev);
 /* The last entry, and the one before it (or the segment's start); false
- * when there is none. */
+ * when there is none.  topic__tidx_entry_wrong() (recover.c) checks such a
+ * pair against the log. */
 bool topic__index_last(const struct index *ix, struct idx_entry *e, struct idx_entry *prev);
 /* Checks that entries grow strictly and stay inside the segment. */
 bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_len);
@@ -123,6 +124,14 @@ struct segment *topic__segment_new(uint64_t base);
 int  topic__segment_unlink(topic *t, uint64_t base);
 /* Creates a fresh, empty, preallocated active segment. */
 int  topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segment **out);
+/* Notes whether a sealed segment's batches, which a walk found to end at
+ * offset `walked`, fall short of its end offset (the next segment's base):
+ * records are missing, and nothing is known of their timestamps. */
+void topic__segment_note_missing(struct segment *s, uint64_t walked);
+/* Checks time-index entry e against the entry before it, p, and the log
+ * between them (recover.c); true when they prove e wrong. */
+bool topic__tidx_entry_wrong(const struct segment *s, const struct idx_entry *e,
+                             const struct idx_entry *p, size_t limit);
 /* Maps a sealed segment on first use and validates (or rebuilds) its index. */
 int  topic__segment_load(topic *t, struct segment *s);
 /* What a clean close recorded of its active segment: every byte below

@@ -5,31 +5,17 @@
  */
 #include "internal.h"
 
-/* The largest max_ts of the batches from position 0 up to `stop`, reading
- * headers only; false unless they chain up to exactly `stop`. */
-static bool headers_max(const struct segment *s, size_t stop, size_t limit, int64_t *max)
-{
-    size_t pos = 0;
-    uint64_t expect = s->base;
-    *max = INT64_MIN;
-    while (pos < stop && pos < limit) {
-        struct batch_header h;
-        if (topic__header_parse(s->map + pos, limit - pos, &h) < 0 || h.base_offset != expect)
-            return false;
-        if (h.max_ts > *max)
-            *max = h.max_ts;
-        pos += h.length;
-        expect += h.count;
-    }
-    return pos == stop;
-}
-
-/* Whether the batches from entry p up to entry e prove e wrong: an intact
- * one holds a later timestamp than e says, or straddles e's position.  A
- * damaged batch there stops the check without proving anything: the log
- * is what is damaged, and e was written while the batch was whole. */
-static bool entry_proven_wrong(const struct segment *s, const struct idx_entry *e,
-                               const struct idx_entry *p, size_t limit)
+/*
+ * Whether the batches from time-index entry p up to the next entry e prove
+ * e wrong: e's max_ts_before is below p's, or an intact batch between them
+ * holds a later timestamp than e says or straddles e's position.  A damaged
+ * e that says too little, which would make a walk from it skip records,
+ * shows this way (one index interval to read).  A damaged batch there stops
+ * the check without proving anything: the log is what is damaged, and e
+ * was written while the batch was whole.
+ */
+bool topic__tidx_entry_wrong(const struct segment *s, const struct idx_entry *e,
+                             const struct idx_entry *p, size_t limit)
 {
     if (p->max_ts_before > e->max_ts_before)
         return true;
@@ -46,25 +32,6 @@ static bool entry_proven_wrong(const struct segment *s, const struct idx_entry *
         expect += h.count;
     }
     return false;
-}
-
-/*
- * The largest timestamp of the records before time-index entry e, which a
- * walk from e takes on trust.  A damaged e that says too little would hide
- * the segment from time searches: it breaks the order of the entries, or an
- * intact batch between e and the entry before it holds a later timestamp
- * (one index interval to check).  Then the index is marked damaged, and
- * every header before e is read instead; when they do not chain up to e
- * either, the answer is INT64_MAX: unknown, so searches look in.
- */
-static int64_t max_before_entry(struct segment *s, const struct idx_entry *e,
-                                const struct idx_entry *p, size_t limit)
-{
-    if (!entry_proven_wrong(s, e, p, limit))
-        return e->max_ts_before;
-    atomic_store(&s->tidx_state, 2);
-    int64_t m;
-    return headers_max(s, e->pos, limit, &m) ? m : INT64_MAX;
 }
 
 /*
@@ -93,9 +60,20 @@ int topic__segment_scan(topic *t, struct segment *s, size_t limit, int how,
     if (topic__index_find_rel(&s->idx, UINT32_MAX, &e))
         s->last_index_pos = e.pos;
     if (topic__index_last(&s->tidx, &e, &p) && e.pos <= s->last_index_pos) {
-        pos = e.pos;
-        expect = s->base + e.rel;
-        atomic_store(&s->max_ts, max_before_entry(s, &e, &p, limit));
+        /* A follower walks its segment again at every refresh: an entry it
+         * has walked past was checked, or made by that walk. */
+        bool checked = s->follow && s->walked_end > s->base + e.rel;
+        if (checked || !topic__tidx_entry_wrong(s, &e, &p, limit)) {
+            pos = e.pos;
+            expect = s->base + e.rel;
+            atomic_store(&s->max_ts, e.max_ts_before);
+        } else {
+            /* The walk from the start takes the largest timestamp from the
+             * batches themselves.  A sealed segment's load and the writer's
+             * open rebuild the time index; a follower's searches walk the
+             * segment from its start instead. */
+            atomic_store(&s->tidx_state, 2);
+        }
     }
     uint64_t stop = atomic_load(&s->end);   /* UINT64_MAX while unknown */
     while (pos < limit && expect < stop) {

@@ -396,10 +396,7 @@ static void store_index(topic *t, const struct index *ix, uint64_t base, const c
     topic__write_file_atomic(t->dirfd, name, ix->map, (size_t)atomic_load(&ix->n) * ix->entry_size);
 }
 
-/* Notes whether a sealed segment's batches, which a walk found to end at
- * offset `walked`, fall short of its end offset (the next segment's base):
- * records are missing, and nothing is known of their timestamps. */
-static void note_missing(struct segment *s, uint64_t walked)
+void topic__segment_note_missing(struct segment *s, uint64_t walked)
 {
     uint64_t end = atomic_load(&s->end);
     atomic_store(&s->missing, end != UINT64_MAX && walked < end);
@@ -446,7 +443,7 @@ static int load_sealed(topic *t, struct segment *s)
     bool sparse = atomic_load(&s->idx.n) == 0 && size > 4 * (size_t)t->cfg.v[TOPIC_K_INDEX_INTERVAL];
     /* A time index found wrong by the walk is rebuilt, and stored again. */
     if (rc == 0 && len == size && !sparse && atomic_load(&s->tidx_state) != 2) {
-        note_missing(s, end);
+        topic__segment_note_missing(s, end);
         close_fds(s);
         return 0;
     }
@@ -455,7 +452,7 @@ static int load_sealed(topic *t, struct segment *s)
     TRY(topic__index_anon(&s->tidx, index_cap(t, size)));
     atomic_store(&s->tidx_state, 1);
     TRY(topic__segment_scan(t, s, size, TOPIC__SCAN_INDEX, &len, &end));
-    note_missing(s, end);
+    topic__segment_note_missing(s, end);
     if (!(t->flags & TOPIC_RDONLY)) {
         store_index(t, &s->idx, s->base, ".index");
         store_index(t, &s->tidx, s->base, ".timeindex");
