@@ -46,8 +46,8 @@ static const char read_usage[] =
     "  -h, --help            show this help\n"
     "\n"
     "Fields are separated by a tab.  Unless --raw is given, backslashes, control\n"
-    "characters and bytes that are not UTF-8 are escaped as \\\\, \\n, \\t, \\r and\n"
-    "\\xHH, so that every record takes exactly one line.\n";
+    "characters, U+2028, U+2029, U+FEFF and bytes that are not UTF-8 are escaped\n"
+    "as \\\\, \\n, \\t, \\r and \\xHH, so that every record takes exactly one line.\n";
 
 struct reader {
     bool json, raw, keys, offsets, timestamps;

@@ -409,5 +409,17 @@ docs[0]["start_offset"] == 15000 and docs[0]["segments"][0]["base_offset"] <= 15
 and (len(docs[0]["segments"]) == 1 or docs[0]["segments"][1]["base_offset"] > 15000)'
 expect 0 "verify after delete-before" verify "$T" --quiet
 
+# --------------------------------------------------------------------------
+# Separators that some programs take for line ends stay escaped, as topic(1)
+# says; printable UTF-8 beyond ASCII does not.
+
+E="$W/escapes"
+expect 0 "create a topic for the escape checks" create "$E"
+printf 'a\342\200\250b\342\200\251c\357\273\277d\302\205e \303\251\n' >"$W/seps"
+expect 0 "append U+2028, U+2029, U+FEFF, U+0085 and an accented letter" append "$E" <"$W/seps"
+run read "$E"
+printf 'a\\xe2\\x80\\xa8b\\xe2\\x80\\xa9c\\xef\\xbb\\xbfd\\xc2\\x85e \303\251\n' >"$W/want"
+check "read escapes the separators, the BOM and C1 controls, not the letter" cmp "$W/want" "$W/out"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
