@@ -282,7 +282,6 @@ struct segment *topic__seglist_time_start(topic *t, int64_t ts);
  * segment before it is recorded already. */
 void topic__seglist_time_note(topic *t, const struct segment *s);
 struct segment *topic__seglist_last(topic *t);
-size_t topic__seglist_count(topic *t);
 /* Removes the segments that end at or below `start`, never the last one;
  * with `unlink`, deletes their files.  Returns how many went. */
 int  topic__seglist_drop_before(topic *t, uint64_t start, bool unlink);

@@ -171,14 +171,6 @@ struct segment *topic__seglist_last(topic *t)
     return s;
 }
 
-size_t topic__seglist_count(topic *t)
-{
-    pthread_rwlock_rdlock(&t->segs.lock);
-    size_t n = t->segs.n;
-    pthread_rwlock_unlock(&t->segs.lock);
-    return n;
-}
-
 int topic__seglist_drop_before(topic *t, uint64_t start, bool unlink)
 {
     struct seglist *l = &t->segs;
