@@ -39,7 +39,7 @@ struct live {
 
 static struct live *live_area(topic *t)
 {
-    return (struct live *)(void *)((uint8_t *)t->state + 64);
+    return (struct live *)(void *)((uint8_t *)topic__state_page(t) + 64);
 }
 
 /* What a reader learns from the live area (live_read). */
@@ -417,17 +417,24 @@ int topic__follow_open_last(topic *t, struct segment *s)
 
 /* Adds the segments that appeared after `last`, which has been rolled away
  * from, up to the writer's published active segment `published` (see
- * topic__follow_trim); returns the new last one. */
+ * topic__follow_trim); returns the new last one.  `last` is NULL for a
+ * reader that has no segment yet: one opened while a writer was creating
+ * the topic. */
 static int follow_roll(topic *t, struct segment *last, uint64_t published, struct segment **out)
 {
     uint64_t *bases;
     size_t n;
     TRY(topic__list_segments(t, &bases, &n));
     n = topic__follow_trim(bases, n, published);
-    if (n > 0 && bases[n - 1] > last->base && !(atomic_load(&last->loaded)))
-        TRY(topic__segment_load(t, last));
+    if (last != NULL && n > 0 && bases[n - 1] > last->base && !(atomic_load(&last->loaded))) {
+        int rc = topic__segment_load(t, last);
+        if (rc < 0) {
+            topic__free(bases);
+            return rc;
+        }
+    }
     size_t i = 0;
-    while (i < n && bases[i] <= last->base)
+    while (last != NULL && i < n && bases[i] <= last->base)
         i++;
     int rc = 0;
     if (i == n) {
@@ -440,10 +447,12 @@ static int follow_roll(topic *t, struct segment *last, uint64_t published, struc
      * segments between last and bases[i] are gone, and every record of
      * last's with them: bases[i] is not where last ends, and a walk towards
      * it would run past the end of last's file. */
-    atomic_store(&last->end, bases[i]);
-    bool gone = topic__live_start(t) >= bases[i];
-    if (gone || follow_walk(t, last, file_limit(last)) == 0)
-        follow_settle(last);
+    if (last != NULL) {
+        atomic_store(&last->end, bases[i]);
+        bool gone = topic__live_start(t) >= bases[i];
+        if (gone || follow_walk(t, last, file_limit(last)) == 0)
+            follow_settle(last);
+    }
     struct segment *s = last;
     for (; i < n && rc == 0; i++) {
         if ((s = topic__segment_new(bases[i])) == NULL) {
@@ -473,7 +482,15 @@ static int follow_roll(topic *t, struct segment *last, uint64_t published, struc
 void topic__refresh(topic *t)
 {
     struct live_view v;
-    if (!(t->flags & TOPIC_RDONLY) || !live_read(t, &v))
+    if (!(t->flags & TOPIC_RDONLY))
+        return;
+    if (atomic_load_explicit(&t->state_pending, memory_order_acquire)) {
+        pthread_mutex_lock(&t->append_lock);
+        if (atomic_load(&t->state_pending) && topic__state_attach(t))
+            atomic_store_explicit(&t->state_pending, false, memory_order_release);
+        pthread_mutex_unlock(&t->append_lock);
+    }
+    if (!live_read(t, &v))
         return;
     if (v.start > atomic_load_explicit(&t->start, memory_order_acquire)) {
         /* The writer deleted old records: let go of their segments. */
@@ -487,16 +504,16 @@ void topic__refresh(topic *t)
         return;
     pthread_mutex_lock(&t->append_lock);
     struct segment *s = t->active;
-    if (s != NULL && v.end > atomic_load(&t->end)) {
-        if (v.base > s->base && follow_roll(t, s, v.base, &s) == 0)
+    if (v.end > atomic_load(&t->end)) {
+        if ((s == NULL || v.base > s->base) && follow_roll(t, s, v.base, &s) == 0)
             t->active = s;
         /* Only below the published length: the writer may be copying the
          * batch after it right now. */
-        if (s->loaded && v.base == s->base) {
+        if (s != NULL && s->loaded && v.base == s->base) {
             follow_walk(t, s, v.len < s->map_len ? (size_t)v.len : s->map_len);
             trust_published(s, &v);
         }
-        if (s->walked_end > atomic_load(&t->end))
+        if (s != NULL && s->walked_end > atomic_load(&t->end))
             atomic_store_explicit(&t->end, s->walked_end, memory_order_release);
     }
     pthread_mutex_unlock(&t->append_lock);

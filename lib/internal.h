@@ -245,7 +245,14 @@ struct topic {
     struct segment *pf_seg;       /* segment whose pages it prepares */
     size_t pf_target, pf_done;    /* prepare up to pf_target; done up to pf_done */
 
-    struct state_page *state;     /* mapping of topic.state */
+    /* Mapping of topic.state.  A reader that found the file missing or not
+     * yet written (a writer creating the topic) reads an anonymous page
+     * instead, keeps state_pending set and attaches to the file at a later
+     * refresh (topic__state_attach); the pointer then changes under other
+     * threads, so readers load it with topic__state_page(). */
+    struct state_page *state;
+    struct state_page *state_spare; /* the anonymous page, after an attach */
+    _Atomic bool state_pending;
 
     struct wait_page *wait;       /* topic.wait, or NULL: poll (wait.c) */
 
@@ -408,6 +415,12 @@ bool topic__state_current(const topic *t);
 /* Records, durably, that every segment below base `below` is sealed. */
 int  topic__state_sealed(topic *t, uint64_t below);
 void topic__state_close(topic *t);
+/* A reader's late attach to topic.state (see struct topic); true once done. */
+bool topic__state_attach(topic *t);
+static inline struct state_page *topic__state_page(const topic *t)
+{
+    return __atomic_load_n(&t->state, __ATOMIC_ACQUIRE);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Finding and decoding records (read.c)                                      */

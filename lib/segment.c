@@ -413,7 +413,7 @@ static int load_sealed(topic *t, struct segment *s)
     /* A reader cannot trust the files of a segment that is not sealed yet:
      * a writer may still be cutting them. */
     if ((t->flags & TOPIC_RDONLY) &&
-        s->base >= __atomic_load_n(&t->state->unsealed_from, __ATOMIC_RELAXED))
+        s->base >= __atomic_load_n(&topic__state_page(t)->unsealed_from, __ATOMIC_RELAXED))
         return topic__follow_load(t, s);
     char name[64];
     size_t size = 0, len;

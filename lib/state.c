@@ -48,7 +48,11 @@ static uint64_t state_sum(const struct state_page *p)
 }
 
 /* A reader of a topic whose state file is gone or unfinished (the writer
- * makes a new one) reads it as after a crash: nothing is known to be clean. */
+ * makes a new one) reads it as after a crash: nothing is known to be clean,
+ * and no writer has published anything.  It looks for the file again at
+ * each refresh, until topic__state_attach() finds it written: without
+ * that, a reader opened while a writer was creating the topic would never
+ * learn of the writer's records. */
 static int anon_state(topic *t)
 {
     void *p;
@@ -56,7 +60,34 @@ static int anon_state(topic *t)
     t->state = p;
     t->state->magic = TOPIC__STATE_MAGIC;
     t->state->version = TOPIC__STATE_VERSION;
+    atomic_store_explicit(&t->state_pending, true, memory_order_release);
     return 0;
+}
+
+/* Called by a reader with state_pending set, under append_lock.  Maps the
+ * file once a writer has given it its size and its header; until then (or
+ * on any error, or a version this library does not read) the reader goes
+ * on with its anonymous page and tries again at its next refresh.  The
+ * anonymous page stays mapped until close: other threads may still be
+ * reading it. */
+bool topic__state_attach(topic *t)
+{
+    int fd = topic__openat(t->dirfd, "topic.state", O_RDONLY, 0);
+    if (fd < 0)
+        return false;
+    size_t size;
+    uint32_t head[2] = { 0, 0 };   /* magic, version */
+    void *p = NULL;
+    if (topic__fsize(fd, &size) < 0 || size < TOPIC__STATE_SIZE ||
+        topic__pread_all(fd, head, sizeof head, 0) < 0 || head[0] != TOPIC__STATE_MAGIC ||
+        head[1] > TOPIC__STATE_VERSION || topic__mmap(TOPIC__STATE_SIZE, PROT_READ, fd, &p) < 0) {
+        topic__close(fd);
+        return false;
+    }
+    t->lockfd = fd;
+    t->state_spare = t->state;
+    __atomic_store_n(&t->state, (struct state_page *)p, __ATOMIC_RELEASE);
+    return true;
 }
 
 /*
@@ -171,7 +202,7 @@ int topic__state_open(topic *t, bool create)
 
 bool topic__state_clean(const topic *t, struct state_page *snap)
 {
-    memcpy(snap, t->state, sizeof *snap);
+    memcpy(snap, topic__state_page(t), sizeof *snap);
     return snap->clean == 1 && snap->checksum == state_sum(snap) &&
            snap->end_offset >= snap->active_base && snap->start_offset <= snap->end_offset;
 }
@@ -233,6 +264,8 @@ void topic__state_close(topic *t)
 {
     topic__munmap(t->state, TOPIC__STATE_SIZE);
     t->state = NULL;
+    topic__munmap(t->state_spare, TOPIC__STATE_SIZE);
+    t->state_spare = NULL;
     if (!(t->flags & TOPIC_RDONLY) && t->lockfd >= 0)
         writers_remove(t);
     topic__close(t->lockfd);   /* releases the flock */

@@ -3130,6 +3130,108 @@ static void assert_reads_agree(topic *r, topic *w, uint64_t n, uint64_t bad)
  * TOPIC_ECORRUPT.)  Index files that do not lead to the end are dropped
  * and the segment walked whole, and the handle follows later appends.
  */
+/* A reader opened while a writer creates the topic.  Until the writer has
+ * written topic.state's header, the directory holds a short or zeroed
+ * topic.state and no segment; a read-only open may succeed then, and must
+ * follow the records the writer appends afterwards, as topic_open(3)
+ * promises.  It used to stay at end offset 0 for good. */
+struct creator {
+    const char *dir;
+    topic *t;
+    int rc;
+};
+
+static void *create_thread(void *arg)
+{
+    struct creator *c = arg;
+    c->rc = topic_open(c->dir, TOPIC_CREATE, NULL, &c->t);
+    return NULL;
+}
+
+/* r must come to see every record of w, by waiting, reading and a cursor. */
+static void assert_follows(topic *r, topic *w)
+{
+    uint64_t end = topic_end_offset(w);
+    assert_ok(topic_wait(r, end - 1, 10000));
+    assert_u64(topic_end_offset(r), end);
+    topic_cursor *c = NULL;
+    assert_ok(topic_cursor_open(r, 0, &c));
+    topic_record rec;
+    for (uint64_t off = 0; off < end; off++) {
+        assert_ok(topic_cursor_next(c, &rec));
+        if (!rec_simple_ok(&rec, off))
+            fail_msg("the follower's cursor read the wrong record at %" PRIu64, off);
+    }
+    assert_rc(topic_cursor_next(c, &rec), TOPIC_END);
+    topic_cursor_close(c);
+    assert_read_simple(r, end - 1);
+}
+
+static void test_rdonly_open_during_creation(void **state)
+{
+    fx *f = *state;
+    WATCHDOG(120);
+    /* The two states a creating writer passes through, made by hand: an
+     * empty topic.state (just created), then one of its full size that is
+     * still zeros (sized, header not yet written). */
+    for (int stage = 0; stage < 2; stage++) {
+        char *dir = tu_path(f->root, stage ? "sized" : "empty");
+        assert_int_equal(mkdir(dir, 0755), 0);
+        char *state_path = tu_path(dir, "topic.state");
+        int fd = open(state_path, O_RDWR | O_CREAT | O_EXCL, 0644);
+        assert_true(fd >= 0);
+        if (stage == 1)
+            assert_int_equal(ftruncate(fd, 4096), 0);
+        close(fd);
+        topic *r = open_ok(dir, TOPIC_RDONLY, NULL);
+        assert_u64(topic_end_offset(r), 0);
+        assert_rc(topic_wait(r, 0, 0), -ETIMEDOUT);
+        /* The writer finishes the creation; small segments make it roll
+         * while the reader follows. */
+        topic *w = reopen_with(dir, 0, "segment.bytes", "8192", NULL);
+        append_simple(w, 10);
+        assert_follows(r, w);
+        append_simple(w, 2000);
+        uint64_t *bases = NULL;
+        assert_true(list_segments(dir, &bases) > 3);
+        free(bases);
+        assert_follows(r, w);
+        assert_ok(close_t(w));
+        append_simple(w = open_ok(dir, 0, NULL), 5);
+        assert_follows(r, w);
+        assert_ok(close_t(w));
+        assert_ok(close_t(r));
+        free(state_path);
+        free(dir);
+    }
+
+    /* The race itself, as a consumer that retries its open meets it: one
+     * thread creates the topic while this one opens it read-only as soon
+     * as the open stops failing with -ENOENT. */
+    for (int i = 0; i < 20; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "race%d", i);
+        char *dir = tu_path(f->root, name);
+        struct creator c = { dir, NULL, -1 };
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, create_thread, &c), 0);
+        topic *r = NULL;
+        int rc;
+        while ((rc = topic_open(dir, TOPIC_RDONLY, NULL, &r)) == -ENOENT)
+            ;
+        assert_ok(rc);
+        track(r);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        assert_ok(c.rc);
+        track(c.t);
+        append_simple(c.t, 10);
+        assert_follows(r, c.t);
+        assert_ok(close_t(c.t));
+        assert_ok(close_t(r));
+        free(dir);
+    }
+}
+
 static void test_rdonly_open_uses_index_files(void **state)
 {
     fx *f = *state;
@@ -3649,6 +3751,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_lz4_corrupt_rdonly_last_segment, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_live_active_rdonly, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rdonly_open_uses_index_files, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_rdonly_open_during_creation, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_producer_consumers, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_producer_consumers_writer_killed, fx_setup, fx_teardown),
     };
