@@ -108,11 +108,19 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
 {
     for (size_t i = 0; i < t->ngroups; i++)
         if (strcmp(t->groups[i]->name, name) == 0) {
-            if (!create || !t->groups[i]->readonly) {
+            /* The mapping shows the file as it is now.  A header damaged
+             * since it was mapped must be seen as a fresh open sees it
+             * (TOPIC_ECORRUPT), and a commit must write the file afresh:
+             * a slot written under a broken header is lost to every other
+             * handle, and to this one once it is closed. */
+            bool intact = __atomic_load_n(&t->groups[i]->map->magic, __ATOMIC_RELAXED) ==
+                          GROUP_MAGIC;
+            if (intact && (!create || !t->groups[i]->readonly)) {
                 *out = t->groups[i];
                 return 0;
             }
-            /* Wanted for a commit: drop the read-only mapping, open again. */
+            /* Damaged, or wanted for a commit while mapped read-only:
+             * drop the mapping, open again. */
             topic__munmap(t->groups[i]->map, GROUP_FILE);
             topic__close(t->groups[i]->fd);
             topic__free(t->groups[i]);

@@ -1283,6 +1283,47 @@ static void expect_old_or_error(const char *dir, const char *what, const uint64_
     fail_msg("%s: topic_committed returned %" PRIu64 " (%#" PRIx64 "), never committed", what, v, v);
 }
 
+/* A group file whose header is damaged while a handle has it mapped: that
+ * handle must see the damage as a fresh handle does, and its next commit
+ * must write the file afresh.  It used to go on reading the old position,
+ * and its commits returned 0 into a file every other handle, and it too
+ * after a reopen, read as TOPIC_ECORRUPT. */
+static void test_group_file_damaged_while_mapped(void **state)
+{
+    fx *f = *state;
+    WATCHDOG(40);
+    topic *w = create_with(f->dir, NULL);
+    assert_ok(close_t(w));
+    char *gpath = tu_path(f->dir, "groups/g");
+    for (int rdonly = 0; rdonly < 2; rdonly++) {
+        topic *h = open_ok(f->dir, rdonly ? TOPIC_RDONLY : 0, NULL);
+        uint64_t pos = 0;
+        assert_ok(topic_commit(h, "g", 7));
+        assert_ok(topic_committed(h, "g", &pos));
+        assert_u64(pos, 7);
+        /* Overwrite the magic in place, as damage to the disk would. */
+        int fd = open(gpath, O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, "XXXX", 4, 0), 4);
+        close(fd);
+        topic *r = open_ok(f->dir, TOPIC_RDONLY, NULL);
+        assert_rc(topic_committed(r, "g", &pos), TOPIC_ECORRUPT);
+        assert_rc(topic_committed(h, "g", &pos), TOPIC_ECORRUPT);
+        assert_ok(topic_commit(h, "g", 12));
+        assert_ok(topic_committed(h, "g", &pos));
+        assert_u64(pos, 12);
+        assert_ok(topic_committed(r, "g", &pos));
+        assert_u64(pos, 12);
+        assert_ok(close_t(h));
+        assert_ok(close_t(r));
+        r = open_ok(f->dir, TOPIC_RDONLY, NULL);
+        assert_ok(topic_committed(r, "g", &pos));
+        assert_u64(pos, 12);
+        assert_ok(close_t(r));
+    }
+    free(gpath);
+}
+
 static void test_group_file_damage(void **state)
 {
     fx *f = *state;
@@ -3731,6 +3772,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_commit_survives_reopen, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_commit_kill9, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_file_damage, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_group_file_damaged_while_mapped, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_file_first_commit_crash, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_foreign_group_file, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_follower_across_many_rolls, fx_setup, fx_teardown),
