@@ -65,7 +65,11 @@ static void *flusher_main(void *arg)
         int64_t now = topic__now_ms();
         if (t->unsealed != NULL && t->failed == 0) {
             pthread_mutex_unlock(&t->append_lock);
-            if (topic__seal_pending(t) == 0 && retention)
+            /* Retention after each seal, not after the whole backlog:
+             * under appends faster than the disk syncs, the backlog never
+             * empties, and the log would grow past retention.bytes by
+             * many segments before anything was deleted. */
+            if (topic__seal_one(t) > 0 && retention)
                 topic__apply_retention(t);
             pthread_mutex_lock(&t->append_lock);
             continue;

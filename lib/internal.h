@@ -315,6 +315,8 @@ void topic__writers_child(void);
 int  topic__sync(topic *t);
 /* Seals the segments rolled away from; call without append_lock. */
 int  topic__seal_pending(topic *t);
+/* Seals the oldest such segment only: 1 if it did, 0 if none waited. */
+int  topic__seal_one(topic *t);
 
 /* ------------------------------------------------------------------------ */
 /* The writer's background thread (background.c)                              */

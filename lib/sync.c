@@ -29,38 +29,52 @@ static void fail(topic *t, int rc)
         t->failed = rc;
 }
 
+/* Seals the oldest segment waiting to be sealed: 1 when it sealed one, 0
+ * when none was waiting, or the (sticky) error. */
+static int seal_oldest(topic *t)
+{
+    pthread_mutex_lock(&t->append_lock);
+    struct segment *s = t->unsealed;
+    int rc = t->failed ? TOPIC_EFAILED : 0;
+    pthread_mutex_unlock(&t->append_lock);
+    if (s == NULL || rc < 0)
+        return rc;
+    topic__bg_wait_released(t, s);
+    /* Nobody writes to s any more and readers stay below its length, so it
+     * can be cut and synced without the append lock. */
+    rc = topic__segment_seal(t, s);
+    if (rc == 0)
+        rc = topic__state_sealed(t, atomic_load(&s->end));
+    pthread_mutex_lock(&t->append_lock);
+    if (rc < 0) {
+        fail(t, rc);
+    } else {
+        t->unsealed = s->next_unsealed;
+        t->nunsealed--;
+        if (t->unsealed == NULL)
+            t->unsealed_tail = &t->unsealed;
+    }
+    pthread_mutex_unlock(&t->append_lock);
+    if (rc < 0)
+        return rc;
+    topic__segment_put(s);
+    return 1;
+}
+
+int topic__seal_one(topic *t)
+{
+    pthread_mutex_lock(&t->seal_lock);
+    int rc = seal_oldest(t);
+    pthread_mutex_unlock(&t->seal_lock);
+    return rc;
+}
+
 int topic__seal_pending(topic *t)
 {
-    int rc = 0;
+    int rc;
     pthread_mutex_lock(&t->seal_lock);
-    for (;;) {
-        pthread_mutex_lock(&t->append_lock);
-        struct segment *s = t->unsealed;
-        rc = t->failed ? TOPIC_EFAILED : 0;
-        pthread_mutex_unlock(&t->append_lock);
-        if (s == NULL || rc < 0)
-            break;
-        topic__bg_wait_released(t, s);
-        /* Nobody writes to s any more and readers stay below its length,
-         * so it can be cut and synced without the append lock. */
-        rc = topic__segment_seal(t, s);
-        if (rc == 0)
-            rc = topic__state_sealed(t, atomic_load(&s->end));
-        pthread_mutex_lock(&t->append_lock);
-        if (rc < 0) {
-            fail(t, rc);
-        } else {
-            t->unsealed = s->next_unsealed;
-            t->nunsealed--;
-            if (t->unsealed == NULL)
-                t->unsealed_tail = &t->unsealed;
-        }
-        pthread_mutex_unlock(&t->append_lock);
-        if (rc == 0)
-            topic__segment_put(s);
-        if (rc < 0)
-            break;
-    }
+    while ((rc = seal_oldest(t)) > 0)
+        ;
     pthread_mutex_unlock(&t->seal_lock);
     return rc;
 }
