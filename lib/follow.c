@@ -490,16 +490,25 @@ void topic__refresh(topic *t)
             atomic_store_explicit(&t->state_pending, false, memory_order_release);
         pthread_mutex_unlock(&t->append_lock);
     }
-    if (!live_read(t, &v))
-        return;
-    if (v.start > atomic_load_explicit(&t->start, memory_order_acquire)) {
-        /* The writer deleted old records: let go of their segments. */
+    /* The writer deleted old records: let go of their segments.  The start
+     * offset is taken on its own, outside the sequence lock: the writer
+     * publishes it only once it is durable, in one 8-byte store, so every
+     * value it ever holds is a true start offset.  A writer killed inside
+     * topic__publish leaves the sequence odd until the next writer opens,
+     * and live_read() then fails; topic__locate() checks this same word
+     * before each lookup, and a reader that did not follow it read deleted
+     * records, or reported them TOPIC_EGONE at its own start offset or
+     * TOPIC_ECORRUPT, for as long as no writer ran. */
+    uint64_t start = topic__live_start(t);
+    if (start > atomic_load_explicit(&t->start, memory_order_acquire)) {
         pthread_mutex_lock(&t->append_lock);
-        if (v.start > atomic_load(&t->start))
-            atomic_store_explicit(&t->start, v.start, memory_order_release);
+        if (start > atomic_load(&t->start))
+            atomic_store_explicit(&t->start, start, memory_order_release);
         pthread_mutex_unlock(&t->append_lock);
         topic__drop_gone(t);
     }
+    if (!live_read(t, &v))
+        return;
     if (v.end <= atomic_load_explicit(&t->end, memory_order_acquire))
         return;
     pthread_mutex_lock(&t->append_lock);

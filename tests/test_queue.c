@@ -3171,6 +3171,66 @@ static void assert_reads_agree(topic *r, topic *w, uint64_t n, uint64_t bad)
  * TOPIC_ECORRUPT.)  Index files that do not lead to the end are dropped
  * and the segment walked whole, and the handle follows later appends.
  */
+/* A writer killed inside its update of the area of topic.state where it
+ * publishes its position (doc/FORMAT.md) leaves that area's sequence number
+ * odd until the next writer opens, and readers cannot take a consistent
+ * view of it.  The start offset is published alone, and only once it is
+ * durable, so a reader must still follow it: deleted records read as
+ * TOPIC_EGONE and the records above the start read back.  Readers used to
+ * keep their old start offset and read deleted records, or report them
+ * TOPIC_EGONE at their own start offset. */
+static void test_rdonly_start_after_torn_publish(void **state)
+{
+    fx *f = *state;
+    WATCHDOG(60);
+    topic *w = create_with(f->dir, "segment.bytes", "4096", NULL);
+    append_simple(w, 400);
+    topic *r = open_ok(f->dir, TOPIC_RDONLY, NULL);
+    assert_u64(topic_end_offset(r), 400);
+    for (uint64_t off = 0; off < 400; off++)
+        assert_read_simple(r, off);   /* every segment loaded and mapped */
+    topic_cursor *c = NULL;
+    topic_record rec;
+    assert_ok(topic_cursor_open(r, 100, &c));
+    assert_ok(topic_cursor_next(c, &rec));
+    assert_true(rec_simple_ok(&rec, 100));
+
+    assert_ok(topic_delete_before(w, 200));
+    /* Make the sequence odd, as the killed writer would have left it. */
+    char *path = tu_path(f->dir, "topic.state");
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint32_t seq = 0;
+    assert_int_equal(pread(fd, &seq, sizeof seq, 64), (ssize_t)sizeof seq);
+    seq |= 1;
+    assert_int_equal(pwrite(fd, &seq, sizeof seq, 64), (ssize_t)sizeof seq);
+    close(fd);
+
+    assert_u64(topic_start_offset(r), 200);
+    unsigned char buf[MAXV + 1];
+    size_t len;
+    assert_rc(topic_read(r, 150, buf, sizeof buf, &len), TOPIC_EGONE);
+    assert_rc(topic_read(r, 199, buf, sizeof buf, &len), TOPIC_EGONE);
+    assert_rc(topic_cursor_next(c, &rec), TOPIC_EGONE);
+    assert_ok(topic_cursor_seek(c, topic_start_offset(r)));
+    for (uint64_t off = 200; off < 400; off++) {
+        assert_ok(topic_cursor_next(c, &rec));
+        assert_true(rec_simple_ok(&rec, off));
+    }
+    assert_read_simple(r, 200);
+    topic_cursor_close(c);
+
+    /* The writer's next publish makes the sequence even again, and the
+     * reader follows it as before. */
+    append_simple(w, 10);
+    assert_ok(topic_wait(r, 409, 10000));
+    assert_u64(topic_end_offset(r), 410);
+    assert_read_simple(r, 409);
+    assert_ok(close_t(r));
+    assert_ok(close_t(w));
+    free(path);
+}
+
 /* A reader opened while a writer creates the topic.  Until the writer has
  * written topic.state's header, the directory holds a short or zeroed
  * topic.state and no segment; a read-only open may succeed then, and must
@@ -3794,6 +3854,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_corrupt_live_active_rdonly, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rdonly_open_uses_index_files, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rdonly_open_during_creation, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_rdonly_start_after_torn_publish, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_producer_consumers, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_producer_consumers_writer_killed, fx_setup, fx_teardown),
     };
