@@ -255,6 +255,7 @@ struct topic {
     _Atomic bool state_pending;
 
     struct wait_page *wait;       /* topic.wait, or NULL: poll (wait.c) */
+    unsigned wake_misses;         /* appends in a row whose wake woke nobody; append_lock */
 
     /* Consumer groups this handle has used (offsets.c). */
     pthread_mutex_t group_lock;

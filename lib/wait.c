@@ -9,7 +9,18 @@
  * before it reads the end offset, and both orders are sequentially
  * consistent), then sleeps on `wake` with the value it read before looking.
  * An idle writer pays one load per append; a reader pays nothing until it
- * waits.  The file is kept apart from topic.state so that readers write to
+ * waits.
+ *
+ * A waiter killed while registered (SIGKILL inside topic_wait) would leave
+ * `waiters` above zero for good, and every later append, by every later
+ * writer, would make a futex call that wakes nobody.  So `waiters` holds an
+ * epoch in its high bits and the count in its low ones.  A waiter leaves
+ * only the epoch it registered in.  When a writer's wakes have woken nobody
+ * for WAKE_MISSES appends in a row, it starts a new epoch with a count of
+ * zero and wakes every sleeper: live waiters look at the end offset again
+ * and register in the new epoch, and the dead ones' registrations are gone.
+ * A live waiter only ever sleeps WAIT_SLICE_MS at a time, so even one that
+ * a wake-up missed looks again soon.  The file is kept apart from topic.state so that readers write to
  * nothing the log depends on; one that may not write it (a read-only file
  * system, another user's topic) polls every millisecond instead.
  */
@@ -25,8 +36,12 @@
 
 struct wait_page {
     uint32_t wake;
-    uint32_t waiters;
+    uint32_t waiters;             /* epoch << WAITERS_BITS | count */
 };
+
+#define WAITERS_BITS 20
+#define WAITERS_MASK ((1u << WAITERS_BITS) - 1)
+#define WAKE_MISSES  64
 
 #define WAIT_FILE 4096
 
@@ -70,10 +85,25 @@ void topic__wait_notify(topic *t)
         return;
     /* Pairs with the waiter's registration: see the comment at the top. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&w->waiters, __ATOMIC_RELAXED) == 0)
+    uint32_t cur = __atomic_load_n(&w->waiters, __ATOMIC_RELAXED);
+    if ((cur & WAITERS_MASK) == 0)
         return;
     __atomic_fetch_add(&w->wake, 1, __ATOMIC_SEQ_CST);
-    futex(&w->wake, FUTEX_WAKE, INT_MAX, NULL);
+    if (futex(&w->wake, FUTEX_WAKE, INT_MAX, NULL) != 0) {
+        t->wake_misses = 0;
+        return;
+    }
+    /* Nobody was asleep: waiters between registering and sleeping, or
+     * registrations of waiters that died (see the top of this file). */
+    if (++t->wake_misses < WAKE_MISSES)
+        return;
+    t->wake_misses = 0;
+    uint32_t fresh = (cur & ~WAITERS_MASK) + (1u << WAITERS_BITS);   /* count 0 */
+    if (__atomic_compare_exchange_n(&w->waiters, &cur, fresh, false, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_RELAXED)) {
+        __atomic_fetch_add(&w->wake, 1, __ATOMIC_SEQ_CST);
+        futex(&w->wake, FUTEX_WAKE, INT_MAX, NULL);
+    }
 }
 
 static int64_t mono_ms(void)
@@ -106,10 +136,16 @@ static void sleep_once(topic *t, uint64_t offset, int64_t ms)
         return;
     }
     uint32_t seen = __atomic_load_n(&w->wake, __ATOMIC_SEQ_CST);
-    __atomic_fetch_add(&w->waiters, 1, __ATOMIC_SEQ_CST);
+    uint32_t epoch = __atomic_fetch_add(&w->waiters, 1, __ATOMIC_SEQ_CST) & ~WAITERS_MASK;
     if (!arrived(t, offset))
         futex(&w->wake, FUTEX_WAIT, seen, &ts);
-    __atomic_fetch_sub(&w->waiters, 1, __ATOMIC_SEQ_CST);
+    /* Leave the count of the epoch registered in, unless a writer has
+     * started a new one since (and counted this waiter out already). */
+    uint32_t cur = __atomic_load_n(&w->waiters, __ATOMIC_RELAXED);
+    while ((cur & ~WAITERS_MASK) == epoch && (cur & WAITERS_MASK) != 0 &&
+           !__atomic_compare_exchange_n(&w->waiters, &cur, cur - 1, true, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_RELAXED))
+        ;
 }
 
 TOPIC_API int topic_wait(topic *t, uint64_t offset, int timeout_ms)

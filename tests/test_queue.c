@@ -653,6 +653,76 @@ static void test_wait_wakes_other_process(void **state)
     assert_ok(close_t(t));
 }
 
+/* The count of registered waiters in topic.wait: the low 20 bits of its
+ * second word (doc/FORMAT.md). */
+static uint32_t waiters_in(const char *dir)
+{
+    char *path = tu_path(dir, "topic.wait");
+    uint32_t words[2] = { 0, 0 };
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, words, sizeof words, 0), (ssize_t)sizeof words);
+    close(fd);
+    free(path);
+    return words[1] & ((1u << 20) - 1);
+}
+
+struct live_waiter {
+    topic *r;
+    uint64_t off;
+    int rc;
+};
+
+static void *live_waiter_main(void *arg)
+{
+    struct live_waiter *l = arg;
+    l->rc = topic_wait(l->r, l->off, 20000);
+    return NULL;
+}
+
+/* A reader killed inside topic_wait() stays counted as a waiter.  That
+ * used to last for good: every append, by every later writer, then made a
+ * futex call, where topic_wait(3) promises a writer with nobody waiting
+ * one memory load.  The writer now notices that its wakes wake nobody and
+ * starts the count afresh, and waiters still alive are woken as before. */
+static void test_wait_killed_waiter_is_forgotten(void **state)
+{
+    fx *f = *state;
+    WATCHDOG(60);
+    topic *t = create_with(f->dir, NULL);
+    append_simple(t, 1);
+    struct xwait *x = shm_new(sizeof *x);
+    *x = (struct xwait){ .dir = f->dir, .off = 1000000, .len = 1, .timeout = -1 };
+    pid_t p = spawn(child_wait, x);
+    wait_flag(&x->ready, 1, 10000);
+    for (int i = 0; i < 1000 && waiters_in(f->dir) == 0; i++)
+        tu_sleep_us(10000);
+    assert_int_equal(waiters_in(f->dir), 1);
+    kill_wait(p);   /* SIGKILL, in topic_wait */
+    munmap(x, sizeof *x);
+    assert_int_equal(waiters_in(f->dir), 1);
+
+    append_simple(t, 200);
+    assert_int_equal(waiters_in(f->dir), 0);
+
+    /* A waiter that is alive across such a fresh start is still woken. */
+    topic *r = open_ok(f->dir, TOPIC_RDONLY, NULL);
+    struct live_waiter l = { r, topic_end_offset(t) + 300, -1 };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, live_waiter_main, &l), 0);
+    for (int i = 0; i < 1000 && waiters_in(f->dir) == 0; i++)
+        tu_sleep_us(1000);
+    uint64_t t0 = tu_mono_us();
+    append_simple(t, 301);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_ok(l.rc);
+    if (tu_mono_us() - t0 > 900000)
+        fail_msg("the live waiter took %" PRIu64 " us to wake", tu_mono_us() - t0);
+    assert_int_equal(waiters_in(f->dir), 0);
+    assert_ok(close_t(r));
+    assert_ok(close_t(t));
+}
+
 /* The documented consume loop, in reader threads, against a writer thread. */
 #define LOOP_RECORDS 20000
 
@@ -3824,6 +3894,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_wait_timeout, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_wait_wakes_threads, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_wait_wakes_other_process, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_wait_killed_waiter_is_forgotten, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_wait_consume_loop, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_commit_round_trip, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_names, fx_setup, fx_teardown),
