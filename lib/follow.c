@@ -124,9 +124,18 @@ void topic__publish(topic *t)
     live_end(l, seq);
 }
 
+/* The start offset a reader must hold to: the larger of the one the writer
+ * published and the one it stored in the record (bytes 48-55 of the page).
+ * A writer stores the record's first, before it syncs it, publishes it or
+ * deletes a file, and a writer opening after a crash removes the files
+ * below it before its first publication: from the record alone a reader
+ * learns of deletions in both of those windows, in which it used to report
+ * the records of removed files TOPIC_ECORRUPT. */
 uint64_t topic__live_start(topic *t)
 {
-    return __atomic_load_n(&live_area(t)->start, __ATOMIC_ACQUIRE);
+    uint64_t live = __atomic_load_n(&live_area(t)->start, __ATOMIC_ACQUIRE);
+    uint64_t stored = __atomic_load_n(&topic__state_page(t)->start_offset, __ATOMIC_ACQUIRE);
+    return live > stored ? live : stored;
 }
 
 static bool live_read(topic *t, struct live_view *v);

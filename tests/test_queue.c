@@ -3301,6 +3301,48 @@ static void test_rdonly_start_after_torn_publish(void **state)
     free(path);
 }
 
+/* A writer stores a new start offset in topic.state's record (bytes 48-55)
+ * before it syncs it, publishes it to readers and removes files, and a
+ * writer that opens after a crash removes the files below it before its
+ * first publication.  Readers hold to that stored value too: a writer
+ * killed between the store and the publication used to leave them at the
+ * old start offset, reading records the next writer deletes at its open,
+ * and reporting those of removed files TOPIC_ECORRUPT. */
+static void test_rdonly_start_stored_not_published(void **state)
+{
+    fx *f = *state;
+    WATCHDOG(60);
+    topic *w = create_with(f->dir, "segment.bytes", "4096", NULL);
+    append_simple(w, 400);
+    assert_ok(close_t(w));
+    topic *r = open_ok(f->dir, TOPIC_RDONLY, NULL);
+    for (uint64_t off = 0; off < 400; off += 7)
+        assert_read_simple(r, off);
+    /* What the killed writer left: the record's start offset, nothing else. */
+    char *path = tu_path(f->dir, "topic.state");
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint64_t start = 200;
+    assert_int_equal(pwrite(fd, &start, sizeof start, 48), (ssize_t)sizeof start);
+    close(fd);
+    free(path);
+    assert_u64(topic_start_offset(r), 200);
+    unsigned char buf[MAXV + 1];
+    size_t len;
+    assert_rc(topic_read(r, 150, buf, sizeof buf, &len), TOPIC_EGONE);
+    assert_read_simple(r, 200);
+    /* The next writer agrees, removes the files below it, and goes on. */
+    w = open_ok(f->dir, 0, NULL);
+    assert_u64(topic_start_offset(w), 200);
+    append_simple(w, 10);
+    assert_ok(topic_wait(r, 409, 10000));
+    assert_rc(topic_read(r, 150, buf, sizeof buf, &len), TOPIC_EGONE);
+    for (uint64_t off = 200; off < 410; off++)
+        assert_read_simple(r, off);
+    assert_ok(close_t(w));
+    assert_ok(close_t(r));
+}
+
 /* A reader opened while a writer creates the topic.  Until the writer has
  * written topic.state's header, the directory holds a short or zeroed
  * topic.state and no segment; a read-only open may succeed then, and must
@@ -3926,6 +3968,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_rdonly_open_uses_index_files, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rdonly_open_during_creation, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rdonly_start_after_torn_publish, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_rdonly_start_stored_not_published, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_producer_consumers, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_producer_consumers_writer_killed, fx_setup, fx_teardown),
     };
