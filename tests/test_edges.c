@@ -385,6 +385,32 @@ static void test_open_bad_args_and_paths(void **state)
     check_value(t, 1);
     assert_ok(topic_close(t));
     free(rel);
+
+    /* A directory that exists and holds no topic, as topic_open(3) says:
+     * -ENOENT without TOPIC_CREATE, a topic beside the files already
+     * there with it. */
+    char *plain = tu_path(f->root, "plain");
+    assert_ok(mkdir(plain, 0755));
+    char *notes = tu_path(plain, "notes.txt");
+    assert_ok(tu_write_file(notes, "kept", 4));
+    assert_rc(topic_open(plain, 0, NULL, &t), -ENOENT);
+    assert_rc(topic_open(plain, TOPIC_RDONLY, NULL, &t), -ENOENT);
+    assert_rc(topic_open(plain, TOPIC_CREATE | TOPIC_EXCL, NULL, &t), -EEXIST);
+    t = open_with(plain, TOPIC_CREATE, NULL);
+    put_ok(t, 3);
+    assert_ok(topic_close(t));
+    t = open_with(plain, TOPIC_RDONLY, NULL);
+    assert_u64(topic_end_offset(t), 3);
+    check_value(t, 2);
+    assert_ok(topic_close(t));
+    unsigned char *kept = NULL;
+    size_t kept_len = 0;
+    assert_ok(tu_read_file(notes, &kept, &kept_len));
+    assert_int_equal(kept_len, 4);
+    assert_memory_equal(kept, "kept", 4);
+    free(kept);
+    free(notes);
+    free(plain);
 }
 
 static void write_state(const char *dir, uint32_t magic, uint32_t version)
