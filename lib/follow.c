@@ -126,11 +126,13 @@ void topic__publish(topic *t)
 
 /* The start offset a reader must hold to: the larger of the one the writer
  * published and the one it stored in the record (bytes 48-55 of the page).
- * A writer stores the record's first, before it syncs it, publishes it or
- * deletes a file, and a writer opening after a crash removes the files
- * below it before its first publication: from the record alone a reader
- * learns of deletions in both of those windows, in which it used to report
- * the records of removed files TOPIC_ECORRUPT. */
+ * Each is a true start offset on its own, written in one 8-byte store, so
+ * neither needs the sequence lock.  A writer stores the record's first,
+ * before it syncs it, publishes it or deletes a file, and a writer opening
+ * after a crash removes the files below it before its first publication:
+ * from the record alone a reader learns of deletions in both of those
+ * windows, in which it used to report the records of removed files
+ * TOPIC_ECORRUPT. */
 uint64_t topic__live_start(topic *t)
 {
     uint64_t live = __atomic_load_n(&live_area(t)->start, __ATOMIC_ACQUIRE);
@@ -500,14 +502,10 @@ void topic__refresh(topic *t)
         pthread_mutex_unlock(&t->append_lock);
     }
     /* The writer deleted old records: let go of their segments.  The start
-     * offset is taken on its own, outside the sequence lock: the writer
-     * publishes it only once it is durable, in one 8-byte store, so every
-     * value it ever holds is a true start offset.  A writer killed inside
-     * topic__publish leaves the sequence odd until the next writer opens,
-     * and live_read() then fails; topic__locate() checks this same word
-     * before each lookup, and a reader that did not follow it read deleted
-     * records, or reported them TOPIC_EGONE at its own start offset or
-     * TOPIC_ECORRUPT, for as long as no writer ran. */
+     * offset is taken outside the sequence lock (topic__live_start), as
+     * topic__locate() takes it before each lookup: a writer killed inside
+     * topic__publish leaves the sequence odd, and live_read() fails, until
+     * the next writer opens. */
     uint64_t start = topic__live_start(t);
     if (start > atomic_load_explicit(&t->start, memory_order_acquire)) {
         pthread_mutex_lock(&t->append_lock);

@@ -20,9 +20,11 @@
  * zero and wakes every sleeper: live waiters look at the end offset again
  * and register in the new epoch, and the dead ones' registrations are gone.
  * A live waiter only ever sleeps WAIT_SLICE_MS at a time, so even one that
- * a wake-up missed looks again soon.  The file is kept apart from topic.state so that readers write to
- * nothing the log depends on; one that may not write it (a read-only file
- * system, another user's topic) polls every millisecond instead.
+ * a wake-up missed looks again soon.
+ *
+ * The file is kept apart from topic.state so that readers write to nothing
+ * the log depends on; one that may not write it (a read-only file system,
+ * another user's topic) polls every millisecond instead.
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -78,6 +80,13 @@ static long futex(uint32_t *word, int op, uint32_t val, const struct timespec *t
     return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
 }
 
+/* Bumps `wake` and wakes every sleeper; returns how many woke. */
+static long wake_all(struct wait_page *w)
+{
+    __atomic_fetch_add(&w->wake, 1, __ATOMIC_SEQ_CST);
+    return futex(&w->wake, FUTEX_WAKE, INT_MAX, NULL);
+}
+
 void topic__wait_notify(topic *t)
 {
     struct wait_page *w = t->wait;
@@ -88,8 +97,7 @@ void topic__wait_notify(topic *t)
     uint32_t cur = __atomic_load_n(&w->waiters, __ATOMIC_RELAXED);
     if ((cur & WAITERS_MASK) == 0)
         return;
-    __atomic_fetch_add(&w->wake, 1, __ATOMIC_SEQ_CST);
-    if (futex(&w->wake, FUTEX_WAKE, INT_MAX, NULL) != 0) {
+    if (wake_all(w) != 0) {
         t->wake_misses = 0;
         return;
     }
@@ -100,10 +108,8 @@ void topic__wait_notify(topic *t)
     t->wake_misses = 0;
     uint32_t fresh = (cur & ~WAITERS_MASK) + (1u << WAITERS_BITS);   /* count 0 */
     if (__atomic_compare_exchange_n(&w->waiters, &cur, fresh, false, __ATOMIC_SEQ_CST,
-                                    __ATOMIC_RELAXED)) {
-        __atomic_fetch_add(&w->wake, 1, __ATOMIC_SEQ_CST);
-        futex(&w->wake, FUTEX_WAKE, INT_MAX, NULL);
-    }
+                                    __ATOMIC_RELAXED))
+        wake_all(w);
 }
 
 static int64_t mono_ms(void)

@@ -295,6 +295,20 @@ static uint64_t sealed_log_bytes(const char *dir)
     return sum;
 }
 
+/* Reads or writes len bytes at `at` of the file `name` in dir, in place (the
+ * same inode, as damage or a killed process would leave it). */
+static void file_bytes(const char *dir, const char *name, off_t at, void *data, size_t len,
+                       bool write)
+{
+    char *path = tu_path(dir, name);
+    int fd = open(path, write ? O_WRONLY : O_RDONLY);
+    assert_true(fd >= 0);
+    ssize_t n = write ? pwrite(fd, data, len, at) : pread(fd, data, len, at);
+    assert_int_equal(n, (ssize_t)len);
+    close(fd);
+    free(path);
+}
+
 static int list_segments(const char *dir, uint64_t **bases)
 {
     int n = tu_list_segments(dir, bases);
@@ -657,13 +671,8 @@ static void test_wait_wakes_other_process(void **state)
  * second word (doc/FORMAT.md). */
 static uint32_t waiters_in(const char *dir)
 {
-    char *path = tu_path(dir, "topic.wait");
     uint32_t words[2] = { 0, 0 };
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    assert_int_equal(pread(fd, words, sizeof words, 0), (ssize_t)sizeof words);
-    close(fd);
-    free(path);
+    file_bytes(dir, "topic.wait", 0, words, sizeof words, false);
     return words[1] & ((1u << 20) - 1);
 }
 
@@ -1364,7 +1373,6 @@ static void test_group_file_damaged_while_mapped(void **state)
     WATCHDOG(40);
     topic *w = create_with(f->dir, NULL);
     assert_ok(close_t(w));
-    char *gpath = tu_path(f->dir, "groups/g");
     for (int rdonly = 0; rdonly < 2; rdonly++) {
         topic *h = open_ok(f->dir, rdonly ? TOPIC_RDONLY : 0, NULL);
         uint64_t pos = 0;
@@ -1372,10 +1380,7 @@ static void test_group_file_damaged_while_mapped(void **state)
         assert_ok(topic_committed(h, "g", &pos));
         assert_u64(pos, 7);
         /* Overwrite the magic in place, as damage to the disk would. */
-        int fd = open(gpath, O_WRONLY);
-        assert_true(fd >= 0);
-        assert_int_equal(pwrite(fd, "XXXX", 4, 0), 4);
-        close(fd);
+        file_bytes(f->dir, "groups/g", 0, "XXXX", 4, true);
         topic *r = open_ok(f->dir, TOPIC_RDONLY, NULL);
         assert_rc(topic_committed(r, "g", &pos), TOPIC_ECORRUPT);
         assert_rc(topic_committed(h, "g", &pos), TOPIC_ECORRUPT);
@@ -1391,7 +1396,6 @@ static void test_group_file_damaged_while_mapped(void **state)
         assert_u64(pos, 12);
         assert_ok(close_t(r));
     }
-    free(gpath);
 }
 
 static void test_group_file_damage(void **state)
@@ -3267,14 +3271,10 @@ static void test_rdonly_start_after_torn_publish(void **state)
 
     assert_ok(topic_delete_before(w, 200));
     /* Make the sequence odd, as the killed writer would have left it. */
-    char *path = tu_path(f->dir, "topic.state");
-    int fd = open(path, O_RDWR);
-    assert_true(fd >= 0);
     uint32_t seq = 0;
-    assert_int_equal(pread(fd, &seq, sizeof seq, 64), (ssize_t)sizeof seq);
+    file_bytes(f->dir, "topic.state", 64, &seq, sizeof seq, false);
     seq |= 1;
-    assert_int_equal(pwrite(fd, &seq, sizeof seq, 64), (ssize_t)sizeof seq);
-    close(fd);
+    file_bytes(f->dir, "topic.state", 64, &seq, sizeof seq, true);
 
     assert_u64(topic_start_offset(r), 200);
     unsigned char buf[MAXV + 1];
@@ -3298,7 +3298,6 @@ static void test_rdonly_start_after_torn_publish(void **state)
     assert_read_simple(r, 409);
     assert_ok(close_t(r));
     assert_ok(close_t(w));
-    free(path);
 }
 
 /* A writer stores a new start offset in topic.state's record (bytes 48-55)
@@ -3319,13 +3318,8 @@ static void test_rdonly_start_stored_not_published(void **state)
     for (uint64_t off = 0; off < 400; off += 7)
         assert_read_simple(r, off);
     /* What the killed writer left: the record's start offset, nothing else. */
-    char *path = tu_path(f->dir, "topic.state");
-    int fd = open(path, O_RDWR);
-    assert_true(fd >= 0);
     uint64_t start = 200;
-    assert_int_equal(pwrite(fd, &start, sizeof start, 48), (ssize_t)sizeof start);
-    close(fd);
-    free(path);
+    file_bytes(f->dir, "topic.state", 48, &start, sizeof start, true);
     assert_u64(topic_start_offset(r), 200);
     unsigned char buf[MAXV + 1];
     size_t len;
