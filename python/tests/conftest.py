@@ -18,6 +18,11 @@ HEADER = SRCDIR / "include" / "topic.h"
 
 if not os.environ.get("LIBTOPIC_PATH") and (SRCDIR / "lib" / "libtopic.so").exists():
     os.environ["LIBTOPIC_PATH"] = str(SRCDIR / "lib" / "libtopic.so")
+elif os.sep in os.environ.get("LIBTOPIC_PATH", ""):
+    # A relative path (LIBTOPIC_PATH=lib/libtopic.so) is made absolute: the
+    # children some tests start run in other directories, where it would
+    # name nothing.  A bare name is left to the system loader.
+    os.environ["LIBTOPIC_PATH"] = os.path.abspath(os.environ["LIBTOPIC_PATH"])
 sys.path.insert(0, str(PYDIR))
 
 import libtopic  # noqa: E402
