@@ -287,11 +287,44 @@ _LEAK_MESSAGE = (
     " the next record")
 
 
+class _Uncopyable:
+    """Refuses copy.copy(), copy.deepcopy() and pickling, with a TypeError
+    that says what to do instead (_COPY_HINT).
+
+    A shallow copy would share the C handle, and closing or collecting
+    either copy would free it under the other: the next call through the
+    other crashes the interpreter.  A deep copy or a pickle cannot make a
+    second handle either (and could not carry one to another process), so
+    they are refused too, rather than failing on some lock or ctypes field
+    inside."""
+
+    __slots__ = ()
+    _COPY_WHAT = _COPY_HINT = ""
+
+    def _refuse(self, how):
+        raise TypeError("a %s cannot be %s: %s" % (self._COPY_WHAT, how, self._COPY_HINT))
+
+    def __copy__(self):
+        self._refuse("copied")
+
+    def __deepcopy__(self, memo):
+        self._refuse("copied")
+
+    def __reduce_ex__(self, protocol):
+        self._refuse("pickled")
+
+    def __reduce__(self):
+        self._refuse("pickled")
+
+    def __getstate__(self):
+        self._refuse("pickled")
+
+
 # ---------------------------------------------------------------------------
 # Topic
 
 
-class Topic:
+class Topic(_Uncopyable):
     """An open topic: a durable, append-only log of records in a directory.
 
     ``Topic(path, create=False, readonly=False, config=None, exclusive=False)``
@@ -308,8 +341,13 @@ class Topic:
     this process or any other.  Use as a context manager, or call close().
     ``with`` on a topic that is already closed does not raise on entry: the
     calls inside raise ClosedError and leaving it does nothing.  A Topic may
-    be shared by threads; see the README for the rules.
+    be shared by threads; see the README for the rules.  It cannot be
+    copied or pickled (TypeError): open the directory again instead, in
+    this process or another.
     """
+
+    _COPY_WHAT = "libtopic.Topic"
+    _COPY_HINT = "open the directory again"
 
     def __init__(self, path, create=False, readonly=False, config=None, *,
                  exclusive=False):
@@ -925,7 +963,7 @@ class Topic:
 # Cursor
 
 
-class Cursor:
+class Cursor(_Uncopyable):
     """A reading position in a topic, with keys and timestamps.
 
     Made by ``topic.cursor(offset)``.  ``next()`` returns the Record at the
@@ -939,8 +977,13 @@ class Cursor:
     A cursor may be used by one thread at a time (calls from several threads
     are serialised); use one cursor per reading thread.  Close it, or use it
     as a context manager; closing the topic closes its cursors.  Closing it
-    from another thread ends a wait() on it with ClosedError.
+    from another thread ends a wait() on it with ClosedError.  It cannot be
+    copied or pickled (TypeError): open another cursor with
+    ``topic.cursor(offset)``.
     """
+
+    _COPY_WHAT = "libtopic.Cursor"
+    _COPY_HINT = "open another one with topic.cursor(offset)"
 
     def __init__(self, topic, offset=None):
         self._ptr = None
@@ -1177,7 +1220,7 @@ class Cursor:
             self._topic.path, " closed" if self._closed else "")
 
 
-class _Records:
+class _Records(_Uncopyable):
     """The iterator Topic.records() returns.  Not a generator: a generator
     is finished by the first exception it raises, and a BufferError (a view
     of the last record still alive) must leave the iteration where it was,
@@ -1187,7 +1230,11 @@ class _Records:
 
     Dropping the iterator does not close the cursor itself: the cursor
     closes when its last reference goes, which a zero-copy view of one of
-    its records (copy=False) holds for as long as it is alive."""
+    its records (copy=False) holds for as long as it is alive.  Like its
+    cursor, it cannot be copied or pickled."""
+
+    _COPY_WHAT = "libtopic records() iterator"
+    _COPY_HINT = "call records() again, with the offset to start from"
 
     def __init__(self, cur, follow, copy):
         self._cur = cur

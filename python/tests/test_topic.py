@@ -1,6 +1,8 @@
 """Opening and closing, appending and reading, offsets, settings, version."""
+import copy
 import ctypes
 import os
+import pickle
 import re
 import time
 
@@ -101,6 +103,43 @@ def test_unclosed_topic_warns_and_closes(path):
         gc.collect()
     with libtopic.Topic(path) as t:       # lock released by the finaliser
         assert t.end_offset == 1
+
+
+def copy_refused(make, how):
+    """The message of the TypeError make() raises.  A copy it makes after
+    all is disarmed before the test fails: it shares the original's C handle,
+    and collecting both would free it twice and crash the test run."""
+    try:
+        dup = make()
+    except TypeError as e:
+        return str(e)
+    for obj in (dup, getattr(dup, "_cur", None)):
+        if obj is not None:
+            obj.__dict__["_ptr"] = None
+            obj.__dict__["_cur"] = None
+    pytest.fail("%s made a copy" % how)
+
+
+def test_topics_cursors_and_iterators_cannot_be_copied(topic):
+    """copy.copy() of a Topic or Cursor used to share its C handle: closing
+    or collecting either copy freed it under the other, and the interpreter
+    crashed on the next call."""
+    topic.append(b"v0")
+    cursor = topic.cursor()
+    it = topic.records()
+    hints = {topic: "libtopic.Topic cannot be %s: open the directory again",
+             cursor: "libtopic.Cursor cannot be %s: open another one with topic.cursor",
+             it: "libtopic records() iterator cannot be %s: call records() again"}
+    for obj, hint in hints.items():
+        for how, make in (("copied", lambda: copy.copy(obj)),
+                          ("copied", lambda: copy.deepcopy(obj)),
+                          ("pickled", lambda: pickle.dumps(obj)),
+                          ("pickled", lambda: pickle.dumps(obj, protocol=0))):
+            assert hint % how in copy_refused(make, how)
+    assert cursor.next().value == b"v0"      # all still usable
+    assert next(it).value == b"v0"
+    assert topic.read(0) == b"v0"
+    cursor.close()
 
 
 def test_create_readonly_and_exclusive_arguments(path):
