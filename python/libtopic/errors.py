@@ -73,6 +73,8 @@ class TopicError(Exception):
     ``code`` is the negative number the C function returned (None for errors
     raised by the binding itself), ``message`` the library's text for it
     (topic_strerror), ``context`` what was being done, e.g. ``"read(7)"``.
+    Every one can be pickled (so multiprocessing passes it on) and copied,
+    with all of these and the attributes of its class.
     """
 
     code = None
@@ -89,6 +91,14 @@ class TopicError(Exception):
         if self.context:
             return "%s: %s" % (self.context, self.message)
         return self.message
+
+    def __reduce__(self):
+        # Exception's own __reduce__ calls the class with self.args, which
+        # hold only the message, and __init__ took that for the code: pickle
+        # (multiprocessing) and copy.copy() failed with a TypeError.  The
+        # instance's __dict__ (code, message, context, BufferTooSmall's
+        # needed, notes) is restored over what __init__ set.
+        return type(self), (self.code, self.message, self.context), self.__dict__
 
 
 class EndOfLog(TopicError):
@@ -161,6 +171,13 @@ class TopicOSError(TopicError, OSError):
         if self.filename is not None:
             s += ": %r" % (self.filename,)
         return s
+
+    def __reduce__(self):
+        # OSError's __reduce__ would give (errno, strerror, filename) to
+        # __init__, which takes the third for the context, so filename was
+        # lost; these are this class's own arguments.
+        return (type(self), (self.errno, self.message, self.context, self.filename),
+                self.__dict__)
 
 
 class TopicFileNotFoundError(TopicOSError, FileNotFoundError):

@@ -1,6 +1,8 @@
 """Every exception class, raised in the situation that produces it."""
+import copy
 import errno
 import os
+import pickle
 import shutil
 import struct
 import subprocess
@@ -26,6 +28,53 @@ def test_hierarchy():
     assert issubclass(libtopic.TopicTimeoutError, TimeoutError)
     assert issubclass(libtopic.InvalidArgument, ValueError)
     assert issubclass(libtopic.ClosedError, ValueError)
+
+
+def every_exception():
+    """One instance of every exception class of the binding, as the binding
+    makes it, with a context, and for the OSError ones with and without a
+    filename."""
+    errors = libtopic.errors
+    made = [errors.error(code, "call(%d)" % code) for code in errors._CODE_CLASSES]
+    made += [errors.error(-e, "call(%d)" % e) for e in errors._ERRNO_CLASSES]
+    made += [errors.error(-errno.ENOENT, "open", filename="/no/such/topic"),
+             errors.error(-errno.EIO, "sync"),
+             errors.error(-errno.EIO, "open", filename=b"/bytes/path"),
+             errors.error(-5000, "odd"),             # no errno, no TOPIC_* code
+             libtopic.TopicError(),
+             libtopic.ClosedError(None, "the topic '/t' is closed")]
+    small = errors.error(libtopic.ETOOSMALL, "read_into(0, 1-byte buffer): needs 9 bytes")
+    small.needed = 9
+    made.append(small)
+    noted = errors.error(libtopic.END, "read(3)")
+    noted.add_note("while replaying")
+    made.append(noted)
+    return made
+
+
+ATTRIBUTES = ("code", "message", "context", "needed", "args", "errno", "strerror",
+              "filename", "__notes__")
+
+
+@pytest.mark.parametrize("how", ["pickle", "pickle0", "copy", "deepcopy"])
+def test_every_exception_survives_pickle_and_copy(how):
+    """They used to fail with "TypeError: code must be an int, not str"
+    (their args held only the message, which __init__ took for the code),
+    so multiprocessing could not pass one back; an OSError one lost its
+    filename.  Now each comes back as the same class, saying the same."""
+    made = every_exception()
+    classes = {v for v in vars(libtopic).values()
+               if isinstance(v, type) and issubclass(v, libtopic.TopicError)}
+    assert {type(e) for e in made} == classes        # a new class is covered too
+    redo = {"pickle": lambda e: pickle.loads(pickle.dumps(e)),
+            "pickle0": lambda e: pickle.loads(pickle.dumps(e, protocol=0)),
+            "copy": copy.copy, "deepcopy": copy.deepcopy}[how]
+    for e in made:
+        again = redo(e)
+        assert type(again) is type(e) and again is not e
+        assert str(again) == str(e) and repr(again) == repr(e)
+        for name in ATTRIBUTES:
+            assert getattr(again, name, "-") == getattr(e, name, "-"), (e, name)
 
 
 def test_end_of_log(topic):
