@@ -755,10 +755,18 @@ class Topic(_Uncopyable):
         offset, Corrupt if the batch holding it fails its checksum."""
         if type(offset) is not int or not 0 <= offset <= _U64_MAX:
             offset = _offset(offset)
+        # The thread's buffer is taken out of self._local while it is in
+        # use, and put back once the value is copied out of it: a signal
+        # handler or finaliser that runs in this thread in between (after
+        # the C call, before the copy) and reads too finds none there and
+        # makes its own, instead of overwriting this value with its own.
         local = self._local
         buf = getattr(local, "buf", None)
         if buf is None:
-            buf = local.buf = create_string_buffer(_READ_BUF_START)
+            buf = create_string_buffer(_READ_BUF_START)
+        else:
+            local.buf = None
+        keep = buf
         n = c_size_t()
         me = _get_ident()
         calls = self._calls
@@ -771,15 +779,18 @@ class Topic(_Uncopyable):
                 # (a deletion in between reports Gone instead).
                 buf = create_string_buffer(max(n.value, 1))
                 if n.value <= _READ_BUF_KEEP:
-                    local.buf = buf
+                    keep = buf
                 rc = _read(h, offset, buf, len(buf), byref(n))
         finally:
             calls.remove(me)
             if self._deferred:
                 self._run_deferred(me)
         if rc != 0:
+            local.buf = keep
             raise error(rc, "read(%d)" % offset)
-        return buf[:n.value]
+        value = buf[:n.value]
+        local.buf = keep
+        return value
 
     def read_into(self, offset, buffer):
         """Copies the value at ``offset`` into ``buffer`` (a writable
