@@ -116,6 +116,32 @@ def _timestamp(x):
     return ts
 
 
+def _wait_seconds(timeout):
+    """wait()'s timeout as a float of seconds, or None to wait as long as
+    it takes: for None, for infinity, and for a timeout too large to count
+    in milliseconds (beyond about 1e305 seconds, or an int no float holds),
+    which used to raise OverflowError even when there was nothing to wait
+    for.  Any number float() takes is a timeout (Decimal, Fraction); a
+    negative one or NaN is a ValueError."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, (str, bytes, bytearray)):
+        raise TypeError("timeout must be a number of seconds or None, not %s"
+                        % type(timeout).__name__)
+    try:
+        seconds = float(timeout)
+    except OverflowError:
+        seconds = math.inf if timeout > 0 else -math.inf
+    except (TypeError, ValueError):
+        raise TypeError("timeout must be a number of seconds or None, not %s"
+                        % type(timeout).__name__) from None
+    if not seconds >= 0:   # NaN too
+        raise ValueError("timeout must be >= 0 or None, not %r" % (timeout,))
+    if math.isinf(seconds * 1000):
+        return None
+    return seconds
+
+
 def _c_string(b, what):
     """b (bytes) as a C string: refused if it holds a NUL byte, where C
     would see the string end and act on a shorter name or path than the
@@ -829,18 +855,17 @@ class Topic(_Uncopyable):
     def wait(self, offset, timeout=None):
         """Waits until a record at ``offset`` exists.  Returns True once it
         does (at once if it already does), False after ``timeout`` seconds
-        (a float; None or infinity waits forever, 0 only checks).  Wakes for appends
-        through any handle in any process; interruptible by Ctrl-C."""
+        (a number; 0 only checks; None, infinity or a timeout too large to
+        count in milliseconds, beyond about 1e305 seconds, waits forever).
+        Wakes for appends through any handle in any process; interruptible
+        by Ctrl-C."""
         return self._wait(_offset(offset), timeout, None)
 
     def _wait(self, offset, timeout, cursor):
         """wait(); with a cursor, ClosedError within WAIT_SLICE of its close
         (from any thread), as for the topic's."""
-        if timeout is not None and math.isinf(timeout) and timeout > 0:
-            timeout = None   # as long as it takes, like None
+        timeout = _wait_seconds(timeout)
         if timeout is not None:
-            if not timeout >= 0:   # NaN too
-                raise ValueError("timeout must be >= 0 or None, not %r" % (timeout,))
             deadline = time.monotonic() + timeout
         slice_ms = int(WAIT_SLICE * 1000)
         me = _get_ident()
@@ -1163,7 +1188,8 @@ class Cursor(_Uncopyable):
 
     def wait(self, timeout=None):
         """Waits until a record exists at the cursor's position: True, or
-        False after ``timeout`` seconds (None: forever).  Closing the cursor
+        False after ``timeout`` seconds (as for Topic.wait(): None, infinity
+        or a timeout too large to count in milliseconds waits forever).  Closing the cursor
         (or its topic) from another thread ends the wait with ClosedError
         within WAIT_SLICE."""
         return self._topic._wait(self.offset, timeout, self)

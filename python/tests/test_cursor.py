@@ -1,5 +1,8 @@
 """Cursors, records(), following, zero-copy views, seek_time, wait."""
+import decimal
+import fractions
 import gc
+import sys
 import textwrap
 import threading
 import time
@@ -219,6 +222,34 @@ def test_wait(topic):
     th.join()
     assert topic.wait(0, timeout=0) is True
     assert topic.wait(0, 0.5) is True
+
+
+HUGE_TIMEOUTS = [1e306, sys.float_info.max, 10 ** 400]
+
+
+def test_wait_with_a_timeout_too_large_to_count_waits_forever(topic):
+    """These used to raise OverflowError, even for a record that existed."""
+    topic.append(b"x")
+    with topic.cursor(0) as c:
+        for timeout in HUGE_TIMEOUTS:
+            assert topic.wait(0, timeout) is True
+            assert c.wait(timeout) is True
+    for i, timeout in enumerate(HUGE_TIMEOUTS, 1):
+        th = threading.Timer(0.15, topic.append, (b"later",))
+        th.start()
+        start = time.monotonic()
+        with topic.cursor(i) as c:
+            assert c.wait(timeout) is True            # waits as with None
+        assert topic.wait(i, timeout) is True
+        assert 0.1 <= time.monotonic() - start < 5
+        th.join()
+    for bad in (-1e306, -sys.float_info.max, -(10 ** 400)):
+        with pytest.raises(ValueError, match=">= 0"):
+            topic.wait(0, bad)
+    assert topic.wait(9, decimal.Decimal("0.05")) is False   # any real number
+    assert topic.wait(9, fractions.Fraction(1, 20)) is False
+    with pytest.raises(TypeError, match="number of seconds"):
+        topic.wait(0, "1")
 
 
 # -- zero-copy ------------------------------------------------------------------
