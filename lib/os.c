@@ -113,18 +113,42 @@ int topic__fallocate(int fd, off_t len)
     return topic__fallocate_range(fd, 0, len);
 }
 
+/*
+ * Where the file system has no fallocate() (ext2, ext3's block-mapped files,
+ * some network file systems), the space is allocated by writing zeros past
+ * the end of the file.  Extending the file sparsely instead, with
+ * ftruncate(), would leave holes that a store through a mapping fills only
+ * when it faults, and on a full disk that fault is SIGBUS rather than an
+ * error.  Only bytes past the end are written: nobody uses them yet, while
+ * bytes below it may be records or another process's words.  The cost is
+ * writing the log's bytes twice on those file systems.
+ */
+static int fill_zeros(int fd, off_t off, off_t end)
+{
+    static const char zeros[64 << 10];
+    struct stat st;
+    if (topic__os.fstat(fd, &st) < 0)
+        return neg_errno();
+    if (off < st.st_size)
+        off = st.st_size;
+    while (off < end) {
+        size_t n = end - off < (off_t)sizeof zeros ? (size_t)(end - off) : sizeof zeros;
+        int rc = topic__pwrite_all(fd, zeros, n, off);
+        if (rc < 0)
+            return rc;
+        off += (off_t)n;
+    }
+    return 0;
+}
+
 int topic__fallocate_range(int fd, off_t off, off_t len)
 {
     if (len <= 0)
         return 0;
     if (topic__os.fallocate(fd, 0, off, len) == 0)
         return 0;
-    if (errno == EOPNOTSUPP || errno == ENOSYS) {
-        struct stat st;
-        if (topic__os.fstat(fd, &st) < 0)
-            return neg_errno();
-        return st.st_size >= off + len ? 0 : topic__ftruncate(fd, off + len);
-    }
+    if (errno == EOPNOTSUPP || errno == ENOSYS)
+        return fill_zeros(fd, off, off + len);
     return neg_errno();
 }
 

@@ -182,7 +182,9 @@ int topic__state_open(topic *t, bool create)
         }
         struct state_page init = { .magic = TOPIC__STATE_MAGIC,
                                    .version = TOPIC__STATE_VERSION };
-        TRY(topic__ftruncate(fd, TOPIC__STATE_SIZE));
+        /* Allocated, not extended sparsely: its page is stored to through
+         * a mapping, where a full disk would be SIGBUS (os.c, fill_zeros). */
+        TRY(topic__fallocate_range(fd, 0, TOPIC__STATE_SIZE));
         TRY(topic__pwrite_all(fd, &init, sizeof init, 0));
         TRY(topic__fsync(fd));
         TRY(topic__fsync(t->dirfd));

@@ -50,14 +50,13 @@ struct wait_page {
 int topic__wait_open(topic *t)
 {
     int fd = topic__openat(t->dirfd, "topic.wait", O_RDWR | O_CREAT, 0644);
-    size_t size = 0;
-    int rc = fd < 0 ? fd : topic__fsize(fd, &size);
-    if (rc == 0 && size < WAIT_FILE)
-        rc = topic__ftruncate(fd, WAIT_FILE);   /* zeros: nothing durable here */
+    int rc = fd < 0 ? fd : 0;
     /* The page must exist before it is touched through the mapping: a
      * fault on a hole allocates it (on tmpfs, even to read), and on a full
-     * file system that is SIGBUS.  Allocating never changes the words that
-     * other processes may be using, as writing zeros would. */
+     * file system that is SIGBUS.  Allocating extends a short file with
+     * zeros and never changes the words that other processes may be using,
+     * as writing zeros over them would (os.c writes zeros only past the
+     * end, where fallocate() is missing). */
     if (rc == 0)
         rc = topic__fallocate_range(fd, 0, WAIT_FILE);
     void *p = NULL;
