@@ -457,21 +457,47 @@ static void free_handle(topic *t)
  * the directory it made goes, then the directory.  Otherwise a retry with
  * TOPIC_EXCL would be told the topic exists.  Its files are removed only
  * under the writer lock: without it, they may be another opener's, which
- * found the new directory and took the lock first.  Best effort.
+ * found the new directory and took the lock first.  A lock that failed for
+ * another reason (ENOLCK) is tried once more here.  The directory is read
+ * with getdents64() into a buffer on the stack, because the failure being
+ * cleaned up may be that memory ran out.  Best effort.
  */
 static void unmake_dir(topic *t, const char *dir)
 {
-    int fd = t->locked && t->dirfd >= 0 ? dup(t->dirfd) : -1;
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (d == NULL && fd >= 0)
-        close(fd);
-    struct dirent *de;
-    while (d != NULL && (de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
-            topic__os.unlinkat(dirfd(d), de->d_name, 0) < 0 && errno == EISDIR)
-            topic__os.unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
-    if (d != NULL)
-        closedir(d);
+    bool locked = t->locked;
+    if (!locked && t->lockfd >= 0 && !(t->flags & TOPIC_RDONLY) &&
+        topic__flock(t->lockfd, LOCK_EX | LOCK_NB) == 0) {
+        /* Another opener may have held the lock meanwhile and finished
+         * a topic here: then topic.state has its magic, and it stays. */
+        uint32_t magic = 0;
+        size_t size;
+        locked = topic__fsize(t->lockfd, &size) == 0 &&
+                 (size < sizeof magic ||
+                  (topic__pread_all(t->lockfd, &magic, sizeof magic, 0) == 0 && magic == 0));
+    }
+    if (locked && t->dirfd >= 0) {
+        /* Unlinking changes the listing under the reader; read it again
+         * from the start until a pass removes nothing. */
+        for (int pass = 0, removed = 1; removed && pass < 8; pass++) {
+            removed = 0;
+            char buf[4096] __attribute__((aligned(8)));
+            if (lseek(t->dirfd, 0, SEEK_SET) < 0)
+                break;
+            ssize_t n;
+            while ((n = getdents64(t->dirfd, buf, sizeof buf)) > 0) {
+                for (ssize_t at = 0; at < n;) {
+                    const struct dirent64 *de = (const void *)(buf + at);
+                    at += de->d_reclen;
+                    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                    if (topic__os.unlinkat(t->dirfd, de->d_name, 0) == 0 ||
+                        (errno == EISDIR &&
+                         topic__os.unlinkat(t->dirfd, de->d_name, AT_REMOVEDIR) == 0))
+                        removed = 1;
+                }
+            }
+        }
+    }
     topic__os.unlinkat(AT_FDCWD, dir, AT_REMOVEDIR);
 }
 
