@@ -270,8 +270,10 @@ def default_config():
 # to the cursor, and an abandoned cursor would then wait for the cyclic
 # collector instead of being closed as soon as its last reference went.  The
 # weak references are enough for what the cursor does with them when it
-# moves on: release the view it handed out, and notice through the array
-# that a derived view outlives that release.
+# moves on or is closed: release the view it handed out, and notice through
+# the array that the memory is still in use (a derived view outlives that
+# release, or the view is exported), which makes moving on or closing
+# explicitly a BufferError.
 
 
 def _make_view(owner, addr, n):
@@ -283,10 +285,12 @@ def _make_view(owner, addr, n):
     return view, (weakref.ref(arr), weakref.ref(view))
 
 
-def _release_views(entries, force):
+def _release_views(entries):
     """Releases the zero-copy views of entries.  Returns those whose memory
-    is still used by a view derived from them (a slice, memoryview(view), an
-    exported buffer); with force they are dropped whatever happens."""
+    is still in use: the view is exported (a C routine holds its buffer,
+    e.g. hashlib reading it in another thread with the GIL released), or a
+    view derived from it is alive (a slice, memoryview(view), a numpy
+    buffer).  Either way the array is alive, which is what is checked."""
     kept = []
     for entry in entries:
         view = entry[1]()
@@ -296,7 +300,7 @@ def _release_views(entries, force):
             except BufferError:      # exported: it stays, and so does the array
                 pass
             view = None
-        if not force and entry[0]() is not None:
+        if entry[0]() is not None:
             kept.append(entry)
     return kept
 
@@ -311,6 +315,13 @@ _LEAK_MESSAGE = (
     " memoryview() or an exported buffer of it; it would point at memory the"
     " cursor reuses.  Copy what you keep with bytes(view) before asking for"
     " the next record")
+
+_IN_USE_MESSAGE = (
+    "cannot close %s: a zero-copy key or value (copy=False) read through"
+    " %s is still in use, exported to a C routine (e.g. hashed in another"
+    " thread) or through a slice, memoryview() or buffer derived from it, and"
+    " closing would free the memory under it.  It stays open: drop or copy"
+    " (bytes(view)) what uses the view, then close it again")
 
 
 class _Uncopyable:
@@ -465,12 +476,30 @@ class Topic(_Uncopyable):
         other threads finish first (a wait() within WAIT_SLICE); later calls
         raise ClosedError.
 
+        If the memory of a zero-copy view (copy=False) of one of its cursors
+        is still in use - the view is being read by a C routine that
+        released the GIL, e.g. hashed in another thread, or a slice,
+        memoryview() or buffer derived from it is alive - it raises
+        BufferError instead, as mmap.close() does, and the topic and its
+        cursors stay open and usable: drop what uses the view, then close
+        again.  (Garbage collection never needs this: a view keeps its
+        cursor and topic alive.)  Calls of other threads that started while
+        close() waited for the calls in progress have then raised
+        ClosedError all the same, as they have when Ctrl-C interrupts that
+        wait (KeyboardInterrupt, and the topic stays open too).
+
         Called from a signal handler (or a finaliser) that interrupted a call
         on this topic in the same thread, typically the main thread blocked
         in wait() or records(follow=True), it returns at once: the topic is
         closing from then on, and the close completes as the interrupted
         call returns (which then raises ClosedError if it needed the topic
-        again; an error of the final sync is raised there too)."""
+        again; an error of the final sync is raised there too, and so is the
+        BufferError of a view still in use, the topic then staying open)."""
+        self._close(False)
+
+    def _close(self, force):
+        """close(); with force (garbage collection, where nothing alive can
+        use the memory of a view), views still in use do not stop it."""
         me = _get_ident()
         with self._lock:
             while True:
@@ -496,23 +525,33 @@ class Topic(_Uncopyable):
                 # Reached from a signal handler or finaliser while this
                 # thread is inside a call on the topic (see above).
                 self._deferred_close = me
-                self._deferred.append((me, self))
+                self._deferred.append((me, self, force))
                 return
             self._closer = me
-        self._close_now()
+        self._close_now(force)
 
-    def _close_now(self):
+    def _close_now(self, force):
         """close() proper, in the thread named by self._closer, which is in
         no call on the topic: waits for the calls of other threads to
-        return, then frees every cursor and the handle."""
+        return, then frees every cursor and the handle.  Without force,
+        raises BufferError instead if a zero-copy view's memory is still
+        in use."""
         try:
             delay = 0.0001
             while self._calls:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.01)
+            # No call is in progress now, and every later one sees _closing
+            # and makes no view: the views released here stay released, and
+            # an array found dead never comes back.  So what is checked here
+            # holds when the memory is freed below.
+            if not force and not all([c._drop_views() for c in list(self._cursors)]):
+                raise BufferError(_IN_USE_MESSAGE % ("the topic %r" % (self.path,),
+                                                     "one of its cursors"))
         except BaseException:
-            # Interrupted (Ctrl-C) before anything was freed: the topic stays
-            # open and usable, and close() may be called again.
+            # Interrupted (Ctrl-C) before anything was freed, or a view in
+            # use: the topic stays open and usable, and close() may be
+            # called again.
             with self._lock:
                 self._closing = False
                 self._closer = None
@@ -547,28 +586,44 @@ class Topic(_Uncopyable):
     def _run_deferred(self, me):
         """Carries out the closes (of this topic, of its cursors) that a
         signal handler or finaliser asked for while thread ``me`` was inside
-        a call on the topic, once it is out of every such call."""
+        a call on the topic, once it is out of every such call.  A close
+        that a zero-copy view still in use prevents is undone (the cursor
+        or topic is open again) and its BufferError raised here, from the
+        interrupted call, once the others are carried out."""
         calls = self._calls
+        in_use = None
         while me not in calls:
             with self._lock:
-                mine = [obj for ident, obj in self._deferred if ident == me]
+                mine = [e for e in self._deferred if e[0] == me]
                 if not mine:
-                    return
+                    break
                 self._deferred = [e for e in self._deferred if e[0] != me]
-                closing = self._deferred_close == me
+            try:
+                calls.append(me)
+                for _, cursor, force in mine:
+                    if cursor is not self and not cursor._release(force):
+                        cursor._closed = False     # as an explicit close() leaves it
+                        in_use = in_use or BufferError(_IN_USE_MESSAGE % (
+                            "the cursor", "it"))
+            finally:
+                calls.remove(me)
+            # The topic's own close last, so that a view in use by one of
+            # the cursors undoes only that cursor's close, not the others'.
+            # Until _closer is set, an exception that struck above leaves
+            # the close to the next close() (see close()).
+            with self._lock:
+                closing = (self._deferred_close == me and
+                           any(obj is self for _, obj, _ in mine))
                 if closing:
                     self._deferred_close = None
                     self._closer = me
             if closing:
-                self._close_now()              # frees the cursors too
-                return
-            try:
-                calls.append(me)
-                for cursor in mine:
-                    cursor._release()
-            finally:
-                calls.remove(me)
+                # Frees the cursors too; raises a BufferError itself.
+                self._close_now(any(f for _, obj, f in mine if obj is self))
+                break
             # A handler may have deferred more while those were freed.
+        if in_use is not None:
+            raise in_use
 
     def _after_fork(self, me):
         """In the child of fork(), where only thread ``me`` (the one that
@@ -610,12 +665,13 @@ class Topic(_Uncopyable):
         self.close()
 
     def __del__(self):
+        # Forced: no view of its memory is alive, or it would hold the topic.
         try:
             if self._ptr is not None:
                 if not self._closing:
                     warnings.warn("unclosed libtopic.Topic %r" % (self.path,),
                                   ResourceWarning, source=self)
-                self.close()
+                self._close(True)
         except Exception:
             pass
 
@@ -1067,7 +1123,7 @@ class Cursor(_Uncopyable):
     def _next(self, copy):
         """next() for a thread counted in the topic's calls, holding the lock."""
         if self._views:
-            self._views = _release_views(self._views, False)
+            self._views = _release_views(self._views)
             if self._views:
                 raise BufferError(_LEAK_MESSAGE)
         self._topic._enter()
@@ -1161,7 +1217,7 @@ class Cursor(_Uncopyable):
 
     def _move(self, fn, arg):
         # Under _busy_call: the views of the record the cursor leaves go first.
-        self._views = _release_views(self._views, False)
+        self._views = _release_views(self._views)
         if self._views:
             raise BufferError(_LEAK_MESSAGE)
         self._topic._enter()
@@ -1194,43 +1250,74 @@ class Cursor(_Uncopyable):
         within WAIT_SLICE."""
         return self._topic._wait(self.offset, timeout, self)
 
-    def _release(self):
-        """Frees the C cursor and releases every zero-copy view."""
+    def _drop_views(self):
+        """Releases the zero-copy views it can; False if the memory of one
+        is still in use (see _release_views)."""
         with self._lock:
+            self._views = _release_views(self._views)
+            return not self._views
+
+    def _release(self, force=True):
+        """Frees the C cursor and releases every zero-copy view.  Without
+        force it does neither, and returns False, if the memory of a view is
+        still in use (it releases the views it can)."""
+        with self._lock:
+            self._views = _release_views(self._views)
+            if self._views and not force:
+                return False
+            self._views = []
             self._closed = True
-            self._views = _release_views(self._views, True)
             ptr, self._ptr = self._ptr, None
             # A cursor the topic's close() did not reach (it never should)
             # is left alone once the topic is freed, rather than touched.
             if ptr is not None and self._topic._ptr is not None:
                 _lib.topic_cursor_close(ptr)
         self._topic._cursors.discard(self)
+        return True
 
     def close(self):
         """Closes the cursor; again does nothing.  Safe from any thread: a
-        wait() on it in another thread ends with ClosedError.  Called from a
-        signal handler or finaliser that interrupted a call on the topic in
-        the same thread, the cursor counts as closed at once and is freed as
-        that call returns."""
+        wait() on it in another thread ends with ClosedError.
+
+        If the memory of a zero-copy view (copy=False) it returned is still
+        in use - the view is being read by a C routine that released the
+        GIL, e.g. hashed in another thread, or a slice, memoryview() or
+        buffer derived from it is alive - it raises BufferError instead and
+        the cursor stays open and usable: drop what uses the view, then
+        close again.  (Garbage collection never needs this: a view keeps
+        its cursor alive.)
+
+        Called from a signal handler or finaliser that interrupted a call on
+        the topic in the same thread, the cursor counts as closed at once and
+        is freed as that call returns (a view still in use then reopens it,
+        and the BufferError is raised from that call)."""
+        self._close(False)
+
+    def _close(self, force):
+        """close(); with force (garbage collection, where nothing alive can
+        use the memory of a view), views still in use do not stop it."""
         # On _ptr, not _closed: a close that was interrupted, or left to a
         # call that an exception cut short, is carried out by the next one.
-        self._closed = True            # ends a wait() on it within WAIT_SLICE
         if self._ptr is None:
+            self._closed = True
             return
         t = self._topic
         me = _get_ident()
         if t._closer == me:
-            return                     # the topic's close() in this thread frees it
+            self._closed = True        # the topic's close() in this thread frees it
+            return
         calls = t._calls
         if me in calls:
             # This thread is inside a call on the topic, perhaps on this very
             # cursor (holding its lock): see Topic.
+            self._closed = True        # ends a wait() on it within WAIT_SLICE
             with t._lock:
-                t._deferred.append((me, self))
+                t._deferred.append((me, self, force))
             return
         try:
             calls.append(me)
-            self._release()
+            if not self._release(force):
+                raise BufferError(_IN_USE_MESSAGE % ("the cursor", "it"))
         finally:
             calls.remove(me)
             if t._deferred:
@@ -1247,8 +1334,9 @@ class Cursor(_Uncopyable):
         self.close()
 
     def __del__(self):
+        # Forced: no view of its memory is alive, or it would hold the cursor.
         try:
-            self.close()
+            self._close(True)
         except Exception:
             pass
 
@@ -1300,21 +1388,39 @@ class _Records(_Uncopyable):
                 # close() was called, from another thread or a signal
                 # handler: the iteration just ends.
                 raise StopIteration from None
-            self.close()
+            self._end()
             raise
         except BaseException:
-            self.close()
+            self._end()
             raise
-        self.close()
+        self._end()
         raise StopIteration
+
+    def _end(self):
+        """Ends the iteration for good, at the end of the log or an error.
+        A cursor whose views are still in use is not closed (which would
+        raise BufferError in place of the end or the error): it is dropped,
+        and closes as soon as the last view goes."""
+        cur, self._cur = self._cur, None
+        if cur is not None:
+            try:
+                cur.close()
+            except BufferError:
+                pass
 
     def close(self):
         """Ends the iteration and closes its cursor; again does nothing.
         From another thread, a next() waiting for records (follow=True)
-        returns within WAIT_SLICE by raising StopIteration."""
+        returns within WAIT_SLICE by raising StopIteration.  As for
+        Cursor.close(), a zero-copy view whose memory is still in use makes
+        it raise BufferError, and the iteration stays where it was."""
         cur, self._cur = self._cur, None
         if cur is not None:
-            cur.close()
+            try:
+                cur.close()
+            except BufferError:
+                self._cur = cur
+                raise
 
 
 # Every open Topic, for _after_fork_in_child.

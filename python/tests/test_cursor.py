@@ -2,6 +2,8 @@
 import decimal
 import fractions
 import gc
+import pickle
+import subprocess
 import sys
 import textwrap
 import threading
@@ -330,6 +332,194 @@ def test_zero_copy_released_when_the_topic_closes(path):
         next(it)
 
 
+@pytest.mark.parametrize("hold", ["slice", "memoryview", "export"])
+def test_closing_refuses_while_a_zero_copy_view_is_in_use(path, hold):
+    """close() used to release what it could and free the memory whatever
+    was still alive: a derived view, or a C routine reading the view itself,
+    then read unmapped or freed memory.  Now close() raises BufferError, as
+    mmap.close() does, and the cursor, iterator or topic stays open."""
+    t = libtopic.Topic(path, create=True)
+    fill(t, 3)
+    take = {"slice": lambda v: v[1:], "memoryview": memoryview,
+            "export": pickle.PickleBuffer}[hold]    # the last holds the view's buffer
+    c = t.cursor()
+    in_use = take(c.next(copy=False).value)
+    with pytest.raises(BufferError, match="cannot close the cursor"):
+        c.close()
+    assert not c.closed and c.offset == 1
+    with pytest.raises(BufferError, match="cannot close the topic"):
+        t.close()
+    assert not t.closed and not c.closed
+    assert bytes(in_use).endswith(b"0")           # the memory is still there
+    it = t.records(1, copy=False)
+    in_use_too = take(next(it).value)
+    t.append(b"v3")                               # the topic is fully usable
+    assert t.read(3) == b"v3" and t.end_offset == 4
+    del in_use
+    assert c.next().value == b"v1"                # and so is the cursor
+    with pytest.raises(BufferError, match="cannot close the cursor"):
+        it.close()
+    with pytest.raises(BufferError, match="cannot close the topic"):
+        t.close()
+    assert not t.closed
+    del in_use_too
+    assert bytes(next(it, None).value) == b"v2"   # the iteration goes on
+    it.close()
+    c.close()
+    assert c.closed
+    t.close()
+    assert t.closed
+    with libtopic.Topic(path) as t:               # the writer lock was released
+        assert t.end_offset == 4
+
+
+def test_closing_a_topic_checks_every_cursor_before_freeing_any(topic):
+    fill(topic, 2)
+    free = topic.cursor()
+    r = free.next(copy=False)                     # a view, but nothing derived
+    held = topic.cursor()
+    part = held.next(copy=False).value[1:]
+    with pytest.raises(BufferError):
+        topic.close()
+    assert not free.closed and not held.closed
+    with pytest.raises(ValueError, match="released"):
+        bytes(r.value)                            # what it could, it released
+    assert free.next().value == b"v1"
+    del part
+    topic.close()
+    assert free.closed and held.closed
+
+
+def test_a_deferred_close_with_a_view_in_use_raises_from_the_interrupted_call(
+        topic, monkeypatch):
+    """A close() reached from a signal handler (or finaliser) in the middle
+    of a call on the topic is carried out as that call returns; a view still
+    in use then makes that call raise the BufferError and leaves everything
+    open.  The handler is simulated here by the C call itself."""
+    fill(topic, 2)
+    c = topic.cursor()
+    part = c.next(copy=False).value[1:]
+    real = libtopic.topic._wait
+    handler = []
+
+    def wait_then_handler(h, offset, ms):
+        rc = real(h, offset, ms)
+        if handler:
+            handler.pop()()                       # returns at once: deferred
+        return rc
+
+    monkeypatch.setattr(libtopic.topic, "_wait", wait_then_handler)
+    for closing in (c, topic):
+        handler.append(closing.close)
+        with pytest.raises(BufferError, match="cannot close the"):
+            topic.wait(0)
+        assert not handler and not closing.closed
+        assert topic.wait(1) and c.offset == 1    # open, and nothing hangs
+    handler.append(c.close)
+    handler.append(topic.close)                   # both, in one call
+    with pytest.raises(BufferError, match="cannot close the"):
+        topic.wait(0)
+    assert not topic.closed and not c.closed
+    assert topic._deferred == [] and topic._deferred_close is None
+    assert bytes(part) == b"0"
+    del part
+    handler.append(topic.close)
+    assert topic.wait(0) is True                  # the close is done as it returns
+    assert topic.closed and c.closed
+    with pytest.raises(libtopic.ClosedError):
+        topic.wait(0)
+
+
+# A thread reads a large zero-copy value with a C routine that releases the
+# GIL (hashlib) while the main thread closes the cursor or the topic.  The
+# close used to drop the exported view and unmap (or, with lz4, free) the
+# memory under the routine, and the process crashed.  In a child, whose exit
+# status tells a crash.
+CLOSE_WHILE_HASHING = textwrap.dedent("""
+    import hashlib, sys, threading, time, libtopic
+    path, comp, what = sys.argv[1:]
+    t = libtopic.Topic(path, create=True,
+                       config={"max.message.bytes": "64M", "compression.type": comp})
+    value = bytes(range(256)) * (128 << 10)           # 32 MiB
+    t.append(value)
+    want = hashlib.sha256(value).hexdigest()
+    c = t.cursor()
+    r = c.next(copy=False)
+    results = []
+    started = threading.Event()
+
+    def hasher():
+        started.set()
+        for _ in range(8):
+            try:
+                results.append(hashlib.sha256(r.value).hexdigest() == want)
+            except ValueError:                        # released: nothing to read
+                results.append("released")
+
+    th = threading.Thread(target=hasher)
+    th.start()
+    started.wait()
+    time.sleep(0.01)
+    closing = t if what == "topic" else c
+    try:
+        closing.close()
+        print("closed", flush=True)
+    except BufferError:
+        print("BufferError", closing.closed, flush=True)
+    th.join()
+    assert all(x is True or x == "released" for x in results), results
+    del r
+    t.close()
+    print("done", c.closed, t.closed, flush=True)
+""")
+
+
+@pytest.mark.parametrize("comp", ["none", "lz4"])
+@pytest.mark.parametrize("what", ["topic", "cursor"])
+def test_closing_while_a_thread_reads_a_zero_copy_view(path, comp, what):
+    r = run_python(CLOSE_WHILE_HASHING, path, comp, what, timeout=60)
+    assert r.returncode == 0, "exit status %d: %s" % (r.returncode, r.stderr)
+    lines = r.stdout.splitlines()
+    assert lines[0] in ("BufferError False", "closed") and lines[1:] == ["done True True"]
+
+
+# The same from a real signal handler: its close() is deferred to the end of
+# the interrupted wait(), or, if the signal arrived between two calls, done
+# at once and raised from the handler; either way the wait() raises the
+# BufferError, and nothing hangs.
+SIGNAL_CLOSE_IN_USE = textwrap.dedent("""
+    import signal, sys, libtopic
+    path, what = sys.argv[1], sys.argv[2]
+    t = libtopic.Topic(path, create=True)
+    t.append(b"kept value")
+    c = t.cursor()
+    part = c.next(copy=False).value[1:]
+    signal.signal(signal.SIGALRM, lambda *a: (t if what == "topic" else c).close())
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        t.wait(1)
+        print("waited", flush=True)
+    except BufferError:
+        print("BufferError", flush=True)
+    print("closed" if t.closed or c.closed else "open", c.offset, bytes(part).decode(),
+          flush=True)
+    del part
+    t.close()
+    with libtopic.Topic(path) as t:       # the writer lock was released
+        print(t.read(0).decode(), flush=True)
+""")
+
+
+@pytest.mark.parametrize("what", ["topic", "cursor"])
+def test_close_from_a_signal_handler_while_a_view_is_in_use(path, what):
+    try:
+        r = run_python(SIGNAL_CLOSE_IN_USE, path, what, timeout=8)
+    except subprocess.TimeoutExpired:
+        pytest.fail("close() in a signal handler hung")
+    assert r.returncode == 0, "exit status %d: %s" % (r.returncode, r.stderr)
+    assert r.stdout.splitlines() == ["BufferError", "open 1 ept value", "kept value"]
+
+
 def test_zero_copy_with_lz4_batches(path):
     conf = {"compression.type": "lz4"}
     with libtopic.Topic(path, create=True, config=conf) as t:
@@ -410,6 +600,7 @@ LZ4_VIEWS = textwrap.dedent("""
         gc.collect()
         assert [x.value for x in t.records(20)] == second
         print(bytes(part) == first[0][1:], bytes(whole) == first[0], flush=True)
+        del part, whole                # or closing the topic is a BufferError
 """)
 
 
