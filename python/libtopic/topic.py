@@ -9,6 +9,7 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Mapping
 from ctypes import (byref, c_char, c_size_t, c_ubyte, c_uint64, c_void_p,
                     create_string_buffer)
 from threading import get_ident as _get_ident
@@ -716,11 +717,22 @@ class Topic(_Uncopyable):
 
         Each item is a value (bytes-like or str), a ``(key, value)`` or
         ``(key, value, timestamp)`` tuple, or a Record (its offset is
-        ignored)."""
+        ignored).  A mapping is refused with TypeError (iterating it would
+        give its keys alone): pass ``mapping.items()`` for one record per
+        key and value."""
         if isinstance(records, (bytes, bytearray, memoryview, str, Record)):
             raise TypeError("append_batch() takes an iterable of records;"
                             " use append() for a single one")
-        items = records if isinstance(records, (list, tuple)) else list(records)
+        if isinstance(records, (list, tuple)):
+            items = records
+        elif isinstance(records, Mapping):
+            # Iterating a mapping gives its keys alone, which would be
+            # appended as values, silently dropping the values.
+            raise TypeError("append_batch() takes an iterable of records, not a"
+                            " mapping (%s); for (key, value) records pass its"
+                            " .items()" % type(records).__name__)
+        else:
+            items = list(records)
         n = len(items)
         arr = (_L.RecordIn * n)()
         for i, item in enumerate(items):

@@ -1,10 +1,12 @@
 """Opening and closing, appending and reading, offsets, settings, version."""
+import collections
 import copy
 import ctypes
 import os
 import pickle
 import re
 import time
+import types
 
 import pytest
 
@@ -217,6 +219,19 @@ def test_append_batch_forms(topic):
     with pytest.raises(TypeError):
         topic.append_batch([object()])
     assert topic.end_offset == 8      # a refused batch appends nothing
+
+
+def test_append_batch_refuses_a_mapping(topic):
+    """append_batch({b"k": b"v"}) used to append the key b"k" as a value,
+    dropping the value: iterating a dict gives its keys."""
+    for mapping in ({b"k": b"v"}, types.MappingProxyType({b"k": b"v"}),
+                    collections.OrderedDict([(b"k", b"v")])):
+        with pytest.raises(TypeError, match=r"not a mapping.*\.items\(\)"):
+            topic.append_batch(mapping)
+    assert topic.end_offset == 0
+    assert topic.append_batch({b"k": b"v"}.items()) == 0    # (key, value) pairs
+    rec = next(topic.records())
+    assert (rec.key, rec.value) == (b"k", b"v")
 
 
 def test_read_values_larger_than_the_buffer(topic):
