@@ -796,18 +796,27 @@ class Topic(_Uncopyable):
         """Makes ``offset`` the start offset: records below it are gone
         (Gone) in every handle and process, and segments holding only such
         records are deleted.  An offset at or below the start offset does
-        nothing; one beyond the end offset is an InvalidArgument."""
+        nothing; one beyond the end offset is an InvalidArgument (a
+        ValueError) whose message says so and gives the end offset."""
         offset = _offset(offset)
+        end = None
         me = _get_ident()
         calls = self._calls
         try:
             calls.append(me)
             h = self._enter()
             rc = _lib.topic_delete_before(h, offset)
+            if rc == _EINVAL:
+                end = _lib.topic_end_offset(h)
         finally:
             calls.remove(me)
             if self._deferred:
                 self._run_deferred(me)
+        if rc == _EINVAL and end is not None and offset > end:
+            # The library's -EINVAL means this here; its text alone
+            # ("Invalid argument") did not say what was wrong.
+            raise InvalidArgument(_errno.EINVAL, "offset %d is past the end offset %d"
+                                  % (offset, end), "delete_before(%d)" % offset)
         if rc != 0:
             raise error(rc, "delete_before(%d)" % offset)
 

@@ -250,6 +250,21 @@ def test_invalid_group_names_say_what_is_wrong(topic):
     assert topic.groups() == []
 
 
+def test_delete_before_past_the_end_says_so(topic):
+    """It used to say only "[Errno 22] delete_before(5): Invalid argument"."""
+    for i in range(3):
+        topic.append(b"%d" % i)
+    with pytest.raises(libtopic.InvalidArgument) as ei:
+        topic.delete_before(5)
+    e = ei.value
+    assert e.errno == errno.EINVAL and e.code == -errno.EINVAL
+    assert str(e) == "[Errno 22] delete_before(5): offset 5 is past the end offset 3"
+    with pytest.raises(libtopic.InvalidArgument, match="past the end offset 3"):
+        topic.delete_before(2 ** 64 - 1)
+    topic.delete_before(3)                       # the end offset itself is fine
+    assert topic.start_offset == 3
+
+
 def test_strerror_takes_c_ints_only():
     """strerror(2**40) used to say "success": ctypes kept its low 32 bits."""
     assert libtopic.strerror(12345) == "unknown error code"
