@@ -373,7 +373,14 @@ class Topic(_Uncopyable):
       another process.  Consumer positions (commit) still work.
     - ``config``: a mapping of Kafka-style settings, e.g.
       ``{"segment.bytes": "64M", "compression.type": "lz4"}``; values are
-      str or int.  A bad name or value raises ValueError.
+      str or int.  A bad name or value raises ValueError.  As topic_open(3)
+      says: settings given when the topic is created are stored in it
+      (topic.conf), and those not given take their defaults; given when a
+      writer opens an existing topic, they override the stored ones and are
+      stored too; given with ``readonly=True``, they apply to this handle
+      only, over the stored ones, and are not stored (for such a handle
+      flush.messages and flush.ms govern when the positions it commits
+      reach stable storage).  Without config the stored settings apply.
 
     Only one writer may have a topic open at a time (Locked otherwise), in
     this process or any other.  Use as a context manager, or call close().

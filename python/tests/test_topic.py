@@ -346,6 +346,23 @@ def test_config_is_applied_and_persisted(path):
             t.append(b"x" * 1001)
 
 
+def test_config_of_a_reader_is_not_stored_but_a_writers_is(path):
+    """What the Topic docstring says after topic_open(3): a read-only
+    handle's settings are its own; a writer's are stored in the topic."""
+    with libtopic.Topic(path, create=True, config={"segment.bytes": "8K"}):
+        pass
+    conf = path / "topic.conf"
+    with libtopic.Topic(path, readonly=True, config={"segment.bytes": "16K"}):
+        pass
+    assert "segment.bytes=8192" in conf.read_text()
+    with libtopic.Topic(path, config={"segment.bytes": "16K"}):
+        pass
+    assert "segment.bytes=16384" in conf.read_text()
+    with libtopic.Topic(path):               # no config: the stored settings
+        pass
+    assert "segment.bytes=16384" in conf.read_text()
+
+
 def test_bad_config_raises_value_error_with_the_library_message(path):
     with pytest.raises(ValueError, match='unknown setting "segment.byte"'):
         libtopic.Topic(path, create=True, config={"segment.byte": "1M"})
