@@ -552,7 +552,9 @@ class Topic(_Uncopyable):
             # No call is in progress now, and every later one sees _closing
             # and makes no view: the views released here stay released, and
             # an array found dead never comes back.  So what is checked here
-            # holds when the memory is freed below.
+            # holds when the memory is freed below.  (A list, so that every
+            # cursor releases what it can, not only those before the first
+            # with a view in use.)
             if not force and not all([c._drop_views() for c in list(self._cursors)]):
                 raise BufferError(_IN_USE_MESSAGE % ("the topic %r" % (self.path,),
                                                      "one of its cursors"))
