@@ -226,12 +226,13 @@ TOPIC_API int topic_close(topic *t);
  * process; when it survives a power loss is set by flush.messages / flush.ms.
  *
  * Errors: -EINVAL, TOPIC_ETOOBIG, TOPIC_ERDONLY, TOPIC_EFAILED (an earlier
- * write or sync failed), -ENOSPC (space for the record could not be
+ * write or sync failed; nothing was written), -ENOSPC (space for the record could not be
  * allocated; nothing was written), -EAGAIN (the first append through a
  * handle could not start the handle's background thread; nothing was
  * written), -EIO.  On error no offset is consumed,
  * with one exception: under flush.messages, when the record was written but
- * the sync that follows failed, the append returns that error and the
+ * the sync that follows failed, the append returns that error (the sync's
+ * errno, never TOPIC_EFAILED, even when another thread ran the sync) and the
  * record is readable but was never acknowledged as durable; the handle then
  * refuses writes (TOPIC_EFAILED) until reopened.
  * Thread-safe: appends from several threads are serialised.

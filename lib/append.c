@@ -215,9 +215,15 @@ static int append(topic *t, const topic_record *recs, size_t n, const void *valu
      * (sticky), not this append's. */
     if (seal)
         topic__seal_pending(t);
-    /* Under flush.messages the append is acknowledged only once durable. */
-    if (sync)
+    /* Under flush.messages the append is acknowledged only once durable.
+     * A sync refused because another thread's sync failed meanwhile gives
+     * that failure's error, not TOPIC_EFAILED: from an append, that code
+     * means nothing was written, and these records were. */
+    if (sync) {
         rc = topic__sync(t);
+        if (rc == TOPIC_EFAILED)
+            rc = topic__failure(t);
+    }
     if (durable)
         atomic_fetch_sub(&t->durable_inflight, 1);
     return rc;

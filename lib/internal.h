@@ -314,6 +314,9 @@ void topic__writers_child(void);
 
 /* Makes every record appended so far durable; call without append_lock. */
 int  topic__sync(topic *t);
+/* The error of the failed write or sync that made the handle refuse
+ * writes (sticky), never TOPIC_EFAILED.  Call without append_lock. */
+int  topic__failure(topic *t);
 /* Seals the segments rolled away from; call without append_lock. */
 int  topic__seal_pending(topic *t);
 /* Seals the oldest such segment only: 1 if it did, 0 if none waited. */

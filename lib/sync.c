@@ -29,6 +29,14 @@ static void fail(topic *t, int rc)
         t->failed = rc;
 }
 
+int topic__failure(topic *t)
+{
+    pthread_mutex_lock(&t->append_lock);
+    int rc = t->failed < 0 && t->failed != TOPIC_EFAILED ? t->failed : -EIO;
+    pthread_mutex_unlock(&t->append_lock);
+    return rc;
+}
+
 /* Seals the oldest segment waiting to be sealed: 1 when it sealed one, 0
  * when none was waiting, or the (sticky) error. */
 static int seal_oldest(topic *t)

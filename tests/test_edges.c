@@ -1892,6 +1892,78 @@ static int no_fallocate(int fd, int mode, off_t off, off_t len)
     return -1;
 }
 
+struct durable_appender {
+    topic *t;
+    int n;
+    int rcs[64];
+};
+
+static void *append_durably(void *arg)
+{
+    struct durable_appender *a = arg;
+    for (int i = 0; i < a->n; i++) {
+        unsigned char v[32];
+        memset(v, 'a' + i % 26, sizeof v);
+        a->rcs[i] = topic_append(a->t, v, sizeof v, NULL);
+    }
+    return NULL;
+}
+
+/*
+ * Under flush.messages, threads that append at once share a sync.  When it
+ * fails, every append whose record it was to make durable returns the
+ * sync's error; TOPIC_EFAILED, from an append, means that nothing was
+ * written.  An outside tester saw TOPIC_EFAILED from an append whose record
+ * was there after a reopen, a duplicate for a caller who retried.
+ */
+static void test_durable_append_failure_codes(void **state)
+{
+    fx *f = *state;
+    enum { THREADS = 4, EACH = 64 };
+    int runs = 0;
+    for (long nth = 3; nth <= 99; nth += 6) {
+        assert_ok(tu_rmrf(f->dir));
+        tf_install(true);
+        topic *t = open_with(f->dir, TOPIC_CREATE, "flush.messages", "1", NULL);
+        tf_reset();
+        tf_arm(TF_FDATASYNC, nth, EIO, false);
+        struct durable_appender a[THREADS];
+        pthread_t th[THREADS];
+        for (int i = 0; i < THREADS; i++) {
+            a[i] = (struct durable_appender){ .t = t, .n = EACH };
+            assert_int_equal(pthread_create(&th[i], NULL, append_durably, &a[i]), 0);
+        }
+        for (int i = 0; i < THREADS; i++)
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+        uint64_t wrote = 0, refused = 0, eio = 0;
+        for (int i = 0; i < THREADS; i++)
+            for (int j = 0; j < EACH; j++) {
+                int rc = a[i].rcs[j];
+                if (rc == TOPIC_EFAILED) {
+                    refused++;
+                    continue;
+                }
+                if (rc != 0 && rc != -EIO)
+                    fail_msg("append returned %d (%s)", rc, topic_strerror(rc));
+                eio += rc == -EIO;
+                wrote++;
+            }
+        bool fired = tf_fired() > 0;
+        assert_true(eio >= 1 || !fired);
+        assert_true(refused >= 1 || !fired);
+        assert_u64(topic_end_offset(t), wrote);
+        topic_close(t);   /* it reports the failure again */
+        tf_uninstall();
+        t = open_with(f->dir, 0, NULL);
+        assert_u64(topic_end_offset(t), wrote);
+        assert_ok(topic_close(t));
+        if (!fired)
+            break;   /* fewer syncs than nth: the later ones would not fail either */
+        runs++;
+    }
+    assert_true(runs >= 4);
+}
+
 /* Asserts that no regular file in `dir` or its groups/ has a hole: every
  * byte up to its size has a block, so no store through a mapping can fault
  * for space (SIGBUS on a full disk). */
@@ -2792,6 +2864,7 @@ int main(void)
         T(test_eintr_and_short_io),
         T(test_pread_eof_pwrite_zero),
         T(test_no_fallocate),
+        T(test_durable_append_failure_codes),
         T(test_disk_full_mid_segment),
         T(test_threads_start_with_the_first_append),
         T(test_flush_ms_at_its_largest),
