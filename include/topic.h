@@ -112,8 +112,11 @@ TOPIC_API int topic_version_number(void);
  *   segment.bytes         size at which the active segment is rolled
  *                         (default 1G; 4096 .. 1G)
  *   segment.ms            age in ms at which the active segment is rolled,
- *                         counted from when the writer created or reopened
- *                         it (default 604800000, 7 days; 0 = never by age)
+ *                         counted from the creation of its file (from the
+ *                         reopening where the file system keeps no birth
+ *                         time), on the monotonic clock: wall-clock steps
+ *                         do not move it (default 604800000, 7 days;
+ *                         0 = never by age)
  *   index.interval.bytes  log bytes between two sparse index entries
  *                         (default 1024; 1 .. 16M)
  *   max.message.bytes     largest record (key plus value), and largest sum of

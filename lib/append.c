@@ -66,14 +66,14 @@ static int roll(topic *t, size_t need)
     return 0;
 }
 
-static bool needs_roll(const topic *t, const struct segment *s, size_t size, int64_t now)
+static bool needs_roll(const topic *t, const struct segment *s, size_t size, int64_t mono)
 {
     size_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
     int64_t age = t->cfg.v[TOPIC_K_SEGMENT_MS];
     /* An empty segment takes any batch, even one larger than segment.bytes:
      * its mapping has room for the largest (see segment.c). */
     return !s->writable || (len > 0 && len + size > s->capacity) ||
-           (age > 0 && len > 0 && now - s->first_ts >= age);
+           (age > 0 && len > 0 && mono - s->born_ms >= age);
 }
 
 /* Segments that may wait for the flusher to seal them before an append
@@ -116,7 +116,7 @@ static int compress(topic *t, const topic_record *recs, size_t n, int64_t first_
 static int append_locked(topic *t, const topic_record *recs, size_t n, const void *value,
                          size_t vlen, uint64_t *first)
 {
-    int64_t now = topic__now_ms(), first_ts, max_ts;
+    int64_t mono, now = topic__clock_ms(&mono), first_ts, max_ts;
     size_t size;
     if (t->failed)
         return TOPIC_EFAILED;
@@ -147,7 +147,7 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, const voi
         TRY(compress(t, recs, n, first_ts, now, size - TOPIC__HEADER_SIZE, &packed));
     if (packed)
         size = TOPIC__HEADER_SIZE + packed;
-    if (needs_roll(t, t->active, size, now))
+    if (needs_roll(t, t->active, size, mono))
         TRY(roll(t, size));
     struct segment *s = t->active;
     size_t pos = atomic_load_explicit(&s->len, memory_order_relaxed);
@@ -174,7 +174,7 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, const voi
     topic__publish(t);
     topic__wait_notify(t);
     if (t->unsynced_since_ms == 0) {
-        t->unsynced_since_ms = now;
+        t->unsynced_since_ms = mono;
         if (t->cfg.v[TOPIC_K_FLUSH_MS] > 0)
             pthread_cond_signal(&t->flush_cond);   /* its flush.ms starts now */
     }

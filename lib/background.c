@@ -59,10 +59,10 @@ static void *flusher_main(void *arg)
     pthread_setname_np(pthread_self(), "topic-flush");   /* as top(1) shows it */
     int64_t period = t->cfg.v[TOPIC_K_FLUSH_MS];
     bool retention = t->cfg.v[TOPIC_K_RETENTION_BYTES] >= 0 || t->cfg.v[TOPIC_K_RETENTION_MS] >= 0;
-    int64_t next_retention = topic__now_ms() + 1000;
+    int64_t next_retention = topic__mono_ms() + 1000;
     pthread_mutex_lock(&t->append_lock);
     while (!t->bg_stopping) {
-        int64_t now = topic__now_ms();
+        int64_t now = topic__mono_ms();
         if (t->unsealed != NULL && t->failed == 0) {
             pthread_mutex_unlock(&t->append_lock);
             /* Retention after each seal, not after the whole backlog:
@@ -94,7 +94,7 @@ static void *flusher_main(void *arg)
             pthread_mutex_unlock(&t->append_lock);
             topic__apply_retention(t);
             pthread_mutex_lock(&t->append_lock);
-            next_retention = topic__now_ms() + 1000;
+            next_retention = topic__mono_ms() + 1000;
             continue;
         }
         /* Sleep until the sooner of those two deadlines, or a signal: an

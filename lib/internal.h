@@ -98,7 +98,8 @@ struct segment {
     _Atomic size_t len;           /* bytes of whole batches, published to readers */
     _Atomic uint64_t end;         /* one past its last offset; known when sealed */
     _Atomic int64_t max_ts;       /* largest timestamp in it; INT64_MIN if unknown/empty */
-    int64_t first_ts;             /* when the writer created or reopened it (segment.ms) */
+    int64_t born_ms;              /* writer: when its age for segment.ms began, on the
+                                   * monotonic clock (topic__mono_ms) */
     size_t last_index_pos;        /* file position of the last index entry */
     struct index idx, tidx;
     bool writable;                /* the writer's active segment */
@@ -293,7 +294,12 @@ struct segment *topic__seglist_last(topic *t);
 /* Removes the segments that end at or below `start`, never the last one;
  * with `unlink`, deletes their files.  Returns how many went. */
 int  topic__seglist_drop_before(topic *t, uint64_t start, bool unlink);
+/* The wall clock in milliseconds since the epoch, for timestamps; the
+ * monotonic clock in milliseconds, for durations (topic.c). */
 int64_t topic__now_ms(void);
+int64_t topic__mono_ms(void);
+/* Both at once: returns the wall clock, stores the monotonic one. */
+int64_t topic__clock_ms(int64_t *mono_ms);
 /* Counts fork()s, in the child (topic.c).  A writer handle belongs to the
  * process that opened it: in a child its threads do not exist and its locks
  * may be held for ever, and its writes would fight the parent's. */

@@ -214,7 +214,7 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
     g->readonly = readonly;
     g->fd = fd;
     g->map = p;
-    g->synced_ms = topic__now_ms();
+    g->synced_ms = topic__mono_ms();
     t->groups[t->ngroups++] = g;
     *out = g;
     return 0;
@@ -226,7 +226,7 @@ static int group_sync(struct group *g)
         return 0;
     TRY(topic__fdatasync(g->fd));
     g->dirty = false;
-    g->synced_ms = topic__now_ms();
+    g->synced_ms = topic__mono_ms();
     return 0;
 }
 
@@ -253,7 +253,8 @@ TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset)
         /* flush.messages=1: durable before returning; otherwise at most
          * flush.ms late (checked here, so that a consumer process without a
          * flusher thread keeps the promise too). */
-        if (t->cfg.v[TOPIC_K_FLUSH_MESSAGES] == 1 || (every > 0 && s.time_ms - g->synced_ms >= every))
+        if (t->cfg.v[TOPIC_K_FLUSH_MESSAGES] == 1 ||
+            (every > 0 && topic__mono_ms() - g->synced_ms >= every))
             rc = group_sync(g);
     }
     bool dirty = rc == 0 && g->dirty;
@@ -264,7 +265,7 @@ TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset)
         pthread_mutex_lock(&t->append_lock);
         int started = 0;
         if (t->commits_since_ms == 0 && (started = topic__bg_flusher(t)) == 0) {
-            t->commits_since_ms = topic__now_ms();
+            t->commits_since_ms = topic__mono_ms();
             pthread_cond_signal(&t->flush_cond);
         }
         pthread_mutex_unlock(&t->append_lock);

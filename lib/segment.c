@@ -175,7 +175,7 @@ int topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segme
     }
     s->writable = true;
     atomic_store(&s->end, base);
-    s->first_ts = topic__now_ms();
+    s->born_ms = topic__mono_ms();
     atomic_store(&s->tidx_state, 1);
     atomic_store(&s->loaded, true);
     *out = s;
@@ -189,6 +189,29 @@ static void reset_indexes(struct segment *s)
     topic__index_unmap(&s->tidx);
     s->last_index_pos = 0;
     atomic_store(&s->max_ts, INT64_MIN);
+}
+
+/*
+ * Where the age of a reopened active segment for segment.ms begins: the
+ * creation of its file, not the reopening, or a writer restarted more often
+ * than segment.ms would never roll by age (and retention.ms, which never
+ * deletes the active segment, would delete nothing).  Record timestamps
+ * cannot say: they are the callers' and may be anything.  The file's birth
+ * time is on the wall clock, so the age it gives is carried over to the
+ * monotonic clock once, here; a birth in the future (the clock was set
+ * back since) counts as now, and so does a file system that keeps no birth
+ * time.
+ */
+static int64_t reopened_born_ms(int fd)
+{
+    int64_t mono, now = topic__clock_ms(&mono);
+    struct statx sx;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_BTIME, &sx) != 0 || !(sx.stx_mask & STATX_BTIME))
+        return mono;
+    if (sx.stx_btime.tv_sec < 0 || sx.stx_btime.tv_sec > now / 1000)
+        return mono;
+    int64_t age = now - ((int64_t)sx.stx_btime.tv_sec * 1000 + sx.stx_btime.tv_nsec / 1000000);
+    return age > 0 ? mono - age : mono;   /* before the boot: below zero */
 }
 
 /*
@@ -251,9 +274,7 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan,
     atomic_store(&s->end, end);
     s->reserved = size;   /* more on the first append */
     s->writable = true;
-    /* segment.ms counts from when the writer created or reopened the
-     * segment: record timestamps are the caller's and may be anything. */
-    s->first_ts = topic__now_ms();
+    s->born_ms = reopened_born_ms(s->fd);
     atomic_store(&s->loaded, true);
     return 0;
 }

@@ -251,7 +251,7 @@ int topic__sync(topic *t)
     }
     t->syncing = true;
     gather(t);
-    int64_t started = topic__now_ms();
+    int64_t started = topic__mono_ms();
     uint64_t target = atomic_load(&t->end);
     struct segment *s = t->active;
     topic__segment_ref(s);

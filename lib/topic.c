@@ -11,13 +11,21 @@
 
 #include "internal.h"
 
-static int64_t clock_ns(void)
+static int64_t clock_ns(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(id, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/*
+ * Two clocks.  Timestamps are the wall clock's (CLOCK_REALTIME): they are
+ * stored, compared with users' timestamps and with retention.ms.  Durations
+ * the writer measures itself (flush.ms, the age of a segment for
+ * segment.ms, a group's last sync) are the monotonic clock's, which a step
+ * of the wall clock does not move: when NTP set the clock back an hour, a
+ * flush.ms measured on the wall clock left an hour of appends unsynced.
+ */
 #if defined(__x86_64__)
 #include <x86intrin.h>
 /*
@@ -31,7 +39,8 @@ static int64_t clock_ns(void)
  * room for error in the counter's rate.  The rate is learnt from two
  * readings at least 10 ms apart; until then, or if the counter or the clock
  * ever runs backwards (another CPU, a clock step), the clock is read every
- * time.
+ * time.  Each reading of the wall clock also reads the monotonic one, so an
+ * append gets both for the price of one.
  */
 static _Thread_local struct {
     uint64_t deadline;      /* reuse clk.ms while the counter is below this */
@@ -40,14 +49,18 @@ static _Thread_local struct {
     int64_t calib_ns;
     double per_ns;          /* counter ticks per nanosecond; 0 = not yet known */
     int64_t ms;
+    int64_t mono_ms;
 } clk;
 
-int64_t topic__now_ms(void)
+int64_t topic__clock_ms(int64_t *mono_ms)
 {
     uint64_t tsc = __rdtsc();
-    if (tsc >= clk.tsc && tsc < clk.deadline)
+    if (tsc >= clk.tsc && tsc < clk.deadline) {
+        *mono_ms = clk.mono_ms;
         return clk.ms;
-    int64_t ns = clock_ns();
+    }
+    int64_t ns = clock_ns(CLOCK_REALTIME);
+    clk.mono_ms = clock_ns(CLOCK_MONOTONIC) / 1000000;
     clk.deadline = 0;
     if (clk.calib_ns == 0 || tsc < clk.calib_tsc || ns < clk.calib_ns) {
         clk.calib_tsc = tsc;
@@ -63,14 +76,29 @@ int64_t topic__now_ms(void)
     }
     clk.tsc = tsc;
     clk.ms = ns / 1000000;
+    *mono_ms = clk.mono_ms;
     return clk.ms;
 }
 #else
-int64_t topic__now_ms(void)
+int64_t topic__clock_ms(int64_t *mono_ms)
 {
-    return clock_ns() / 1000000;
+    *mono_ms = clock_ns(CLOCK_MONOTONIC) / 1000000;
+    return clock_ns(CLOCK_REALTIME) / 1000000;
 }
 #endif
+
+int64_t topic__now_ms(void)
+{
+    int64_t mono;
+    return topic__clock_ms(&mono);
+}
+
+int64_t topic__mono_ms(void)
+{
+    int64_t mono;
+    topic__clock_ms(&mono);
+    return mono;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Opening                                                                   */
