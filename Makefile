@@ -144,8 +144,9 @@ check-man:
 	else echo "mandoc not installed: man pages not linted"; fi
 
 # The command-line tool, run as a user would (tests/cli).
-check-cli: tool
+check-cli: tool lib
 	@if [ -f tests/cli/test_cli.sh ] && [ -x $(B)/tools/topic ]; then \
+	    LIBTOPIC_PATH=$(CURDIR)/$(B)/lib/libtopic.so PYTHONPATH=$(CURDIR)/python \
 	    sh tests/cli/test_cli.sh $(CURDIR)/$(B)/tools/topic; \
 	else echo "cli: no tool or no tests: skipped"; fi
 

@@ -230,6 +230,32 @@ static bool digits(const char **p, int n, int *out)
     return true;
 }
 
+/*
+ * A local time (no zone given) as seconds since the epoch.  A change of
+ * clocks repeats an hour in autumn: a time in it means its earlier
+ * occurrence, so that "the first record at or after TIME" leaves none of
+ * that hour out.  In spring it skips an hour: a time in the gap is refused
+ * (mktime() would quietly move it by an hour).  Each reading, with and
+ * without summer time, counts only if mktime() keeps it as given.
+ */
+static bool local_time(const struct tm *want, time_t *out)
+{
+    bool found = false;
+    for (int dst = 0; dst <= 1; dst++) {
+        struct tm tm = *want;
+        tm.tm_isdst = dst;
+        time_t t = mktime(&tm);
+        if (tm.tm_isdst != dst || tm.tm_year != want->tm_year || tm.tm_mon != want->tm_mon ||
+            tm.tm_mday != want->tm_mday || tm.tm_hour != want->tm_hour ||
+            tm.tm_min != want->tm_min || tm.tm_sec != want->tm_sec)
+            continue;   /* not a time of the zone with that reading (or -1: an error) */
+        if (!found || t < *out)
+            *out = t;
+        found = true;
+    }
+    return found;
+}
+
 static bool parse_iso(const char *s, int64_t *ms)
 {
     struct tm tm;
@@ -248,16 +274,24 @@ static bool parse_iso(const char *s, int64_t *ms)
             if (!digits(&p, 2, &sec))
                 return false;
             if (*p == '.' || *p == ',') {
+                /* Timestamps are whole milliseconds: a time between two is
+                 * rounded up, so that "at least TIME" holds for the records
+                 * that the rounding lets in. */
                 p++;
                 int scale = 100, n = 0;
+                bool below_ms = false;
                 while (*p >= '0' && *p <= '9') {
-                    frac_ms += (*p - '0') * scale;
+                    if (scale > 0)
+                        frac_ms += (*p - '0') * scale;
+                    else if (*p != '0')
+                        below_ms = true;
                     scale /= 10;
                     p++;
                     n++;
                 }
                 if (n == 0)
                     return false;
+                frac_ms += below_ms;
             }
         }
     }
@@ -273,11 +307,9 @@ static bool parse_iso(const char *s, int64_t *ms)
     tm.tm_hour = hour;
     tm.tm_min = min;
     tm.tm_sec = sec;
-    time_t t;
+    time_t t = 0;
     if (*p == '\0') {
-        tm.tm_isdst = -1;              /* no zone: local time */
-        t = mktime(&tm);
-        if (t == (time_t)-1 && !(tm.tm_year == 69 && tm.tm_mon == 11 && tm.tm_mday == 31))
+        if (!local_time(&tm, &t))
             return false;
     } else {
         int off = 0;

@@ -210,6 +210,39 @@ expect 2 "read --from-time with a day the month lacks exits 2" read "$T" --from-
 run read "$T" --from-time 2024-02-29T00:00:00Z --count 1
 check "...while a leap day is a date" test "$st" -eq 0
 
+# --from-time against records with chosen timestamps, which only the library
+# can append: through the Python binding, when the caller says where the
+# shared library is (make check-cli does).
+if [ -n "$LIBTOPIC_PATH" ] && [ -f "$LIBTOPIC_PATH" ] && [ -n "$PYTHONPATH" ]; then
+	TT=$W/timed
+	# 2026-10-25T00:30:00Z is 02:30 summer time in central Europe, and an
+	# hour later 02:30 again, in winter time.
+	if "$PYTHON" -c '
+import sys, libtopic
+t = libtopic.Topic(sys.argv[1], create=True)
+b = 1792888200000
+t.append_batch([libtopic.Record(timestamp=x, value=v.encode()) for x, v in
+                [(1000, "r0"), (1001, "r1"), (b - 1, "r2"), (b, "r3"), (b + 3600000, "r4")]])
+t.close()' "$TT" >"$W/py.out" 2>&1; then
+		run read "$TT" --from-time 1970-01-01T00:00:01.0005Z --count 1
+		check "read --from-time between two milliseconds rounds up" test "$(cat "$W/out")" = "r1"
+		run read "$TT" --from-time 1970-01-01T00:00:01.000999Z --count 1
+		check "...also by the last digit given" test "$(cat "$W/out")" = "r1"
+		run read "$TT" --from-time 1970-01-01T00:00:01.0000Z --count 1
+		check "...and keeps an exact millisecond" test "$(cat "$W/out")" = "r0"
+		CET='CET-1CEST,M3.5.0,M10.5.0/3'
+		TZ=$CET "$TOPIC" read "$TT" --from-time 2026-10-25T02:30 --count 1 >"$W/out" 2>"$W/err"
+		check "read --from-time with a local time that occurs twice takes its earlier occurrence" \
+			test "$(cat "$W/out")" = "r3"
+		TZ=$CET "$TOPIC" read "$TT" --from-time 2026-03-29T02:30 >"$W/out" 2>"$W/err"
+		check "read --from-time with a local time that the clocks skip exits 2" test $? -eq 2
+		TZ=UTC "$TOPIC" read "$TT" --from-time 2026-10-25T00:30 --count 1 >"$W/out" 2>"$W/err"
+		check "...while in UTC it is an ordinary time" test "$(cat "$W/out")" = "r3"
+	else
+		not_ok "the Python binding appends records with chosen timestamps" "$(cat "$W/py.out")"
+	fi
+fi
+
 # --follow: a reader waiting at the end gets records appended afterwards.
 "$TOPIC" read "$T" --follow --from 20011 --count 2 >"$W/follow" 2>"$W/follow.err" &
 BG_PID=$!
