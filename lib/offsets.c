@@ -244,8 +244,9 @@ TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset)
     if (rc == 0) {
         struct group_file *f = g->map;
         int cur = newest(f);
+        int64_t mono, now = topic__clock_ms(&mono);
         struct slot s = { .seq = cur < 0 ? 1 : f->slot[cur].seq + 1, .offset = offset,
-                          .time_ms = topic__now_ms() };
+                          .time_ms = now };
         s.sum = slot_sum(&s);
         f->slot[cur == 0 ? 1 : 0] = s;
         g->dirty = true;
@@ -254,7 +255,7 @@ TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset)
          * flush.ms late (checked here, so that a consumer process without a
          * flusher thread keeps the promise too). */
         if (t->cfg.v[TOPIC_K_FLUSH_MESSAGES] == 1 ||
-            (every > 0 && topic__mono_ms() - g->synced_ms >= every))
+            (every > 0 && mono - g->synced_ms >= every))
             rc = group_sync(g);
     }
     bool dirty = rc == 0 && g->dirty;
