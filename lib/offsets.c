@@ -23,6 +23,7 @@
  * while the one writer keeps the log to itself.
  */
 #include <dirent.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,14 +80,65 @@ static uint64_t slot_sum(const struct slot *s)
     return XXH3_64bits(&copy, offsetof(struct slot, sum));
 }
 
-/* The newest whole slot, or -1 if neither is. */
-static int newest(const struct group_file *f)
+static void load_slots(const struct group_file *f, struct slot out[2])
 {
-    struct slot a = f->slot[0], b = f->slot[1];
-    bool va = a.seq != 0 && a.sum == slot_sum(&a), vb = b.seq != 0 && b.sum == slot_sum(&b);
-    if (va && vb)
-        return a.seq >= b.seq ? 0 : 1;
-    return va ? 0 : vb ? 1 : -1;
+    const uint64_t *w = (const uint64_t *)(const void *)f->slot;
+    uint64_t *o = (uint64_t *)(void *)out;
+    for (size_t i = 0; i < sizeof(struct slot) * 2 / sizeof(uint64_t); i++)
+        o[i] = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
+}
+
+static bool slot_whole(const struct slot *s)
+{
+    return s->seq != 0 && s->sum == slot_sum(s);
+}
+
+/*
+ * The newest whole slot of a group's file: its index (0 or 1) with a copy
+ * in *out, -ENOENT when nothing was ever committed (both slots empty, or a
+ * first commit that never wrote its checksum), or TOPIC_ECORRUPT when the
+ * slots hold damage and no whole value.
+ *
+ * Other handles, threads and processes may be committing to the file at
+ * this moment.  A commit rewrites one slot in place, and a fast committer
+ * rewrites both in turn while a reader copies them, so a single copy may
+ * find both slots half written, or an old value beside a half-written one
+ * when a newer one was already committed.  Two copies in a row that agree
+ * are a snapshot of one moment: the reader copies until it has one (a
+ * sequence number never repeats, so equal copies cannot straddle a commit).
+ * Damage that nobody is rewriting agrees with itself at once.
+ */
+static int read_slot(const struct group_file *f, struct slot *out)
+{
+    struct slot a[2], b[2];
+    load_slots(f, a);
+    for (int tries = 1;; tries++) {
+        load_slots(f, b);
+        if (memcmp(a, b, sizeof a) == 0 || tries >= 100000)
+            break;   /* the bound: a snapshot that never settles is used as it is */
+        memcpy(a, b, sizeof a);
+        if (tries % 64 == 0)
+            sched_yield();   /* let a committer on this CPU finish its slot */
+    }
+    bool va = slot_whole(&b[0]), vb = slot_whole(&b[1]);
+    if (va || vb) {
+        int i = va && vb ? (b[0].seq >= b[1].seq ? 0 : 1) : va ? 0 : 1;
+        *out = b[i];
+        return i;
+    }
+    return b[0].sum == 0 && b[1].sum == 0 ? -ENOENT : TOPIC_ECORRUPT;
+}
+
+/* Writes slot i with its checksum last: a slot torn by a crash has the
+ * checksum of no value, and one whose checksum was never written reads as
+ * a commit that never happened. */
+static void write_slot(struct group_file *f, int i, const struct slot *s)
+{
+    struct slot *d = &f->slot[i];
+    __atomic_store_n(&d->seq, s->seq, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->offset, s->offset, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->time_ms, s->time_ms, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->sum, s->sum, __ATOMIC_RELEASE);
 }
 
 static int groups_dir(topic *t, bool create)
@@ -242,13 +294,12 @@ TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset)
     struct group *g;
     int rc = group_open(t, group, true, &g);
     if (rc == 0) {
-        struct group_file *f = g->map;
-        int cur = newest(f);
+        struct slot last;
+        int cur = read_slot(g->map, &last);
         int64_t mono, now = topic__clock_ms(&mono);
-        struct slot s = { .seq = cur < 0 ? 1 : f->slot[cur].seq + 1, .offset = offset,
-                          .time_ms = now };
+        struct slot s = { .seq = cur < 0 ? 1 : last.seq + 1, .offset = offset, .time_ms = now };
         s.sum = slot_sum(&s);
-        f->slot[cur == 0 ? 1 : 0] = s;
+        write_slot(g->map, cur == 0 ? 1 : 0, &s);
         g->dirty = true;
         int64_t every = t->cfg.v[TOPIC_K_FLUSH_MS];
         /* flush.messages=1: durable before returning; otherwise at most
@@ -285,11 +336,12 @@ TOPIC_API int topic_committed(topic *t, const char *group, uint64_t *offset)
     struct group *g;
     int rc = group_open(t, group, false, &g);
     if (rc == 0) {
-        int cur = newest(g->map);
+        struct slot last;
+        int cur = read_slot(g->map, &last);
         if (cur < 0)
-            rc = -ENOENT;
+            rc = cur;
         else
-            *offset = g->map->slot[cur].offset;
+            *offset = last.offset;
     }
     pthread_mutex_unlock(&t->group_lock);
     return rc;
