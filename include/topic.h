@@ -206,7 +206,9 @@ TOPIC_API void topic_config_free(topic_config *c);
  * -EEXIST (TOPIC_CREATE|TOPIC_EXCL and the directory exists), -ENOTDIR,
  * -EACCES, -ENOMEM, -EIO, -ENOSPC, TOPIC_ELOCKED (another writer, in this or
  * any other process), TOPIC_ECORRUPT (a file the topic needs cannot be
- * understood: a damaged topic.conf or state file), TOPIC_EVERSION.
+ * understood: a damaged topic.conf or state file), TOPIC_EVERSION, -EAGAIN
+ * (a writer that needs its background thread at once, for retention, could
+ * not start it).
  */
 TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, topic **out);
 
@@ -272,7 +274,8 @@ TOPIC_API int topic_sync(topic *t);
  * length.  Errors: TOPIC_END (offset >= end offset), TOPIC_EGONE (offset below
  * the start offset), TOPIC_ETOOSMALL (*len says how much is needed; nothing
  * copied), TOPIC_ECORRUPT (the batch holding the record failed its checksum),
- * -EINVAL.  Cost: O(log n) in the number of segments and index entries.
+ * TOPIC_EVERSION (the record is in a batch of a newer format version), -EINVAL,
+ * and errors opening a segment file (-EMFILE, -ENOMEM, -EACCES).  Cost: O(log n) in the number of segments and index entries.
  * Thread-safe.
  */
 TOPIC_API int topic_read(topic *t, uint64_t offset, void *buf, size_t cap, size_t *len);
@@ -291,7 +294,9 @@ TOPIC_API int topic_cursor_open(topic *t, uint64_t offset, topic_cursor **out);
  * rec's pointers stay valid until the next call on this cursor or its close.
  * Errors: TOPIC_END at the end of the log (the position is kept: call again
  * once more records exist), TOPIC_ECORRUPT (the cursor stays on the damaged
- * record; seek past it to go on), TOPIC_EGONE, -EINVAL, -ENOMEM.
+ * record; seek past it to go on), TOPIC_EVERSION (the record is in a batch
+ * of a newer format version; the cursor stays), TOPIC_EGONE, -EINVAL, -ENOMEM,
+ * and errors opening a segment file.
  */
 TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec);
 
