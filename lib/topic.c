@@ -206,12 +206,11 @@ static int open_last(topic *t, struct segment *s)
  * caller, once the handle knows its offsets).  A crash before that repeats
  * all of this at the next open: the new segment is empty, and goes.
  */
-static int seal_lost(topic *t, struct segment *s)
+static int seal_lost(topic *t, struct segment *s, uint64_t next_base)
 {
     TRY(topic__segment_seal(t, s));
     struct segment *next;
-    TRY(topic__segment_create(t, atomic_load(&s->end), (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES],
-                              &next));
+    TRY(topic__segment_create(t, next_base, (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &next));
     int rc = topic__seglist_push(t, next);
     if (rc < 0)
         topic__segment_free(next);
@@ -330,7 +329,7 @@ static int open_segments(topic *t)
             rc = open_last(t, s);
             if (rc == TOPIC__LOST) {
                 lost = true;
-                rc = seal_lost(t, s);
+                rc = seal_lost(t, s, atomic_load(&s->end));
             }
         } else if (recovering && bases[i] >= unsealed_from) {
             rc = recover_rolled(t, s, bases + i + 1, n - i - 1);
@@ -356,6 +355,21 @@ static int open_segments(topic *t)
         t->active = last;
         if (recovering)
             TRY(topic__state_sealed(t, last->base));
+        /*
+         * A start offset past the end: topic_delete_before() stored it
+         * durably, and a power loss then took the records below it that
+         * were not synced yet.  They were deleted either way.  The log goes
+         * on from the start offset, in a new segment, so that no record is
+         * given an offset below it, where no reader would ever see it.
+         */
+        if (start > atomic_load(&t->end)) {
+            if (!(t->flags & TOPIC_RDONLY)) {
+                TRY(seal_lost(t, last, start));
+                t->active = topic__seglist_last(t);
+                lost = true;
+            }
+            atomic_store(&t->end, start);
+        }
     } else {
         atomic_store(&t->end, start);
     }

@@ -1892,6 +1892,55 @@ static int no_fallocate(int fd, int mode, off_t off, off_t len)
     return -1;
 }
 
+/*
+ * topic_delete_before() stores its start offset durably at once, while the
+ * records below it may not be synced yet: a power loss then leaves a start
+ * offset past the end of the log.  The log must go on from the start
+ * offset.  It used to go on from the old end, giving new records offsets
+ * below the start offset, where no reader could see them (TOPIC_EGONE).
+ */
+static void test_start_past_end_after_power_loss(void **state)
+{
+    fx *f = *state;
+    tf_install(true);
+    assert_ok(pl_start(f->dir));
+    pl_auto(false);
+    topic *t = open_with(f->dir, TOPIC_CREATE, "flush.ms", "0", NULL);
+    put_ok(t, 10);
+    assert_ok(topic_sync(t));
+    put_ok(t, 10);
+    assert_ok(topic_delete_before(t, 20));
+    assert_ok(pl_capture("start offset 20 synced, records 10-19 not"));
+    char *copy = tu_path(f->root, "copy");
+    assert_ok(pl_materialize(0, copy, 1, 0));
+    assert_ok(topic_close(t));
+    pl_stop();
+    tf_uninstall();
+    for (int flags = TOPIC_RDONLY;; flags = 0) {
+        t = open_with(copy, flags, NULL);
+        assert_u64(topic_start_offset(t), 20);
+        assert_u64(topic_end_offset(t), 20);
+        unsigned char buf[8];
+        size_t len;
+        assert_rc(topic_read(t, 12, buf, sizeof buf, &len), TOPIC_EGONE);
+        assert_rc(topic_read(t, 20, buf, sizeof buf, &len), TOPIC_END);
+        if (flags == 0)
+            break;
+        assert_ok(topic_close(t));
+    }
+    put_ok(t, 3);   /* offsets 20, 21, 22 */
+    for (uint64_t o = 20; o < 23; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+    t = open_with(copy, 0, NULL);
+    assert_u64(topic_start_offset(t), 20);
+    assert_u64(topic_end_offset(t), 23);
+    for (uint64_t o = 20; o < 23; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+    free(copy);
+}
+
 struct durable_appender {
     topic *t;
     int n;
@@ -2865,6 +2914,7 @@ int main(void)
         T(test_pread_eof_pwrite_zero),
         T(test_no_fallocate),
         T(test_durable_append_failure_codes),
+        T(test_start_past_end_after_power_loss),
         T(test_disk_full_mid_segment),
         T(test_threads_start_with_the_first_append),
         T(test_flush_ms_at_its_largest),
