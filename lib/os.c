@@ -44,9 +44,17 @@ static int neg_errno(void)
     return errno > 0 ? -errno : -EIO;
 }
 
+/*
+ * Files are opened relative to the topic directory without following a
+ * symbolic link: a link there (put by whoever can write the directory)
+ * would make a writer, or even a reader creating topic.wait, write to a
+ * file outside the topic.  The directory's own path may be a link.
+ */
 int topic__openat(int dirfd, const char *path, int flags, mode_t mode)
 {
     int fd;
+    if (dirfd != AT_FDCWD)
+        flags |= O_NOFOLLOW;
     do
         fd = topic__os.openat(dirfd, path, flags | O_CLOEXEC, mode);
     while (fd < 0 && errno == EINTR);

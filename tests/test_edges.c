@@ -1941,6 +1941,54 @@ static void test_start_past_end_after_power_loss(void **state)
     free(copy);
 }
 
+/*
+ * Symbolic links in the topic directory are not followed: a link at
+ * topic.wait made even a read-only handle grow the file it pointed to, and
+ * one at topic.state made a writer write its state record there.
+ */
+static void test_links_in_the_directory_are_not_followed(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    put_ok(t, 3);
+    assert_ok(topic_close(t));
+    char *victim = tu_path(f->root, "victim");
+    char *wait = tu_path(f->dir, "topic.wait");
+    char *st = tu_path(f->dir, "topic.state");
+    char *saved = tu_path(f->root, "state.saved");
+    assert_ok(tu_write_file(victim, "precious", 8));
+    assert_int_equal(unlink(wait), 0);
+    assert_int_equal(symlink(victim, wait), 0);
+    t = open_with(f->dir, TOPIC_RDONLY, NULL);   /* waits without topic.wait */
+    check_value(t, 2);
+    assert_int_equal(topic_wait(t, 2, 0), 0);
+    assert_ok(topic_close(t));
+    assert_int_equal(tu_file_size(victim), 8);
+    t = open_with(f->dir, 0, NULL);
+    put_ok(t, 1);
+    assert_ok(topic_close(t));
+    assert_int_equal(tu_file_size(victim), 8);
+    /* A writer refuses a topic.state that is a link. */
+    assert_int_equal(rename(st, saved), 0);
+    assert_int_equal(symlink(victim, st), 0);
+    topic *w = NULL;
+    assert_rc(topic_open(f->dir, 0, NULL, &w), -ELOOP);
+    assert_null(w);
+    unsigned char *data;
+    size_t len;
+    assert_ok(tu_read_file(victim, &data, &len));
+    assert_int_equal(len, 8);
+    assert_memory_equal(data, "precious", 8);
+    free(data);
+    assert_int_equal(unlink(st), 0);
+    assert_int_equal(rename(saved, st), 0);
+    t = open_with(f->dir, 0, NULL);
+    for (uint64_t o = 0; o < 4; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+    free(victim), free(wait), free(st), free(saved);
+}
+
 struct durable_appender {
     topic *t;
     int n;
@@ -2915,6 +2963,7 @@ int main(void)
         T(test_no_fallocate),
         T(test_durable_append_failure_codes),
         T(test_start_past_end_after_power_loss),
+        T(test_links_in_the_directory_are_not_followed),
         T(test_disk_full_mid_segment),
         T(test_threads_start_with_the_first_append),
         T(test_flush_ms_at_its_largest),
