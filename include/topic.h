@@ -382,8 +382,9 @@ TOPIC_API int topic_delete_before(topic *t, uint64_t offset);
 TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset);
 
 /* Stores the committed position of `group` in *offset.  Errors: -ENOENT (never
- * committed), -EINVAL, TOPIC_ECORRUPT (the group's file is damaged), -EACCES,
- * -ENOMEM, -EIO. */
+ * committed, or neither of the file's two slots is intact, as a power loss
+ * during the first commits can leave), -EINVAL, TOPIC_ECORRUPT (the group's
+ * file is not a group file), -EACCES, -ENOMEM, -EIO. */
 TOPIC_API int topic_committed(topic *t, const char *group, uint64_t *offset);
 
 /*

@@ -95,9 +95,10 @@ static bool slot_whole(const struct slot *s)
 
 /*
  * The newest whole slot of a group's file: its index (0 or 1) with a copy
- * in *out, -ENOENT when nothing was ever committed (both slots empty, or a
- * first commit that never wrote its checksum), or TOPIC_ECORRUPT when the
- * slots hold damage and no whole value.
+ * in *out, or -ENOENT when neither slot is whole.  That is what a power
+ * loss during the group's first commits can leave, in any mixture of old
+ * and new bytes, so it cannot be told from damage to the slots: both read
+ * as a group that has no position.
  *
  * Other handles, threads and processes may be committing to the file at
  * this moment.  A commit rewrites one slot in place, and a fast committer
@@ -126,12 +127,11 @@ static int read_slot(const struct group_file *f, struct slot *out)
         *out = b[i];
         return i;
     }
-    return b[0].sum == 0 && b[1].sum == 0 ? -ENOENT : TOPIC_ECORRUPT;
+    return -ENOENT;
 }
 
-/* Writes slot i with its checksum last: a slot torn by a crash has the
- * checksum of no value, and one whose checksum was never written reads as
- * a commit that never happened. */
+/* Writes slot i with its checksum last, so that a reader in another
+ * process that finds the checksum of the new value finds the value. */
 static void write_slot(struct group_file *f, int i, const struct slot *s)
 {
     struct slot *d = &f->slot[i];
