@@ -463,6 +463,14 @@ void put_escaped(FILE *f, const uint8_t *p, size_t n, size_t max)
         fprintf(f, "...(%zu bytes)", n);
 }
 
+/*
+ * JSON allows every character but '"', '\\' and C0 controls raw.  These are
+ * escaped as well, as the text output escapes them: C1 controls (U+0085 is
+ * a line end to some programs, U+009B starts a terminal escape), U+2028 and
+ * U+2029 (line ends to JavaScript and Python's splitlines()) and U+FEFF.
+ * Otherwise a record could span two lines of a one-object-a-line stream.
+ * The string is valid UTF-8 (callers send other bytes as base64).
+ */
 void put_json_string(FILE *f, const uint8_t *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -470,6 +478,21 @@ void put_json_string(FILE *f, const uint8_t *p, size_t n)
     size_t run = 0;   /* start of the bytes not yet written */
     for (size_t i = 0; i < n; i++) {
         uint8_t b = p[i];
+        unsigned special = 0;   /* a code point to write as \\uXXXX, and its bytes */
+        size_t len = 0;
+        if (b == 0xc2 && i + 1 < n && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f)
+            special = p[i + 1], len = 2;
+        else if (b == 0xe2 && i + 2 < n && p[i + 1] == 0x80 && (p[i + 2] == 0xa8 || p[i + 2] == 0xa9))
+            special = p[i + 2] == 0xa8 ? 0x2028 : 0x2029, len = 3;
+        else if (b == 0xef && i + 2 < n && p[i + 1] == 0xbb && p[i + 2] == 0xbf)
+            special = 0xfeff, len = 3;
+        if (len > 0) {
+            fwrite(p + run, 1, i - run, f);
+            fprintf(f, "\\u%04x", special);
+            i += len - 1;
+            run = i + 1;
+            continue;
+        }
         if (b >= 0x20 && b != '"' && b != '\\' && b != 0x7f)
             continue;
         fwrite(p + run, 1, i - run, f);

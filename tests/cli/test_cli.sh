@@ -453,6 +453,10 @@ expect 0 "append U+2028, U+2029, U+FEFF, U+0085 and an accented letter" append "
 run read "$E"
 printf 'a\\xe2\\x80\\xa8b\\xe2\\x80\\xa9c\\xef\\xbb\\xbfd\\xc2\\x85e \303\251\n' >"$W/want"
 check "read escapes the separators, the BOM and C1 controls, not the letter" cmp "$W/want" "$W/out"
+run read "$E" --json
+printf '{"offset":0,"timestamp":TS,"key":null,"value":"a\\u2028b\\u2029c\\ufeffd\\u0085e \303\251"}\n' >"$W/want"
+sed 's/"timestamp":[0-9]*/"timestamp":TS/' "$W/out" >"$W/got"
+check "read --json escapes them too, so that a record stays on one line" cmp "$W/want" "$W/got"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
