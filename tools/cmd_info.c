@@ -29,6 +29,7 @@ struct group_info {
     uint64_t committed;
     bool has;
     bool damaged;             /* its file is damaged: the next commit rewrites it */
+    int error;                /* its position could not be read (-EACCES, ...) */
 };
 
 /* The consumer groups, names pointing into *names. */
@@ -64,10 +65,8 @@ static int list_groups(topic *t, char **names, struct group_info **out, size_t *
             g[i].has = true;
         else if (r == TOPIC_ECORRUPT)
             g[i].damaged = true;
-        else if (r != -ENOENT) {
-            free(g);
-            return r;
-        }
+        else if (r != -ENOENT)
+            g[i].error = r;   /* shown in its place; the rest is still worth seeing */
         p += strlen(p) + 1;
     }
     *out = g;
@@ -118,10 +117,13 @@ int cmd_info(int argc, char **argv)
     topic_config *conf = NULL;
     unsigned set = 0;
     int bad_line = 0, err;
+    /* Groups that cannot be listed (groups/ unreadable, or not a
+     * directory) are reported after everything else is printed. */
+    int groups_err = 0;
     if ((err = seg_list(dir, &segs, &nsegs)) < 0)
         rc = report(err, "info: listing %s", dir);
-    else if ((err = list_groups(t, &names, &groups, &ngroups)) < 0)
-        rc = report(err, "info: consumer groups");
+    else if ((groups_err = list_groups(t, &names, &groups, &ngroups)) == -ENOMEM)
+        rc = report(groups_err, "info: consumer groups");
     else if ((err = settings_load(dir, &conf, &set, &bad_line)) < 0)
         rc = report(err, "info: %s/topic.conf", dir);
     if (rc != 0) {
@@ -172,11 +174,20 @@ int cmd_info(int argc, char **argv)
             if (groups[i].has)
                 fprintf(f, ",\"committed\":%" PRIu64 ",\"lag\":%" PRIu64 "}",
                         groups[i].committed, lag_of(end, groups[i].committed));
-            else
+            else if (groups[i].error < 0) {
+                fputs(",\"committed\":null,\"lag\":null,\"error\":", f);
+                put_json_cstr(f, topic_strerror(groups[i].error));
+                fputc('}', f);
+            } else
                 fprintf(f, ",\"committed\":null,\"lag\":null%s}",
                         groups[i].damaged ? ",\"damaged\":true" : "");
         }
-        fputs("]}\n", f);
+        fputc(']', f);
+        if (groups_err < 0) {
+            fputs(",\"groups_error\":", f);
+            put_json_cstr(f, topic_strerror(groups_err));
+        }
+        fputs("}\n", f);
     } else {
         fprintf(f, "topic:        %s\n", dir);
         fprintf(f, "start offset: %" PRIu64 "\n", start);
@@ -202,13 +213,25 @@ int cmd_info(int argc, char **argv)
             else if (groups[i].damaged)
                 fprintf(f, "  %s  (position damaged; the next commit replaces it)\n",
                         groups[i].name);
+            else if (groups[i].error < 0)
+                fprintf(f, "  %s  (position cannot be read: %s)\n", groups[i].name,
+                        topic_strerror(groups[i].error));
             else
                 fprintf(f, "  %s  (no committed position)\n", groups[i].name);
         }
     }
     topic_config_free(conf);
     free(segs);
-    free(names);
+    /* A group that could not be read makes the exit status that error's,
+     * once everything else has been printed. */
+    int group_rc = 0;
+    if (groups_err < 0)
+        group_rc = report(groups_err, "info: consumer groups");
+    for (size_t i = 0; i < ngroups && group_rc == 0; i++)
+        if (groups[i].error < 0)
+            group_rc = report(groups[i].error, "info: consumer group %s", groups[i].name);
     free(groups);
-    return close_topic(t, dir);
+    free(names);
+    rc = close_topic(t, dir);
+    return rc != 0 ? rc : group_rc;
 }

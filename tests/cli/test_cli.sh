@@ -446,6 +446,18 @@ expect 0 "verify after delete-before" verify "$T" --quiet
 # Separators that some programs take for line ends stay escaped, as topic(1)
 # says; printable UTF-8 beyond ASCII does not.
 
+# info prints what it can when the groups cannot be listed.
+G=$W/nogroups
+expect 0 "create a topic whose groups/ will be a plain file" create "$G"
+printf 'x\n' | "$TOPIC" append "$G" >/dev/null 2>&1
+printf 'junk\n' >"$G/groups"
+run info "$G"
+check "info with groups/ a plain file exits 3" test "$st" -eq 3
+check "...still prints the offsets and the segments" grep -q '^end offset: *1$' "$W/out"
+check "...and says why the groups are missing" grep -q 'consumer groups: Not a directory' "$W/err"
+run info "$G" --json
+check "info --json says so in groups_error" json 'docs[0]["end_offset"] == 1 and docs[0]["groups_error"] == "Not a directory"'
+
 E="$W/escapes"
 expect 0 "create a topic for the escape checks" create "$E"
 printf 'a\342\200\250b\342\200\251c\357\273\277d\302\205e \303\251\n' >"$W/seps"
