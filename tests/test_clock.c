@@ -11,7 +11,6 @@
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -130,15 +129,8 @@ static long wait_count_above(int kind, long than, long ms)
 /* How many .log files the topic directory holds. */
 static int segments(const char *dir)
 {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-        n += len > 4 && strcmp(de->d_name + len - 4, ".log") == 0;
-    }
-    closedir(d);
+    int n = tu_count_suffix(dir, ".log");
+    assert_true(n >= 0);
     return n;
 }
 

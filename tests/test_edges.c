@@ -1224,15 +1224,8 @@ static void test_rdonly_follows_past_deleted_segments(void **state)
 /* How many segment files dir holds. */
 static int count_segments(const char *dir)
 {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-        n += len > 4 && strcmp(de->d_name + len - 4, ".log") == 0;
-    }
-    closedir(d);
+    int n = tu_count_suffix(dir, ".log");
+    assert_true(n >= 0);
     return n;
 }
 
@@ -2017,7 +2010,7 @@ static void test_durable_append_failure_codes(void **state)
 {
     fx *f = *state;
     enum { THREADS = 4, EACH = 64 };
-    int runs = 0;
+    int runs = 0, both = 0;   /* runs with a sync's error and a refusal */
     for (long nth = 3; nth <= 99; nth += 6) {
         assert_ok(tu_rmrf(f->dir));
         tf_install(true);
@@ -2046,8 +2039,7 @@ static void test_durable_append_failure_codes(void **state)
                 wrote++;
             }
         bool fired = tf_fired() > 0;
-        assert_true(eio >= 1 || !fired);
-        assert_true(refused >= 1 || !fired);
+        both += eio >= 1 && refused >= 1;
         assert_u64(topic_end_offset(t), wrote);
         topic_close(t);   /* it reports the failure again */
         tf_uninstall();
@@ -2059,6 +2051,7 @@ static void test_durable_append_failure_codes(void **state)
         runs++;
     }
     assert_true(runs >= 4);
+    assert_true(both >= 1);   /* the case this test is about happened */
 }
 
 /* Asserts that no regular file in `dir` or its groups/ has a hole: every
