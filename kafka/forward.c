@@ -230,6 +230,24 @@ static int start_position(topic_kafka_forwarder *f, uint64_t *pos, char *errbuf,
                   topic_strerror(rc));
         return rc;
     }
+    /* Past the end: a power loss took records the forwarder had sent (the
+     * position was synced, they were not), or the position was set by hand.
+     * New records will get those offsets, so the forwarder goes on from the
+     * end, and stores that position at once: left as it was, it would skip
+     * them after a restart.  Kafka keeps the lost records it was sent. */
+    uint64_t end = topic_end_offset(f->t);
+    if (c > end) {
+        rc = topic_commit(f->t, f->group, end);
+        if (rc < 0) {
+            tk_errbuf(errbuf, errlen, "moving group %s from %" PRIu64 ", past the end offset "
+                      "%" PRIu64 ", to the end: %s", f->group, c, end, topic_strerror(rc));
+            return rc;
+        }
+        tk_msg_set(&f->note, "group %s was at %" PRIu64 ", past the end offset %" PRIu64 " of "
+                   "the topic (records it had forwarded were lost locally, or it was set by "
+                   "hand): going on from %" PRIu64, f->group, c, end, end);
+        c = end;
+    }
     f->committed = c;
     f->have_committed = true;
     if (c < start && !f->skip_deleted) {

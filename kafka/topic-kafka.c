@@ -195,9 +195,13 @@ static uint64_t progress_line(struct progress *p, int final, double started)
         count = st.acked;
         uint64_t d = final ? count : count - p->last_count;
         fprintf(stderr, "topic-kafka forward: %s%" PRIu64 " acked (%.0f records/s), committed "
-                "%" PRIu64 ", end %" PRIu64 ", lag %" PRIu64 ", in flight %" PRIu64 "\n",
+                "%" PRIu64 ", end %" PRIu64 ", lag %" PRIu64 ", in flight %" PRIu64,
                 final ? "done: " : "", count, dt > 0 ? (double)d / dt : 0.0, st.committed,
                 st.end_offset, st.lag, st.in_flight);
+        if (st.skipped_deleted > 0)   /* libtopic.skip.deleted: records never sent */
+            fprintf(stderr, ", skipped %" PRIu64 " deleted before they were forwarded",
+                    st.skipped_deleted);
+        fputc('\n', stderr);
         topic_kafka_forwarder_error(p->fwd, note, sizeof note);
     } else {
         topic_kafka_import_stats st;
@@ -286,6 +290,11 @@ static int cmd_forward(const struct options *o)
         return rc == -EINVAL || rc == TOPIC_KAFKA_ECONFIG ? EXIT_USAGE : EXIT_FAIL;
     }
     struct progress p = { .fwd = f };
+    /* What the forwarder noted when it found its position (a position
+     * past the end that it moved), before a short run ends unseen. */
+    topic_kafka_forwarder_error(f, p.last_note, sizeof p.last_note);
+    if (p.last_note[0])
+        fprintf(stderr, "topic-kafka forward: note: %s\n", p.last_note);
     double started = now_s();
     progress_start(&p, o);
     rc = topic_kafka_forward_run(f, o->until_end, &stop_flag);
@@ -389,6 +398,9 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* Progress goes to stderr, often a pipe: a reader that went away must
+     * not kill the forwarder mid-run (exit 141); the write fails instead. */
+    signal(SIGPIPE, SIG_IGN);
 
     rc = strcmp(cmd, "forward") == 0 ? cmd_forward(&o) : cmd_import(&o);
     free(o.props);

@@ -516,12 +516,29 @@ static void test_forward_deleted(void)
           st.acked, st.committed);
     topic_kafka_forwarder_free(f);
 
+    /* A position past the end offset (a power loss took records the group
+     * had forwarded): the forwarder notes it, stores the end offset as the
+     * position at once, and forwards the records appended from there. */
+    REQUIRE_RC(topic_commit(t, "ahead", 1500));
+    REQUIRE_RC(topic_kafka_forwarder_new(t, "ahead", m.bootstraps, "gone", quiet_props, err,
+                                         sizeof err, &f));
+    uint64_t c = 0;
+    CHECK(topic_committed(t, "ahead", &c) == 0 && c == 1000, "ahead stored at %" PRIu64, c);
+    topic_kafka_forwarder_error(f, err, sizeof err);
+    CHECK(strstr(err, "past the end offset 1000") != NULL, "note: %s", err);
+    REQUIRE_RC(gen_append(t, 1000, 1010));
+    CHECK_RC(topic_kafka_forward_run(f, 1, NULL));
+    topic_kafka_forwarder_stats(f, &st);
+    CHECK(st.acked == 10 && st.committed == 1010, "acked %" PRIu64 " committed %" PRIu64,
+          st.acked, st.committed);
+    topic_kafka_forwarder_free(f);
+
     /* A group that never committed starts at the start offset, nothing lost. */
     REQUIRE_RC(topic_kafka_forwarder_new(t, "new", m.bootstraps, "gone", quiet_props, err,
                                          sizeof err, &f));
     CHECK_RC(topic_kafka_forward_run(f, 1, NULL));
     topic_kafka_forwarder_stats(f, &st);
-    CHECK(st.skipped_deleted == 0 && st.acked == 500 && st.committed == 1000,
+    CHECK(st.skipped_deleted == 0 && st.acked == 510 && st.committed == 1010,
           "skipped %" PRIu64 " acked %" PRIu64, st.skipped_deleted, st.acked);
     topic_kafka_forwarder_free(f);
     topic_close(t);
