@@ -183,6 +183,11 @@ static int configure(topic_kafka_forwarder *f, rd_kafka_conf_t *conf, const char
         { "sticky.partitioning.linger.ms", "0" },
         { "message.timeout.ms", "0" },
         { "client.id", "libtopic-forward" },
+        /* librdkafka's 1000000 is below the topic's own default limit,
+         * max.message.bytes = 1 MiB: a record the topic took would stop
+         * the forwarder before any broker saw it.  The broker's own limit
+         * (message.max.bytes, 1048588 by default) still applies. */
+        { "message.max.bytes", "1100000" },
     };
     int rc = tk_conf_set(conf, "bootstrap.servers", brokers, errbuf, errlen);
     for (size_t i = 0; rc == 0 && i < sizeof defaults / sizeof defaults[0]; i++)

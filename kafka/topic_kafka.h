@@ -155,7 +155,9 @@ TOPIC_KAFKA_API const char *topic_kafka_rdkafka_version(void);
  * (without it librdkafka spreads records without a key over partitions),
  * message.timeout.ms=0 (retry until delivered: a record that times out would
  * leave a hole that later records of its key could pass),
- * client.id=libtopic-forward.  Keys stay on their partition only while the
+ * client.id=libtopic-forward, message.max.bytes=1100000 (librdkafka's own
+ * 1000000 is below a topic's default max.message.bytes of 1 MiB; the
+ * broker's limit still applies).  Keys stay on their partition only while the
  * Kafka topic's partition count stays the same.  enable.gapless.guarantee
  * and message.timeout.ms may be overridden, at a cost: a record that times
  * out then stops run() with TOPIC_KAFKA_EDELIVERY and the position stays on

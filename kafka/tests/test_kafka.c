@@ -545,6 +545,36 @@ static void test_forward_deleted(void)
     mock_stop(&m);
 }
 
+/* A record as large as the topic's default max.message.bytes allows goes
+ * through with the forwarder's defaults: librdkafka's own default limit
+ * (1000000 bytes) used to stop the forwarder on it. */
+static void test_forward_large(void)
+{
+    struct mock m;
+    REQUIRE(mock_start(&m, 1) == 0, "mock cluster");
+    rd_kafka_mock_topic_create(m.mc, "large", 1, 1);
+    topic *t;
+    REQUIRE_RC(topic_open(scratch("large"), TOPIC_CREATE, NULL, &t));
+    static char big[1048000];
+    memset(big, 'L', sizeof big);
+    REQUIRE_RC(topic_append(t, big, sizeof big, NULL));
+    REQUIRE_RC(topic_append(t, "after", 5, NULL));
+    char err[512];
+    topic_kafka_forwarder *f;
+    REQUIRE_RC(topic_kafka_forwarder_new(t, "g", m.bootstraps, "large", quiet_props, err,
+                                         sizeof err, &f));
+    int rc = topic_kafka_forward_run(f, 1, NULL);
+    CHECK(rc == 0, "got %s: %s", topic_kafka_strerror(rc),
+          topic_kafka_forwarder_error(f, err, sizeof err));
+    topic_kafka_forward_stats st;
+    topic_kafka_forwarder_stats(f, &st);
+    CHECK(st.acked == 2 && st.committed == 2, "acked %" PRIu64 " committed %" PRIu64, st.acked,
+          st.committed);
+    topic_kafka_forwarder_free(f);
+    topic_close(t);
+    mock_stop(&m);
+}
+
 /* ---- kill -9 of the forwarding tool ---- */
 
 #define KILL_PARTS 4
@@ -1076,6 +1106,7 @@ static const struct test {
     { "forward_faults", test_forward_faults },
     { "forward_refused", test_forward_refused },
     { "forward_deleted", test_forward_deleted },
+    { "forward_large", test_forward_large },
     { "forward_kill", test_forward_kill },
     { "import_roundtrip", test_import_roundtrip },
     { "import_crash_points", test_import_crash_points },
