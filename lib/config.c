@@ -102,29 +102,53 @@ static bool parse_number(const struct key *k, const char *value, int64_t *out, c
     return true;
 }
 
+/*
+ * A name or value as an error message shows it: control bytes and bytes
+ * outside ASCII as \\xNN, at most 48 bytes of it.  A value read from a
+ * damaged or hostile topic.conf may hold a terminal's escape sequences
+ * (C1's U+009B among them), and messages end up on terminals.
+ */
+#define SHOWN_CAP 200
+static const char *shown(const char *s, char buf[SHOWN_CAP])
+{
+    size_t o = 0, i = 0;
+    for (; s[i] != '\0' && i < 48; i++) {
+        unsigned char b = (unsigned char)s[i];
+        if (b >= 0x20 && b < 0x7f && b != '\\')
+            buf[o++] = (char)b;
+        else
+            o += (size_t)snprintf(buf + o, SHOWN_CAP - o, "\\x%02x", b);
+    }
+    if (s[i] != '\0')
+        o += (size_t)snprintf(buf + o, SHOWN_CAP - o, "...");
+    buf[o] = '\0';
+    return buf;
+}
+
 static int parse_value(const struct key *k, const char *value, int64_t *out, char *err, size_t cap)
 {
     const char *why = NULL;
+    char b[SHOWN_CAP];
     if (k->kind == ENUM) {
         for (int i = 0; k->choices[i]; i++)
             if (strcmp(k->choices[i], value) == 0) {
                 *out = i;
                 return 0;
             }
-        snprintf(err, cap, "%s: \"%s\" is not one of: none, lz4", k->name, value);
+        snprintf(err, cap, "%s: \"%s\" is not one of: none, lz4", k->name, shown(value, b));
         return -EINVAL;
     }
     if (!parse_number(k, value, out, &why)) {
-        snprintf(err, cap, "%s: \"%s\": %s", k->name, value, why);
+        snprintf(err, cap, "%s: \"%s\": %s", k->name, shown(value, b), why);
         return -EINVAL;
     }
     if (*out < k->min || *out > k->max) {
         if (k->max == INT64_MAX)
-            snprintf(err, cap, "%s: %s is out of range (at least %" PRId64 ")", k->name, value,
-                     k->min);
+            snprintf(err, cap, "%s: %s is out of range (at least %" PRId64 ")", k->name,
+                     shown(value, b), k->min);
         else
             snprintf(err, cap, "%s: %s is out of range (%" PRId64 " to %" PRId64 ")", k->name,
-                     value, k->min, k->max);
+                     shown(value, b), k->min, k->max);
         return -EINVAL;
     }
     return 0;
@@ -135,7 +159,8 @@ static int settings_set(struct topic_settings *s, const char *name, const char *
 {
     int i = find_key(name);
     if (i < 0) {
-        snprintf(err, cap, "unknown setting \"%s\"", name);
+        char b[SHOWN_CAP];
+        snprintf(err, cap, "unknown setting \"%s\"", shown(name, b));
         return -EINVAL;
     }
     int64_t v;

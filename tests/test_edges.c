@@ -261,6 +261,21 @@ static void test_config_values_refused(void **state)
     assert_non_null(strstr(topic_config_error(c), "expected a whole number"));
     assert_rc(topic_config_set(c, "flush.ms", "+5"), -EINVAL);
     assert_rc(topic_config_set(c, "flush.ms", ""), -EINVAL);
+    /* Messages show control bytes and bytes beyond ASCII escaped: a value
+     * from a hostile topic.conf must not reach a terminal as an escape
+     * sequence (ESC, and C1's CSI as UTF-8). */
+    static const char *const hostile[][2] = {
+        { "segment.bytes", "\x1b[31m1" }, { "compression.type", "\xc2\x9b" "31m" },
+        { "flush.ms", "1\x1b]0;t\x07" }, { "no.such\x1b[2J", "1" },
+    };
+    for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+        assert_rc(topic_config_set(c, hostile[i][0], hostile[i][1]), -EINVAL);
+        const char *msg = topic_config_error(c);
+        for (const char *p = msg; *p; p++)
+            if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+                fail_msg("byte %#x in \"%s\"", (unsigned char)*p, msg);
+        assert_true(strstr(msg, "\\x1b") != NULL || strstr(msg, "\\xc2\\x9b") != NULL);
+    }
     /* A size whose suffix makes it overflow 64 bits. */
     assert_rc(topic_config_set(c, "retention.bytes", "9000000000G"), -EINVAL);
     assert_non_null(strstr(topic_config_error(c), "too large"));
