@@ -509,8 +509,9 @@ static void dump_header(const struct walk_item *it, bool ok)
         printf("  (base offset %" PRIu64 " was expected here)\n", it->expect);
 }
 
-static void dump_segment(const char *dir, const struct seg_file *s, bool headers, bool full,
-                         int *rc)
+/* Dumps one segment; next is the segment after it, NULL for the last. */
+static void dump_segment(const char *dir, const struct seg_file *s, const struct seg_file *next,
+                         bool headers, bool full, int *rc)
 {
     struct seg_map m;
     int err = seg_map_open(dir, s, &m);
@@ -526,8 +527,11 @@ static void dump_segment(const char *dir, const struct seg_file *s, bool headers
     while (walker_next(&w, &it) && !ferror(stdout)) {
         switch (it.kind) {
         case ITEM_TAIL:
-            printf("  %zu zero bytes from position %zu to the end (preallocated space)\n",
-                   it.len, it.pos);
+            /* The last segment's space allocated ahead of the appends; a
+             * rolled segment has it only until it is sealed. */
+            printf("  %zu zero bytes from position %zu to the end (%s)\n", it.len, it.pos,
+                   next == NULL ? "preallocated space" : "preallocated space of a segment not "
+                   "yet sealed, or zeroed data");
             break;
         case ITEM_NEWER:
             printf("  batch at position %zu: %zu bytes of a newer format version "
@@ -551,6 +555,12 @@ static void dump_segment(const char *dir, const struct seg_file *s, bool headers
             *rc = TOOL_NOTFOUND;
             break;
         }
+    }
+    /* A rolled segment must hold every offset up to the next one's base. */
+    if (next != NULL && w.expect_known && w.expect < next->base) {
+        printf("  DAMAGED: offsets %" PRIu64 "-%" PRIu64 " missing: the segment ends before "
+               "the next one begins\n", w.expect, next->base - 1);
+        *rc = TOOL_NOTFOUND;
     }
     topic__zbuf_free(&z);
     seg_map_close(&m);
@@ -642,7 +652,7 @@ int cmd_dump(int argc, char **argv)
     catch_sigbus();
     rc = 0;
     for (size_t i = from; i < to && !ferror(stdout); i++)
-        dump_segment(dir, &segs[i], headers, full, &rc);
+        dump_segment(dir, &segs[i], i + 1 < nsegs ? &segs[i + 1] : NULL, headers, full, &rc);
     free(segs);
     return rc;
 }

@@ -446,6 +446,17 @@ expect 0 "verify after delete-before" verify "$T" --quiet
 # Separators that some programs take for line ends stay escaped, as topic(1)
 # says; printable UTF-8 beyond ASCII does not.
 
+# dump judges a rolled segment whose data was zeroed: offsets are missing.
+Z=$W/zeroed
+expect 0 "create a topic of 4 KiB segments" create "$Z" --config segment.bytes=4096
+for i in 1 2 3 4 5 6 7 8; do seq 1 200 | "$TOPIC" append "$Z" >/dev/null 2>&1; done
+ZF=$(ls "$Z" | grep '\.log$' | head -1)
+ZN=$(wc -c <"$Z/$ZF")
+dd if=/dev/zero of="$Z/$ZF" bs=1 count="$ZN" conv=notrunc 2>/dev/null
+run dump "$Z" -s 0
+check "dump of a zeroed rolled segment exits 1" test "$st" -eq 1
+check "...and names the offsets it lost" grep -q 'DAMAGED: offsets 0-[0-9]* missing: the segment ends before the next one begins' "$W/out"
+
 # info prints what it can when the groups cannot be listed.
 G=$W/nogroups
 expect 0 "create a topic whose groups/ will be a plain file" create "$G"
