@@ -47,6 +47,7 @@ struct topic_kafka_forwarder {
     uint64_t *bits;
     uint64_t committed;          /* what was last committed (or found committed) */
     bool have_committed;         /* the group has a committed position */
+    bool made;                   /* topic_kafka_forwarder_new() succeeded */
     int failure;                 /* sticky: returned by every later run() */
 
     _Atomic uint64_t st_produced, st_acked, st_failed, st_skipped, st_position,
@@ -333,6 +334,7 @@ TOPIC_KAFKA_API int topic_kafka_forwarder_new(topic *t, const char *group, const
     f->base = f->next = pos;
     atomic_store(&f->st_position, pos);
     atomic_store(&f->st_committed, f->have_committed ? f->committed : pos);
+    f->made = true;
     *out = f;
     return 0;
 }
@@ -530,9 +532,11 @@ TOPIC_KAFKA_API void topic_kafka_forwarder_free(topic_kafka_forwarder *f)
 {
     if (f == NULL)
         return;
-    if (f->rk) {
+    if (f->rk && f->made) {
         /* Serve the acknowledgements that already arrived and commit them,
-         * then drop the rest: the next forwarder produces it again. */
+         * then drop the rest: the next forwarder produces it again.  A
+         * forwarder whose creation failed commits nothing: it would make a
+         * group that never forwarded a record. */
         rd_kafka_poll(f->rk, 0);
         commit(f);
         rd_kafka_purge(f->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);

@@ -123,6 +123,21 @@ static void test_api_errors(void)
     topic_kafka_forwarder_free(f);
     CHECK(topic_kafka_forwarder_new(t, "bad name!", dead, "k", quiet_props, err, sizeof err,
                                     &f) == -EINVAL, "bad group name");
+    /* A forwarder that cannot be made leaves no group behind: a Kafka topic
+     * name that the client refuses (longer than Kafka allows). */
+    {
+        static char longname[2000];
+        memset(longname, 't', sizeof longname - 1);
+        const char *props[] = { "log_level=0", NULL };
+        int rc = topic_kafka_forwarder_new(t, NULL, dead, longname, props, err, sizeof err, &f);
+        CHECK(rc == TOPIC_KAFKA_ECONFIG, "a 1999-character Kafka topic: got %d (%s)", rc, err);
+        char names[4096];
+        size_t len = 0;
+        CHECK_RC(topic_groups(t, names, sizeof names, &len));
+        for (size_t at = 0; at < len; at += strlen(names + at) + 1)
+            CHECK(strncmp(names + at, "kafka-forward.ttt", 17) != 0,
+                  "a failed forwarder_new left group %s", names + at);
+    }
     /* No broker at all is a mistake to report, not an outage to wait out;
      * bootstrap.servers among the properties counts as a broker list. */
     const char *servers[] = { "log_level=0", "bootstrap.servers=127.0.0.1:1", NULL };
