@@ -220,6 +220,13 @@ TOPIC_KAFKA_API int topic_kafka_importer_new(topic *t, const char *brokers,
                   "or the partition is negative");
         return -EINVAL;
     }
+    /* An importer appends: refuse a read-only handle now, before anything
+     * is stored in the topic (an empty batch appends nothing, and tells). */
+    if (topic_append_batch(t, NULL, 0, NULL) == TOPIC_ERDONLY) {
+        tk_errbuf(errbuf, errlen, "topic_kafka_importer_new: the topic was opened read-only "
+                  "(TOPIC_RDONLY); an importer needs the writer's handle");
+        return TOPIC_ERDONLY;
+    }
     topic_kafka_importer *im = calloc(1, sizeof *im);
     if (im == NULL || (im->ktopic = strdup(kafka_topic)) == NULL) {
         free(im);

@@ -161,6 +161,19 @@ static void test_api_errors(void)
 
     CHECK(topic_kafka_importer_new(t, dead, "k", -1, quiet_props, err, sizeof err, &im) == -EINVAL,
           "negative partition");
+    {
+        /* An importer appends: a read-only handle is refused at once, and
+         * nothing (no import position) is stored in the topic. */
+        topic *r;
+        REQUIRE_RC(topic_open(scratch("api"), TOPIC_RDONLY, NULL, &r));
+        size_t before = 0, after = 0;
+        topic_groups(r, NULL, 0, &before);   /* the length, TOPIC_ETOOSMALL or 0 */
+        int rc = topic_kafka_importer_new(r, dead, "k", 0, quiet_props, err, sizeof err, &im);
+        CHECK(rc == TOPIC_ERDONLY && im == NULL, "read-only handle: got %d (%s)", rc, err);
+        topic_groups(r, NULL, 0, &after);
+        CHECK(after == before, "group names grew from %zu to %zu bytes", before, after);
+        topic_close(r);
+    }
     const char *imp_bad[][2] = { { "enable.partition.eof=false", NULL },
                                  { "enable.auto.commit=true", NULL },
                                  { "libtopic.import.start=soon", NULL },
