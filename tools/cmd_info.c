@@ -172,8 +172,9 @@ int cmd_info(int argc, char **argv)
             fprintf(f, "%s{\"name\":", i ? "," : "");
             put_json_cstr(f, groups[i].name);
             if (groups[i].has)
-                fprintf(f, ",\"committed\":%" PRIu64 ",\"lag\":%" PRIu64 "}",
-                        groups[i].committed, lag_of(end, groups[i].committed));
+                fprintf(f, ",\"committed\":%" PRIu64 ",\"lag\":%" PRIu64 "%s}",
+                        groups[i].committed, lag_of(end, groups[i].committed),
+                        groups[i].committed > end ? ",\"past_end\":true" : "");
             else if (groups[i].error < 0) {
                 fputs(",\"committed\":null,\"lag\":null,\"error\":", f);
                 put_json_cstr(f, topic_strerror(groups[i].error));
@@ -208,8 +209,9 @@ int cmd_info(int argc, char **argv)
         fprintf(f, "groups:       %zu\n", ngroups);
         for (size_t i = 0; i < ngroups; i++) {
             if (groups[i].has)
-                fprintf(f, "  %s  committed %" PRIu64 "  lag %" PRIu64 "\n", groups[i].name,
-                        groups[i].committed, lag_of(end, groups[i].committed));
+                fprintf(f, "  %s  committed %" PRIu64 "  lag %" PRIu64 "%s\n", groups[i].name,
+                        groups[i].committed, lag_of(end, groups[i].committed),
+                        groups[i].committed > end ? "  (past the end offset)" : "");
             else if (groups[i].damaged)
                 fprintf(f, "  %s  (position damaged; the next commit replaces it)\n",
                         groups[i].name);

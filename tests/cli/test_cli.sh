@@ -238,6 +238,15 @@ t.close()' "$TT" >"$W/py.out" 2>&1; then
 		check "read --from-time with a local time that the clocks skip exits 2" test $? -eq 2
 		TZ=UTC "$TOPIC" read "$TT" --from-time 2026-10-25T00:30 --count 1 >"$W/out" 2>"$W/err"
 		check "...while in UTC it is an ordinary time" test "$(cat "$W/out")" = "r3"
+		# A position past the end offset (a power loss can leave one).
+		"$PYTHON" -c '
+import sys, libtopic
+t = libtopic.Topic(sys.argv[1])
+t.commit("ahead", 100)
+t.close()' "$TT" >"$W/py.out" 2>&1
+		run info "$TT"
+		check "info marks a group position past the end offset" \
+			grep -q '^  ahead  committed 100  lag 0  (past the end offset)$' "$W/out"
 	else
 		not_ok "the Python binding appends records with chosen timestamps" "$(cat "$W/py.out")"
 	fi
