@@ -104,7 +104,7 @@ static bool parse_number(const struct key *k, const char *value, int64_t *out, c
 
 /*
  * A name or value as an error message shows it: control bytes and bytes
- * outside ASCII as \\xNN, at most 48 bytes of it.  A value read from a
+ * outside ASCII as \xNN, at most 48 bytes of it.  A value read from a
  * damaged or hostile topic.conf may hold a terminal's escape sequences
  * (C1's U+009B among them), and messages end up on terminals.
  */

@@ -113,14 +113,13 @@ static bool slot_whole(const struct slot *s)
 static int read_slot(const struct group_file *f, bool settled, struct slot *out)
 {
     struct slot a[2], b[2];
-    load_slots(f, a);
-    if (!settled)
+    load_slots(f, b);
+    /* The bound: a snapshot that never settles is used as it is. */
+    for (int tries = 1; settled && tries < 100000; tries++) {
+        load_slots(f, a);
+        if (memcmp(a, b, sizeof a) == 0)
+            break;
         memcpy(b, a, sizeof b);
-    for (int tries = 1; settled; tries++) {
-        load_slots(f, b);
-        if (memcmp(a, b, sizeof a) == 0 || tries >= 100000)
-            break;   /* the bound: a snapshot that never settles is used as it is */
-        memcpy(a, b, sizeof a);
         if (tries % 64 == 0)
             sched_yield();   /* let a committer on this CPU finish its slot */
     }

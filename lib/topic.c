@@ -201,7 +201,9 @@ static int open_last(topic *t, struct segment *s)
 /*
  * The last segment lost records that a clean close had synced.  It is sealed
  * as it is, ending at the offset the close recorded, and appends go on in a
- * new segment from there, so that no offset is ever given to two records.
+ * new segment from there (next_base), so that no offset is ever given to two
+ * records.  A start offset past the end of the log is handled the same way,
+ * with the start offset as next_base.
  * The clean record is then rewritten for the new active segment (by the
  * caller, once the handle knows its offsets).  A crash before that repeats
  * all of this at the next open: the new segment is empty, and goes.
@@ -494,6 +496,28 @@ static void free_handle(topic *t)
     topic__free(t);
 }
 
+/* One pass over directory dirfd, removing every entry (an empty
+ * subdirectory too); whether it removed any. */
+static bool remove_entries(int dirfd)
+{
+    char buf[4096] __attribute__((aligned(8)));
+    bool removed = false;
+    ssize_t n;
+    if (lseek(dirfd, 0, SEEK_SET) < 0)
+        return false;
+    while ((n = getdents64(dirfd, buf, sizeof buf)) > 0)
+        for (ssize_t at = 0; at < n;) {
+            const struct dirent64 *de = (const void *)(buf + at);
+            at += de->d_reclen;
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            if (topic__os.unlinkat(dirfd, de->d_name, 0) == 0 ||
+                (errno == EISDIR && topic__os.unlinkat(dirfd, de->d_name, AT_REMOVEDIR) == 0))
+                removed = true;
+        }
+    return removed;
+}
+
 /*
  * A creation that failed leaves nothing behind: what the handle wrote into
  * the directory it made goes, then the directory.  Otherwise a retry with
@@ -517,29 +541,11 @@ static void unmake_dir(topic *t, const char *dir)
                  (size < sizeof magic ||
                   (topic__pread_all(t->lockfd, &magic, sizeof magic, 0) == 0 && magic == 0));
     }
-    if (locked && t->dirfd >= 0) {
-        /* Unlinking changes the listing under the reader; read it again
-         * from the start until a pass removes nothing. */
-        for (int pass = 0, removed = 1; removed && pass < 8; pass++) {
-            removed = 0;
-            char buf[4096] __attribute__((aligned(8)));
-            if (lseek(t->dirfd, 0, SEEK_SET) < 0)
-                break;
-            ssize_t n;
-            while ((n = getdents64(t->dirfd, buf, sizeof buf)) > 0) {
-                for (ssize_t at = 0; at < n;) {
-                    const struct dirent64 *de = (const void *)(buf + at);
-                    at += de->d_reclen;
-                    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                        continue;
-                    if (topic__os.unlinkat(t->dirfd, de->d_name, 0) == 0 ||
-                        (errno == EISDIR &&
-                         topic__os.unlinkat(t->dirfd, de->d_name, AT_REMOVEDIR) == 0))
-                        removed = 1;
-                }
-            }
-        }
-    }
+    /* Unlinking changes the listing under the reader: read it again from
+     * the start until a pass removes nothing. */
+    for (int pass = 0; locked && t->dirfd >= 0 && pass < 8; pass++)
+        if (!remove_entries(t->dirfd))
+            break;
     topic__os.unlinkat(AT_FDCWD, dir, AT_REMOVEDIR);
 }
 

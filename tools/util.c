@@ -427,6 +427,16 @@ bool utf8_valid(const uint8_t *p, size_t n)
     return true;
 }
 
+/* Whether a code point beyond ASCII may be printed as it is: not a C1
+ * control (U+0085 ends a line to some programs, U+009B starts a terminal
+ * escape), not U+2028 or U+2029 (line ends to JavaScript and Python's
+ * splitlines()), not U+FEFF.  Both the text and the JSON output escape
+ * the others, so that a record never spans two lines. */
+static bool printable_cp(uint32_t cp)
+{
+    return cp >= 0xa0 && cp != 0x2028 && cp != 0x2029 && cp != 0xfeff;
+}
+
 void put_escaped(FILE *f, const uint8_t *p, size_t n, size_t max)
 {
     size_t limit = n < max ? n : max;
@@ -444,8 +454,7 @@ void put_escaped(FILE *f, const uint8_t *p, size_t n, size_t max)
         }
         uint32_t cp = 0;
         size_t len = b >= 0x80 ? utf8_seq(p + i, n - i, &cp) : 0;
-        if (len > 0 && i + len <= limit && cp >= 0xa0 && cp != 0x2028 && cp != 0x2029 &&
-            cp != 0xfeff) {
+        if (len > 0 && i + len <= limit && printable_cp(cp)) {
             fwrite(p + i, 1, len, f);
             i += len;
             continue;
@@ -464,12 +473,10 @@ void put_escaped(FILE *f, const uint8_t *p, size_t n, size_t max)
 }
 
 /*
- * JSON allows every character but '"', '\\' and C0 controls raw.  These are
- * escaped as well, as the text output escapes them: C1 controls (U+0085 is
- * a line end to some programs, U+009B starts a terminal escape), U+2028 and
- * U+2029 (line ends to JavaScript and Python's splitlines()) and U+FEFF.
- * Otherwise a record could span two lines of a one-object-a-line stream.
- * The string is valid UTF-8 (callers send other bytes as base64).
+ * JSON allows every character but '"', '\\' and C0 controls raw; the code
+ * points that printable_cp() refuses are escaped too, as \\uXXXX, so that a
+ * record stays on its line of a one-object-a-line stream.  The string is
+ * valid UTF-8 (callers send other bytes as base64).
  */
 void put_json_string(FILE *f, const uint8_t *p, size_t n)
 {
@@ -478,19 +485,15 @@ void put_json_string(FILE *f, const uint8_t *p, size_t n)
     size_t run = 0;   /* start of the bytes not yet written */
     for (size_t i = 0; i < n; i++) {
         uint8_t b = p[i];
-        unsigned special = 0;   /* a code point to write as \\uXXXX, and its bytes */
-        size_t len = 0;
-        if (b == 0xc2 && i + 1 < n && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f)
-            special = p[i + 1], len = 2;
-        else if (b == 0xe2 && i + 2 < n && p[i + 1] == 0x80 && (p[i + 2] == 0xa8 || p[i + 2] == 0xa9))
-            special = p[i + 2] == 0xa8 ? 0x2028 : 0x2029, len = 3;
-        else if (b == 0xef && i + 2 < n && p[i + 1] == 0xbb && p[i + 2] == 0xbf)
-            special = 0xfeff, len = 3;
+        uint32_t cp;
+        size_t len = b >= 0x80 ? utf8_seq(p + i, n - i, &cp) : 0;
         if (len > 0) {
-            fwrite(p + run, 1, i - run, f);
-            fprintf(f, "\\u%04x", special);
+            if (!printable_cp(cp)) {
+                fwrite(p + run, 1, i - run, f);
+                fprintf(f, "\\u%04x", (unsigned)cp);
+                run = i + len;
+            }
             i += len - 1;
-            run = i + 1;
             continue;
         }
         if (b >= 0x20 && b != '"' && b != '\\' && b != 0x7f)
