@@ -376,8 +376,9 @@ TOPIC_API int topic_delete_before(topic *t, uint64_t offset);
  * not starting with '.'.  A group whose file is damaged (topic_committed()
  * says TOPIC_ECORRUPT) gets a new file.  Errors: -EINVAL (bad name), -EACCES,
  * -EIO, -ENOSPC, -ENOMEM, TOPIC_EFAILED (a writer handle inherited through
- * fork()).  Thread-safe; commits to one group from several processes at
- * once leave one of their values.
+ * fork()), TOPIC_ECORRUPT (a damaged file whose newest slot has the largest
+ * sequence number).  Thread-safe; commits to one group from several
+ * handles or processes at once leave one of their values.
  */
 TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset);
 

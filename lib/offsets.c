@@ -85,7 +85,7 @@ static void load_slots(const struct group_file *f, struct slot out[2])
     const uint64_t *w = (const uint64_t *)(const void *)f->slot;
     uint64_t *o = (uint64_t *)(void *)out;
     for (size_t i = 0; i < sizeof(struct slot) * 2 / sizeof(uint64_t); i++)
-        o[i] = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
+        o[i] = __atomic_load_n(&w[i], __ATOMIC_SEQ_CST);   /* see write_slot */
 }
 
 static bool slot_whole(const struct slot *s)
@@ -133,14 +133,58 @@ static int read_slot(const struct group_file *f, bool settled, struct slot *out)
 }
 
 /* Writes slot i with its checksum last, so that a reader in another
- * process that finds the checksum of the new value finds the value. */
+ * process that finds the checksum of the new value finds the value.
+ * That store is sequentially consistent, as load_slots' loads are, so a
+ * commit's check after writing (commit_slot) reads the slots only once its
+ * own stores are visible to every other committer: read from its own store
+ * buffer, a slot could look whole to it while another commit's check saw
+ * only that commit's value, and both would leave it torn. */
 static void write_slot(struct group_file *f, int i, const struct slot *s)
 {
     struct slot *d = &f->slot[i];
     __atomic_store_n(&d->seq, s->seq, __ATOMIC_RELAXED);
     __atomic_store_n(&d->offset, s->offset, __ATOMIC_RELAXED);
     __atomic_store_n(&d->time_ms, s->time_ms, __ATOMIC_RELAXED);
-    __atomic_store_n(&d->sum, s->sum, __ATOMIC_RELEASE);
+    __atomic_store_n(&d->sum, s->sum, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * Writes a new position into the slot that does not hold the newest one.
+ * One copy of the slots is enough to choose: a commit that races another
+ * commit to the group may lose to it either way ("one of their values").
+ *
+ * What it must not do is leave neither value.  Two handles (two processes,
+ * each with its own mapping and lock) that commit at the same moment both
+ * choose the same slot and the same sequence number, and when their stores
+ * interleave the slot fails its checksum: the group reads back the
+ * position before both.  So the commit reads the slots again after writing
+ * and is done only when the newest whole slot is at least as new as its
+ * own, its own value or the other commit's; otherwise it writes again.
+ * The last of two racing commits to finish checks after every store of
+ * both, so the position they leave is one of theirs.  Alone, a commit
+ * finds its slot as it wrote it, which one more copy of the slots shows.
+ */
+static int commit_slot(struct group_file *f, uint64_t offset, int64_t now)
+{
+    for (unsigned tries = 1;; tries++) {
+        struct slot last;
+        int cur = read_slot(f, false, &last);
+        if (cur >= 0 && last.seq == UINT64_MAX)
+            return TOPIC_ECORRUPT;   /* no sequence number follows it */
+        struct slot s = { .seq = cur < 0 ? 1 : last.seq + 1, .offset = offset, .time_ms = now };
+        s.sum = slot_sum(&s);
+        int i = cur == 0 ? 1 : 0;
+        write_slot(f, i, &s);
+        struct slot now_there[2];
+        load_slots(f, now_there);
+        if (memcmp(&now_there[i], &s, sizeof s) == 0)
+            return 0;   /* as written: nobody else's stores are in it */
+        cur = read_slot(f, false, &last);
+        if (cur >= 0 && last.seq >= s.seq)
+            return 0;
+        if (tries % 64 == 0)
+            sched_yield();   /* let the other committer finish its slot */
+    }
 }
 
 static int groups_dir(topic *t, bool create)
@@ -296,14 +340,8 @@ TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset)
     struct group *g;
     int rc = group_open(t, group, true, &g);
     if (rc == 0) {
-        /* One copy is enough here: a commit that races another commit to
-         * the group may lose to it either way ("one of their values"). */
-        struct slot last;
-        int cur = read_slot(g->map, false, &last);
         int64_t mono, now = topic__clock_ms(&mono);
-        struct slot s = { .seq = cur < 0 ? 1 : last.seq + 1, .offset = offset, .time_ms = now };
-        s.sum = slot_sum(&s);
-        write_slot(g->map, cur == 0 ? 1 : 0, &s);
+        rc = commit_slot(g->map, offset, now);
         g->dirty = true;
         int64_t every = t->cfg.v[TOPIC_K_FLUSH_MS];
         /* flush.messages=1: durable before returning; otherwise at most

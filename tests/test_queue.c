@@ -34,6 +34,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1424,6 +1425,86 @@ static void test_committed_while_committing(void **state)
     assert_ok(close_t(w));
 }
 
+/*
+ * Two handles commit to one group at the same moment, round after round:
+ * afterwards the position is one of the two values, as it is when one
+ * commit follows the other.  Both used to pick the same slot and the same
+ * sequence number; when their stores interleaved, the slot failed its
+ * checksum and the group read back the round before's position, so both
+ * commits, acknowledged, were lost and a consumer went back over records
+ * it had done.  Handles in two processes race the same way as the two
+ * handles here: each has its own mapping and its own lock.
+ */
+struct commit_rounds {
+    topic *t;
+    uint64_t parity;             /* commits 2 * round + parity */
+    _Atomic uint64_t *go;        /* the round both may start */
+    _Atomic uint64_t *finished;  /* commits done, both threads */
+    uint64_t rounds;
+    int rc;
+};
+
+static void *commit_in_rounds(void *arg)
+{
+    struct commit_rounds *c = arg;
+    for (uint64_t r = 1; r <= c->rounds; r++) {
+        for (unsigned spin = 1; atomic_load(c->go) < r; spin++)
+            if (spin % 256 == 0)
+                sched_yield();   /* three threads spin on two cores */
+        if ((c->rc = topic_commit(c->t, "g", 2 * r + c->parity)) != 0)
+            break;
+        atomic_fetch_add(c->finished, 1);
+    }
+    return NULL;
+}
+
+static void test_simultaneous_commits_by_two_handles(void **state)
+{
+    fx *f = *state;
+    WATCHDOG(60);
+    topic *w = create_with(f->dir, NULL);
+    assert_ok(topic_commit(w, "g", 1));
+    topic *other = open_ok(f->dir, TOPIC_RDONLY, NULL);
+    topic *rd = open_ok(f->dir, TOPIC_RDONLY, NULL);
+    _Atomic uint64_t go = 0, finished = 0;
+    const uint64_t rounds = 1000000;
+    struct commit_rounds c[2] = {
+        { .t = w, .parity = 0, .go = &go, .finished = &finished, .rounds = rounds },
+        { .t = other, .parity = 1, .go = &go, .finished = &finished, .rounds = rounds },
+    };
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, commit_in_rounds, &c[i]), 0);
+    uint64_t r = 1, wrong = 0, first_wrong = 0, seen = 0;
+    int64_t until = tu_now_ms() + 4000;   /* the race is a few nanoseconds wide */
+    for (; r <= rounds; r++) {
+        atomic_store(&go, r);
+        while (atomic_load(&finished) < 2 * r && c[0].rc == 0 && c[1].rc == 0)
+            sched_yield();
+        if (c[0].rc != 0 || c[1].rc != 0)
+            break;
+        uint64_t v = 0;
+        assert_ok(topic_committed(rd, "g", &v));
+        if (v != 2 * r && v != 2 * r + 1 && wrong++ == 0)
+            first_wrong = r, seen = v;
+        if (tu_now_ms() > until)
+            break;
+    }
+    atomic_store(&go, rounds);   /* lets threads stopped early finish */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_ok(c[0].rc);
+    assert_ok(c[1].rc);
+    if (wrong)
+        fail_msg("%" PRIu64 " of %" PRIu64 " rounds of two simultaneous commits left a position"
+                 " neither committed; the first: round %" PRIu64 " read %" PRIu64, wrong, r - 1,
+                 first_wrong, seen);
+    assert_true(r > 1000);   /* enough rounds ran to race */
+    assert_ok(close_t(rd));
+    assert_ok(close_t(other));
+    assert_ok(close_t(w));
+}
+
 /* A group file whose header is damaged while a handle has it mapped: that
  * handle must see the damage as a fresh handle does, and its next commit
  * must write the file afresh.  It used to go on reading the old position,
@@ -1458,6 +1539,29 @@ static void test_group_file_damaged_while_mapped(void **state)
         assert_u64(pos, 12);
         assert_ok(close_t(r));
     }
+}
+
+/* A forged slot with the largest sequence number and a valid checksum:
+ * nothing can follow it, so a commit says TOPIC_ECORRUPT and the position
+ * stays readable.  The sequence number used to wrap to 0, which marks an
+ * empty slot, and the commit reported success and changed nothing. */
+static void test_group_slot_sequence_at_its_largest(void **state)
+{
+    fx *f = *state;
+    topic *t = create_with(f->dir, NULL);
+    assert_ok(topic_commit(t, "g", 5));
+    assert_ok(close_t(t));
+    uint64_t slot[4] = { UINT64_MAX, 9, 0, 0 };
+    slot[3] = XXH3_64bits(slot, 24);
+    file_bytes(f->dir, "groups/g", 8, slot, sizeof slot, true);
+    t = open_ok(f->dir, 0, NULL);
+    uint64_t pos = 0;
+    assert_ok(topic_committed(t, "g", &pos));
+    assert_u64(pos, 9);
+    assert_rc(topic_commit(t, "g", 10), TOPIC_ECORRUPT);
+    assert_ok(topic_committed(t, "g", &pos));
+    assert_u64(pos, 9);
+    assert_ok(close_t(t));
 }
 
 static void test_group_file_damage(void **state)
@@ -4013,6 +4117,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_group_file_damage, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_file_damaged_while_mapped, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_committed_while_committing, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_simultaneous_commits_by_two_handles, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_group_slot_sequence_at_its_largest, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_file_first_commit_crash, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_foreign_group_file, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_follower_across_many_rolls, fx_setup, fx_teardown),
