@@ -270,6 +270,15 @@ void topic__state_close(topic *t)
     t->state_spare = NULL;
     if (!(t->flags & TOPIC_RDONLY) && t->lockfd >= 0)
         writers_remove(t);
-    topic__close(t->lockfd);   /* releases the flock */
+    /* Closing the descriptor would release the lock only with the open
+     * file description's last reference, and a child forked a moment ago
+     * holds some until its fork handler runs (or for good, if it was made
+     * with a raw clone() that runs no handlers): the next writer would be
+     * told TOPIC_ELOCKED by a topic nobody has open.  The lock is this
+     * handle's to release. */
+    if (t->locked && t->lockfd >= 0)
+        (void)topic__flock(t->lockfd, LOCK_UN);
+    t->locked = false;
+    topic__close(t->lockfd);
     t->lockfd = -1;
 }
