@@ -154,7 +154,7 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, const voi
     if (pos + size > s->reserved)
         TRY(topic__segment_reserve(t, s, pos + size));
     uint64_t base = atomic_load_explicit(&t->end, memory_order_relaxed);
-    topic__bg_prepare(t, s, pos + size);
+    topic__bg_prepare(t, s, pos + size, mono);
     if (recs == NULL) {
         topic__value_batch_encode(s->map + pos, size, base, value, vlen, now);
     } else if (packed) {

@@ -237,6 +237,8 @@ struct topic {
     pthread_cond_t flush_cond;    /* wakes the flusher: a segment to seal, or stop */
     const struct segment *pf_asked_seg; /* what the appender last asked the */
     size_t pf_asked;                    /* preparer for: segment, bytes */
+    size_t pf_ahead;              /* how far past the appends it prepares */
+    int64_t pf_asked_ms;          /* when it last asked (monotonic) */
     /* The page preparer's own state, under prep_lock (after append_lock). */
     pthread_mutex_t prep_lock;
     pthread_cond_t prep_cond;     /* wakes the preparer: pages to prepare, or stop */
@@ -341,8 +343,9 @@ int  topic__bg_flusher(topic *t);
 void topic__bg_stop(topic *t);
 /* Under append_lock: s was rolled away from; the flusher will seal it. */
 void topic__bg_seal_later(topic *t, struct segment *s);
-/* Under append_lock: the active segment s is filled up to `upto`. */
-void topic__bg_prepare(topic *t, struct segment *s, size_t upto);
+/* Under append_lock: the active segment s is filled up to `upto`; mono_ms
+ * is the monotonic clock's reading for this append. */
+void topic__bg_prepare(topic *t, struct segment *s, size_t upto, int64_t mono_ms);
 /* Under append_lock: prepare no more of the segment being prepared. */
 void topic__bg_release(topic *t);
 /* Returns once the preparer is not touching s, which it has been told to
