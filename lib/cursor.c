@@ -100,8 +100,13 @@ static int enter_batch(topic_cursor *c)
 static bool next_in_segment(topic_cursor *c)
 {
     struct batch_ref *b = &c->b;
+    /* Not past the segment's end offset (the next segment's base) either:
+     * bytes after it in this file are not records of the log, even when
+     * they look like the next batch (a damaged or overlapping file), and
+     * the next segment holds the real ones. */
     if (b->seg == NULL || c->next != b->h.base_offset + b->h.count ||
-        c->next >= atomic_load_explicit(&c->t->end, memory_order_acquire))
+        c->next >= atomic_load_explicit(&c->t->end, memory_order_acquire) ||
+        c->next >= atomic_load_explicit(&b->seg->end, memory_order_acquire))
         return false;
     const uint8_t *map = b->seg->map;
     size_t pos = b->pos + b->h.length;

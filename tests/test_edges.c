@@ -1134,6 +1134,68 @@ static void test_newer_version_in_sealed_segment(void **state)
     assert_ok(topic_close(t));
 }
 
+/*
+ * A batch with a valid checksum after the end of a sealed segment, labelled
+ * with the next segment's first offset (damage, or files that overlap): a
+ * cursor crossing from that segment to the next reads the next segment's
+ * records, as topic_read() does.  It used to go on in the same file and
+ * hand out the stray batch's record as that offset.
+ */
+static void test_cursor_stops_at_segment_end(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    put_ok(t, 40);
+    assert_ok(topic_close(t));
+    uint64_t *bases;
+    int nseg = tu_list_segments(f->dir, &bases);
+    assert_true(nseg >= 3);
+    uint64_t b1 = bases[1];
+    free(bases);
+
+    /* A copy of segment 0's first batch (one record), relabelled b1, its
+     * value bytes changed, sealed again and put after the segment's data. */
+    unsigned char *log;
+    size_t size = read_segment(f->dir, 0, &log);
+    size_t blen = le32(log + 4);
+    unsigned char *stray = malloc(blen);
+    assert_non_null(stray);
+    memcpy(stray, log, blen);
+    put64(stray + 16, b1);
+    memset(stray + blen - 20, 'X', 20);
+    reseal_batch(stray);
+    unsigned char *grown = malloc(size + blen);
+    assert_non_null(grown);
+    memcpy(grown, log, size);
+    memcpy(grown + size, stray, blen);
+    write_segment(f->dir, 0, grown, size + blen);
+    free(grown);
+    free(stray);
+    free(log);
+
+    for (int rdonly = 0; rdonly < 2; rdonly++) {
+        t = open_with(f->dir, rdonly ? TOPIC_RDONLY : 0, NULL);
+        topic_cursor *c;
+        assert_ok(topic_cursor_open(t, 0, &c));
+        for (uint64_t o = 0; o < 40; o++) {
+            topic_record rec;
+            int rc = topic_cursor_next(c, &rec);
+            if (rc != 0)
+                fail_msg("cursor at %" PRIu64 ": %d (%s)", o, rc, topic_strerror(rc));
+            assert_u64(rec.offset, o);
+            unsigned char want[600];
+            assert_int_equal(rec.value_len, val_len(o));
+            val_fill(o, want, rec.value_len);
+            if (memcmp(rec.value, want, rec.value_len) != 0)
+                fail_msg("cursor handed out wrong bytes at offset %" PRIu64
+                         " (segment 1 starts at %" PRIu64 ")", o, b1);
+        }
+        topic_cursor_close(c);
+        check_value(t, b1);
+        assert_ok(topic_close(t));
+    }
+}
+
 /* A sealed segment's file removed behind the library's back (as the
  * writer's retention does to a reader): its records read as deleted. */
 static void test_sealed_segment_file_gone(void **state)
@@ -3024,6 +3086,7 @@ int main(void)
         T(test_writer_handle_after_fork),
         T(test_writer_lock_not_kept_by_children),
         T(test_writer_lock_released_by_close),
+        T(test_cursor_stops_at_segment_end),
         T(test_no_thread_for_the_first_append),
         T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
