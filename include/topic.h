@@ -204,6 +204,8 @@ TOPIC_API void topic_config_free(topic_config *c);
  *
  * Errors: -EINVAL (bad flags, NULL, an empty dir), -ENOENT (no topic and no TOPIC_CREATE),
  * -EEXIST (TOPIC_CREATE|TOPIC_EXCL and the directory exists), -ENOTDIR,
+ * -ELOOP (a file of the topic, such as topic.state, is a symbolic link: no
+ * link inside the topic directory is followed, though dir itself may be one),
  * -EACCES, -ENOMEM, -EIO, -ENOSPC, TOPIC_ELOCKED (another writer, in this or
  * any other process), TOPIC_ECORRUPT (a file the topic needs cannot be
  * understood: a damaged topic.conf or state file), TOPIC_EVERSION, -EAGAIN
@@ -215,8 +217,10 @@ TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, t
 /*
  * Durable close: syncs everything appended, records a clean shutdown so that
  * the next open scans nothing, releases the lock and frees t.  Every cursor
- * of t must be closed first.  Returns 0, or the error of the final sync (the
- * handle is freed in every case).  NULL is accepted and returns 0.
+ * of t must be closed first.  Returns 0, or the error of the final sync
+ * (-EIO and friends), or TOPIC_EFAILED when an earlier write or sync through
+ * this writer had failed (the handle is freed in every case).  NULL is
+ * accepted and returns 0.
  */
 TOPIC_API int topic_close(topic *t);
 
@@ -231,8 +235,11 @@ TOPIC_API int topic_close(topic *t);
  * process; when it survives a power loss is set by flush.messages / flush.ms.
  *
  * Errors: -EINVAL, TOPIC_ETOOBIG, TOPIC_ERDONLY, TOPIC_EFAILED (an earlier
- * write or sync failed; nothing was written), -ENOSPC (space for the record could not be
- * allocated; nothing was written), -EAGAIN (the first append through a
+ * write or sync failed, or t is a writer handle inherited through fork();
+ * nothing was written), -ENOSPC (space for the record could not be
+ * allocated; nothing was written), -ENOMEM, -EMFILE (memory, a descriptor or
+ * a memory map area for a new segment could not be had; nothing was
+ * written), -EAGAIN (the first append through a
  * handle could not start the handle's background thread; nothing was
  * written), -EIO.  On error no offset is consumed,
  * with one exception: under flush.messages, when the record was written but
@@ -259,9 +266,11 @@ TOPIC_API int topic_append_batch(topic *t, const topic_record *recs, size_t n,
 /*
  * Returns once every record appended so far through this handle, and every
  * position committed through it (topic_commit), is on stable storage.
- * Errors: -EIO and friends from the sync (after which the handle refuses
- * writes: TOPIC_EFAILED); TOPIC_ERDONLY on a read-only handle, after syncing
- * the positions it committed.
+ * Errors: -EINVAL, -EIO and friends from the sync (after which the handle
+ * refuses writes: TOPIC_EFAILED); TOPIC_EFAILED (an earlier write or sync
+ * through this handle failed, or t is a writer handle inherited through
+ * fork()); TOPIC_ERDONLY on a read-only handle, after syncing the positions
+ * it committed.
  */
 TOPIC_API int topic_sync(topic *t);
 
@@ -296,7 +305,7 @@ TOPIC_API int topic_cursor_open(topic *t, uint64_t offset, topic_cursor **out);
  * once more records exist), TOPIC_ECORRUPT (the cursor stays on the damaged
  * record; seek past it to go on), TOPIC_EVERSION (the record is in a batch
  * of a newer format version; the cursor stays), TOPIC_EGONE, -EINVAL, -ENOMEM,
- * and errors opening a segment file.
+ * and errors opening a segment file (-EMFILE, -ENOMEM, -EACCES).
  */
 TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec);
 
@@ -354,7 +363,8 @@ TOPIC_API int topic_wait(topic *t, uint64_t offset, int timeout_ms);
  * active one that holds only such records is deleted.  The new start offset
  * is durable when this returns.  offset <= start offset does nothing.
  * Errors: -EINVAL (offset beyond the end offset), TOPIC_ERDONLY,
- * TOPIC_EFAILED, -EIO.  After -EIO (the new start offset was written but
+ * TOPIC_EFAILED (an earlier write or sync failed, or t is a writer handle
+ * inherited through fork()), -EIO.  After -EIO (the new start offset was written but
  * its sync failed) the deletion may or may not have reached the disk: this
  * handle keeps the old start offset and refuses further writes
  * (TOPIC_EFAILED), while a handle opened later may see either start offset.
@@ -391,7 +401,9 @@ TOPIC_API int topic_committed(topic *t, const char *group, uint64_t *offset);
 /*
  * Lists the groups that have committed a position, as their names each
  * followed by a NUL byte, in ascending order, in buf; *len is the bytes
- * needed.  buf may be NULL when cap is 0.  Errors: TOPIC_ETOOSMALL, -EINVAL.
+ * needed.  buf may be NULL when cap is 0.  Errors: TOPIC_ETOOSMALL, -EINVAL,
+ * -ENOMEM, and errors opening or reading the directory "groups" (-EACCES,
+ * -EMFILE).
  */
 TOPIC_API int topic_groups(topic *t, char *buf, size_t cap, size_t *len);
 
