@@ -120,6 +120,11 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, const voi
     size_t size;
     if (t->failed)
         return TOPIC_EFAILED;
+    /* The end offset after these records must fit in 64 bits.  Only a
+     * start offset near 2^64 (a damaged or edited topic.state) comes here;
+     * the offsets used to wrap round to 0, where readers never saw them. */
+    if ((uint64_t)n > UINT64_MAX - atomic_load_explicit(&t->end, memory_order_relaxed))
+        return -EOVERFLOW;
     /* Before anything is written: an append that cannot have its segment
      * sealed and its flush.ms kept fails whole. */
     if (!t->flusher_running)

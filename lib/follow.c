@@ -136,7 +136,7 @@ void topic__publish(topic *t)
 uint64_t topic__live_start(topic *t)
 {
     uint64_t live = __atomic_load_n(&live_area(t)->start, __ATOMIC_ACQUIRE);
-    uint64_t stored = __atomic_load_n(&topic__state_page(t)->start_offset, __ATOMIC_ACQUIRE);
+    uint64_t stored = topic__state_start(topic__state_page(t));
     return live > stored ? live : stored;
 }
 

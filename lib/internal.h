@@ -427,6 +427,11 @@ int  topic__state_mark(topic *t, bool clean);
 /* Whether topic.state already holds the clean-shutdown record that
  * topic__state_mark(t, true) would write now, byte for byte. */
 bool topic__state_current(const topic *t);
+/* The start offset stored in p, or 0 when its check fails (damage): see
+ * state.c.  topic__state_store_start stores one with its check (the
+ * caller syncs). */
+uint64_t topic__state_start(const struct state_page *p);
+void topic__state_store_start(topic *t, uint64_t start);
 /* Records, durably, that every segment below base `below` is sealed. */
 int  topic__state_sealed(topic *t, uint64_t below);
 void topic__state_close(topic *t);

@@ -20,7 +20,7 @@ static int move_start(topic *t, uint64_t offset)
 {
     if (offset <= atomic_load(&t->start))
         return 0;
-    __atomic_store_n(&t->state->start_offset, offset, __ATOMIC_RELAXED);
+    topic__state_store_start(t, offset);
     int rc = topic__fdatasync(t->lockfd);
     if (rc < 0) {
         if (t->failed == 0)

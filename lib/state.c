@@ -21,7 +21,10 @@
  *                aligned 8-byte store, one sector) after each seal.
  *   64     56   the live area: where the writer's log ends, and the boot it
  *                runs in, for readers in other processes (follow.c)
- *   120    ...  zero up to 4096 bytes
+ *   120    8    start_check: XXH3-64 of the start offset's 8 bytes, seeded
+ *                with the magic; 0 in files of releases before it (and
+ *                while the start offset has never moved)
+ *   128    ...  zero up to 4096 bytes
  *
  * The record is trusted only when the checksum matches, clean is 1 and the
  * active segment's file has exactly the recorded size; anything else means
@@ -45,6 +48,50 @@ _Static_assert(sizeof(struct state_page) == 64, "the clean-shutdown record is 64
 static uint64_t state_sum(const struct state_page *p)
 {
     return XXH3_64bits((const uint8_t *)p + 16, sizeof *p - 16);
+}
+
+/*
+ * The start offset is stored on its own while the record is not clean (by
+ * topic_delete_before() and retention), where the record's checksum does
+ * not cover it, and it decides which segment files an open deletes: one
+ * flipped bit in it deleted every segment of a topic.  So it has a check of
+ * its own at byte 120, stored with it, in the same sector.  A value whose
+ * check fails is not used: the start offset is then the first segment's
+ * base, which deletes nothing (records deleted from inside that segment
+ * can be read again).  Files of releases before the check have 0 there,
+ * and their value is used as it is.
+ */
+#define STATE_START_CHECK 120
+
+static uint64_t start_check(uint64_t start)
+{
+    uint64_t c = XXH3_64bits_withSeed(&start, sizeof start, TOPIC__STATE_MAGIC);
+    return c ? c : 1;   /* 0 means "no check" */
+}
+
+static uint64_t *start_check_field(const struct state_page *p)
+{
+    return (uint64_t *)(void *)((uint8_t *)p + STATE_START_CHECK);
+}
+
+uint64_t topic__state_start(const struct state_page *p)
+{
+    uint64_t start = __atomic_load_n(&p->start_offset, __ATOMIC_ACQUIRE);
+    uint64_t check = __atomic_load_n(start_check_field(p), __ATOMIC_ACQUIRE);
+    if (check == 0 || check == start_check(start))
+        return start;
+    /* Read while a writer stored one and not yet the other: the value
+     * stored first is the new offset, so read the pair again. */
+    start = __atomic_load_n(&p->start_offset, __ATOMIC_ACQUIRE);
+    check = __atomic_load_n(start_check_field(p), __ATOMIC_ACQUIRE);
+    return check == 0 || check == start_check(start) ? start : 0;
+}
+
+void topic__state_store_start(topic *t, uint64_t start)
+{
+    __atomic_store_n(start_check_field(t->state), 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->state->start_offset, start, __ATOMIC_RELEASE);
+    __atomic_store_n(start_check_field(t->state), start_check(start), __ATOMIC_RELEASE);
 }
 
 /* A reader of a topic whose state file is gone or unfinished (the writer
@@ -232,7 +279,8 @@ bool topic__state_current(const topic *t)
 {
     struct state_page snap;
     clean_record(t, &snap);
-    return memcmp(&snap, t->state, sizeof snap) == 0;
+    return memcmp(&snap, t->state, sizeof snap) == 0 &&
+           *start_check_field(t->state) == start_check(snap.start_offset);
 }
 
 int topic__state_mark(topic *t, bool clean)
@@ -242,6 +290,7 @@ int topic__state_mark(topic *t, bool clean)
         struct state_page snap;
         clean_record(t, &snap);
         memcpy(p, &snap, sizeof snap);
+        __atomic_store_n(start_check_field(p), start_check(snap.start_offset), __ATOMIC_RELAXED);
     } else {
         /* Only the flag: the sealer may be writing unsealed_from. */
         __atomic_store_n(&p->clean, 0, __ATOMIC_RELAXED);

@@ -348,7 +348,7 @@ static int open_segments(topic *t)
     topic__free(bases);
     TRY(rc);
     struct segment *last = topic__seglist_last(t);
-    uint64_t start = t->state->start_offset;
+    uint64_t start = topic__state_start(t->state);
     if (last != NULL) {
         struct segment *first = topic__seglist_first(t);
         atomic_store(&t->end, last->follow ? last->walked_end : atomic_load(&last->end));

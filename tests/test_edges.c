@@ -1196,6 +1196,116 @@ static void test_cursor_stops_at_segment_end(void **state)
     }
 }
 
+/* Sets the start offset in topic.state (FORMAT.md 4.1: u64 at 48), with
+ * its check (u64 at 120) made right when `checked`, left as it is when not
+ * (a flipped bit). */
+static void set_state_start(const char *dir, uint64_t start, bool checked)
+{
+    char *p = tu_path(dir, "topic.state");
+    unsigned char *data;
+    size_t len;
+    assert_ok(tu_read_file(p, &data, &len));
+    assert_true(len >= 128);
+    put64(data + 48, start);
+    if (checked) {
+        uint64_t c = XXH3_64bits_withSeed(data + 48, 8, 0x54535054u);
+        put64(data + 120, c ? c : 1);
+    }
+    assert_ok(tu_overwrite_file(p, data, len));
+    free(data);
+    free(p);
+}
+
+/*
+ * One flipped bit in the stored start offset.  It decides which segment
+ * files an open deletes, and outside a clean close no checksum covered it:
+ * a flip of bit 62 made the next writer delete every segment and start an
+ * empty log at 2^62, and a flip of bit 8 made the start pass the end
+ * (outside tester T).  Now it has a check of its own, and a value that
+ * fails it is not used: nothing is deleted, and the start offset is the
+ * first segment's base.  An intact value, moved by topic_delete_before,
+ * is still used exactly.
+ */
+static void test_flipped_start_offset_deletes_nothing(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    put_ok(t, 40);
+    assert_ok(topic_delete_before(t, 10));
+    assert_ok(topic_close(t));
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_start_offset(t), 10);
+    assert_ok(topic_close(t));
+    uint64_t *bases;
+    int nseg = tu_list_segments(f->dir, &bases);
+    assert_true(nseg >= 3);
+    uint64_t first = bases[0];
+    free(bases);
+    assert_true(first <= 10);
+
+    const uint64_t flips[] = { 10 ^ (1ull << 62), 10 ^ (1ull << 8) };
+    for (int k = 0; k < 2; k++) {
+        set_state_start(f->dir, flips[k], false);
+        for (int rdonly = 1; rdonly >= 0; rdonly--) {
+            t = open_with(f->dir, rdonly ? TOPIC_RDONLY : 0, NULL);
+            assert_u64(topic_end_offset(t), 40);
+            /* A reader also has the start the last writer published, 10,
+             * which is right too; a writer goes by the file alone. */
+            uint64_t start = topic_start_offset(t);
+            if (start != first && !(rdonly && start == 10))
+                fail_msg("start offset %" PRIu64 " (%s handle), want %" PRIu64, start,
+                         rdonly ? "read-only" : "writer", first);
+            for (uint64_t o = start; o < 40; o++)
+                check_value(t, o);
+            assert_ok(topic_close(t));
+        }
+        int n = tu_list_segments(f->dir, &bases);
+        free(bases);
+        assert_int_equal(n, nseg);
+        /* The writer's clean close stored the start it used, checked. */
+        t = open_with(f->dir, 0, NULL);
+        assert_u64(topic_start_offset(t), first);
+        assert_ok(topic_delete_before(t, 10));
+        assert_ok(topic_close(t));
+    }
+}
+
+/* Offsets end at 2^64 - 1: an append that would pass it fails with
+ * -EOVERFLOW and stores nothing.  With a start offset of 2^64 - 1 stored
+ * (only an edited or damaged topic.state gets near), a batch of three used
+ * to get offsets 2^64 - 1, 0 and 1, and readers saw none of them. */
+static void test_offsets_do_not_wrap(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    put_ok(t, 3);
+    assert_ok(topic_close(t));
+    set_state_start(f->dir, UINT64_MAX - 2, true);
+    mark_unclean(f->dir);
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_start_offset(t), UINT64_MAX - 2);
+    assert_u64(topic_end_offset(t), UINT64_MAX - 2);
+    topic_record recs[2] = { { 0, 0, NULL, 0, "a", 1 }, { 0, 0, NULL, 0, "b", 1 } };
+    uint64_t off = 0;
+    assert_rc(topic_append_batch(t, recs, 2, &off), 0);
+    assert_u64(off, UINT64_MAX - 2);
+    assert_rc(topic_append(t, "c", 1, &off), -EOVERFLOW);
+    assert_rc(topic_append_batch(t, recs, 1, &off), -EOVERFLOW);
+    assert_u64(topic_end_offset(t), UINT64_MAX);
+    unsigned char buf[8];
+    size_t len = 0;
+    assert_ok(topic_read(t, UINT64_MAX - 1, buf, sizeof buf, &len));
+    assert_int_equal(len, 1);
+    assert_int_equal(buf[0], 'b');
+    assert_ok(topic_close(t));
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), UINT64_MAX);
+    assert_rc(topic_append(t, "c", 1, &off), -EOVERFLOW);
+    assert_ok(topic_read(t, UINT64_MAX - 2, buf, sizeof buf, &len));
+    assert_int_equal(buf[0], 'a');
+    assert_ok(topic_close(t));
+}
+
 /* A sealed segment's file removed behind the library's back (as the
  * writer's retention does to a reader): its records read as deleted. */
 static void test_sealed_segment_file_gone(void **state)
@@ -3087,6 +3197,8 @@ int main(void)
         T(test_writer_lock_not_kept_by_children),
         T(test_writer_lock_released_by_close),
         T(test_cursor_stops_at_segment_end),
+        T(test_flipped_start_offset_deletes_nothing),
+        T(test_offsets_do_not_wrap),
         T(test_no_thread_for_the_first_append),
         T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
