@@ -241,7 +241,11 @@ TOPIC_API int topic_close(topic *t);
  * a memory map area for a new segment could not be had; nothing was
  * written), -EAGAIN (the first append through a
  * handle could not start the handle's background thread; nothing was
- * written), -EIO.  On error no offset is consumed,
+ * written), -EOVERFLOW (the record's offset would pass the largest offset:
+ * the end offset is at most UINT64_MAX, 2^64 - 1, so the last record's
+ * offset is at most 2^64 - 2; only a damaged or hand-edited topic.state
+ * brings a topic near it; nothing was written), -EIO.  On error no offset
+ * is consumed,
  * with one exception: under flush.messages, when the record was written but
  * the sync that follows failed, the append returns that error (the sync's
  * errno, never TOPIC_EFAILED, even when another thread ran the sync) and the
@@ -258,7 +262,9 @@ TOPIC_API int topic_append(topic *t, const void *value, size_t len, uint64_t *of
  * is not NULL; the others follow densely.  n == 0 appends nothing and
  * returns 0 (TOPIC_ERDONLY on a read-only handle).  Errors as topic_append();
  * TOPIC_ETOOBIG when one record or the sum of all keys and values exceeds
- * max.message.bytes, or the batch would take more than 1 GiB on disk.
+ * max.message.bytes, or the batch would take more than 1 GiB on disk;
+ * -EOVERFLOW when the offset of its last record would be above 2^64 - 2
+ * (the end offset after it would not fit in 64 bits).
  */
 TOPIC_API int topic_append_batch(topic *t, const topic_record *recs, size_t n,
                                  uint64_t *first_offset);
