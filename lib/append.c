@@ -52,6 +52,13 @@ static int roll(topic *t, size_t need)
     uint64_t base = atomic_load(&t->end);
     (void)need;   /* any batch fits an empty segment */
     old->writable = false;
+    /* The old segment grows no more: give back its reservation of address
+     * space past what is allocated (the preparer touches nothing beyond
+     * that) before the new segment takes one.  Otherwise a roll needs two
+     * reservations at once, and a process whose address space is limited
+     * to less than about 4.1 GiB could not roll at all. */
+    size_t keep = atomic_load(&old->len);
+    topic__segment_unmap_tail(old, old->reserved > keep ? old->reserved : keep);
     TRY(topic__segment_create(t, base, (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &s));
     int rc = topic__seglist_push(t, s);
     if (rc < 0) {

@@ -1179,6 +1179,83 @@ static void test_rolls_release_address_space(void **state)
 #endif
 }
 
+/* The child's address space in use now, from /proc/self/status (VmSize). */
+static uint64_t vm_size_bytes(void)
+{
+    FILE *fp = fopen("/proc/self/status", "r");
+    char line[256];
+    uint64_t kb = 0;
+    while (fp != NULL && fgets(line, sizeof line, fp) != NULL)
+        if (sscanf(line, "VmSize: %" SCNu64 " kB", &kb) == 1)
+            break;
+    if (fp != NULL)
+        fclose(fp);
+    return kb * 1024;
+}
+
+/*
+ * A roll under an address-space limit just above what one handle needs:
+ * the limit is what the process uses now plus 2.4 GiB, room for one
+ * active segment's reservation (2 GiB) but not two.  The rolled segment
+ * used to keep its whole reservation until the flusher sealed it, so the
+ * first roll failed with -ENOMEM, and so did every roll after a reopen:
+ * an outside tester's writer under a 3000 MB limit stopped after 62
+ * appends for good.  A roll now gives back the rolled segment's unused
+ * reservation first.
+ */
+static void test_rolls_under_a_tight_address_limit(void **state)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    (void)state;
+    skip();   /* the sanitizers' shadow memory needs more than the limit */
+#else
+    fx *f = *state;
+    if (tu_under_valgrind())
+        skip();   /* valgrind manages the address space itself */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        uint64_t limit = vm_size_bytes() + (2457ull << 20);
+        struct rlimit rl = { limit, limit };
+        if (vm_size_bytes() == 0 || setrlimit(RLIMIT_AS, &rl) != 0)
+            _exit(10);
+        topic_config *c = topic_config_new();
+        if (c == NULL || topic_config_set(c, "segment.bytes", "64K") != 0)
+            _exit(11);
+        char v[1000], b[1000];
+        uint64_t n = 0;
+        for (int session = 0; session < 2; session++) {
+            topic *t;
+            if (topic_open(f->dir, TOPIC_CREATE, c, &t) != 0)
+                _exit(12);
+            for (int i = 0; i < 1500; i++, n++) {
+                memset(v, 'a' + (int)(n % 26), sizeof v);
+                uint64_t off = 0;
+                int rc = topic_append(t, v, sizeof v, &off);
+                if (rc != 0 || off != n)
+                    _exit(rc == -ENOMEM ? 13 : 14);
+            }
+            for (uint64_t o = 0; o < n; o++) {
+                size_t len = 0;
+                if (topic_read(t, o, b, sizeof b, &len) != 0 || len != sizeof b ||
+                    b[0] != 'a' + (int)(o % 26) || b[999] != b[0])
+                    _exit(15);
+            }
+            if (topic_close(t) != 0)
+                _exit(16);
+        }
+        topic_config_free(c);
+        _exit(0);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 13)
+        fail_msg("an append failed with -ENOMEM under the address-space limit");
+    assert_int_equal(WEXITSTATUS(st), 0);
+#endif
+}
+
 /*
  * A topic must not hold file descriptors per segment: sealed segments are
  * read through their mappings.  In a child limited to 64 descriptors, a
@@ -2536,6 +2613,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timestamp_now_exact, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_many_segments_few_descriptors, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rolls_release_address_space, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_rolls_under_a_tight_address_limit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_large_records, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rotation_many_segments, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_settings_persist, fx_setup, fx_teardown),
