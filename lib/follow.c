@@ -521,8 +521,17 @@ void topic__refresh(topic *t)
     pthread_mutex_lock(&t->append_lock);
     struct segment *s = t->active;
     if (v.end > atomic_load(&t->end)) {
-        if ((s == NULL || v.base > s->base) && follow_roll(t, s, v.base, &s) == 0)
-            t->active = s;
+        /* A roll that fails (out of descriptors or address space) is tried
+         * again by the next refresh; meanwhile the reader's end offset
+         * stops short of the writer's, and reads there must say why: a
+         * TOPIC_END would have a consumer wait for ever. */
+        int rc = 0;
+        if (s == NULL || v.base > s->base) {
+            rc = follow_roll(t, s, v.base, &s);
+            if (rc == 0)
+                t->active = s;
+        }
+        atomic_store_explicit(&t->follow_err, rc, memory_order_release);
         /* Only below the published length: the writer may be copying the
          * batch after it right now. */
         if (s != NULL && s->loaded && v.base == s->base) {

@@ -256,6 +256,10 @@ struct topic {
     struct state_page *state;
     struct state_page *state_spare; /* the anonymous page, after an attach */
     _Atomic bool state_pending;
+    /* A reader: why its last refresh could not take in the writer's new
+     * segments (-EMFILE, -ENOMEM, ...), or 0.  Reads at its end offset
+     * report it instead of TOPIC_END, until a refresh succeeds. */
+    _Atomic int follow_err;
 
     struct wait_page *wait;       /* topic.wait, or NULL: poll (wait.c) */
     unsigned wake_misses;         /* appends in a row whose wake woke nobody; append_lock */

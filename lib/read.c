@@ -38,8 +38,10 @@ int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
     uint64_t end = atomic_load_explicit(&t->end, memory_order_acquire);
     if (offset >= end) {
         topic__refresh(t);   /* a reader learns of a writer's new records */
-        if (offset >= atomic_load_explicit(&t->end, memory_order_acquire))
-            return TOPIC_END;
+        if (offset >= atomic_load_explicit(&t->end, memory_order_acquire)) {
+            int err = atomic_load_explicit(&t->follow_err, memory_order_acquire);
+            return err < 0 ? err : TOPIC_END;
+        }
     }
     if ((t->flags & TOPIC_RDONLY) && topic__live_start(t) > atomic_load(&t->start))
         topic__refresh(t);   /* the writer deleted records since */

@@ -161,6 +161,11 @@ TOPIC_API int topic_wait(topic *t, uint64_t offset, int timeout_ms)
     for (;;) {
         if (arrived(t, offset))
             return 0;
+        /* A reader that cannot take in the writer's new segments would
+         * sleep through the records it waits for. */
+        int err = atomic_load_explicit(&t->follow_err, memory_order_acquire);
+        if (err < 0)
+            return err;
         int64_t left = timeout_ms >= 0 ? deadline - mono_ms() : -1;
         if (timeout_ms >= 0 && left <= 0)
             return -ETIMEDOUT;

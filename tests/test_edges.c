@@ -31,6 +31,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -1304,6 +1305,61 @@ static void test_offsets_do_not_wrap(void **state)
     assert_ok(topic_read(t, UINT64_MAX - 2, buf, sizeof buf, &len));
     assert_int_equal(buf[0], 'a');
     assert_ok(topic_close(t));
+}
+
+/*
+ * A read-only handle that cannot take in the writer's new segment (here its
+ * process is out of file descriptors) says so: a read at its end offset
+ * returns the error, and so does topic_wait(), instead of TOPIC_END and a
+ * wait for ever with records there (outside tester R: a consumer written
+ * as the man pages show stopped with a backlog and no error).  Once
+ * descriptors are free again, it catches up.
+ */
+static void test_reader_reports_why_it_cannot_follow(void **state)
+{
+    fx *f = *state;
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    if (old.rlim_max < 256)
+        skip();
+    topic *w = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    put_ok(w, 5);
+    topic *r = open_with(f->dir, TOPIC_RDONLY, NULL);
+    assert_u64(topic_end_offset(r), 5);
+    put_ok(w, 60);   /* several rolls */
+    assert_ok(topic_sync(w));   /* sealed: the writer's flusher needs no descriptor below */
+
+    struct rlimit low = { 256, old.rlim_max };
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fds[256], nfds = 0;
+    while (nfds < 256 && (fds[nfds] = dup(0)) >= 0)
+        nfds++;
+    unsigned char buf[600];
+    size_t len = 0;
+    int rc_read = topic_read(r, 5, buf, sizeof buf, &len);
+    int rc_wait = topic_wait(r, 64, 0);
+    topic_cursor *c = NULL;
+    int rc_open = topic_cursor_open(r, 5, &c);
+    topic_record rec;
+    int rc_next = rc_open == 0 ? topic_cursor_next(c, &rec) : rc_open;
+    while (nfds > 0)
+        close(fds[--nfds]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_rc(rc_read, -EMFILE);
+    assert_rc(rc_wait, -EMFILE);
+    assert_rc(rc_next, -EMFILE);
+
+    /* Descriptors again: it follows, and the same cursor goes on. */
+    assert_ok(topic_wait(r, 64, 1000));
+    assert_u64(topic_end_offset(r), 65);
+    for (uint64_t o = 5; o < 65; o++) {
+        assert_ok(topic_cursor_next(c, &rec));
+        assert_u64(rec.offset, o);
+        check_value(r, o);
+    }
+    topic_cursor_close(c);
+    assert_ok(topic_close(r));
+    assert_ok(topic_close(w));
 }
 
 /* A sealed segment's file removed behind the library's back (as the
@@ -3199,6 +3255,7 @@ int main(void)
         T(test_cursor_stops_at_segment_end),
         T(test_flipped_start_offset_deletes_nothing),
         T(test_offsets_do_not_wrap),
+        T(test_reader_reports_why_it_cannot_follow),
         T(test_no_thread_for_the_first_append),
         T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
