@@ -448,7 +448,8 @@ static const char dump_usage[] =
     "whether the checksum holds, then each record's offset, timestamp, key and\n"
     "value.  Damaged bytes are shown as such and the dump goes on at the next\n"
     "intact batch; the records of a batch whose checksum fails are decoded as\n"
-    "far as they go and marked unverified.\n"
+    "far as they go and marked unverified.  Exits 1 if it met damage, a batch\n"
+    "whose checksum holds but whose records do not decode included.\n"
     "\n"
     "  -s, --segment BASE  only the segment with this base offset (or the one\n"
     "                      holding offset BASE)\n"
@@ -537,11 +538,21 @@ static void dump_segment(const char *dir, const struct seg_file *s, const struct
             printf("  batch at position %zu: %zu bytes of a newer format version "
                    "(magic %08" PRIx32 ")\n", it.pos, it.len, topic__load32(m.p + it.pos));
             break;
-        case ITEM_BATCH:
+        case ITEM_BATCH: {
             dump_header(&it, true);
+            /* The checksum only says the bytes are as written: records that
+             * do not decode or fill the batch, or a header whose timestamps
+             * are not its records', are damage as verify reports it, with
+             * --headers too. */
+            const char *why = batch_check(m.p + it.pos, &it.h, &z);
+            if (why != NULL) {
+                printf("  DAMAGED: the checksum holds but %s\n", why);
+                *rc = TOOL_NOTFOUND;
+            }
             if (!headers)
                 dump_records(m.p + it.pos, &it.h, &z, true, full);
             break;
+        }
         case ITEM_BAD:
             if (it.header_ok) {
                 dump_header(&it, false);

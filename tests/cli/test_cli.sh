@@ -5,8 +5,9 @@
 #
 # Prints one line per check ("ok N - ..." or "not ok N - ..." with the reason
 # on the lines after it), then "P passed, F failed"; exits non-zero when a
-# check failed.  Needs a POSIX shell, python3 (to parse JSON) and the usual
-# utilities (cmp, seq, cp, sed, grep, od).
+# check failed.  Needs a POSIX shell, python3 (to parse JSON, and to forge
+# batches with the system's libxxhash: forge.py) and the usual utilities
+# (cmp, seq, cp, sed, grep, od).
 #
 # SPDX-License-Identifier: BSD-2-Clause
 
@@ -24,6 +25,7 @@ if [ ! -x "$TOPIC" ]; then
 	exit 2
 fi
 PYTHON=${PYTHON:-python3}
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 W=$(mktemp -d "${TMPDIR:-/tmp}/topic-cli.XXXXXX") || exit 2
 BG_PID=
@@ -414,6 +416,34 @@ and docs[0]['damage'][0]['file'] == '00000000000000000000.log'"
 expect 1 "dump on the damaged copy exits 1" dump "$W/damaged"
 check "...and marks the batch" grep -q "batch at position $pos: .* BAD$" "$W/out"
 expect 0 "the original still verifies" verify "$D"
+
+# Batches whose checksum holds but whose records do not decode, forged by
+# forge.py (next to this script): dump exits 1 for every kind, as verify does,
+# with --headers too.
+forge() {
+	"$PYTHON" "$HERE/forge.py" "$@"
+}
+F=$W/forged
+expect 0 "create a topic for forged batches" create "$F"
+echo first | "$TOPIC" append "$F"
+cp -R "$F" "$W/forged.clean"
+check "forge.py appends an intact batch" forge "$F/00000000000000000000.log" intact
+expect 0 "...which verifies: its checksum is the library's" verify "$F"
+expect 0 "...and dumps without damage" dump "$F"
+check "...showing its record" grep -q 'offset 1 .*value \[6\] "forged"' "$W/out"
+for kind in value-length key-length unterminated varint-too-long count lz4 trailing max-ts; do
+	rm -rf "$F"
+	cp -R "$W/forged.clean" "$F"
+	if ! forge "$F/00000000000000000000.log" $kind >"$W/check.out" 2>&1; then
+		not_ok "forge a batch: $kind" "$(cat "$W/check.out")"
+		continue
+	fi
+	expect 1 "verify of a batch with intact checksum but bad records ($kind) exits 1" verify "$F"
+	expect 1 "dump of it exits 1 too ($kind)" dump "$F"
+	check "...and marks the batch damaged ($kind)" \
+		grep -q '^  DAMAGED: the checksum holds but ' "$W/out"
+	expect 1 "dump --headers of it exits 1 ($kind)" dump "$F" --headers
+done
 
 # A missing segment in the middle of a topic is a gap in the offsets.
 rm -rf "$W/gap"
