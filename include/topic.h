@@ -184,7 +184,14 @@ TOPIC_API void topic_config_free(topic_config *c);
  *
  * A TOPIC_RDONLY handle never writes the log and follows a writer in any
  * process; it writes only topic.wait (to sleep in topic_wait) and, through
- * topic_commit, the files of its consumer groups.
+ * topic_commit, the files of its consumer groups.  It takes in the writer's
+ * new segments as they appear.  When it cannot (out of file descriptors:
+ * -EMFILE, -ENFILE; out of memory or address space: -ENOMEM; or another
+ * error opening or mapping the new segment file), its topic_end_offset()
+ * stops at the last record it could reach, topic_read() and
+ * topic_cursor_next() at or past that offset return the error instead of
+ * TOPIC_END, and topic_wait() returns it instead of waiting, until a later
+ * call manages to take the segment in (each of them tries again).
  *
  * A writer (no TOPIC_RDONLY) takes an exclusive lock on the directory; if the
  * last writer did not close cleanly, the active segment and any segment it
@@ -290,7 +297,11 @@ TOPIC_API int topic_sync(topic *t);
  * the start offset), TOPIC_ETOOSMALL (*len says how much is needed; nothing
  * copied), TOPIC_ECORRUPT (the batch holding the record failed its checksum),
  * TOPIC_EVERSION (the record is in a batch of a newer format version), -EINVAL,
- * and errors opening a segment file (-EMFILE, -ENOMEM, -EACCES).  Cost: O(log n) in the number of segments and index entries.
+ * and errors opening a segment file (-EMFILE, -ENOMEM, -EACCES).  On a
+ * TOPIC_RDONLY handle that cannot take in the writer's new segment (see
+ * topic_open), an offset at or past its end offset gives that error
+ * (-EMFILE, -ENFILE, -ENOMEM, ...) instead of TOPIC_END.  Cost: O(log n) in
+ * the number of segments and index entries.
  * Thread-safe.
  */
 TOPIC_API int topic_read(topic *t, uint64_t offset, void *buf, size_t cap, size_t *len);
@@ -311,7 +322,11 @@ TOPIC_API int topic_cursor_open(topic *t, uint64_t offset, topic_cursor **out);
  * once more records exist), TOPIC_ECORRUPT (the cursor stays on the damaged
  * record; seek past it to go on), TOPIC_EVERSION (the record is in a batch
  * of a newer format version; the cursor stays), TOPIC_EGONE, -EINVAL, -ENOMEM,
- * and errors opening a segment file (-EMFILE, -ENOMEM, -EACCES).
+ * and errors opening a segment file (-EMFILE, -ENOMEM, -EACCES).  On a
+ * TOPIC_RDONLY handle that cannot take in the writer's new segment (see
+ * topic_open), the error that stops it (-EMFILE, -ENFILE, -ENOMEM, ...)
+ * comes instead of TOPIC_END at the handle's end offset; the position is
+ * kept, and a later call that takes the segment in returns its records.
  */
 TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec);
 
@@ -341,7 +356,9 @@ TOPIC_API void topic_cursor_close(topic_cursor *c);
 TOPIC_API uint64_t topic_start_offset(topic *t);
 
 /* Offset the next append will get: one past the last record (0 for NULL).
- * On a TOPIC_RDONLY handle, includes what a writer has appended since. */
+ * On a TOPIC_RDONLY handle, includes what a writer has appended since, up to
+ * the last record the handle could reach: one that cannot take in the
+ * writer's new segment (see topic_open) stops before it. */
 TOPIC_API uint64_t topic_end_offset(topic *t);
 
 /*
@@ -356,7 +373,11 @@ TOPIC_API uint64_t topic_end_offset(topic *t);
  *         else
  *             handle(&rec);
  *
- * Errors: -EINVAL, -ETIMEDOUT.  Thread-safe.
+ * Errors: -EINVAL, -ETIMEDOUT, and on a TOPIC_RDONLY handle that cannot take
+ * in the writer's new segment (see topic_open), the error that stops it
+ * (-EMFILE, -ENFILE, -ENOMEM, ...), returned at once instead of waiting for
+ * a record the handle could not reach; each call tries again.
+ * Thread-safe.
  */
 TOPIC_API int topic_wait(topic *t, uint64_t offset, int timeout_ms);
 
