@@ -506,8 +506,15 @@ static void dump_header(const struct walk_item *it, bool ok)
            it->pos, h->base_offset, h->count, h->length, (unsigned)h->attributes,
            comp == TOPIC__COMPRESS_LZ4 ? "lz4" : comp == TOPIC__COMPRESS_NONE ? "none" : "?",
            h->first_ts, first, h->max_ts, max, h->checksum, ok ? "ok" : "BAD");
-    if (it->expect_known && h->base_offset != it->expect)
-        printf("  (base offset %" PRIu64 " was expected here)\n", it->expect);
+    if (it->expect_known && h->base_offset != it->expect) {
+        /* In a batch whose checksum fails the base offset may be the
+         * damage; in an intact one, offsets are missing or repeated. */
+        if (ok)
+            printf("  DAMAGED: offsets %s: base offset %" PRIu64 " was expected here\n",
+                   h->base_offset > it->expect ? "missing" : "overlap", it->expect);
+        else
+            printf("  (base offset %" PRIu64 " was expected here)\n", it->expect);
+    }
 }
 
 /* Dumps one segment; next is the segment after it, NULL for the last. */
@@ -540,6 +547,8 @@ static void dump_segment(const char *dir, const struct seg_file *s, const struct
             break;
         case ITEM_BATCH: {
             dump_header(&it, true);
+            if (it.expect_known && it.h.base_offset != it.expect)
+                *rc = TOOL_NOTFOUND;
             /* The checksum only says the bytes are as written: records that
              * do not decode or fill the batch, or a header whose timestamps
              * are not its records', are damage as verify reports it, with

@@ -6,7 +6,7 @@ The batch continues the offsets of the batches already in the file and has a
 checksum that holds (XXH3-64, seeded by its first 8 bytes: doc/FORMAT.md,
 section 2.1), computed with the system's libxxhash, the library libtopic
 itself links.  Its records are what KIND says, most of them records that do
-not decode; see KINDS below.  Bytes after the file's last batch (the zero
+not decode; see KINDS and GAPS below.  Bytes after the file's last batch (the zero
 tail of a preallocated segment) are cut off first.  Prints the new batch's
 file position and base offset.
 
@@ -59,6 +59,9 @@ KINDS = {
     # max_ts is not the largest record timestamp.
     "max-ts": (1, 0, record(b"late"), TS + 1),
 }
+# KIND: an intact batch whose base offset skips this many offsets (negative:
+# repeats offsets already in the file).
+GAPS = {"offset-gap": 5, "offset-overlap": -1}
 
 
 def xxh3_64_with_seed():
@@ -79,10 +82,10 @@ def xxh3_64_with_seed():
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[2] not in KINDS:
-        sys.exit("usage: forge.py SEGMENT_FILE {%s}" % "|".join(KINDS))
+    if len(sys.argv) != 3 or sys.argv[2] not in list(KINDS) + list(GAPS):
+        sys.exit("usage: forge.py SEGMENT_FILE {%s}" % "|".join(list(KINDS) + list(GAPS)))
     path, kind = sys.argv[1], sys.argv[2]
-    count, attributes, payload, max_ts = KINDS[kind]
+    count, attributes, payload, max_ts = KINDS.get(kind, KINDS["intact"])
     xxh3 = xxh3_64_with_seed()
 
     data = open(path, "rb").read()
@@ -94,6 +97,7 @@ def main():
         base = b + n
         pos += length
 
+    base += GAPS.get(kind, 0)
     length = HEADER + len(payload)
     batch = bytearray(struct.pack("<IIQQIHHqq", MAGIC, length, 0, base, count, attributes, 0,
                                   TS, max_ts) + payload)

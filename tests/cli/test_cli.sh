@@ -444,6 +444,19 @@ for kind in value-length key-length unterminated varint-too-long count lz4 trail
 		grep -q '^  DAMAGED: the checksum holds but ' "$W/out"
 	expect 1 "dump --headers of it exits 1 ($kind)" dump "$F" --headers
 done
+# An intact batch that does not continue the offsets of the one before it.
+for kind in offset-gap offset-overlap; do
+	rm -rf "$F"
+	cp -R "$W/forged.clean" "$F"
+	if ! forge "$F/00000000000000000000.log" $kind >"$W/check.out" 2>&1; then
+		not_ok "forge a batch: $kind" "$(cat "$W/check.out")"
+		continue
+	fi
+	expect 1 "verify of an intact batch with the wrong base offset ($kind) exits 1" verify "$F"
+	expect 1 "dump of it exits 1 too ($kind)" dump "$F"
+	check "...and says which base offset was expected ($kind)" \
+		grep -q '^  DAMAGED: offsets [a-z]*: base offset 1 was expected here$' "$W/out"
+done
 
 # A missing segment in the middle of a topic is a gap in the offsets.
 rm -rf "$W/gap"
