@@ -184,6 +184,8 @@ static void follow_settle(struct segment *s)
     topic__close(s->fd);
     s->fd = -1;
     topic__segment_unmap_tail(s, atomic_load(&s->len));
+    topic__index_trim(&s->idx);
+    topic__index_trim(&s->tidx);
     /* Its records and their timestamps are all known now, unless the walk
      * stopped short of its end (damage, or deleted before it was walked):
      * what time searches need to pass over it (seglist.c). */

@@ -22,6 +22,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <unistd.h>
+
 #include "internal.h"
 
 /* Entry i, decoded. */
@@ -279,6 +281,24 @@ int topic__index_anon(struct index *ix, uint32_t cap)
     ix->reserved = ix->map_len;   /* memory: nothing to allocate on disk */
     atomic_store(&ix->n, 0);
     return 0;
+}
+
+/* Gives back the address space of an index in anonymous memory past its
+ * used entries, once no more will be added (a reader's index of a segment
+ * the writer has rolled away from).  Its room was for a whole active
+ * segment's entries, tens of MiB of address space, and a reader that
+ * followed a writer through many rolls ran out of it. */
+void topic__index_trim(struct index *ix)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t used = (size_t)atomic_load(&ix->n) * ix->entry_size;
+    size_t keep = used == 0 ? page : (used + page - 1) / page * page;
+    if (ix->fd >= 0 || ix->map == NULL || keep >= ix->map_len ||
+        topic__os.munmap(ix->map + keep, ix->map_len - keep) != 0)
+        return;
+    ix->map_len = keep;
+    ix->cap = (uint32_t)(keep / ix->entry_size);
+    ix->reserved = keep;
 }
 
 /* Cuts the file to its used entries and syncs it: the index of a sealed

@@ -74,6 +74,7 @@ bool topic__index_valid(const struct index *ix, uint64_t nrecords, size_t data_l
 uint32_t topic__index_valid_prefix(const struct index *ix, uint64_t nrecords, size_t data_len);
 int  topic__index_map(struct index *ix, int dirfd, const char *name, uint32_t cap, bool writable);
 int  topic__index_anon(struct index *ix, uint32_t cap);
+void topic__index_trim(struct index *ix);
 int  topic__index_seal(struct index *ix);
 /* Closes the file of an index that will not change any more; its mapping
  * stays. */

@@ -1362,6 +1362,52 @@ static void test_reader_reports_why_it_cannot_follow(void **state)
     assert_ok(topic_close(w));
 }
 
+/* This process's address space in use, in MiB (VmSize). */
+static long vm_mib(void)
+{
+    FILE *fp = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (fp != NULL && fgets(line, sizeof line, fp) != NULL)
+        if (sscanf(line, "VmSize: %ld kB", &kb) == 1)
+            break;
+    if (fp != NULL)
+        fclose(fp);
+    return kb < 0 ? -1 : kb / 1024;
+}
+
+/*
+ * A read-only handle following a writer through many rolls keeps only
+ * what the segments it has read need.  Its own indexes of a segment are
+ * made with room for a whole active segment's entries (tens of MiB of
+ * address space), and that room stayed after the writer rolled away:
+ * 48 MiB a roll, so a reader under an address-space limit stopped
+ * following after a few dozen rolls (outside tester R).
+ */
+static void test_reader_address_space_across_rolls(void **state)
+{
+    fx *f = *state;
+    topic *w = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    put_ok(w, 5);
+    topic *r = open_with(f->dir, TOPIC_RDONLY, NULL);
+    assert_u64(topic_end_offset(r), 5);
+    long before = vm_mib();
+    if (before < 0)
+        skip();
+    for (int i = 0; i < 60; i++) {   /* a roll every few records */
+        put_ok(w, 4);
+        assert_u64(topic_end_offset(r), 9 + 4 * (uint64_t)i);
+    }
+    long grown = vm_mib() - before;
+    if (grown > 200)
+        fail_msg("the process grew by %ld MiB of address space while a reader followed "
+                 "about 60 rolls", grown);
+    for (uint64_t o = 0; o < 245; o++)
+        check_value(r, o);
+    assert_ok(topic_close(r));
+    assert_ok(topic_close(w));
+}
+
 /* A sealed segment's file removed behind the library's back (as the
  * writer's retention does to a reader): its records read as deleted. */
 static void test_sealed_segment_file_gone(void **state)
@@ -3256,6 +3302,7 @@ int main(void)
         T(test_flipped_start_offset_deletes_nothing),
         T(test_offsets_do_not_wrap),
         T(test_reader_reports_why_it_cannot_follow),
+        T(test_reader_address_space_across_rolls),
         T(test_no_thread_for_the_first_append),
         T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
