@@ -270,6 +270,10 @@ bench-micro: $(B)/bench/micro
 
 # The .pc file is written from libtopic.pc.in here, with the prefix given to
 # this command, whatever `make` was run with before.
+# The Kafka bridge's pages are left to `make -C kafka install`, which
+# installs them with the bridge's header, libraries and tool: installed from
+# here they would describe files that are not there.
+KAFKA_MANS := man/man1/topic-kafka.1 man/man3/topic_kafka.3
 install: all
 	install -d $(DESTDIR)$(libdir) $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir) \
 	           $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man3 $(DESTDIR)$(mandir)/man5 \
@@ -283,6 +287,7 @@ install: all
 	sed -e 's|@PREFIX@|$(prefix)|' -e 's|@LIBDIR@|$(libdir)|' -e 's|@INCLUDEDIR@|$(includedir)|' \
 	    -e 's|@VERSION@|$(VERSION)|' libtopic.pc.in > $(DESTDIR)$(pkgconfigdir)/libtopic.pc
 	for s in 1 3 5 7; do for m in man/man$$s/*.$$s; do \
+	    case " $(KAFKA_MANS) " in *" $$m "*) continue;; esac; \
 	    [ -e "$$m" ] && install -m 644 $$m $(DESTDIR)$(mandir)/man$$s/ || true; done; done
 
 uninstall:
@@ -291,6 +296,7 @@ uninstall:
 	      $(DESTDIR)$(libdir)/libtopic.so $(DESTDIR)$(pkgconfigdir)/libtopic.pc
 	rm -f $(DESTDIR)$(bindir)/topic
 	for s in 1 3 5 7; do for m in man/man$$s/*.$$s; do \
+	    case " $(KAFKA_MANS) " in *" $$m "*) continue;; esac; \
 	    [ -e "$$m" ] && rm -f $(DESTDIR)$(mandir)/man$$s/$${m##*/} || true; done; done
 
 clean:
