@@ -84,9 +84,19 @@ $(B)/lib/libtopic.so: $(SHARED)
 	$(Q)ln -sf libtopic.so.$(VERSION) $(B)/lib/$(SONAME)
 	$(Q)ln -sf $(SONAME) $(B)/lib/libtopic.so
 
+# libtopic.pc names exec_prefix, libdir and includedir relative to ${prefix}
+# (libdir to ${exec_prefix}) where they lie under it, so that
+# `pkg-config --define-variable=prefix=DIR` moves them all; one set outside
+# the prefix is written as it is.
+PC_EXEC_PREFIX = $(if $(filter $(prefix),$(exec_prefix)),$${prefix},$(patsubst $(prefix)/%,$${prefix}/%,$(exec_prefix)))
+PC_LIBDIR = $(if $(filter $(exec_prefix)/%,$(libdir)),$(patsubst $(exec_prefix)/%,$${exec_prefix}/%,$(libdir)),$(patsubst $(prefix)/%,$${prefix}/%,$(libdir)))
+PC_INCLUDEDIR = $(patsubst $(prefix)/%,$${prefix}/%,$(includedir))
+PC_SED = sed -e 's|@PREFIX@|$(prefix)|' -e 's|@EXEC_PREFIX@|$(PC_EXEC_PREFIX)|' \
+             -e 's|@LIBDIR@|$(PC_LIBDIR)|' -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' \
+             -e 's|@VERSION@|$(VERSION)|'
+
 libtopic.pc: libtopic.pc.in include/topic.h Makefile
-	$(Q)sed -e 's|@PREFIX@|$(prefix)|' -e 's|@LIBDIR@|$(libdir)|' \
-	       -e 's|@INCLUDEDIR@|$(includedir)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+	$(Q)$(PC_SED) $< > $@
 
 # Tests link the static library so that they may reach internal symbols.
 $(B)/tests/%: tests/%.c $(STATIC) $(TEST_HELPER_SRCS) $(TEST_HELPER_HDRS)
@@ -284,8 +294,7 @@ install: all
 	install -m 755 $(SHARED) $(DESTDIR)$(libdir)/libtopic.so.$(VERSION)
 	ln -sf libtopic.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(libdir)/libtopic.so
-	sed -e 's|@PREFIX@|$(prefix)|' -e 's|@LIBDIR@|$(libdir)|' -e 's|@INCLUDEDIR@|$(includedir)|' \
-	    -e 's|@VERSION@|$(VERSION)|' libtopic.pc.in > $(DESTDIR)$(pkgconfigdir)/libtopic.pc
+	$(PC_SED) libtopic.pc.in > $(DESTDIR)$(pkgconfigdir)/libtopic.pc
 	for s in 1 3 5 7; do for m in man/man$$s/*.$$s; do \
 	    case " $(KAFKA_MANS) " in *" $$m "*) continue;; esac; \
 	    [ -e "$$m" ] && install -m 644 $$m $(DESTDIR)$(mandir)/man$$s/ || true; done; done
