@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "os.h"
+#include "topic.h"
 
 static int os_fallocate(int fd, int mode, off_t off, off_t len)
 {
@@ -50,11 +51,18 @@ static int neg_errno(void)
  * would make a writer, or even a reader creating topic.wait, write to a
  * file outside the topic.  The directory's own path may be a link.
  */
+/*
+ * Inside the topic directory (dirfd is not AT_FDCWD), links are not
+ * followed, and nothing blocks: opening a FIFO someone put there in place
+ * of a file used to wait for ever for a writer to the pipe.  O_NONBLOCK
+ * changes nothing for regular files; topic__fsize() then refuses anything
+ * that is not one.
+ */
 int topic__openat(int dirfd, const char *path, int flags, mode_t mode)
 {
     int fd;
     if (dirfd != AT_FDCWD)
-        flags |= O_NOFOLLOW;
+        flags |= O_NOFOLLOW | O_NONBLOCK;
     do
         fd = topic__os.openat(dirfd, path, flags | O_CLOEXEC, mode);
     while (fd < 0 && errno == EINTR);
@@ -204,11 +212,15 @@ int topic__flock(int fd, int op)
     return r < 0 ? neg_errno() : 0;
 }
 
+/* The size of a topic's file; TOPIC_ECORRUPT when it is not a regular file
+ * (a FIFO, a device or a socket where a file of the topic should be). */
 int topic__fsize(int fd, size_t *size)
 {
     struct stat st;
     if (topic__os.fstat(fd, &st) < 0)
         return neg_errno();
+    if (!S_ISREG(st.st_mode))
+        return TOPIC_ECORRUPT;
     *size = (size_t)st.st_size;
     return 0;
 }
