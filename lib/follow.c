@@ -256,6 +256,11 @@ static void trust_published(struct segment *s, const struct live_view *v)
     if (len > atomic_load(&s->len))
         atomic_store_explicit(&s->len, len, memory_order_release);
     s->walked_end = v->end;
+    /* The records past the walk's stop are the writer's, unverified: their
+     * timestamps are unknown, and a time search that reaches this segment
+     * must walk into them (and report the damage) rather than pass it by
+     * on the walked records' largest timestamp. */
+    atomic_store_explicit(&s->max_ts, INT64_MAX, memory_order_relaxed);
 }
 
 static uint32_t follow_index_cap(const topic *t)
@@ -400,6 +405,8 @@ int topic__follow_open_last(topic *t, struct segment *s)
                             &walked_end));
         atomic_store_explicit(&s->len, size, memory_order_release);
         s->walked_end = snap.end_offset;
+        if (walked_end < snap.end_offset)   /* damage: see trust_published */
+            atomic_store_explicit(&s->max_ts, INT64_MAX, memory_order_relaxed);
         atomic_store(&s->loaded, true);
         return 0;
     }

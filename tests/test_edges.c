@@ -1462,6 +1462,47 @@ static void test_fifo_in_place_of_a_file(void **state)
     alarm(0);
 }
 
+/*
+ * A time search on a read-only handle whose last segment was cut inside a
+ * batch after the writer published it: records from there on cannot be
+ * verified, and a search for a time only they could hold is
+ * TOPIC_ECORRUPT, as it is on a writer handle.  The reader used to pass
+ * the segment by on the largest timestamp it had walked, and put the
+ * cursor at the end offset: a record with exactly the time asked for could
+ * be skipped (outside tester T).
+ */
+static void test_rdonly_seek_time_into_damage(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    for (uint64_t o = 0; o < 100; o++) {
+        unsigned char buf[600];
+        size_t len = val_len(o);
+        val_fill(o, buf, len);
+        topic_record r = { 0, (int64_t)(o + 1) * 1000, NULL, 0, buf, len };
+        assert_ok(topic_append_batch(t, &r, 1, NULL));
+    }
+    assert_ok(topic_close(t));
+    unsigned char *log;
+    size_t size = read_segment(f->dir, 0, &log);
+    size_t cut = batch_pos(log, size, 60);
+    assert_true(cut != (size_t)-1);
+    write_segment(f->dir, 0, log, cut + 10);   /* inside record 60's batch */
+    free(log);
+
+    t = open_with(f->dir, TOPIC_RDONLY, NULL);
+    topic_cursor *c;
+    assert_ok(topic_cursor_open(t, 0, &c));
+    assert_ok(topic_cursor_seek_time(c, 30000));
+    assert_u64(topic_cursor_offset(c), 29);
+    assert_ok(topic_cursor_seek_time(c, 60000));
+    assert_u64(topic_cursor_offset(c), 59);
+    for (int64_t ts = 60001; ts <= 100000; ts += 13333)
+        assert_rc(topic_cursor_seek_time(c, ts), TOPIC_ECORRUPT);
+    topic_cursor_close(c);
+    assert_ok(topic_close(t));
+}
+
 /* A sealed segment's file removed behind the library's back (as the
  * writer's retention does to a reader): its records read as deleted. */
 static void test_sealed_segment_file_gone(void **state)
@@ -3358,6 +3399,7 @@ int main(void)
         T(test_reader_reports_why_it_cannot_follow),
         T(test_reader_address_space_across_rolls),
         T(test_fifo_in_place_of_a_file),
+        T(test_rdonly_seek_time_into_damage),
         T(test_no_thread_for_the_first_append),
         T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
