@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "topic.h"
 
@@ -135,17 +136,39 @@ const char *settings_error(void);
 bool setting_is_number(const char *value);
 
 /* ------------------------------------------------------------------------ */
-/* Segment files, read directly (segfile.c; dump and verify only)            */
+/* Files of a topic directory, read directly (segfile.c)                     */
+
+/*
+ * Opens DIR/NAME, a file of a topic directory, for reading as the library
+ * does: without following a symbolic link, and without blocking (opening a
+ * FIFO would otherwise wait for a writer for ever).  Returns the descriptor
+ * with *st filled in, or a negative error: TOPIC_ECORRUPT, with *not_regular
+ * saying what the file is, when it is not a regular file (a FIFO, a
+ * directory, a symbolic link...).
+ */
+int topic_file_open(const char *dir, const char *name, struct stat *st,
+                    const char **not_regular);
+/* What a file of this mode is when it is not a regular file ("a FIFO", "a
+ * directory", ...); NULL for a regular file. */
+const char *file_not_regular(mode_t mode);
 
 struct seg_file {
-    uint64_t base;          /* from the file name */
-    char name[32];          /* "<20 digits>.log" */
-    uint64_t size;          /* bytes in the file */
+    uint64_t base;            /* from the file name */
+    char name[32];            /* "<20 digits>.log" */
+    uint64_t size;            /* bytes in the file; 0 when it is not a regular file */
+    const char *not_regular;  /* NULL, or what the file is instead (file_not_regular) */
 };
 
-/* The .log files of DIR in ascending base order; free *out with free(). */
+/* The .log files of DIR in ascending base order, symbolic links not
+ * followed; free *out with free(). */
 int seg_list(const char *dir, struct seg_file **out, size_t *n);
 /* File sizes of the segments' .index and .timeindex, 0 when missing. */
 uint64_t seg_aux_size(const char *dir, const struct seg_file *s, const char *ext);
+/* Prints "topic: CMD: DIR/NAME: not a regular file but ..." to stderr for
+ * each of the n segment files that is not a regular file; returns how many. */
+size_t seg_report_irregular(const char *cmd, const char *dir, const struct seg_file *segs,
+                            size_t n);
+/* The same for the segment files of DIR as they are now. */
+size_t seg_report_irregular_in(const char *cmd, const char *dir);
 
 #endif /* TOPIC_CLI_H */

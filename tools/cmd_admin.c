@@ -303,6 +303,7 @@ int cmd_recover(int argc, char **argv)
 
     int rc = open_topic(dir, 0, NULL, &t);
     if (rc != 0) {
+        seg_report_irregular("recover", dir, before.segs, before.nsegs);   /* may be why */
         free(before.segs);
         return rc;
     }
@@ -331,8 +332,17 @@ int cmd_recover(int argc, char **argv)
     for (size_t i = 0; i < before.nsegs; i++) {
         const struct seg_file *a = &before.segs[i], *b = find_seg(&after, a->base);
         if (b == NULL) {
-            printf("removed %s (%" PRIu64 " bytes)\n", a->name, a->size);
+            if (a->not_regular != NULL)
+                printf("removed %s (%s)\n", a->name, a->not_regular);
+            else
+                printf("removed %s (%" PRIu64 " bytes)\n", a->name, a->size);
             changed = true;
+        } else if (a->not_regular != NULL || b->not_regular != NULL) {
+            /* One that is still not a regular file is reported below. */
+            if (b->not_regular == NULL) {
+                printf("%s: %s -> %" PRIu64 " bytes\n", a->name, a->not_regular, b->size);
+                changed = true;
+            }
         } else if (b->size != a->size) {
             printf("%s: %" PRIu64 " -> %" PRIu64 " bytes%s\n", a->name, a->size, b->size,
                    b->size < a->size ? " (cut to its intact batches)" : "");
@@ -341,13 +351,21 @@ int cmd_recover(int argc, char **argv)
     }
     for (size_t i = 0; i < after.nsegs; i++)
         if (find_seg(&before, after.segs[i].base) == NULL) {
-            printf("added %s (%" PRIu64 " bytes)\n", after.segs[i].name, after.segs[i].size);
+            if (after.segs[i].not_regular == NULL)
+                printf("added %s (%" PRIu64 " bytes)\n", after.segs[i].name,
+                       after.segs[i].size);
+            else
+                printf("added %s (%s)\n", after.segs[i].name, after.segs[i].not_regular);
             changed = true;
         }
     if (!changed)
         printf("nothing changed: ");
     printf("start offset %" PRIu64 ", end offset %" PRIu64 "%s\n", after.start, after.end,
            rc == 0 ? ", closed cleanly" : "");
+    /* Recovery repairs segments, not files of another kind: one left in
+     * place (a FIFO...) is damage that remains. */
+    if (seg_report_irregular("recover", dir, after.segs, after.nsegs) > 0 && rc == 0)
+        rc = TOOL_NOTFOUND;
     free(before.segs);
     free(after.segs);
     return rc;

@@ -106,8 +106,10 @@ int cmd_info(int argc, char **argv)
 
     topic *t;
     int rc = open_topic(dir, TOPIC_RDONLY, NULL, &t);
-    if (rc != 0)
+    if (rc != 0) {
+        seg_report_irregular_in("info", dir);   /* may be why */
         return rc;
+    }
     uint64_t start = topic_start_offset(t), end = topic_end_offset(t);
     struct seg_file *segs = NULL;
     size_t nsegs = 0;
@@ -197,8 +199,12 @@ int cmd_info(int argc, char **argv)
         fprintf(f, "segments:     %zu\n", nsegs);
         for (size_t i = 0; i < nsegs; i++) {
             uint64_t seg_end = i + 1 < nsegs ? segs[i + 1].base : end;
-            fprintf(f, "  %s  base %" PRIu64 "  end %" PRIu64 "  %" PRIu64 " bytes\n",
-                    segs[i].name, segs[i].base, seg_end, segs[i].size);
+            if (segs[i].not_regular != NULL)
+                fprintf(f, "  %s  base %" PRIu64 "  end %" PRIu64 "  not a regular file but %s\n",
+                        segs[i].name, segs[i].base, seg_end, segs[i].not_regular);
+            else
+                fprintf(f, "  %s  base %" PRIu64 "  end %" PRIu64 "  %" PRIu64 " bytes\n",
+                        segs[i].name, segs[i].base, seg_end, segs[i].size);
         }
         fprintf(f, "total bytes:  %" PRIu64 "\n", total);
         fputs("config:\n", f);
@@ -223,9 +229,12 @@ int cmd_info(int argc, char **argv)
         }
     }
     topic_config_free(conf);
+    /* A segment file that is not a regular file (a FIFO...) is damage: exit
+     * status 1, once everything else has been printed. */
+    int damage_rc = seg_report_irregular("info", dir, segs, nsegs) > 0 ? TOOL_NOTFOUND : 0;
     free(segs);
     /* A group that could not be read makes the exit status that error's,
-     * once everything else has been printed. */
+     * likewise. */
     int group_rc = 0;
     if (groups_err < 0)
         group_rc = report(groups_err, "info: consumer groups");
@@ -235,5 +244,5 @@ int cmd_info(int argc, char **argv)
     free(groups);
     free(names);
     rc = close_topic(t, dir);
-    return rc != 0 ? rc : group_rc;
+    return rc != 0 ? rc : damage_rc != 0 ? damage_rc : group_rc;
 }

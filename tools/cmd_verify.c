@@ -154,6 +154,20 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
     struct seg_map m;
     int rc = seg_map_open(dir, s, &m);
     *end_known = false;
+    if (rc == TOPIC_ECORRUPT && m.not_regular != NULL) {
+        /* A FIFO or the like where a segment should be: none of its
+         * offsets can be read. */
+        struct damage *d = add_damage(v, s->name, 0, 0);
+        d->has_offset = true;
+        d->offset = s->base;
+        if (next != NULL && next->base > s->base) {
+            d->has_end = true;
+            d->end = next->base;
+        }
+        snprintf(d->what, sizeof d->what, "not a regular file but %s", m.not_regular);
+        show_damage(v, d);
+        return;
+    }
     if (rc < 0) {
         struct damage *d = add_damage(v, s->name, 0, 0);
         snprintf(d->what, sizeof d->what, "cannot read the file: %s", topic_strerror(rc));
@@ -524,6 +538,11 @@ static void dump_segment(const char *dir, const struct seg_file *s, const struct
     struct seg_map m;
     int err = seg_map_open(dir, s, &m);
     printf("%s: base offset %" PRIu64 ", %" PRIu64 " bytes\n", s->name, s->base, s->size);
+    if (err == TOPIC_ECORRUPT && m.not_regular != NULL) {
+        printf("  DAMAGED: not a regular file but %s\n", m.not_regular);
+        *rc = TOOL_NOTFOUND;
+        return;
+    }
     if (err < 0) {
         *rc = report(err, "dump: %s", s->name);
         return;

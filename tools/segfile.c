@@ -1,6 +1,7 @@
 /*
  * Listing a topic's segment files: "<20-digit base offset>.log", as the
- * README's table of files names them.
+ * README's table of files names them; and opening the files of a topic
+ * directory that the tool reads itself, never blocking on a FIFO put there.
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
@@ -51,7 +52,7 @@ int seg_list(const char *dir, struct seg_file **out, size_t *n)
         if (!segment_name(de->d_name, &base))
             continue;
         struct stat st;
-        if (fstatat(dfd, de->d_name, &st, 0) < 0) {
+        if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
             if (errno == ENOENT)
                 continue;   /* deleted meanwhile */
             rc = -errno;
@@ -68,7 +69,8 @@ int seg_list(const char *dir, struct seg_file **out, size_t *n)
         }
         v[count].base = base;
         memcpy(v[count].name, de->d_name, 25);   /* 24 characters and the NUL */
-        v[count].size = (uint64_t)st.st_size;
+        v[count].not_regular = file_not_regular(st.st_mode);
+        v[count].size = v[count].not_regular ? 0 : (uint64_t)st.st_size;
         count++;
     }
     closedir(d);
@@ -81,6 +83,84 @@ int seg_list(const char *dir, struct seg_file **out, size_t *n)
     *out = v;
     *n = count;
     return 0;
+}
+
+size_t seg_report_irregular(const char *cmd, const char *dir, const struct seg_file *segs,
+                            size_t n)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        if (segs[i].not_regular != NULL) {
+            complain(TOOL_NOTFOUND, "%s: %s/%s: not a regular file but %s", cmd, dir,
+                     segs[i].name, segs[i].not_regular);
+            count++;
+        }
+    return count;
+}
+
+size_t seg_report_irregular_in(const char *cmd, const char *dir)
+{
+    struct seg_file *segs;
+    size_t n;
+    if (seg_list(dir, &segs, &n) < 0)
+        return 0;
+    n = seg_report_irregular(cmd, dir, segs, n);
+    free(segs);
+    return n;
+}
+
+const char *file_not_regular(mode_t mode)
+{
+    if (S_ISREG(mode))
+        return NULL;
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISLNK(mode))
+        return "a symbolic link";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    return "a file of an unknown type";
+}
+
+int topic_file_open(const char *dir, const char *name, struct stat *st,
+                    const char **not_regular)
+{
+    char path[4096];
+    *not_regular = NULL;
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
+        return -ENAMETOOLONG;
+    /* O_NONBLOCK: opening a FIFO for reading would wait for a writer; it
+     * changes nothing for a regular file, the only kind read from here. */
+    int fd;
+    do
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        int e = -errno;
+        /* ELOOP is what O_NOFOLLOW gives for a symbolic link. */
+        if (e == -ELOOP && lstat(path, st) == 0 && S_ISLNK(st->st_mode)) {
+            *not_regular = file_not_regular(st->st_mode);
+            return TOPIC_ECORRUPT;
+        }
+        return e;
+    }
+    if (fstat(fd, st) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    *not_regular = file_not_regular(st->st_mode);
+    if (*not_regular != NULL) {
+        close(fd);
+        return TOPIC_ECORRUPT;
+    }
+    return fd;
 }
 
 uint64_t seg_aux_size(const char *dir, const struct seg_file *s, const char *ext)

@@ -15,35 +15,29 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "walk.h"
 
 int seg_map_open(const char *dir, const struct seg_file *s, struct seg_map *m)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, s->name);
+    struct stat st;
     m->p = NULL;
     m->size = 0;
     m->data_end = SIZE_MAX;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = topic_file_open(dir, s->name, &st, &m->not_regular);
     if (fd < 0)
-        return -errno;
-    off_t size = lseek(fd, 0, SEEK_END);
-    if (size < 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    if (size > 0) {
-        void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+        return fd;
+    if (st.st_size > 0) {
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED) {
             int e = -errno;
             close(fd);
             return e;
         }
         m->p = p;
-        m->size = (size_t)size;
+        m->size = (size_t)st.st_size;
     }
     close(fd);
     return 0;

@@ -17,8 +17,12 @@ struct seg_map {
     const uint8_t *p;
     size_t size;
     size_t data_end;          /* one past the last non-zero byte; SIZE_MAX until known */
+    const char *not_regular;  /* why seg_map_open() gave TOPIC_ECORRUPT, if it did */
 };
 
+/* Maps a segment file; never blocks.  A file that is not a regular file (a
+ * FIFO, a symbolic link...) gives TOPIC_ECORRUPT, m->not_regular saying what
+ * it is. */
 int  seg_map_open(const char *dir, const struct seg_file *s, struct seg_map *m);
 void seg_map_close(struct seg_map *m);
 
