@@ -269,6 +269,7 @@ struct topic {
     pthread_mutex_t group_lock;
     struct group **groups;
     size_t ngroups, cap_groups;
+    uint64_t group_tick;          /* stamps each use, for evicting the least recent */
     bool groups_synced;           /* groups/ and its entries made durable */
 };
 

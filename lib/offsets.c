@@ -58,7 +58,17 @@ struct group {
     bool dirty;               /* committed since its last sync */
     bool readonly;            /* mapped for lookups only */
     int64_t synced_ms;
+    uint64_t used;            /* t->group_tick at its last use */
 };
+
+/*
+ * A handle keeps the groups it uses open (a descriptor and a mapping
+ * each), but no more than this many: a server that looked up thousands of
+ * groups through one handle used to keep thousands of descriptors, until
+ * opening anything else failed with EMFILE.  Past it, the least recently
+ * used group is synced if it must be, and closed.
+ */
+#define GROUPS_KEPT 64
 
 static bool valid_name(const char *name)
 {
@@ -187,6 +197,32 @@ static int commit_slot(struct group_file *f, uint64_t offset, int64_t now)
     }
 }
 
+static int group_sync(struct group *g);
+
+static void group_free(struct group *g)
+{
+    topic__munmap(g->map, GROUP_FILE);
+    topic__close(g->fd);
+    topic__free(g);
+}
+
+/* Makes room for one more open group, under group_lock. */
+static void groups_evict(topic *t)
+{
+    while (t->ngroups >= GROUPS_KEPT) {
+        size_t lru = 0;
+        for (size_t i = 1; i < t->ngroups; i++)
+            if (t->groups[i]->used < t->groups[lru]->used)
+                lru = i;
+        /* A position not yet synced is synced before its descriptor goes:
+         * a failure keeps it open (over the limit) for a later sync. */
+        if (group_sync(t->groups[lru]) < 0)
+            return;
+        group_free(t->groups[lru]);
+        t->groups[lru] = t->groups[--t->ngroups];
+    }
+}
+
 static int groups_dir(topic *t, bool create)
 {
     int fd = topic__openat(t->dirfd, "groups", O_RDONLY | O_DIRECTORY, 0);
@@ -196,6 +232,34 @@ static int groups_dir(topic *t, bool create)
         return -errno;
     TRY(topic__fsync(t->dirfd));
     return topic__openat(t->dirfd, "groups", O_RDONLY | O_DIRECTORY, 0);
+}
+
+/*
+ * What the first `size` bytes of a group file (at most a page) are: 0 for a
+ * group file, -ENOENT for what an unfinished first commit leaves, and
+ * TOPIC_ECORRUPT for anything else.  A first commit creates the file,
+ * gives it its page, then writes the header (struct group_file with empty
+ * slots).  One that did not finish leaves an empty file, a page of zeros,
+ * or some of the header without the page: that group never committed.  Any
+ * other file that is not one page with the magic is not a group file.
+ */
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+static int file_kind(const uint8_t *page, size_t size)
+{
+    struct group_file h = { .magic = GROUP_MAGIC, .version = GROUP_VERSION };
+    size_t head = size < sizeof h ? size : sizeof h;
+    /* A prefix of the fresh page (the header, then zeros), or all zeros. */
+    if (size < GROUP_FILE && memcmp(page, &h, head) == 0 && all_zero(page + head, size - head))
+        return -ENOENT;
+    if (size == GROUP_FILE && all_zero(page, size))
+        return -ENOENT;
+    if (size != GROUP_FILE || memcmp(page, &h.magic, 4) != 0)
+        return TOPIC_ECORRUPT;
+    return 0;
 }
 
 /* Opens (and with `create`, makes) the file of group `name`.  Looking a
@@ -214,17 +278,17 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
             bool intact = __atomic_load_n(&t->groups[i]->map->magic, __ATOMIC_RELAXED) ==
                           GROUP_MAGIC;
             if (intact && (!create || !t->groups[i]->readonly)) {
+                t->groups[i]->used = ++t->group_tick;
                 *out = t->groups[i];
                 return 0;
             }
             /* Damaged, or wanted for a commit while mapped read-only:
              * drop the mapping, open again. */
-            topic__munmap(t->groups[i]->map, GROUP_FILE);
-            topic__close(t->groups[i]->fd);
-            topic__free(t->groups[i]);
+            group_free(t->groups[i]);
             t->groups[i] = t->groups[--t->ngroups];
             break;
         }
+    groups_evict(t);
     int dfd = groups_dir(t, create);
     if (dfd < 0)
         return dfd;
@@ -249,22 +313,14 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
     }
     size_t size = 0;
     int rc = fd < 0 ? fd : topic__fsize(fd, &size);
-    /* A first commit creates the file, gives it its page, then writes the
-     * header (struct group_file with empty slots).  One that did not finish
-     * leaves an empty file, a page of zeros, or some of the header without
-     * the page: that group never committed.  Any other file that is not one
-     * page with the magic is not a group file: damage. */
     struct group_file h = { .magic = GROUP_MAGIC, .version = GROUP_VERSION };
     bool unfinished = size == 0, damaged = size > GROUP_FILE;
     if (rc == 0 && size > 0 && !damaged) {
-        uint8_t page[GROUP_FILE], fresh[GROUP_FILE] = { 0 };
-        memcpy(fresh, &h, sizeof h);
+        uint8_t page[GROUP_FILE];
         rc = topic__pread_all(fd, page, size, 0);
-        if (size < GROUP_FILE)
-            unfinished = memcmp(page, fresh, size) == 0;
-        else
-            unfinished = page[0] == 0 && memcmp(page, page + 1, size - 1) == 0;
-        damaged = !unfinished && (size < GROUP_FILE || memcmp(page, &h.magic, 4) != 0);
+        int kind = rc == 0 ? file_kind(page, size) : 0;
+        unfinished = kind == -ENOENT;
+        damaged = kind == TOPIC_ECORRUPT;
     }
     if (rc == 0 && (unfinished || damaged) && !create)
         rc = unfinished ? -ENOENT : TOPIC_ECORRUPT;
@@ -313,6 +369,7 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
     g->fd = fd;
     g->map = p;
     g->synced_ms = topic__mono_ms();
+    g->used = ++t->group_tick;
     t->groups[t->ngroups++] = g;
     *out = g;
     return 0;
@@ -394,6 +451,53 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/*
+ * Whether topic_groups() lists group `name`, whose file is in the groups
+ * directory dfd: it has a position, or its file is damaged (so that it can
+ * be found and committed afresh).  The file is read, not kept open: a
+ * listing of thousands of groups used to open every one of them through
+ * this handle and keep them (and, looking each up among those already
+ * open, took time that grew with the square of their number).  Two reads
+ * that agree make a snapshot, as read_slot's copies do, so that a commit
+ * racing the listing does not hide the group.
+ */
+static bool group_listed(topic *t, int dfd, const char *name)
+{
+    pthread_mutex_lock(&t->group_lock);
+    for (size_t i = 0; i < t->ngroups; i++)
+        if (strcmp(t->groups[i]->name, name) == 0) {
+            const struct group_file *f = t->groups[i]->map;
+            struct slot s;
+            bool listed = __atomic_load_n(&f->magic, __ATOMIC_RELAXED) != GROUP_MAGIC ||
+                          read_slot(f, true, &s) >= 0;
+            pthread_mutex_unlock(&t->group_lock);
+            return listed;
+        }
+    pthread_mutex_unlock(&t->group_lock);
+    int fd = topic__openat(dfd, name, O_RDONLY, 0);
+    if (fd < 0)
+        return fd != -ENOENT;   /* unreadable: listed, as its lookup fails */
+    size_t size = 0;
+    int rc = topic__fsize(fd, &size);
+    _Alignas(struct group_file) uint8_t a[GROUP_FILE], b[GROUP_FILE];
+    if (rc == 0 && size > GROUP_FILE)
+        rc = TOPIC_ECORRUPT;
+    if (rc == 0)
+        rc = topic__pread_all(fd, b, size, 0);
+    for (int tries = 0; rc == 0 && tries < 1000; tries++) {
+        if ((rc = topic__pread_all(fd, a, size, 0)) < 0 || memcmp(a, b, size) == 0)
+            break;
+        memcpy(b, a, size);
+    }
+    topic__close(fd);
+    if (rc < 0)
+        return true;   /* damaged or unreadable: listed */
+    int kind = file_kind(b, size);
+    struct slot s;
+    return kind == TOPIC_ECORRUPT ||
+           (kind == 0 && read_slot((const struct group_file *)(const void *)b, false, &s) >= 0);
+}
+
 TOPIC_API int topic_groups(topic *t, char *buf, size_t cap, size_t *len)
 {
     if (t == NULL || len == NULL || (buf == NULL && cap > 0))
@@ -414,14 +518,13 @@ TOPIC_API int topic_groups(topic *t, char *buf, size_t cap, size_t *len)
     int rc = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL && rc == 0) {
-        uint64_t pos;
         if (!valid_name(de->d_name))
             continue;   /* ".", "..", temporary files */
         if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
             continue;   /* a directory or a link someone put there: not a group */
         /* A first commit that never finished leaves no group; a damaged
          * file is listed, so that its group can be found and committed. */
-        if (topic_committed(t, de->d_name, &pos) == -ENOENT)
+        if (!group_listed(t, dfd, de->d_name))
             continue;
         if (n == room) {
             room = room ? room * 2 : 16;
@@ -474,11 +577,8 @@ int topic__groups_sync(topic *t)
 
 void topic__groups_close(topic *t)
 {
-    for (size_t i = 0; i < t->ngroups; i++) {
-        topic__munmap(t->groups[i]->map, GROUP_FILE);
-        topic__close(t->groups[i]->fd);
-        topic__free(t->groups[i]);
-    }
+    for (size_t i = 0; i < t->ngroups; i++)
+        group_free(t->groups[i]);
     topic__free(t->groups);
     t->groups = NULL;
     t->ngroups = t->cap_groups = 0;
