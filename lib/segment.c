@@ -21,9 +21,14 @@ void topic__segment_name(char *buf, size_t cap, uint64_t base, const char *ext)
     snprintf(buf, cap, "%020" PRIu64 "%s", base, ext);
 }
 
+/* The index files go first, the log last: a writer killed in between
+ * leaves a .log, which the next writer's open finds and removes if it lies
+ * below the start offset.  With the log first, the kill left index files
+ * that no open ever looked at again (outside tester Q: 51 of them after
+ * 300 kills under retention). */
 int topic__segment_unlink(topic *t, uint64_t base)
 {
-    static const char *const ext[3] = { ".log", ".index", ".timeindex" };
+    static const char *const ext[3] = { ".index", ".timeindex", ".log" };
     int first = 0;
     for (int k = 0; k < 3; k++) {
         char name[64];

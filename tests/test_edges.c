@@ -1503,6 +1503,84 @@ static void test_rdonly_seek_time_into_damage(void **state)
     assert_ok(topic_close(t));
 }
 
+/* Calls of topic__os.unlinkat so far, and the one (1-based) at which the
+ * process dies, as if killed just before it. */
+static long unlink_calls, unlink_death;
+
+static int unlinkat_or_die(int dirfd, const char *path, int flags)
+{
+    if (++unlink_calls == unlink_death)
+        _exit(0);
+    return topic__os_default.unlinkat(dirfd, path, flags);
+}
+
+/* Files "<base>.index" or "<base>.timeindex" in dir with no "<base>.log". */
+static int orphan_indexes(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int orphans = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *dot = strchr(de->d_name, '.');
+        if (dot == NULL || dot - de->d_name != 20 ||
+            (strcmp(dot, ".index") != 0 && strcmp(dot, ".timeindex") != 0))
+            continue;
+        char log[64], *p;
+        snprintf(log, sizeof log, "%.20s.log", de->d_name);
+        p = tu_path(dir, log);
+        orphans += access(p, F_OK) != 0;
+        free(p);
+    }
+    closedir(d);
+    return orphans;
+}
+
+/*
+ * A writer killed while topic_delete_before() removes files, at every one
+ * of its removals: the next writer's open finishes the job, and no index
+ * file is left without its log.  Removing the log first used to leave
+ * index files that no open ever looked at again.
+ */
+static void test_killed_while_deleting_leaves_no_orphans(void **state)
+{
+    fx *f = *state;
+#if defined(__SANITIZE_THREAD__)
+    skip();   /* a child of a threaded process */
+#endif
+    for (long death = 1; death <= 9; death++) {
+        tu_rmrf(f->dir);
+        topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+        put_ok(t, 40);
+        assert_ok(topic_close(t));
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            topic *w = NULL;
+            if (topic_open(f->dir, 0, NULL, &w) != 0)
+                _exit(1);
+            unlink_calls = 0;
+            unlink_death = death;
+            topic__os.unlinkat = unlinkat_or_die;
+            (void)topic_delete_before(w, 30);   /* removes two or three segments */
+            _exit(0);
+        }
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        t = open_with(f->dir, 0, NULL);
+        uint64_t start = topic_start_offset(t);
+        assert_true(start <= 30);
+        for (uint64_t o = start; o < 40; o++)
+            check_value(t, o);
+        assert_ok(topic_close(t));
+        int orphans = orphan_indexes(f->dir);
+        if (orphans != 0)
+            fail_msg("killed at removal %ld: %d index file(s) left without their log", death,
+                     orphans);
+    }
+}
+
 /* A sealed segment's file removed behind the library's back (as the
  * writer's retention does to a reader): its records read as deleted. */
 static void test_sealed_segment_file_gone(void **state)
@@ -3400,6 +3478,7 @@ int main(void)
         T(test_reader_address_space_across_rolls),
         T(test_fifo_in_place_of_a_file),
         T(test_rdonly_seek_time_into_damage),
+        T(test_killed_while_deleting_leaves_no_orphans),
         T(test_no_thread_for_the_first_append),
         T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
