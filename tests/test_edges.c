@@ -1087,21 +1087,33 @@ static void test_seek_time_damaged_last_time_index_entry(void **state)
     free(path);
 }
 
+/* Makes a topic of 4 KiB segments holding records 0..n-1 (closed again),
+ * and stores the bases of its first three segments; returns how many
+ * segments it has. */
+static int make_segmented(const char *dir, int n, uint64_t base[3])
+{
+    topic *t = open_with(dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    put_ok(t, n);
+    assert_ok(topic_close(t));
+    uint64_t *bases;
+    int nseg = tu_list_segments(dir, &bases);
+    assert_true(nseg >= 3);
+    memcpy(base, bases, 3 * sizeof *base);
+    free(bases);
+    return nseg;
+}
+
 /* Batches of a newer format version (their checksum holds) in a sealed
  * segment are never read as damage nor as records: TOPIC_EVERSION, every
  * time, while the other segments stay readable. */
 static void test_newer_version_in_sealed_segment(void **state)
 {
     fx *f = *state;
-    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
-    put_ok(t, 40);
-    assert_ok(topic_close(t));
-    uint64_t *bases;
-    int nseg = tu_list_segments(f->dir, &bases);
-    assert_true(nseg >= 3);
-    uint64_t b1 = bases[1], b2 = bases[2];
-    free(bases);
+    uint64_t base[3];
+    make_segmented(f->dir, 40, base);
+    uint64_t b1 = base[1], b2 = base[2];
     assert_true(b1 >= 4);
+    topic *t;
 
     /* Its first batch, which the check at load does not walk (the index
      * points past it): found by the walk to offset 0. */
@@ -1151,14 +1163,10 @@ static void test_newer_version_in_sealed_segment(void **state)
 static void test_cursor_stops_at_segment_end(void **state)
 {
     fx *f = *state;
-    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
-    put_ok(t, 40);
-    assert_ok(topic_close(t));
-    uint64_t *bases;
-    int nseg = tu_list_segments(f->dir, &bases);
-    assert_true(nseg >= 3);
-    uint64_t b1 = bases[1];
-    free(bases);
+    uint64_t base[3];
+    make_segmented(f->dir, 40, base);
+    uint64_t b1 = base[1];
+    topic *t;
 
     /* A copy of segment 0's first batch (one record), relabelled b1, its
      * value bytes changed, sealed again and put after the segment's data. */
@@ -1425,14 +1433,10 @@ static void test_reader_address_space_across_rolls(void **state)
 static void test_fifo_in_place_of_a_file(void **state)
 {
     fx *f = *state;
-    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
-    put_ok(t, 40);
-    assert_ok(topic_close(t));
-    uint64_t *bases;
-    int nseg = tu_list_segments(f->dir, &bases);
-    assert_true(nseg >= 3);
-    uint64_t b1 = bases[1], b2 = bases[2];
-    free(bases);
+    uint64_t base[3];
+    make_segmented(f->dir, 40, base);
+    uint64_t b1 = base[1], b2 = base[2];
+    topic *t;
     alarm(60);   /* a regression hangs: fail instead */
     uint64_t n = 40;
     for (int which = 0; which < 2; which++) {
