@@ -127,11 +127,15 @@ extern const char *const setting_names[SETTING_COUNT];
  * The settings in force in topic DIR: its topic.conf applied over the
  * defaults.  *explicit_set gets bit i set when setting_names[i] is in the
  * file.  Returns 0, or a negative error (TOPIC_ECORRUPT when topic.conf does
- * not parse; *bad_line then says which line).
+ * not parse, *bad_line then saying which line, or is not a regular file).
  */
 int settings_load(const char *dir, topic_config **out, unsigned *explicit_set, int *bad_line);
-/* Why the last settings_load() that gave TOPIC_ECORRUPT with a line refused it. */
+/* Why the last settings_load() that gave TOPIC_ECORRUPT refused topic.conf:
+ * the line's problem, or that the file is not a regular file; "" if neither. */
 const char *settings_error(void);
+/* Reports a failure `rc` of settings_load() for DIR, with the line and the
+ * reason when there are; returns the exit status. */
+int settings_report(int rc, const char *dir, int bad_line);
 /* True when the value prints as a JSON number. */
 bool setting_is_number(const char *value);
 

@@ -100,10 +100,7 @@ static int load_settings(const char *dir, topic_config **c, unsigned *set)
 {
     int line = 0;
     int rc = settings_load(dir, c, set, &line);
-    if (rc == TOPIC_ECORRUPT && line > 0)
-        return complain(TOOL_NOTFOUND, "%s/topic.conf: line %d: %s", dir, line,
-                        settings_error());
-    return rc < 0 ? report(rc, "%s/topic.conf", dir) : 0;
+    return rc < 0 ? settings_report(rc, dir, line) : 0;
 }
 
 /* Checks that DIR is a topic the library can open, as a reader. */

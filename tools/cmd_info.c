@@ -127,7 +127,7 @@ int cmd_info(int argc, char **argv)
     else if ((groups_err = list_groups(t, &names, &groups, &ngroups)) == -ENOMEM)
         rc = report(groups_err, "info: consumer groups");
     else if ((err = settings_load(dir, &conf, &set, &bad_line)) < 0)
-        rc = report(err, "info: %s/topic.conf", dir);
+        rc = settings_report(err, dir, bad_line);
     if (rc != 0) {
         free(segs);
         free(names);

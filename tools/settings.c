@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -32,19 +34,27 @@ static int setting_index(const char *name)
     return -1;
 }
 
-/* Reads DIR/topic.conf whole; -ENOENT when it is missing. */
+/* Why the last settings_load() refused topic.conf. */
+static char last_error[256];
+
+/* Reads DIR/topic.conf whole; -ENOENT when it is missing, TOPIC_ECORRUPT
+ * with last_error set when it is not a regular file. */
 static int read_conf(const char *dir, char **out)
 {
-    size_t dlen = strlen(dir);
-    char *path = malloc(dlen + sizeof "/topic.conf");
-    if (path == NULL)
-        return -ENOMEM;
-    memcpy(path, dir, dlen);
-    memcpy(path + dlen, "/topic.conf", sizeof "/topic.conf");
-    FILE *f = fopen(path, "rb");
-    free(path);
-    if (f == NULL)
-        return -errno;
+    struct stat st;
+    const char *not_regular;
+    int fd = topic_file_open(dir, "topic.conf", &st, &not_regular);
+    if (fd < 0) {
+        if (fd == TOPIC_ECORRUPT && not_regular != NULL)
+            snprintf(last_error, sizeof last_error, "not a regular file but %s", not_regular);
+        return fd;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (f == NULL) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     int rc = buf ? 0 : -ENOMEM;
@@ -80,12 +90,19 @@ static int read_conf(const char *dir, char **out)
     return 0;
 }
 
-/* Why the last settings_load() refused a line of topic.conf. */
-static char last_error[256];
-
 const char *settings_error(void)
 {
     return last_error;
+}
+
+int settings_report(int rc, const char *dir, int bad_line)
+{
+    if (rc == TOPIC_ECORRUPT && bad_line > 0)
+        return complain(exit_code_for(rc), "%s/topic.conf: line %d: %s", dir, bad_line,
+                        last_error);
+    if (rc == TOPIC_ECORRUPT && last_error[0] != '\0')
+        return complain(exit_code_for(rc), "%s/topic.conf: %s", dir, last_error);
+    return report(rc, "%s/topic.conf", dir);
 }
 
 int settings_load(const char *dir, topic_config **out, unsigned *explicit_set, int *bad_line)

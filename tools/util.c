@@ -159,11 +159,11 @@ int open_topic(const char *dir, int flags, const topic_config *conf, topic **out
         topic_config *c;
         unsigned set;
         int line;
-        if (settings_load(dir, &c, &set, &line) == 0)
+        int err = settings_load(dir, &c, &set, &line);
+        if (err == 0)
             topic_config_free(c);
-        else if (line > 0)
-            return complain(exit_code_for(rc), "%s/topic.conf: line %d: %s", dir, line,
-                            settings_error());
+        else if (err == TOPIC_ECORRUPT && (line > 0 || settings_error()[0] != '\0'))
+            return settings_report(err, dir, line);
     }
     return report(rc, "%s", dir);
 }

@@ -6,8 +6,8 @@
 # Prints one line per check ("ok N - ..." or "not ok N - ..." with the reason
 # on the lines after it), then "P passed, F failed"; exits non-zero when a
 # check failed.  Needs a POSIX shell, python3 (to parse JSON, and to forge
-# batches with the system's libxxhash: forge.py) and the usual utilities
-# (cmp, seq, cp, sed, grep, od).
+# batches with the system's libxxhash: forge.py), timeout, mkfifo and the
+# usual utilities (cmp, seq, cp, sed, grep, od).
 #
 # SPDX-License-Identifier: BSD-2-Clause
 
@@ -469,11 +469,9 @@ expect 1 "verify finds a missing segment (a gap in the offsets)" verify "$W/gap"
 check "...and says where" grep -q 'offsets missing between segments' "$W/out"
 
 # A FIFO (named pipe) in a topic directory must not hang the tool: the files
-# it reads itself are opened without blocking, and one that is not a regular
-# file is damage, reported by name.  Under `timeout`, so that a regression
-# fails (exit status 124) instead of hanging.  (topic read, and every
-# subcommand with a FIFO in place of an index file or of topic.conf, hang in
-# the library's own opens until it avoids blocking too: not checked here.)
+# it reads itself are opened without blocking, as the library opens its own,
+# and one that is not a regular file is damage, reported by name.  Under
+# `timeout`, so that a regression fails (exit status 124) instead of hanging.
 LIMIT="timeout -k 5 20"
 P=$W/pipe
 expect 0 "create a topic for the FIFO checks" create "$P"
@@ -523,6 +521,17 @@ expect 1 "info with a FIFO in place of a middle segment exits 1, without hanging
 check "...and names it" grep -q "/$mid: not a regular file but a FIFO\$" "$W/err"
 expect 1 "recover leaves a FIFO in place of a middle segment as damage: exits 1" recover "$PM"
 check "...and names it" grep -q "/$mid: not a regular file but a FIFO\$" "$W/err"
+
+# A FIFO in place of topic.conf: the library refuses the topic as damaged.
+PC=$W/pipe-conf
+cp -R "$W/pipe.clean" "$PC"
+rm -f "$PC/topic.conf"
+mkfifo "$PC/topic.conf"
+for cmd in info read config recover; do
+	expect 1 "$cmd with a FIFO in place of topic.conf exits 1, without hanging" $cmd "$PC"
+	check "...and says why ($cmd)" \
+		grep -q '^topic: .*/topic.conf: not a regular file but a FIFO$' "$W/err"
+done
 LIMIT=
 
 # --------------------------------------------------------------------------
