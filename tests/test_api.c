@@ -1124,62 +1124,7 @@ static void test_rotation_many_segments(void **state)
     model_free(&m);
 }
 
-/*
- * A writer reserves address space for the active segment's appends; once a
- * segment is sealed, that reservation must go back, or a writer rolling
- * through many small segments runs out of address space.  A child process
- * limits its address space to 16 GiB (a handful of active reservations)
- * and rolls through 40 segments, then reads every record back.
- */
-static void test_rolls_release_address_space(void **state)
-{
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    (void)state;
-    skip();   /* the sanitizers' shadow memory needs more than the limit */
-#else
-    fx *f = *state;
-    if (tu_under_valgrind())
-        skip();   /* valgrind manages the address space itself */
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct rlimit rl = { 16ull << 30, 16ull << 30 };
-        if (setrlimit(RLIMIT_AS, &rl) != 0)
-            _exit(10);
-        topic_config *c = topic_config_new();
-        if (c == NULL || topic_config_set(c, "segment.bytes", "4096") != 0 ||
-            topic_config_set(c, "flush.ms", "0") != 0)
-            _exit(11);
-        topic *t;
-        int rc = topic_open(f->dir, TOPIC_CREATE, c, &t);
-        topic_config_free(c);
-        if (rc != 0)
-            _exit(12);
-        char v[1000], b[1000];
-        uint64_t n = 0;
-        for (; n < 160; n++) {
-            memset(v, 'a' + (int)(n % 26), sizeof v);
-            if (topic_append(t, v, sizeof v, NULL) != 0)
-                _exit(13);
-            if (n % 4 == 3 && topic_sync(t) != 0)   /* seals the rolled segments */
-                _exit(14);
-        }
-        for (uint64_t o = 0; o < n; o++) {
-            size_t len = 0;
-            if (topic_read(t, o, b, sizeof b, &len) != 0 || len != sizeof b ||
-                b[0] != 'a' + (int)(o % 26) || b[999] != b[0])
-                _exit(15);
-        }
-        _exit(topic_close(t) == 0 ? 0 : 16);
-    }
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
-#endif
-}
-
-/* The child's address space in use now, from /proc/self/status (VmSize). */
+/* This process's address space in use now, from /proc/self/status. */
 static uint64_t vm_size_bytes(void)
 {
     FILE *fp = fopen("/proc/self/status", "r");
@@ -1193,67 +1138,107 @@ static uint64_t vm_size_bytes(void)
     return kb * 1024;
 }
 
+/* Runs body(dir) in a child process whose address space is limited to
+ * `limit` bytes, or when that is 0 to what the child uses already plus
+ * `above`; the test fails unless body returns 0.  Skipped where the
+ * sanitizers' shadow memory or valgrind manage the address space. */
+static void with_address_limit(const char *dir, uint64_t limit, uint64_t above,
+                               int (*body)(const char *dir))
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    (void)dir, (void)limit, (void)above, (void)body;
+    skip();
+#else
+    if (tu_under_valgrind())
+        skip();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (limit == 0 && (limit = vm_size_bytes()) != 0)
+            limit += above;
+        struct rlimit rl = { limit, limit };
+        if (limit == 0 || setrlimit(RLIMIT_AS, &rl) != 0)
+            _exit(100);
+        _exit(body(dir));
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) != 0)
+        fail_msg("the child under an address-space limit failed at step %d", WEXITSTATUS(st));
+#endif
+}
+
+/* Appends `n` records of 1000 bytes to the topic in dir (created with
+ * segment.bytes `seg`), syncing every `sync_every` (0: never), then reads
+ * every record back; returns the failed step, or 0. */
+static int append_and_check(const char *dir, const char *seg, uint64_t first, uint64_t n,
+                            int sync_every)
+{
+    topic_config *c = topic_config_new();
+    if (c == NULL || topic_config_set(c, "segment.bytes", seg) != 0)
+        return 11;
+    topic *t;
+    int rc = topic_open(dir, TOPIC_CREATE, c, &t);
+    topic_config_free(c);
+    if (rc != 0)
+        return 12;
+    char v[1000], b[1000];
+    for (uint64_t o = first; o < first + n; o++) {
+        memset(v, 'a' + (int)(o % 26), sizeof v);
+        uint64_t off = 0;
+        if ((rc = topic_append(t, v, sizeof v, &off)) != 0 || off != o)
+            return rc == -ENOMEM ? 13 : 14;
+        if (sync_every && o % (uint64_t)sync_every == 0 && topic_sync(t) != 0)
+            return 15;   /* seals the rolled segments */
+    }
+    for (uint64_t o = 0; o < first + n; o++) {
+        size_t len = 0;
+        if (topic_read(t, o, b, sizeof b, &len) != 0 || len != sizeof b ||
+            b[0] != 'a' + (int)(o % 26) || b[999] != b[0])
+            return 16;
+    }
+    return topic_close(t) == 0 ? 0 : 17;
+}
+
+/*
+ * A writer reserves address space for the active segment's appends; once a
+ * segment is sealed, that reservation must go back, or a writer rolling
+ * through many small segments runs out of address space.  A child process
+ * limits its address space to 16 GiB (a handful of active reservations)
+ * and rolls through 40 segments, then reads every record back.
+ */
+static int rolls_with_syncs(const char *dir)
+{
+    return append_and_check(dir, "4096", 0, 160, 4);
+}
+
+static void test_rolls_release_address_space(void **state)
+{
+    fx *f = *state;
+    with_address_limit(f->dir, 16ull << 30, 0, rolls_with_syncs);
+}
+
 /*
  * A roll under an address-space limit just above what one handle needs:
  * the limit is what the process uses now plus 2.4 GiB, room for one
  * active segment's reservation (2 GiB) but not two.  The rolled segment
  * used to keep its whole reservation until the flusher sealed it, so the
- * first roll failed with -ENOMEM, and so did every roll after a reopen:
- * an outside tester's writer under a 3000 MB limit stopped after 62
- * appends for good.  A roll now gives back the rolled segment's unused
+ * first roll failed with -ENOMEM (step 13), and so did every roll after a
+ * reopen: an outside tester's writer under a 3000 MB limit stopped after
+ * 62 appends for good.  A roll now gives back the rolled segment's unused
  * reservation first.
  */
+static int rolls_in_two_sessions(const char *dir)
+{
+    int rc = append_and_check(dir, "64K", 0, 1500, 0);
+    return rc != 0 ? rc : append_and_check(dir, "64K", 1500, 1500, 0);
+}
+
 static void test_rolls_under_a_tight_address_limit(void **state)
 {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    (void)state;
-    skip();   /* the sanitizers' shadow memory needs more than the limit */
-#else
     fx *f = *state;
-    if (tu_under_valgrind())
-        skip();   /* valgrind manages the address space itself */
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        uint64_t limit = vm_size_bytes() + (2457ull << 20);
-        struct rlimit rl = { limit, limit };
-        if (vm_size_bytes() == 0 || setrlimit(RLIMIT_AS, &rl) != 0)
-            _exit(10);
-        topic_config *c = topic_config_new();
-        if (c == NULL || topic_config_set(c, "segment.bytes", "64K") != 0)
-            _exit(11);
-        char v[1000], b[1000];
-        uint64_t n = 0;
-        for (int session = 0; session < 2; session++) {
-            topic *t;
-            if (topic_open(f->dir, TOPIC_CREATE, c, &t) != 0)
-                _exit(12);
-            for (int i = 0; i < 1500; i++, n++) {
-                memset(v, 'a' + (int)(n % 26), sizeof v);
-                uint64_t off = 0;
-                int rc = topic_append(t, v, sizeof v, &off);
-                if (rc != 0 || off != n)
-                    _exit(rc == -ENOMEM ? 13 : 14);
-            }
-            for (uint64_t o = 0; o < n; o++) {
-                size_t len = 0;
-                if (topic_read(t, o, b, sizeof b, &len) != 0 || len != sizeof b ||
-                    b[0] != 'a' + (int)(o % 26) || b[999] != b[0])
-                    _exit(15);
-            }
-            if (topic_close(t) != 0)
-                _exit(16);
-        }
-        topic_config_free(c);
-        _exit(0);
-    }
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFEXITED(st));
-    if (WEXITSTATUS(st) == 13)
-        fail_msg("an append failed with -ENOMEM under the address-space limit");
-    assert_int_equal(WEXITSTATUS(st), 0);
-#endif
+    with_address_limit(f->dir, 0, 2457ull << 20, rolls_in_two_sessions);
 }
 
 /*
