@@ -300,7 +300,6 @@ int cmd_recover(int argc, char **argv)
 
     int rc = open_topic(dir, 0, NULL, &t);
     if (rc != 0) {
-        seg_report_irregular("recover", dir, before.segs, before.nsegs);   /* may be why */
         free(before.segs);
         return rc;
     }

@@ -106,10 +106,8 @@ int cmd_info(int argc, char **argv)
 
     topic *t;
     int rc = open_topic(dir, TOPIC_RDONLY, NULL, &t);
-    if (rc != 0) {
-        seg_report_irregular_in("info", dir);   /* may be why */
+    if (rc != 0)
         return rc;
-    }
     uint64_t start = topic_start_offset(t), end = topic_end_offset(t);
     struct seg_file *segs = NULL;
     size_t nsegs = 0;

@@ -281,6 +281,8 @@ int cmd_read(int argc, char **argv)
                               topic_start_offset(t));
             else
                 rc = report(err, "read: offset %" PRIu64, at);
+            if (err == TOPIC_ECORRUPT)
+                seg_report_irregular_at("read", dir, at);   /* a FIFO or the like? */
             break;
         }
         /* At the end: write out and commit what was printed, then wait. */

@@ -284,6 +284,19 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
     seg_map_close(&m);
 }
 
+/* each_irregular_file()'s callback: a file other than a segment that is
+ * not a regular file. */
+static void irregular_damage(void *arg, const char *name, const char *kind)
+{
+    struct verify *v = arg;
+    size_t n = strlen(name);
+    if (n > 4 && strcmp(name + n - 4, ".log") == 0)
+        return;   /* a segment: verify_segment() reports it */
+    struct damage *d = add_damage(v, name, 0, 0);
+    snprintf(d->what, sizeof d->what, "not a regular file but %s", kind);
+    show_damage(v, d);
+}
+
 static void verify_json(const struct verify *v, const char *dir, const struct seg_file *segs,
                         size_t nsegs, bool opened, uint64_t start, uint64_t end)
 {
@@ -378,6 +391,11 @@ int cmd_verify(int argc, char **argv)
             v.unreadable++;
         }
     }
+
+    /* The other files the library opens (the segments are walked below):
+     * a FIFO or the like in place of an index or topic.conf is damage,
+     * which the library refuses or must work around. */
+    each_irregular_file(dir, irregular_damage, &v);
 
     catch_sigbus();
     v.progress = isatty(STDERR_FILENO) == 1;

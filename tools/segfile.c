@@ -98,15 +98,76 @@ size_t seg_report_irregular(const char *cmd, const char *dir, const struct seg_f
     return count;
 }
 
-size_t seg_report_irregular_in(const char *cmd, const char *dir)
+void seg_report_irregular_at(const char *cmd, const char *dir, uint64_t offset)
 {
     struct seg_file *segs;
-    size_t n;
+    size_t n, k = SIZE_MAX;
     if (seg_list(dir, &segs, &n) < 0)
-        return 0;
-    n = seg_report_irregular(cmd, dir, segs, n);
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (segs[i].base <= offset)
+            k = i;
+    if (k != SIZE_MAX)
+        seg_report_irregular(cmd, dir, &segs[k], 1);
     free(segs);
-    return n;
+}
+
+/* The name of a file the library opens in a topic directory. */
+static bool topic_file_name(const char *name)
+{
+    static const char *const fixed[] = { "topic.conf", "topic.state", "topic.wait" };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (strcmp(name, fixed[i]) == 0)
+            return true;
+    size_t n = strlen(name);
+    if (n < 21 || strspn(name, "0123456789") != 20)
+        return false;
+    return strcmp(name + 20, ".log") == 0 || strcmp(name + 20, ".index") == 0 ||
+           strcmp(name + 20, ".timeindex") == 0;
+}
+
+size_t each_irregular_file(const char *dir,
+                           void (*fn)(void *arg, const char *name, const char *kind), void *arg)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return 0;
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        close(dfd);
+        return 0;
+    }
+    size_t count = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        const char *kind;
+        if (!topic_file_name(de->d_name) ||
+            fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            (kind = file_not_regular(st.st_mode)) == NULL)
+            continue;
+        fn(arg, de->d_name, kind);
+        count++;
+    }
+    closedir(d);
+    return count;
+}
+
+struct complaint {
+    const char *cmd, *dir;
+};
+
+static void complain_irregular(void *arg, const char *name, const char *kind)
+{
+    const struct complaint *c = arg;
+    complain(TOOL_NOTFOUND, "%s%s%s/%s: not a regular file but %s", c->cmd ? c->cmd : "",
+             c->cmd ? ": " : "", c->dir, name, kind);
+}
+
+size_t report_irregular_files(const char *cmd, const char *dir)
+{
+    struct complaint c = { cmd, dir };
+    return each_irregular_file(dir, complain_irregular, &c);
 }
 
 const char *file_not_regular(mode_t mode)

@@ -165,7 +165,10 @@ int open_topic(const char *dir, int flags, const topic_config *conf, topic **out
         else if (err == TOPIC_ECORRUPT && (line > 0 || settings_error()[0] != '\0'))
             return settings_report(err, dir, line);
     }
-    return report(rc, "%s", dir);
+    int code = report(rc, "%s", dir);
+    if (rc != -ENOENT)
+        report_irregular_files(NULL, dir);   /* a FIFO or the like may be why */
+    return code;
 }
 
 int close_topic(topic *t, const char *dir)

@@ -519,8 +519,28 @@ expect 1 "dump with a FIFO in place of a middle segment exits 1, without hanging
 check "...and marks it damaged" grep -q '^  DAMAGED: not a regular file but a FIFO$' "$W/out"
 expect 1 "info with a FIFO in place of a middle segment exits 1, without hanging" info "$PM"
 check "...and names it" grep -q "/$mid: not a regular file but a FIFO\$" "$W/err"
+expect 1 "read through a FIFO in place of a middle segment exits 1, without hanging" read "$PM"
+check "...and names it" grep -q "^topic: read: .*/$mid: not a regular file but a FIFO\$" "$W/err"
 expect 1 "recover leaves a FIFO in place of a middle segment as damage: exits 1" recover "$PM"
 check "...and names it" grep -q "/$mid: not a regular file but a FIFO\$" "$W/err"
+
+# A FIFO in place of an index file: derived data, which readers do without.
+PI=$W/pipe-index
+cp -R "$W/pipe.clean" "$PI"
+rm -f "$PI/00000000000000000000.index"
+mkfifo "$PI/00000000000000000000.index"
+expect 0 "read with a FIFO in place of an index exits 0, without hanging" read "$PI"
+printf 'one\ntwo\nthree\n' >"$W/want"
+check "...and reads every record" cmp "$W/want" "$W/out"
+expect 0 "info with a FIFO in place of an index exits 0, without hanging" info "$PI"
+expect 1 "verify with a FIFO in place of an index exits 1, without hanging" verify "$PI"
+check "...and names it" \
+	grep -q '^00000000000000000000.index: position 0: not a regular file but a FIFO$' "$W/out"
+run recover "$PI"
+check "recover with a FIFO in place of an index finishes" test "$st" -ne 124 -a "$st" -ne 137
+check "...and replaces the index or names the FIFO" sh -c "test $st -eq 0 &&
+	test -f '$PI/00000000000000000000.index' ||
+	grep -q '/00000000000000000000.index: not a regular file but a FIFO\$' '$W/err'"
 
 # A FIFO in place of topic.conf: the library refuses the topic as damaged.
 PC=$W/pipe-conf
@@ -532,6 +552,8 @@ for cmd in info read config recover; do
 	check "...and says why ($cmd)" \
 		grep -q '^topic: .*/topic.conf: not a regular file but a FIFO$' "$W/err"
 done
+expect 1 "verify with a FIFO in place of topic.conf exits 1, without hanging" verify "$PC"
+check "...and names it" grep -q '^topic.conf: position 0: not a regular file but a FIFO$' "$W/out"
 LIMIT=
 
 # --------------------------------------------------------------------------
