@@ -414,7 +414,8 @@ TOPIC_API int topic_delete_before(topic *t, uint64_t offset);
  * says TOPIC_ECORRUPT) gets a new file.  Errors: -EINVAL (bad name), -EACCES,
  * -EIO, -ENOSPC, -ENOMEM, TOPIC_EFAILED (a writer handle inherited through
  * fork()), TOPIC_ECORRUPT (a damaged file whose newest slot has the largest
- * sequence number).  Thread-safe; commits to one group from several
+ * sequence number), TOPIC_EVERSION (the group's file has a newer format
+ * version; it is left as it is).  Thread-safe; commits to one group from several
  * handles or processes at once leave one of their values.
  */
 TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset);
@@ -422,7 +423,8 @@ TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset);
 /* Stores the committed position of `group` in *offset.  Errors: -ENOENT (never
  * committed, or neither of the file's two slots is intact, as a power loss
  * during the first commits can leave), -EINVAL, TOPIC_ECORRUPT (the group's
- * file is not a group file), -EACCES, -ENOMEM, -EIO. */
+ * file is not a group file), TOPIC_EVERSION (it has a newer format version),
+ * -EACCES, -ENOMEM, -EIO. */
 TOPIC_API int topic_committed(topic *t, const char *group, uint64_t *offset);
 
 /*

@@ -348,6 +348,10 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
     struct group *g = NULL;
     if (rc == 0 && ((struct group_file *)p)->magic != GROUP_MAGIC)
         rc = TOPIC_ECORRUPT;
+    /* A group file of a later format: neither read as this one nor
+     * overwritten (its newer readers would lose the position). */
+    if (rc == 0 && ((struct group_file *)p)->version > GROUP_VERSION)
+        rc = TOPIC_EVERSION;
     if (rc == 0 && (g = topic__calloc(1, sizeof *g)) == NULL)
         rc = -ENOMEM;
     if (rc == 0 && t->ngroups == t->cap_groups) {
@@ -492,10 +496,11 @@ static bool group_listed(topic *t, int dfd, const char *name)
     topic__close(fd);
     if (rc < 0)
         return true;   /* damaged or unreadable: listed */
+    const struct group_file *f = (const struct group_file *)(const void *)b;
     int kind = file_kind(b, size);
     struct slot s;
     return kind == TOPIC_ECORRUPT ||
-           (kind == 0 && read_slot((const struct group_file *)(const void *)b, false, &s) >= 0);
+           (kind == 0 && (f->version > GROUP_VERSION || read_slot(f, false, &s) >= 0));
 }
 
 TOPIC_API int topic_groups(topic *t, char *buf, size_t cap, size_t *len)

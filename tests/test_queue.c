@@ -1633,6 +1633,42 @@ static void test_many_groups_bounded_descriptors(void **state)
     assert_ok(close_t(r));
 }
 
+/* A group file of a later format version (its header's version above 1):
+ * its position is neither read as this version's nor overwritten by a
+ * commit, which would lose it for the newer readers; the group is listed.
+ * It used to be read, and written, as version 1. */
+static void test_group_file_newer_version(void **state)
+{
+    fx *f = *state;
+    topic *t = create_with(f->dir, NULL);
+    assert_ok(topic_commit(t, "g", 5));
+    assert_ok(close_t(t));
+    uint32_t version = 2;
+    file_bytes(f->dir, "groups/g", 4, &version, sizeof version, true);
+    char *path = tu_path(f->dir, "groups/g");
+    unsigned char *before, *after;
+    size_t blen, alen;
+    assert_ok(tu_read_file(path, &before, &blen));
+    for (int rdonly = 0; rdonly < 2; rdonly++) {
+        t = open_ok(f->dir, rdonly ? TOPIC_RDONLY : 0, NULL);
+        uint64_t pos = 0;
+        assert_rc(topic_committed(t, "g", &pos), TOPIC_EVERSION);
+        assert_rc(topic_commit(t, "g", 9), TOPIC_EVERSION);
+        char names[16];
+        size_t len = 0;
+        assert_ok(topic_groups(t, names, sizeof names, &len));
+        assert_int_equal(len, 2);
+        assert_string_equal(names, "g");
+        assert_ok(close_t(t));
+    }
+    assert_ok(tu_read_file(path, &after, &alen));
+    assert_int_equal(alen, blen);
+    assert_memory_equal(after, before, blen);
+    free(before);
+    free(after);
+    free(path);
+}
+
 static void test_group_file_damage(void **state)
 {
     fx *f = *state;
@@ -4179,6 +4215,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_simultaneous_commits_by_two_handles, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_slot_sequence_at_its_largest, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_many_groups_bounded_descriptors, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_group_file_newer_version, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_file_first_commit_crash, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_foreign_group_file, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_follower_across_many_rolls, fx_setup, fx_teardown),
