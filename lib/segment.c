@@ -245,8 +245,13 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan,
     TRY(map_log(t, s, capacity, 0, &size));
     capacity = s->capacity;
     if (!scan) {
-        TRY(map_indexes(t, s, index_cap(t, capacity), false));
-        scan = topic__segment_scan(t, s, vouched->len, TOPIC__SCAN_INDEX, &len, &end) < 0 ||
+        /* An index that is not a regular file (TOPIC_ECORRUPT) is made
+         * afresh by the scan below, as a damaged one is. */
+        int rc = map_indexes(t, s, index_cap(t, capacity), false);
+        if (rc < 0 && rc != TOPIC_ECORRUPT)
+            return rc;
+        scan = rc < 0 ||
+               topic__segment_scan(t, s, vouched->len, TOPIC__SCAN_INDEX, &len, &end) < 0 ||
                len != vouched->len || end != vouched->end ||
                atomic_load(&s->tidx_state) == 2;   /* a damaged time index: rebuild */
         if (scan)
