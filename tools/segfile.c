@@ -204,11 +204,11 @@ int topic_file_open(const char *dir, const char *name, struct stat *st,
     while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         int e = -errno;
-        /* ELOOP is what O_NOFOLLOW gives for a symbolic link. */
-        if (e == -ELOOP && lstat(path, st) == 0 && S_ISLNK(st->st_mode)) {
-            *not_regular = file_not_regular(st->st_mode);
+        /* ELOOP is what O_NOFOLLOW gives for a symbolic link, ENXIO what
+         * opening a socket gives: name what is there instead. */
+        if (lstat(path, st) == 0 && !S_ISREG(st->st_mode) &&
+            (*not_regular = file_not_regular(st->st_mode)) != NULL)
             return TOPIC_ECORRUPT;
-        }
         return e;
     }
     if (fstat(fd, st) < 0) {

@@ -524,6 +524,15 @@ check "...and names it" grep -q "^topic: read: .*/$mid: not a regular file but a
 expect 1 "recover leaves a FIFO in place of a middle segment as damage: exits 1" recover "$PM"
 check "...and names it" grep -q "/$mid: not a regular file but a FIFO\$" "$W/err"
 
+# A socket there instead: opening one fails (ENXIO) before its type can be
+# read from the descriptor, and the tool used to report that error alone.
+rm -f "$PM/$mid"
+"$PYTHON" -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$PM/$mid"
+expect 1 "verify with a socket in place of a middle segment exits 1" verify "$PM"
+check "...and names it" grep -q "^$mid: position 0, offset $mid_base: not a regular file but a socket;" "$W/out"
+expect 1 "dump with a socket in place of a middle segment exits 1" dump "$PM"
+check "...and marks it damaged" grep -q '^  DAMAGED: not a regular file but a socket$' "$W/out"
+
 # A FIFO in place of an index file: derived data, which readers do without.
 PI=$W/pipe-index
 cp -R "$W/pipe.clean" "$PI"
