@@ -1441,7 +1441,7 @@ struct commit_rounds {
     _Atomic uint64_t *go;        /* the round both may start */
     _Atomic uint64_t *finished;  /* commits done, both threads */
     uint64_t rounds;
-    int rc;
+    _Atomic int rc;          /* read by the main thread while it waits */
 };
 
 static void *commit_in_rounds(void *arg)
@@ -1451,8 +1451,11 @@ static void *commit_in_rounds(void *arg)
         for (unsigned spin = 1; atomic_load(c->go) < r; spin++)
             if (spin % 256 == 0)
                 sched_yield();   /* three threads spin on two cores */
-        if ((c->rc = topic_commit(c->t, "g", 2 * r + c->parity)) != 0)
+        int rc = topic_commit(c->t, "g", 2 * r + c->parity);
+        if (rc != 0) {
+            atomic_store(&c->rc, rc);
             break;
+        }
         atomic_fetch_add(c->finished, 1);
     }
     return NULL;
