@@ -462,6 +462,26 @@ static int follow_roll(topic *t, struct segment *last, uint64_t published, struc
         topic__free(bases);
         return 0;
     }
+    /* The newest segment is mapped first: when that fails (out of
+     * descriptors or address space, or the file already removed by
+     * retention), nothing has changed, and the next refresh starts over
+     * from `last`; pushing the segments before it first put them on the
+     * list twice when it did. */
+    struct segment *newest = topic__segment_new(bases[n - 1]);
+    if (newest == NULL) {
+        topic__free(bases);
+        return -ENOMEM;
+    }
+    size_t size;
+    atomic_store(&newest->end, UINT64_MAX);
+    rc = follow_map(t, newest, &size);
+    newest->walked_end = newest->base;
+    if (rc < 0) {
+        topic__segment_free(newest);
+        topic__free(bases);
+        return rc;
+    }
+    atomic_store(&newest->loaded, true);
     /* The writer moves the start offset before it deletes a segment, so a
      * start at or past bases[i], read after the listing, means that the
      * segments between last and bases[i] are gone, and every record of
@@ -474,25 +494,19 @@ static int follow_roll(topic *t, struct segment *last, uint64_t published, struc
             follow_settle(last);
     }
     struct segment *s = last;
-    for (; i < n && rc == 0; i++) {
+    for (; i + 1 < n && rc == 0; i++) {
         if ((s = topic__segment_new(bases[i])) == NULL) {
             rc = -ENOMEM;
             break;
         }
-        bool newest = i + 1 == n;
-        atomic_store(&s->end, newest ? UINT64_MAX : bases[i + 1]);
-        if (newest) {
-            size_t size;
-            rc = follow_map(t, s, &size);
-            s->walked_end = s->base;
-            if (rc == 0)
-                atomic_store(&s->loaded, true);
-        }
-        if (rc == 0)
-            rc = topic__seglist_push(t, s);
-        if (rc < 0)
+        atomic_store(&s->end, bases[i + 1]);
+        if ((rc = topic__seglist_push(t, s)) < 0)
             topic__segment_free(s);
     }
+    if (rc == 0 && (rc = topic__seglist_push(t, newest)) == 0)
+        s = newest;
+    else
+        topic__segment_free(newest);
     topic__free(bases);
     if (rc == 0)
         *out = s;
@@ -536,7 +550,11 @@ void topic__refresh(topic *t)
          * TOPIC_END would have a consumer wait for ever. */
         int rc = 0;
         if (s == NULL || v.base > s->base) {
-            rc = follow_roll(t, s, v.base, &s);
+            /* A segment listed and then removed by the writer's retention
+             * before it was opened (-ENOENT) is no failure: list again. */
+            for (int tries = 0; tries < 3; tries++)
+                if ((rc = follow_roll(t, s, v.base, &s)) != -ENOENT)
+                    break;
             if (rc == 0)
                 t->active = s;
         }

@@ -39,7 +39,12 @@ int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
     if (offset >= end) {
         topic__refresh(t);   /* a reader learns of a writer's new records */
         if (offset >= atomic_load_explicit(&t->end, memory_order_acquire)) {
+            /* A reader that could not follow may have an end offset below
+             * the writer's start: what lies below the start is gone,
+             * whatever else went wrong. */
             int err = atomic_load_explicit(&t->follow_err, memory_order_acquire);
+            if (err < 0 && offset < topic_start_offset(t))
+                return TOPIC_EGONE;
             return err < 0 ? err : TOPIC_END;
         }
     }

@@ -118,9 +118,11 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A record at `offset` exists, or existed and was deleted (a reader's end
+ * offset may lag behind the writer's start when it could not follow). */
 static bool arrived(topic *t, uint64_t offset)
 {
-    return offset < topic_end_offset(t);
+    return offset < topic_end_offset(t) || offset < topic_start_offset(t);
 }
 
 /* The longest a waiter sleeps before it looks again.  A wake-up cannot
