@@ -414,7 +414,8 @@ TOPIC_API int topic_delete_before(topic *t, uint64_t offset);
  * says TOPIC_ECORRUPT) gets a new file.  Errors: -EINVAL (bad name), -EACCES,
  * -EIO, -ENOSPC, -ENOMEM, TOPIC_EFAILED (a writer handle inherited through
  * fork()), TOPIC_ECORRUPT (a damaged file whose newest slot has the largest
- * sequence number), TOPIC_EVERSION (the group's file has a newer format
+ * sequence number, or a directory with files in it where the group's file
+ * would be), TOPIC_EVERSION (the group's file has a newer format
  * version; it is left as it is).  Thread-safe; commits to one group from several
  * handles or processes at once leave one of their values.
  */

@@ -313,6 +313,20 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
     }
     size_t size = 0;
     int rc = fd < 0 ? fd : topic__fsize(fd, &size);
+    /* Something that is not a regular file where the group's file would be
+     * (a FIFO, a socket, a link, a directory) is not a group, as
+     * topic_groups() says by leaving it out: a lookup finds no position,
+     * and a commit puts the group's file in its place (only an empty
+     * directory can go). */
+    if (!create && (rc == TOPIC_ECORRUPT || rc == -ELOOP))
+        rc = -ENOENT;
+    if (create && (rc == TOPIC_ECORRUPT || rc == -ELOOP)) {
+        topic__close(fd);
+        if (topic__os.unlinkat(dfd, name, 0) < 0 && errno == EISDIR)
+            topic__os.unlinkat(dfd, name, AT_REMOVEDIR);
+        fd = topic__openat(dfd, name, O_RDWR | O_CREAT, 0644);
+        rc = fd < 0 ? fd : topic__fsize(fd, &size);
+    }
     struct group_file h = { .magic = GROUP_MAGIC, .version = GROUP_VERSION };
     bool unfinished = size == 0, damaged = size > GROUP_FILE;
     if (rc == 0 && size > 0 && !damaged) {
@@ -479,10 +493,14 @@ static bool group_listed(topic *t, int dfd, const char *name)
         }
     pthread_mutex_unlock(&t->group_lock);
     int fd = topic__openat(dfd, name, O_RDONLY, 0);
-    if (fd < 0)
-        return fd != -ENOENT;   /* unreadable: listed, as its lookup fails */
+    if (fd < 0)   /* unreadable: listed, as its lookup fails; not a file: not a group */
+        return fd != -ENOENT && fd != TOPIC_ECORRUPT && fd != -ELOOP;
     size_t size = 0;
     int rc = topic__fsize(fd, &size);
+    if (rc == TOPIC_ECORRUPT) {   /* not a regular file (a FIFO): not a group */
+        topic__close(fd);
+        return false;
+    }
     _Alignas(struct group_file) uint8_t a[GROUP_FILE], b[GROUP_FILE];
     if (rc == 0 && size > GROUP_FILE)
         rc = TOPIC_ECORRUPT;

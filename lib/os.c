@@ -66,6 +66,12 @@ int topic__openat(int dirfd, const char *path, int flags, mode_t mode)
     do
         fd = topic__os.openat(dirfd, path, flags | O_CLOEXEC, mode);
     while (fd < 0 && errno == EINTR);
+    /* A directory opened for writing (EISDIR), a socket (ENXIO): not a
+     * file of the topic either, reported as one that is not a regular
+     * file is (topic__fsize). */
+    if (fd < 0 && dirfd != AT_FDCWD && !(flags & O_DIRECTORY) &&
+        (errno == EISDIR || errno == ENXIO))
+        return TOPIC_ECORRUPT;
     return fd < 0 ? neg_errno() : fd;
 }
 

@@ -46,7 +46,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1670,6 +1672,75 @@ static void test_group_file_newer_version(void **state)
     free(before);
     free(after);
     free(path);
+}
+
+/*
+ * Something that is not a regular file where a group's file would be (a
+ * FIFO, a socket, a symbolic link, a directory): not a group.  A lookup
+ * finds no position, the listing leaves it out, and a commit puts the
+ * group's file in its place (a directory only when it is empty).  Lookups
+ * used to give TOPIC_ECORRUPT, -EISDIR, -ENXIO or -ELOOP by kind, and a
+ * commit failed the same way every time (outside tester U).
+ */
+static void test_group_name_taken_by_another_kind_of_file(void **state)
+{
+    fx *f = *state;
+    topic *t = create_with(f->dir, NULL);
+    assert_ok(topic_commit(t, "other", 1));
+    char *g = tu_path(f->dir, "groups/g");
+    for (int kind = 0; kind < 5; kind++) {
+        unlink(g);
+        rmdir(g);
+        if (kind == 0) {
+            assert_int_equal(mkfifo(g, 0644), 0);
+        } else if (kind == 1) {
+            int s = socket(AF_UNIX, SOCK_STREAM, 0);
+            struct sockaddr_un a = { .sun_family = AF_UNIX };
+            assert_true(s >= 0 && strlen(g) < sizeof a.sun_path);
+            strcpy(a.sun_path, g);
+            assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+            close(s);
+        } else if (kind == 2) {
+            assert_int_equal(symlink("other", g), 0);
+        } else {
+            assert_int_equal(mkdir(g, 0755), 0);
+            if (kind == 4) {
+                char *inner = tu_path(g, "x");
+                assert_ok(tu_write_file(inner, "x", 1));
+                free(inner);
+            }
+        }
+        alarm(30);
+        uint64_t pos = 0;
+        assert_rc(topic_committed(t, "g", &pos), -ENOENT);
+        char names[32];
+        size_t len = 0;
+        assert_ok(topic_groups(t, names, sizeof names, &len));
+        assert_int_equal(len, 6);
+        assert_string_equal(names, "other");
+        if (kind == 4) {   /* a directory with something in it stays */
+            assert_rc(topic_commit(t, "g", 7), TOPIC_ECORRUPT);
+            char *inner = tu_path(g, "x");
+            assert_ok(unlink(inner));
+            free(inner);
+            assert_ok(rmdir(g));
+            alarm(0);
+            continue;
+        }
+        assert_ok(topic_commit(t, "g", 7 + (uint64_t)kind));
+        alarm(0);
+        assert_ok(topic_committed(t, "g", &pos));
+        assert_u64(pos, 7 + (uint64_t)kind);
+        assert_ok(topic_committed(t, "other", &pos));
+        assert_u64(pos, 1);
+        struct stat st;
+        assert_int_equal(lstat(g, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        assert_ok(close_t(t));
+        t = open_ok(f->dir, 0, NULL);
+    }
+    free(g);
+    assert_ok(close_t(t));
 }
 
 static void test_group_file_damage(void **state)
@@ -4219,6 +4290,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_group_slot_sequence_at_its_largest, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_many_groups_bounded_descriptors, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_file_newer_version, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_group_name_taken_by_another_kind_of_file, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_file_first_commit_crash, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_foreign_group_file, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_follower_across_many_rolls, fx_setup, fx_teardown),
