@@ -193,8 +193,6 @@ void topic__bg_prepare(topic *t, struct segment *s, size_t upto, int64_t mono_ms
             return;
         t->preparer_running = true;
     }
-    if (t->pf_ahead == 0)
-        t->pf_ahead = PREPARE_AHEAD_MIN;
     if (s == t->pf_asked_seg && upto + t->pf_ahead / 2 <= t->pf_asked)
         return;   /* most appends: enough is on its way */
     if (s == t->pf_asked_seg) {
@@ -276,6 +274,7 @@ void topic__bg_init(topic *t)
     pthread_mutex_init(&t->seal_lock, NULL);
     pthread_mutex_init(&t->group_lock, NULL);
     t->unsealed_tail = &t->unsealed;
+    t->pf_ahead = PREPARE_AHEAD_MIN;
 }
 
 int topic__bg_flusher(topic *t)

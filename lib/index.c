@@ -22,8 +22,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include <unistd.h>
-
 #include "internal.h"
 
 /* Entry i, decoded. */
@@ -290,9 +288,7 @@ int topic__index_anon(struct index *ix, uint32_t cap)
  * followed a writer through many rolls ran out of it. */
 void topic__index_trim(struct index *ix)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t used = (size_t)atomic_load(&ix->n) * ix->entry_size;
-    size_t keep = used == 0 ? page : (used + page - 1) / page * page;
+    size_t keep = topic__pages_for((size_t)atomic_load(&ix->n) * ix->entry_size);
     if (ix->fd >= 0 || ix->map == NULL || keep >= ix->map_len ||
         topic__os.munmap(ix->map + keep, ix->map_len - keep) != 0)
         return;

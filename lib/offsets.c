@@ -103,6 +103,18 @@ static bool slot_whole(const struct slot *s)
     return s->seq != 0 && s->sum == slot_sum(s);
 }
 
+/* The newest whole slot of a copy of both: its index with a copy in *out,
+ * or -ENOENT when neither is whole. */
+static int newest_of(const struct slot b[2], struct slot *out)
+{
+    bool va = slot_whole(&b[0]), vb = slot_whole(&b[1]);
+    if (!va && !vb)
+        return -ENOENT;
+    int i = va && vb ? (b[0].seq >= b[1].seq ? 0 : 1) : va ? 0 : 1;
+    *out = b[i];
+    return i;
+}
+
 /*
  * The newest whole slot of a group's file: its index (0 or 1) with a copy
  * in *out, or -ENOENT when neither slot is whole.  That is what a power
@@ -133,13 +145,7 @@ static int read_slot(const struct group_file *f, bool settled, struct slot *out)
         if (tries % 64 == 0)
             sched_yield();   /* let a committer on this CPU finish its slot */
     }
-    bool va = slot_whole(&b[0]), vb = slot_whole(&b[1]);
-    if (va || vb) {
-        int i = va && vb ? (b[0].seq >= b[1].seq ? 0 : 1) : va ? 0 : 1;
-        *out = b[i];
-        return i;
-    }
-    return -ENOENT;
+    return newest_of(b, out);
 }
 
 /* Writes slot i with its checksum last, so that a reader in another
@@ -189,8 +195,7 @@ static int commit_slot(struct group_file *f, uint64_t offset, int64_t now)
         load_slots(f, now_there);
         if (memcmp(&now_there[i], &s, sizeof s) == 0)
             return 0;   /* as written: nobody else's stores are in it */
-        cur = read_slot(f, false, &last);
-        if (cur >= 0 && last.seq >= s.seq)
+        if (newest_of(now_there, &last) >= 0 && last.seq >= s.seq)
             return 0;
         if (tries % 64 == 0)
             sched_yield();   /* let the other committer finish its slot */
@@ -475,9 +480,9 @@ static int cmp_str(const void *a, const void *b)
  * be found and committed afresh).  The file is read, not kept open: a
  * listing of thousands of groups used to open every one of them through
  * this handle and keep them (and, looking each up among those already
- * open, took time that grew with the square of their number).  Two reads
- * that agree make a snapshot, as read_slot's copies do, so that a commit
- * racing the listing does not hide the group.
+ * open, took time that grew with the square of their number).  It is
+ * mapped for the moment, so that read_slot() takes the settled snapshot a
+ * lookup takes, and a commit racing the listing does not hide the group.
  */
 static bool group_listed(topic *t, int dfd, const char *name)
 {
@@ -501,24 +506,25 @@ static bool group_listed(topic *t, int dfd, const char *name)
         topic__close(fd);
         return false;
     }
-    _Alignas(struct group_file) uint8_t a[GROUP_FILE], b[GROUP_FILE];
+    void *p = NULL;
     if (rc == 0 && size > GROUP_FILE)
         rc = TOPIC_ECORRUPT;
-    if (rc == 0)
-        rc = topic__pread_all(fd, b, size, 0);
-    for (int tries = 0; rc == 0 && tries < 1000; tries++) {
-        if ((rc = topic__pread_all(fd, a, size, 0)) < 0 || memcmp(a, b, size) == 0)
-            break;
-        memcpy(b, a, size);
-    }
+    if (rc == 0 && size > 0)
+        rc = topic__mmap(GROUP_FILE, PROT_READ, fd, &p);
     topic__close(fd);
     if (rc < 0)
         return true;   /* damaged or unreadable: listed */
-    const struct group_file *f = (const struct group_file *)(const void *)b;
-    int kind = file_kind(b, size);
+    if (size == 0)
+        return false;   /* an unfinished first commit: no group */
+    /* Only the file's `size` bytes are read (past them the page would
+     * fault), and the slots only of a whole page. */
+    const struct group_file *f = p;
+    int kind = file_kind(p, size);
     struct slot s;
-    return kind == TOPIC_ECORRUPT ||
-           (kind == 0 && (f->version > GROUP_VERSION || read_slot(f, false, &s) >= 0));
+    bool listed = kind == TOPIC_ECORRUPT ||
+                  (kind == 0 && (f->version > GROUP_VERSION || read_slot(f, true, &s) >= 0));
+    topic__munmap(p, GROUP_FILE);
+    return listed;
 }
 
 TOPIC_API int topic_groups(topic *t, char *buf, size_t cap, size_t *len)

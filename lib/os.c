@@ -46,17 +46,14 @@ static int neg_errno(void)
 }
 
 /*
- * Files are opened relative to the topic directory without following a
- * symbolic link: a link there (put by whoever can write the directory)
- * would make a writer, or even a reader creating topic.wait, write to a
- * file outside the topic.  The directory's own path may be a link.
- */
-/*
- * Inside the topic directory (dirfd is not AT_FDCWD), links are not
- * followed, and nothing blocks: opening a FIFO someone put there in place
- * of a file used to wait for ever for a writer to the pipe.  O_NONBLOCK
- * changes nothing for regular files; topic__fsize() then refuses anything
- * that is not one.
+ * Files inside the topic directory (dirfd is not AT_FDCWD) are opened
+ * without following a symbolic link: a link there (put by whoever can
+ * write the directory) would make a writer, or even a reader creating
+ * topic.wait, write to a file outside the topic.  The directory's own path
+ * may be a link.  Nor does anything block: opening a FIFO someone put
+ * there in place of a file used to wait for ever for a writer to the pipe.
+ * O_NONBLOCK changes nothing for regular files; topic__fsize() then
+ * refuses anything that is not one.
  */
 int topic__openat(int dirfd, const char *path, int flags, mode_t mode)
 {
@@ -216,6 +213,17 @@ int topic__flock(int fd, int op)
         r = topic__os.flock(fd, op);
     while (r < 0 && errno == EINTR);
     return r < 0 ? neg_errno() : 0;
+}
+
+size_t topic__page_size(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+size_t topic__pages_for(size_t len)
+{
+    size_t page = topic__page_size();
+    return len == 0 ? page : (len + page - 1) / page * page;
 }
 
 /* The size of a topic's file; TOPIC_ECORRUPT when it is not a regular file

@@ -64,6 +64,10 @@ int   topic__mmap(size_t len, int prot, int fd, void **out);
 void  topic__munmap(void *p, size_t len);
 int   topic__flock(int fd, int op);
 int   topic__fsize(int fd, size_t *size);
+size_t topic__page_size(void);
+/* Bytes of a mapping that holds `len` bytes of data: whole pages, one at
+ * least. */
+size_t topic__pages_for(size_t len);
 void *topic__malloc(size_t n);
 void *topic__calloc(size_t n, size_t size);
 void *topic__realloc(void *p, size_t n);

@@ -302,14 +302,9 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan,
  * dirty, with their data; a reader of this process that touches them again
  * maps them back read-only, which writeback leaves alone.
  */
-static size_t page_size(void)
-{
-    return (size_t)sysconf(_SC_PAGESIZE);
-}
-
 void topic__segment_drop_written(struct segment *s, size_t upto, size_t min)
 {
-    size_t page = page_size(), from = atomic_load(&s->dropped);
+    size_t page = topic__page_size(), from = atomic_load(&s->dropped);
     upto = upto / page * page;
     if (s->map == NULL || upto <= from || upto - from < min || upto > s->map_len)
         return;
@@ -332,17 +327,9 @@ void topic__segment_drop_written(struct segment *s, size_t upto, size_t min)
  * a hole a little too small for the next reservation.  If either fails, the
  * mapping stays as it was: address space, not data, is at stake.
  */
-/* Bytes of a mapping that holds `len` bytes of data: whole pages, one at
- * least. */
-static size_t pages_for(size_t len)
-{
-    size_t page = page_size();
-    return len == 0 ? page : (len + page - 1) / page * page;
-}
-
 void topic__segment_unmap_tail(struct segment *s, size_t len)
 {
-    size_t keep = pages_for(len), mapped = atomic_load(&s->map_len);
+    size_t keep = topic__pages_for(len), mapped = atomic_load(&s->map_len);
     if (s->map != NULL && keep < mapped && topic__os.munmap(s->map + keep, mapped - keep) == 0)
         atomic_store(&s->map_len, keep);
 }
@@ -350,7 +337,7 @@ void topic__segment_unmap_tail(struct segment *s, size_t len)
 static void release_reservation(topic *t, struct segment *s, size_t len)
 {
     size_t mapped = atomic_load(&s->map_len);
-    if (s->map == NULL || pages_for(len) >= mapped)
+    if (s->map == NULL || topic__pages_for(len) >= mapped)
         return;
     void *p = NULL;
     if (len > 0 && topic__mmap(len, PROT_READ, s->fd, &p) == 0) {

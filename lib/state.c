@@ -290,7 +290,7 @@ int topic__state_mark(topic *t, bool clean)
         struct state_page snap;
         clean_record(t, &snap);
         memcpy(p, &snap, sizeof snap);
-        __atomic_store_n(start_check_field(p), start_check(snap.start_offset), __ATOMIC_RELAXED);
+        topic__state_store_start(t, snap.start_offset);   /* its check too */
     } else {
         /* Only the flag: the sealer may be writing unsealed_from. */
         __atomic_store_n(&p->clean, 0, __ATOMIC_RELAXED);

@@ -207,19 +207,26 @@ static size_t batch_pos(const unsigned char *log, size_t size, uint64_t base)
     return (size_t)-1;
 }
 
-/* Clears the clean-shutdown flag of topic.state (FORMAT.md 4.1: u32 at 16),
- * as a writer killed after its first append leaves it. */
-static void mark_unclean(const char *dir)
+/* Overwrites n bytes of topic.state at `at` (FORMAT.md section 4). */
+static void patch_state(const char *dir, size_t at, const void *bytes, size_t n)
 {
     char *p = tu_path(dir, "topic.state");
     unsigned char *data;
     size_t len;
     assert_ok(tu_read_file(p, &data, &len));
-    assert_true(len >= 64);
-    memset(data + 16, 0, 4);
+    assert_true(len >= at + n);
+    memcpy(data + at, bytes, n);
     assert_ok(tu_overwrite_file(p, data, len));
     free(data);
     free(p);
+}
+
+/* Clears the clean-shutdown flag of topic.state (FORMAT.md 4.1: u32 at 16),
+ * as a writer killed after its first append leaves it. */
+static void mark_unclean(const char *dir)
+{
+    uint32_t clean = 0;
+    patch_state(dir, 16, &clean, sizeof clean);
 }
 
 /* Reads segment `base` of dir into *data. */
@@ -438,15 +445,8 @@ static void test_open_bad_args_and_paths(void **state)
 
 static void write_state(const char *dir, uint32_t magic, uint32_t version)
 {
-    char *p = tu_path(dir, "topic.state");
-    unsigned char *data;
-    size_t len;
-    assert_ok(tu_read_file(p, &data, &len));
-    memcpy(data, &magic, 4);
-    memcpy(data + 4, &version, 4);
-    assert_ok(tu_overwrite_file(p, data, len));
-    free(data);
-    free(p);
+    patch_state(dir, 0, &magic, 4);
+    patch_state(dir, 4, &version, 4);
 }
 
 static void test_state_file_magic_and_version(void **state)
@@ -1216,19 +1216,14 @@ static void test_cursor_stops_at_segment_end(void **state)
  * (a flipped bit). */
 static void set_state_start(const char *dir, uint64_t start, bool checked)
 {
-    char *p = tu_path(dir, "topic.state");
-    unsigned char *data;
-    size_t len;
-    assert_ok(tu_read_file(p, &data, &len));
-    assert_true(len >= 128);
-    put64(data + 48, start);
+    unsigned char le[8];
+    put64(le, start);
+    patch_state(dir, 48, le, sizeof le);
     if (checked) {
-        uint64_t c = XXH3_64bits_withSeed(data + 48, 8, 0x54535054u);
-        put64(data + 120, c ? c : 1);
+        uint64_t c = XXH3_64bits_withSeed(le, sizeof le, 0x54535054u);
+        put64(le, c ? c : 1);
+        patch_state(dir, 120, le, sizeof le);
     }
-    assert_ok(tu_overwrite_file(p, data, len));
-    free(data);
-    free(p);
 }
 
 /*

@@ -433,13 +433,17 @@ check "forge.py appends an intact batch" forge "$F/00000000000000000000.log" int
 expect 0 "...which verifies: its checksum is the library's" verify "$F"
 expect 0 "...and dumps without damage" dump "$F"
 check "...showing its record" grep -q 'offset 1 .*value \[6\] "forged"' "$W/out"
-for kind in value-length key-length unterminated varint-too-long count lz4 trailing max-ts; do
+# A fresh copy of the forged topic in $F with a batch of kind $1 appended;
+# false (reported) if forge.py could not make it.
+forged_copy() {
 	rm -rf "$F"
 	cp -R "$W/forged.clean" "$F"
-	if ! forge "$F/00000000000000000000.log" $kind >"$W/check.out" 2>&1; then
-		not_ok "forge a batch: $kind" "$(cat "$W/check.out")"
-		continue
-	fi
+	forge "$F/00000000000000000000.log" "$1" >"$W/check.out" 2>&1 && return 0
+	not_ok "forge a batch: $1" "$(cat "$W/check.out")"
+	return 1
+}
+for kind in value-length key-length unterminated varint-too-long count lz4 trailing max-ts; do
+	forged_copy $kind || continue
 	expect 1 "verify of a batch with intact checksum but bad records ($kind) exits 1" verify "$F"
 	expect 1 "dump of it exits 1 too ($kind)" dump "$F"
 	check "...and marks the batch damaged ($kind)" \
@@ -448,12 +452,7 @@ for kind in value-length key-length unterminated varint-too-long count lz4 trail
 done
 # An intact batch that does not continue the offsets of the one before it.
 for kind in offset-gap offset-overlap; do
-	rm -rf "$F"
-	cp -R "$W/forged.clean" "$F"
-	if ! forge "$F/00000000000000000000.log" $kind >"$W/check.out" 2>&1; then
-		not_ok "forge a batch: $kind" "$(cat "$W/check.out")"
-		continue
-	fi
+	forged_copy $kind || continue
 	expect 1 "verify of an intact batch with the wrong base offset ($kind) exits 1" verify "$F"
 	expect 1 "dump of it exits 1 too ($kind)" dump "$F"
 	check "...and says which base offset was expected ($kind)" \
