@@ -1316,6 +1316,35 @@ static void test_offsets_do_not_wrap(void **state)
     assert_ok(topic_close(t));
 }
 
+/* The process out of file descriptors for a while: a soft limit of 256,
+ * with every descriptor below it taken, until famine_end(). */
+struct fd_famine {
+    struct rlimit old;
+    int fds[256], n;
+};
+
+/* Whether the hard limit lets this process go down to 256 and back. */
+static bool famine_possible(struct fd_famine *s)
+{
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &s->old), 0);
+    return s->old.rlim_max >= 256;
+}
+
+static void famine_start(struct fd_famine *s)
+{
+    struct rlimit low = { 256, s->old.rlim_max };
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    for (s->n = 0; s->n < 256 && (s->fds[s->n] = dup(0)) >= 0; s->n++)
+        ;
+}
+
+static void famine_end(struct fd_famine *s)
+{
+    while (s->n > 0)
+        close(s->fds[--s->n]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &s->old), 0);
+}
+
 /*
  * A read-only handle that cannot take in the writer's new segment (here its
  * process is out of file descriptors) says so: a read at its end offset
@@ -1327,9 +1356,8 @@ static void test_offsets_do_not_wrap(void **state)
 static void test_reader_reports_why_it_cannot_follow(void **state)
 {
     fx *f = *state;
-    struct rlimit old;
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-    if (old.rlim_max < 256)
+    struct fd_famine fam;
+    if (!famine_possible(&fam))
         skip();
     topic *w = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
     put_ok(w, 5);
@@ -1338,11 +1366,7 @@ static void test_reader_reports_why_it_cannot_follow(void **state)
     put_ok(w, 60);   /* several rolls */
     assert_ok(topic_sync(w));   /* sealed: the writer's flusher needs no descriptor below */
 
-    struct rlimit low = { 256, old.rlim_max };
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-    int fds[256], nfds = 0;
-    while (nfds < 256 && (fds[nfds] = dup(0)) >= 0)
-        nfds++;
+    famine_start(&fam);
     unsigned char buf[600];
     size_t len = 0;
     int rc_read = topic_read(r, 5, buf, sizeof buf, &len);
@@ -1351,9 +1375,7 @@ static void test_reader_reports_why_it_cannot_follow(void **state)
     int rc_open = topic_cursor_open(r, 5, &c);
     topic_record rec;
     int rc_next = rc_open == 0 ? topic_cursor_next(c, &rec) : rc_open;
-    while (nfds > 0)
-        close(fds[--nfds]);
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    famine_end(&fam);
     assert_rc(rc_read, -EMFILE);
     assert_rc(rc_wait, -EMFILE);
     assert_rc(rc_next, -EMFILE);
@@ -1596,9 +1618,8 @@ static void test_killed_while_deleting_leaves_no_orphans(void **state)
 static void test_reader_that_cannot_follow_sees_deletions(void **state)
 {
     fx *f = *state;
-    struct rlimit old;
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-    if (old.rlim_max < 256)
+    struct fd_famine fam;
+    if (!famine_possible(&fam))
         skip();
     topic *w = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
     put_ok(w, 10);
@@ -1607,19 +1628,13 @@ static void test_reader_that_cannot_follow_sees_deletions(void **state)
     put_ok(w, 60);
     assert_ok(topic_delete_before(w, 50));
     assert_ok(topic_sync(w));
-    struct rlimit low = { 256, old.rlim_max };
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-    int fds[256], nfds = 0;
-    while (nfds < 256 && (fds[nfds] = dup(0)) >= 0)
-        nfds++;
+    famine_start(&fam);
     unsigned char buf[600];
     size_t len = 0;
     int rc_gone = topic_read(r, 10, buf, sizeof buf, &len);
     int rc_wait = topic_wait(r, 10, 0);
     int rc_live = topic_read(r, 60, buf, sizeof buf, &len);
-    while (nfds > 0)
-        close(fds[--nfds]);
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    famine_end(&fam);
     assert_rc(rc_gone, TOPIC_EGONE);
     assert_rc(rc_wait, 0);
     assert_rc(rc_live, -EMFILE);
