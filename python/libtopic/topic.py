@@ -167,6 +167,8 @@ def _bad_group(name, context=None):
         why = "it is %d characters long" % len(name)
     elif name[0] == ".":
         why = "it starts with '.'"
+    elif "\0" in name:
+        why = "it contains a NUL byte"
     else:
         bad = [ch for ch in name if not (ch.isascii() and (ch.isalnum() or ch in "._-"))]
         why = "it contains %r" % bad[0] if bad else None
@@ -181,7 +183,9 @@ def _group(name):
         b = name.encode("utf-8")
     except UnicodeEncodeError:   # a lone surrogate, e.g. from os.fsdecode()
         raise _bad_group(name) from None
-    return _c_string(b, "group name")
+    if b"\0" in b:   # C would see a shorter name: refused like any bad character
+        raise _bad_group(name)
+    return b
 
 
 def _config_text(name, value):
@@ -905,14 +909,17 @@ class Topic(_Uncopyable):
         return value
 
     def read_into(self, offset, buffer):
-        """Copies the value at ``offset`` into ``buffer`` (a writable
-        bytes-like object, e.g. a bytearray) and returns its length.  If it
+        """Copies the value at ``offset`` into ``buffer`` (a writable,
+        contiguous bytes-like object, e.g. a bytearray) and returns its length.  If it
         does not fit, raises BufferTooSmall with ``.needed`` set and copies
         nothing."""
         offset = _offset(offset)
         mv = memoryview(buffer)
         if mv.readonly:
             raise TypeError("read_into() needs a writable buffer")
+        if not mv.c_contiguous:
+            mv.release()
+            raise TypeError("read_into() needs a contiguous buffer, not a strided view")
         mv = mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
         cap = mv.nbytes
         arr = (c_ubyte * cap).from_buffer(mv) if cap else None

@@ -285,6 +285,10 @@ def test_read_into(topic):
         topic.read_into(0, bytearray())
     with pytest.raises(TypeError):
         topic.read_into(0, b"read-only bytes")
+    strided = bytearray(32)
+    with pytest.raises(TypeError, match="needs a contiguous buffer"):
+        topic.read_into(0, memoryview(strided)[::2])
+    assert strided == bytearray(32)
 
 
 def test_offsets_are_checked(topic):
