@@ -37,8 +37,13 @@ static int setting_index(const char *name)
 /* Why the last settings_load() refused topic.conf. */
 static char last_error[256];
 
+/* The largest topic.conf the library reads (topic-format(5)); a larger one
+ * is damage, however good its lines. */
+#define CONF_MAX 65536u
+
 /* Reads DIR/topic.conf whole; -ENOENT when it is missing, TOPIC_ECORRUPT
- * with last_error set when it is not a regular file. */
+ * with last_error set when it is not a regular file, is larger than
+ * CONF_MAX or holds a NUL byte. */
 static int read_conf(const char *dir, char **out)
 {
     struct stat st;
@@ -59,10 +64,16 @@ static int read_conf(const char *dir, char **out)
     char *buf = malloc(cap);
     int rc = buf ? 0 : -ENOMEM;
     while (rc == 0) {
+        if (len > CONF_MAX) {
+            snprintf(last_error, sizeof last_error,
+                     "larger than 64 KiB, the most a settings file may hold");
+            rc = TOPIC_ECORRUPT;
+            break;
+        }
         if (len + 1 >= cap) {
-            char *nb = cap < (1u << 20) ? realloc(buf, cap * 2) : NULL;
+            char *nb = realloc(buf, cap * 2);
             if (nb == NULL) {
-                rc = cap < (1u << 20) ? -ENOMEM : TOPIC_ECORRUPT;   /* not a settings file */
+                rc = -ENOMEM;
                 break;
             }
             buf = nb;
@@ -82,7 +93,8 @@ static int read_conf(const char *dir, char **out)
         return rc;
     }
     buf[len] = '\0';
-    if (strlen(buf) != len) {   /* a NUL byte: damage */
+    if (strlen(buf) != len) {
+        snprintf(last_error, sizeof last_error, "a NUL byte at byte %zu", strlen(buf));
         free(buf);
         return TOPIC_ECORRUPT;
     }

@@ -355,6 +355,17 @@ check "...naming the file, the line and what is wrong" \
 printf 'segment.bytes=banana\n' >"$T3/topic.conf"
 expect 1 "info of a topic whose topic.conf has a bad value exits 1" info "$T3"
 check "...naming the line and the value" grep -q 'topic.conf: line 1: segment.bytes: "banana"' "$W/err"
+# Over 64 KiB, however good its lines, or with a NUL byte: damage that the
+# tool names, rather than a bare "corrupt" that sends the user to the segments.
+{ printf '#'; head -c 65536 /dev/zero | tr '\0' x; printf '\nsegment.bytes=64K\n'; } >"$T3/topic.conf"
+expect 1 "info of a topic whose topic.conf is over 64 KiB exits 1" info "$T3"
+check "...naming the file and its size" \
+	grep -q 't3/topic.conf: larger than 64 KiB, the most a settings file may hold$' "$W/err"
+{ printf '#'; head -c 65534 /dev/zero | tr '\0' x; printf '\n'; } >"$T3/topic.conf"
+expect 0 "info of a topic whose topic.conf is exactly 64 KiB exits 0" info "$T3"
+printf 'segment.bytes=64K\n\0\n' >"$T3/topic.conf"
+expect 1 "info of a topic whose topic.conf holds a NUL byte exits 1" info "$T3"
+check "...naming where" grep -q 't3/topic.conf: a NUL byte at byte 18$' "$W/err"
 cp "$W/t3.conf" "$T3/topic.conf"
 T4=$W/t4
 run create "$T4"
