@@ -11,7 +11,7 @@
  *  - An int result is 0 on success and negative on failure: a negative errno
  *    (-EINVAL, -ENOMEM, -EIO, -ENOSPC, ...) for operating-system conditions and
  *    bad arguments, or one of the TOPIC_E* codes below.  topic_strerror() turns
- *    any of them into a message.
+ *    any of them into a message.  An exhausted disk quota is -ENOSPC too.
  *  - Passing NULL where a handle or an output pointer is required returns
  *    -EINVAL; it never crashes.
  *  - The library never keeps a pointer the caller passed in after the call

@@ -39,9 +39,13 @@ static int os_openat(int dirfd, const char *path, int flags, mode_t mode)
 const struct topic_os topic__os_default = OS_DEFAULTS;
 struct topic_os topic__os = OS_DEFAULTS;
 
-/* The errno of a failed call, never 0: a failure must not read as success. */
+/* The errno of a failed call, never 0: a failure must not read as success.
+ * An exhausted disk quota is a full disk to the user who meets it, and the
+ * documents promise -ENOSPC for that; callers need not know of EDQUOT. */
 static int neg_errno(void)
 {
+    if (errno == EDQUOT)
+        return -ENOSPC;
     return errno > 0 ? -errno : -EIO;
 }
 
@@ -164,7 +168,11 @@ int topic__fallocate_range(int fd, off_t off, off_t len)
 {
     if (len <= 0)
         return 0;
-    if (topic__os.fallocate(fd, 0, off, len) == 0)
+    int r;
+    do   /* tmpfs gives up with EINTR when a signal is pending */
+        r = topic__os.fallocate(fd, 0, off, len);
+    while (r < 0 && errno == EINTR);
+    if (r == 0)
         return 0;
     if (errno == EOPNOTSUPP || errno == ENOSYS)
         return fill_zeros(fd, off, off + len);

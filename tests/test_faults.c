@@ -1079,7 +1079,8 @@ static const char *const enospc_kv[] = { "segment.bytes", "4096", "flush.ms", "0
 
 /* k == 0: the disk is full from the creation of the second segment on
  * (every later fallocate of a .log file fails); k == 1: only the first one
- * fails.  (Index files get their space entry by entry; an entry that finds
+ * fails; k == 2: as 0, with the user's disk quota exhausted (EDQUOT), which
+ * the caller gets as -ENOSPC too: it is a full disk for that user.  (Index files get their space entry by entry; an entry that finds
  * none is left out, so their fallocate failing is no error.) */
 static void enospc_child(void *arg)
 {
@@ -1092,7 +1093,7 @@ static void enospc_child(void *arg)
     topic *t = NULL;
     int rc = topic_open(tdir, TOPIC_CREATE, conf, &t);
     REQUIRE(rc == 0, "[%s] topic_open = %d", scenario, rc);
-    tf_arm_suffix(TF_FALLOCATE, ".log", 1, ENOSPC, k == 0);
+    tf_arm_suffix(TF_FALLOCATE, ".log", 1, k == 2 ? EDQUOT : ENOSPC, k != 1);
     uint32_t id = 0;
     for (int i = 0; i < 200; i++) {
         id = M.next_id;
@@ -1109,7 +1110,7 @@ static void enospc_child(void *arg)
         failf("[%s] the failed segment left files behind (%d .log files)", scenario,
               tu_count_suffix(tdir, ".log"));
     check_all(t, &M, scenario);
-    if (k == 0) {
+    if (k != 1) {
         /* Not sticky: the same record fails the same way, not with
          * TOPIC_EFAILED; syncs and reads work. */
         rc = w_append_id(&M, t, id);
@@ -1140,8 +1141,9 @@ static void enospc_child(void *arg)
 static void test_enospc_at_roll(void **state)
 {
     (void)state;
-    static const char *const names[2] = { "the disk stays full", "one fallocate fails" };
-    for (int k = 0; k < 2; k++) {
+    static const char *const names[3] = { "the disk stays full", "one fallocate fails",
+                                          "the disk quota stays exhausted (EDQUOT)" };
+    for (int k = 0; k < 3; k++) {
         snprintf(scenario, sizeof scenario, "ENOSPC when the second segment is created: %s",
                  names[k]);
         isolated(enospc_child, &k, 60);

@@ -770,6 +770,10 @@ static int w_fallocate(int fd, int mode, off_t off, off_t len)
         errno = e;
         return -1;
     }
+    if (sio_retry_eintr()) {
+        errno = EINTR;   /* tmpfs's fallocate() does this with a signal pending */
+        return -1;
+    }
     int r = real->fallocate(fd, mode, off, len);
     int err = errno;
     pl_point("fallocate");

@@ -74,7 +74,7 @@ const char *tf_fired_desc(void);
  * Short transfers and EINTR.  pct values are percentages (0 = never):
  * pread/pwrite fail with EINTR (nothing transferred) eintr_pct of the time,
  * otherwise transfer a random shorter count short_pct of the time;
- * openat/ftruncate/flock fail with EINTR retry_eintr_pct of the time.
+ * openat/ftruncate/flock/fallocate fail with EINTR retry_eintr_pct of the time.
  * seed makes the sequence reproducible.  All zero turns it off.
  */
 void tf_short_io(uint64_t seed, unsigned eintr_pct, unsigned short_pct, unsigned retry_eintr_pct);
