@@ -240,7 +240,7 @@ static uint32_t count_used(const struct index *ix, uint32_t limit)
  */
 int topic__index_map(struct index *ix, int dirfd, const char *name, uint32_t cap, bool writable)
 {
-    int fd = topic__openat(dirfd, name, writable ? O_RDWR | O_CREAT : O_RDONLY, 0644);
+    int fd = topic__openat(dirfd, name, writable ? O_RDWR | O_CREAT : O_RDONLY, TOPIC__FILE_MODE);
     if (fd < 0)
         return fd;
     size_t size;

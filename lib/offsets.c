@@ -233,7 +233,7 @@ static int groups_dir(topic *t, bool create)
     int fd = topic__openat(t->dirfd, "groups", O_RDONLY | O_DIRECTORY, 0);
     if (fd != -ENOENT || !create)
         return fd;
-    if (mkdirat(t->dirfd, "groups", 0755) < 0 && errno != EEXIST)
+    if (mkdirat(t->dirfd, "groups", TOPIC__DIR_MODE) < 0 && errno != EEXIST)
         return -errno;
     TRY(topic__fsync(t->dirfd));
     return topic__openat(t->dirfd, "groups", O_RDONLY | O_DIRECTORY, 0);
@@ -310,7 +310,7 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
         }
         t->groups_synced = true;
     }
-    int fd = topic__openat(dfd, name, O_RDWR | (create ? O_CREAT : 0), 0644);
+    int fd = topic__openat(dfd, name, O_RDWR | (create ? O_CREAT : 0), TOPIC__FILE_MODE);
     bool readonly = false;
     if (!create && (fd == -EACCES || fd == -EROFS || fd == -EPERM)) {
         fd = topic__openat(dfd, name, O_RDONLY, 0);
@@ -329,7 +329,7 @@ static int group_open(topic *t, const char *name, bool create, struct group **ou
         topic__close(fd);
         if (topic__os.unlinkat(dfd, name, 0) < 0 && errno == EISDIR)
             topic__os.unlinkat(dfd, name, AT_REMOVEDIR);
-        fd = topic__openat(dfd, name, O_RDWR | O_CREAT, 0644);
+        fd = topic__openat(dfd, name, O_RDWR | O_CREAT, TOPIC__FILE_MODE);
         rc = fd < 0 ? fd : topic__fsize(fd, &size);
     }
     struct group_file h = { .magic = GROUP_MAGIC, .version = GROUP_VERSION };

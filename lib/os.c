@@ -265,7 +265,7 @@ int topic__write_file_atomic(int dirfd, const char *name, const void *buf, size_
 {
     char tmp[256];
     snprintf(tmp, sizeof tmp, "%s.tmp", name);
-    int fd = topic__openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int fd = topic__openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC, TOPIC__FILE_MODE);
     if (fd < 0)
         return fd;
     int rc = topic__pwrite_all(fd, buf, n, 0);

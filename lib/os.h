@@ -48,6 +48,16 @@ extern struct topic_os topic__os;
 /* The table as the library ships it, to restore after a test. */
 extern const struct topic_os topic__os_default;
 
+/*
+ * Modes of the files and directories the library creates: everyone may read
+ * and write, less the process's umask, as open(2) and mkdir(2) intend.  With
+ * the usual umask 022 that is 0644 and 0755; a group that shares a topic
+ * (umask 002, a setgid directory) gets files each of its users may write,
+ * such as the group files of consumers running as different users.
+ */
+#define TOPIC__FILE_MODE 0666
+#define TOPIC__DIR_MODE  0777
+
 int   topic__openat(int dirfd, const char *path, int flags, mode_t mode);
 void  topic__close(int fd);
 int   topic__pread_all(int fd, void *buf, size_t n, off_t off);

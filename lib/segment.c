@@ -118,7 +118,7 @@ static int map_log(topic *t, struct segment *s, size_t capacity, int oflags, siz
 {
     char name[64];
     topic__segment_name(name, sizeof name, s->base, ".log");
-    int fd = topic__openat(t->dirfd, name, O_RDWR | oflags, 0644);
+    int fd = topic__openat(t->dirfd, name, O_RDWR | oflags, TOPIC__FILE_MODE);
     if (fd < 0)
         return fd;
     s->fd = fd;

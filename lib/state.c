@@ -200,7 +200,7 @@ int topic__state_open(topic *t, bool create)
 {
     bool writer = !(t->flags & TOPIC_RDONLY);
     int fd = topic__openat(t->dirfd, "topic.state",
-                           writer ? O_RDWR | (create ? O_CREAT : 0) : O_RDONLY, 0644);
+                           writer ? O_RDWR | (create ? O_CREAT : 0) : O_RDONLY, TOPIC__FILE_MODE);
     if (fd == -ENOENT && !writer)
         return anon_state(t);
     if (fd < 0)

@@ -412,7 +412,7 @@ static int make_dir(const char *dir, int flags)
 {
     if (!(flags & TOPIC_CREATE))
         return 0;
-    if (topic__os.mkdir(dir, 0755) == 0) {
+    if (topic__os.mkdir(dir, TOPIC__DIR_MODE) == 0) {
         /* Make the new directory's name durable in its parent. */
         char *parent = topic__strdup(dir);
         if (parent == NULL) {

@@ -49,7 +49,7 @@ struct wait_page {
 
 int topic__wait_open(topic *t)
 {
-    int fd = topic__openat(t->dirfd, "topic.wait", O_RDWR | O_CREAT, 0644);
+    int fd = topic__openat(t->dirfd, "topic.wait", O_RDWR | O_CREAT, TOPIC__FILE_MODE);
     int rc = fd < 0 ? fd : 0;
     /* The page must exist before it is touched through the mapping: a
      * fault on a hole allocates it (on tmpfs, even to read), and on a full

@@ -3064,6 +3064,58 @@ static void test_writer_lock_released_by_close(void **state)
     close(go[0]), close(go[1]);
 }
 
+/* Checks that path has permission bits `want`. */
+static void assert_mode(const char *dir, const char *name, mode_t want)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct stat st;
+    assert_int_equal(lstat(path, &st), 0);
+    if ((st.st_mode & 07777) != want)
+        fail_msg("%s has mode %04o, expected %04o", path, (unsigned)(st.st_mode & 07777),
+                 (unsigned)want);
+}
+
+/*
+ * The files and directories a topic is made of take their modes from the
+ * umask, as open(2) and mkdir(2) intend.  They used to be 0644 and 0755
+ * whatever the umask, so that consumers running as different users of one
+ * group could not commit to a group one of them had created, even in a
+ * setgid directory with umask 002.
+ */
+static void test_created_files_follow_the_umask(void **state)
+{
+    fx *f = *state;
+    static const mode_t masks[] = { 022, 002, 077 };
+    mode_t old = umask(022);
+    for (size_t i = 0; i < sizeof masks / sizeof masks[0]; i++) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s/umask%03o", f->root, (unsigned)masks[i]);
+        umask(masks[i]);
+        topic *t = open_with(dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+        put_ok(t, 60);   /* several segments */
+        assert_ok(topic_commit(t, "billing", 7));
+        topic *ro = open_with(dir, TOPIC_RDONLY, NULL);
+        assert_ok(topic_commit(ro, "audit", 3));
+        assert_ok(topic_close(ro));
+        assert_ok(topic_close(t));
+        umask(022);
+        mode_t file = 0666 & ~masks[i], sub = 0777 & ~masks[i];
+        assert_mode(dir, ".", sub);
+        assert_mode(dir, "groups", sub);
+        assert_mode(dir, "groups/billing", file);
+        assert_mode(dir, "groups/audit", file);
+        assert_mode(dir, "topic.state", file);
+        assert_mode(dir, "topic.wait", file);
+        assert_mode(dir, "topic.conf", file);
+        assert_mode(dir, "00000000000000000000.log", file);
+        assert_mode(dir, "00000000000000000000.index", file);
+        assert_mode(dir, "00000000000000000000.timeindex", file);
+        assert_true(tu_count_suffix(dir, ".log") > 1);
+    }
+    umask(old);
+}
+
 /* Reopens dir and checks that it holds records 0..n-1 and that `group`
  * committed `committed`. */
 static void check_reopened(const char *dir, uint64_t n, const char *group, uint64_t committed)
@@ -3562,6 +3614,7 @@ int main(void)
         T(test_writer_handle_after_fork),
         T(test_writer_lock_not_kept_by_children),
         T(test_writer_lock_released_by_close),
+        T(test_created_files_follow_the_umask),
         T(test_cursor_stops_at_segment_end),
         T(test_flipped_start_offset_deletes_nothing),
         T(test_offsets_do_not_wrap),
