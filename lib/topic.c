@@ -127,6 +127,27 @@ static bool parse_segment_name(const char *name, uint64_t *base)
     return true;
 }
 
+/* True for the names of the library's own temporary files, which a writer
+ * killed between writing one and renaming it leaves behind:
+ * "topic.conf.tmp", "<20 digits>.index.tmp" and "<20 digits>.timeindex.tmp"
+ * (see topic__write_file_atomic).  Any other *.tmp is someone else's, in a
+ * directory that may have held files before it became a topic. */
+static bool own_temp_name(const char *name, size_t len)
+{
+    static const char conf[] = "topic.conf.tmp", ix[] = ".index.tmp", tix[] = ".timeindex.tmp";
+    if (len == sizeof conf - 1)
+        return memcmp(name, conf, len) == 0;
+    if (len <= 20)
+        return false;
+    for (size_t i = 0; i < 20; i++)
+        if (name[i] < '0' || name[i] > '9')
+            return false;
+    const char *ext = name + 20;
+    size_t n = len - 20;
+    return (n == sizeof ix - 1 && memcmp(ext, ix, n) == 0) ||
+           (n == sizeof tix - 1 && memcmp(ext, tix, n) == 0);
+}
+
 /* Lists the segment files in ascending base order; removes a writer's
  * leftover temporary files on the way. */
 int topic__list_segments(topic *t, uint64_t **out, size_t *count)
@@ -146,7 +167,7 @@ int topic__list_segments(topic *t, uint64_t **out, size_t *count)
     while ((de = readdir(d)) != NULL) {
         uint64_t base;
         size_t len = strlen(de->d_name);
-        if (!(t->flags & TOPIC_RDONLY) && len > 4 && strcmp(de->d_name + len - 4, ".tmp") == 0) {
+        if (!(t->flags & TOPIC_RDONLY) && own_temp_name(de->d_name, len)) {
             topic__os.unlinkat(t->dirfd, de->d_name, 0);
             continue;
         }
