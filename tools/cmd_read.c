@@ -281,8 +281,10 @@ int cmd_read(int argc, char **argv)
                               topic_start_offset(t));
             else
                 rc = report(err, "read: offset %" PRIu64, at);
-            if (err == TOPIC_ECORRUPT)
-                seg_report_irregular_at("read", dir, at);   /* a FIFO or the like? */
+            /* A FIFO or the like is damage; a symbolic link, which the
+             * library does not follow, fails its open with -ELOOP. */
+            if (err == TOPIC_ECORRUPT || err == -ELOOP)
+                seg_report_irregular_at("read", dir, at);
             break;
         }
         /* At the end: write out and commit what was printed, then wait. */

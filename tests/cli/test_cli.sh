@@ -534,6 +534,13 @@ check "...and names it" grep -q "^topic: read: .*/$mid: not a regular file but a
 expect 1 "recover leaves a FIFO in place of a middle segment as damage: exits 1" recover "$PM"
 check "...and names it" grep -q "/$mid: not a regular file but a FIFO\$" "$W/err"
 
+# A symbolic link there instead (a segment moved to another disk): the
+# library does not follow it, and read named only the error (ELOOP).
+rm -f "$PM/$mid"
+ln -s "$W/elsewhere.log" "$PM/$mid"
+expect 3 "read through a symbolic link in place of a middle segment exits 3" read "$PM"
+check "...and names it" grep -q "^topic: read: .*/$mid: not a regular file but a symbolic link\$" "$W/err"
+
 # A socket there instead: opening one fails (ENXIO) before its type can be
 # read from the descriptor, and the tool used to report that error alone.
 rm -f "$PM/$mid"
