@@ -275,9 +275,20 @@ TOPIC_KAFKA_API int topic_kafka_forwarder_new(topic *t, const char *group, const
 {
     if (out)
         *out = NULL;
-    if (t == NULL || brokers == NULL || kafka_topic == NULL || out == NULL ||
-        kafka_topic[0] == '\0') {
+    if (t == NULL || brokers == NULL || kafka_topic == NULL || out == NULL) {
         tk_errbuf(errbuf, errlen, "topic_kafka_forwarder_new: a required argument is NULL");
+        return -EINVAL;
+    }
+    if (kafka_topic[0] == '\0') {
+        tk_errbuf(errbuf, errlen, "topic_kafka_forwarder_new: the Kafka topic name is empty");
+        return -EINVAL;
+    }
+    /* A longer name used to be cut to its first 128 characters, so that
+     * two groups sharing those became one: the second forwarder took the
+     * first one's position and sent nothing to its Kafka topic. */
+    if (group != NULL && strlen(group) > TK_GROUP_MAX) {
+        tk_errbuf(errbuf, errlen, "group name is %zu characters long: libtopic's group names "
+                  "are 1 to %d characters", strlen(group), TK_GROUP_MAX);
         return -EINVAL;
     }
     topic_kafka_forwarder *f = calloc(1, sizeof *f);

@@ -115,8 +115,11 @@ static int own_property(topic_kafka_importer *im, const struct tk_prop *p, char 
         } else if (strcmp(p->value, "latest") == 0 || strcmp(p->value, "end") == 0) {
             im->start_kind = START_LATEST;
         } else {
-            if ((rc = tk_parse_i64(p->name, p->value, 0, INT64_MAX, &v, errbuf, errlen)) < 0)
-                return rc;
+            if (tk_parse_i64(p->name, p->value, 0, INT64_MAX, &v, NULL, 0) < 0) {
+                tk_errbuf(errbuf, errlen, "property %s=%s: expected earliest, latest or an "
+                          "offset from 0 to %lld", p->name, p->value, (long long)INT64_MAX);
+                return -EINVAL;
+            }
             im->start_kind = START_OFFSET;
             im->start_offset = v;
         }
@@ -214,10 +217,13 @@ TOPIC_KAFKA_API int topic_kafka_importer_new(topic *t, const char *brokers,
 {
     if (out)
         *out = NULL;
-    if (t == NULL || brokers == NULL || kafka_topic == NULL || out == NULL ||
-        kafka_topic[0] == '\0' || partition < 0) {
-        tk_errbuf(errbuf, errlen, "topic_kafka_importer_new: a required argument is NULL, "
-                  "or the partition is negative");
+    if (t == NULL || brokers == NULL || kafka_topic == NULL || out == NULL) {
+        tk_errbuf(errbuf, errlen, "topic_kafka_importer_new: a required argument is NULL");
+        return -EINVAL;
+    }
+    if (kafka_topic[0] == '\0' || partition < 0) {
+        tk_errbuf(errbuf, errlen, "topic_kafka_importer_new: %s",
+                  partition < 0 ? "the partition is negative" : "the Kafka topic name is empty");
         return -EINVAL;
     }
     /* An importer appends: refuse a read-only handle now, before anything

@@ -196,8 +196,10 @@ typedef struct topic_kafka_forwarder topic_kafka_forwarder;
  *
  * On failure *out is NULL and, when errbuf is not NULL, a message naming the
  * cause is copied into errbuf (at most errlen bytes with the NUL).
- * Errors: -EINVAL (NULL argument, an empty broker list, bad group name, a
- * property without '=', a bad libtopic.* value), TOPIC_KAFKA_ECONFIG (librdkafka refused a property, or it would break the
+ * Errors: -EINVAL (NULL argument, an empty Kafka topic name or broker list,
+ * a bad group name, including one longer than 128 characters, which is
+ * refused rather than shortened; a property without '=', a bad libtopic.*
+ * value), TOPIC_KAFKA_ECONFIG (librdkafka refused a property, or it would break the
  * guarantees), TOPIC_EGONE (the committed position is below the topic's
  * start offset and libtopic.skip.deleted is false), -ENOMEM, and the errors
  * of topic_committed() and topic_cursor_open().
@@ -347,7 +349,9 @@ TOPIC_KAFKA_API int topic_kafka_importer_new(topic *t, const char *brokers,
  *
  * The first run() on a partition never imported into `t` resolves
  * libtopic.import.start against the cluster and stores it as the position
- * before appending anything.
+ * before appending anything.  Each attempt at that lookup waits up to 2 s
+ * for the cluster, and `stop` is checked between attempts: while the
+ * cluster cannot be reached, run() returns up to 2 s after *stop is set.
  *
  * Errors:
  *   TOPIC_KAFKA_EKAFKA     the partition or topic does not exist, the

@@ -123,6 +123,36 @@ static void test_api_errors(void)
     topic_kafka_forwarder_free(f);
     CHECK(topic_kafka_forwarder_new(t, "bad name!", dead, "k", quiet_props, err, sizeof err,
                                     &f) == -EINVAL, "bad group name");
+    /* A group name longer than libtopic's 128 characters is refused, not
+     * cut short: two long names sharing their first 128 characters used to
+     * become one group, and the second forwarder sent nothing. */
+    {
+        char g129[130];
+        memset(g129, 'g', 129);
+        g129[129] = '\0';
+        err[0] = '\0';
+        CHECK(topic_kafka_forwarder_new(t, g129, dead, "k", quiet_props, err, sizeof err, &f) ==
+                  -EINVAL && strstr(err, "129 characters"),
+              "a 129-character group: %s", err);
+        g129[128] = '\0';
+        CHECK_RC(topic_kafka_forwarder_new(t, g129, dead, "k", quiet_props, err, sizeof err, &f));
+        topic_kafka_forwarder_free(f);
+    }
+    err[0] = '\0';
+    CHECK(topic_kafka_forwarder_new(t, NULL, dead, "", quiet_props, err, sizeof err, &f) ==
+              -EINVAL && strstr(err, "Kafka topic name is empty"),
+          "an empty Kafka topic name: %s", err);
+    err[0] = '\0';
+    CHECK(topic_kafka_importer_new(t, dead, "", 0, quiet_props, err, sizeof err, &im) ==
+              -EINVAL && strstr(err, "Kafka topic name is empty"),
+          "an empty Kafka topic name to import: %s", err);
+    {
+        const char *props[] = { "log_level=0", "libtopic.import.start=bogus", NULL };
+        err[0] = '\0';
+        CHECK(topic_kafka_importer_new(t, dead, "k", 0, props, err, sizeof err, &im) ==
+                  -EINVAL && strstr(err, "expected earliest, latest or an offset"),
+              "import.start=bogus: %s", err);
+    }
     /* A forwarder that cannot be made leaves no group behind: a Kafka topic
      * name that the client refuses (longer than Kafka allows). */
     {
