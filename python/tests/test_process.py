@@ -92,7 +92,9 @@ def test_a_readonly_process_follows_the_writer_and_commits(path, topic):
 
 def test_ctrl_c_interrupts_a_follower(path, topic):
     code = textwrap.dedent("""
-        import sys, libtopic
+        import faulthandler, sys, libtopic
+        # Should it ever hang, its stacks go to stderr for the report.
+        faulthandler.dump_traceback_later(8, exit=False)
         t = libtopic.Topic(sys.argv[1], readonly=True)
         print("ready", flush=True)
         try:
@@ -111,7 +113,7 @@ def test_ctrl_c_interrupts_a_follower(path, topic):
         p.send_signal(signal.SIGINT)
     finally:
         out, err = finish(p, 10)
-    assert time.monotonic() - sent < 3
+    assert time.monotonic() - sent < 3, (out, err)
     assert p.returncode == 3, err
     assert out == "interrupted\n"
 
