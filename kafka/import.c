@@ -543,6 +543,10 @@ static int skip_one(topic_kafka_importer *im, rd_kafka_message_t *m)
     if (--im->to_skip == 0) {
         topic_cursor_close(im->check);
         im->check = NULL;
+        /* Every record the crash left appended is checked: store the
+         * position after them, or each later start would fetch and compare
+         * them again, and fail once Kafka's retention has deleted them. */
+        return store_position(im);
     }
     return 0;
 }

@@ -947,6 +947,39 @@ static void test_import_crash_points(void)
             topic_close(t);
             cases++;
         }
+    /* A crash while storing the position after the last batch: the
+     * restart finds those records appended and checks them against Kafka,
+     * finding nothing new.  It used to store nothing then, so that every
+     * later start fetched and compared the same records again (and failed
+     * once Kafka's retention had deleted them). */
+    {
+        topic *t;
+        REQUIRE_RC(topic_open(scratch("cp-last"), TOPIC_CREATE, NULL, &t));
+        hook_point = 2;
+        hook_nth = 1 + (N + 96) / 97;   /* the first position stored, then one per batch */
+        hook_calls = 0;
+        topic_kafka__import_hook = crash_hook;
+        int rc = topic_kafka_import(t, m.bootstraps, "cp", 0, props, 1, NULL, err, sizeof err);
+        topic_kafka__import_hook = NULL;
+        CHECK(rc == -ECANCELED, "the last batch: %s", topic_kafka_strerror(rc));
+        CHECK(topic_end_offset(t) == N, "the last batch was appended: end %" PRIu64,
+              topic_end_offset(t));
+        for (int run = 0; run < 2; run++) {
+            topic_kafka_importer *im;
+            REQUIRE_RC(topic_kafka_importer_new(t, m.bootstraps, "cp", 0, props, err, sizeof err,
+                                                &im));
+            CHECK_RC(topic_kafka_import_run(im, 1, NULL));
+            topic_kafka_import_stats st;
+            topic_kafka_importer_stats(im, &st);
+            uint64_t want = run == 0 ? N - (uint64_t)(hook_nth - 2) * 97 : 0;
+            CHECK(st.skipped == want && st.imported == 0,
+                  "start %d after the crash: skipped %" PRIu64 " (want %" PRIu64 "), imported %"
+                  PRIu64, run + 1, st.skipped, want, st.imported);
+            topic_kafka_importer_free(im);
+        }
+        verify_imported(t, 0, &k);
+        topic_close(t);
+    }
     note("import, simulated crashes at each of the 4 steps of storing the position (%d cases):"
          " no record lost or repeated", cases);
     kmsgs_free(&k);
