@@ -92,9 +92,13 @@ def test_a_readonly_process_follows_the_writer_and_commits(path, topic):
 
 def test_ctrl_c_interrupts_a_follower(path, topic):
     code = textwrap.dedent("""
-        import faulthandler, sys, libtopic
+        import faulthandler, signal, sys, libtopic
         # Should it ever hang, its stacks go to stderr for the report.
         faulthandler.dump_traceback_later(8, exit=False)
+        # Ctrl-C as at a terminal, even when the tests run as a background
+        # job of a shell, whose children inherit SIGINT ignored (and Python
+        # then installs no handler of its own).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         t = libtopic.Topic(sys.argv[1], readonly=True)
         print("ready", flush=True)
         try:
