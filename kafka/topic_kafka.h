@@ -233,6 +233,10 @@ TOPIC_KAFKA_API int topic_kafka_forwarder_new(topic *t, const char *group, const
  *
  * While Kafka is unreachable, or a broker refuses requests for a while,
  * the producer retries without end; run() keeps waiting and the lag grows.
+ * Meanwhile the records read but not acknowledged wait in the producer's
+ * queue, in memory: up to librdkafka's queue.buffering.max.messages
+ * (100000) and queue.buffering.max.kbytes (1 GiB) by default.  Lower them
+ * among the properties to bound the memory a long outage takes.
  *
  * Errors (run() commits what was acknowledged before returning any of them):
  *   TOPIC_KAFKA_EDELIVERY  Kafka refused a record for good (too large for
