@@ -234,7 +234,7 @@ static int groups_dir(topic *t, bool create)
     if (fd != -ENOENT || !create)
         return fd;
     if (mkdirat(t->dirfd, "groups", TOPIC__DIR_MODE) < 0 && errno != EEXIST)
-        return -errno;
+        return topic__neg_errno();
     TRY(topic__fsync(t->dirfd));
     return topic__openat(t->dirfd, "groups", O_RDONLY | O_DIRECTORY, 0);
 }
@@ -540,7 +540,7 @@ TOPIC_API int topic_groups(topic *t, char *buf, size_t cap, size_t *len)
     DIR *d = fdopendir(dfd);
     if (d == NULL) {
         topic__close(dfd);
-        return -errno;
+        return topic__neg_errno();
     }
     char **names = NULL;
     size_t n = 0, room = 0, need = 0;

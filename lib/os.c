@@ -42,7 +42,7 @@ struct topic_os topic__os = OS_DEFAULTS;
 /* The errno of a failed call, never 0: a failure must not read as success.
  * An exhausted disk quota is a full disk to the user who meets it, and the
  * documents promise -ENOSPC for that; callers need not know of EDQUOT. */
-static int neg_errno(void)
+int topic__neg_errno(void)
 {
     if (errno == EDQUOT)
         return -ENOSPC;
@@ -73,7 +73,7 @@ int topic__openat(int dirfd, const char *path, int flags, mode_t mode)
     if (fd < 0 && dirfd != AT_FDCWD && !(flags & O_DIRECTORY) &&
         (errno == EISDIR || errno == ENXIO))
         return TOPIC_ECORRUPT;
-    return fd < 0 ? neg_errno() : fd;
+    return fd < 0 ? topic__neg_errno() : fd;
 }
 
 void topic__close(int fd)
@@ -90,7 +90,7 @@ int topic__pread_all(int fd, void *buf, size_t n, off_t off)
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            return neg_errno();
+            return topic__neg_errno();
         }
         if (r == 0)
             return -EIO;            /* the file is shorter than it must be */
@@ -107,7 +107,7 @@ int topic__pwrite_all(int fd, const void *buf, size_t n, off_t off)
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            return neg_errno();
+            return topic__neg_errno();
         }
         if (r == 0)
             return -ENOSPC;
@@ -118,12 +118,12 @@ int topic__pwrite_all(int fd, const void *buf, size_t n, off_t off)
 
 int topic__fdatasync(int fd)
 {
-    return topic__os.fdatasync(fd) < 0 ? neg_errno() : 0;
+    return topic__os.fdatasync(fd) < 0 ? topic__neg_errno() : 0;
 }
 
 int topic__fsync(int fd)
 {
-    return topic__os.fsync(fd) < 0 ? neg_errno() : 0;
+    return topic__os.fsync(fd) < 0 ? topic__neg_errno() : 0;
 }
 
 /*
@@ -151,7 +151,7 @@ static int fill_zeros(int fd, off_t off, off_t end)
     static const char zeros[64 << 10];
     struct stat st;
     if (topic__os.fstat(fd, &st) < 0)
-        return neg_errno();
+        return topic__neg_errno();
     if (off < st.st_size)
         off = st.st_size;
     while (off < end) {
@@ -176,7 +176,7 @@ int topic__fallocate_range(int fd, off_t off, off_t len)
         return 0;
     if (errno == EOPNOTSUPP || errno == ENOSYS)
         return fill_zeros(fd, off, off + len);
-    return neg_errno();
+    return topic__neg_errno();
 }
 
 int topic__ftruncate(int fd, off_t len)
@@ -185,17 +185,17 @@ int topic__ftruncate(int fd, off_t len)
     do
         r = topic__os.ftruncate(fd, len);
     while (r < 0 && errno == EINTR);
-    return r < 0 ? neg_errno() : 0;
+    return r < 0 ? topic__neg_errno() : 0;
 }
 
 int topic__renameat(int dirfd, const char *from, const char *to)
 {
-    return topic__os.renameat(dirfd, from, dirfd, to) < 0 ? neg_errno() : 0;
+    return topic__os.renameat(dirfd, from, dirfd, to) < 0 ? topic__neg_errno() : 0;
 }
 
 int topic__unlinkat(int dirfd, const char *path)
 {
-    return topic__os.unlinkat(dirfd, path, 0) < 0 ? neg_errno() : 0;
+    return topic__os.unlinkat(dirfd, path, 0) < 0 ? topic__neg_errno() : 0;
 }
 
 int topic__mmap(size_t len, int prot, int fd, void **out)
@@ -203,7 +203,7 @@ int topic__mmap(size_t len, int prot, int fd, void **out)
     int flags = fd >= 0 ? MAP_SHARED : (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
     void *p = topic__os.mmap(NULL, len, prot, flags, fd, 0);
     if (p == MAP_FAILED)
-        return neg_errno();
+        return topic__neg_errno();
     *out = p;
     return 0;
 }
@@ -220,7 +220,7 @@ int topic__flock(int fd, int op)
     do
         r = topic__os.flock(fd, op);
     while (r < 0 && errno == EINTR);
-    return r < 0 ? neg_errno() : 0;
+    return r < 0 ? topic__neg_errno() : 0;
 }
 
 size_t topic__page_size(void)
@@ -240,7 +240,7 @@ int topic__fsize(int fd, size_t *size)
 {
     struct stat st;
     if (topic__os.fstat(fd, &st) < 0)
-        return neg_errno();
+        return topic__neg_errno();
     if (!S_ISREG(st.st_mode))
         return TOPIC_ECORRUPT;
     *size = (size_t)st.st_size;

@@ -58,6 +58,9 @@ extern const struct topic_os topic__os_default;
 #define TOPIC__FILE_MODE 0666
 #define TOPIC__DIR_MODE  0777
 
+/* -errno of the call that just failed, never 0; an exhausted disk quota
+ * (EDQUOT) is -ENOSPC, as the documents promise. */
+int   topic__neg_errno(void);
 int   topic__openat(int dirfd, const char *path, int flags, mode_t mode);
 void  topic__close(int fd);
 int   topic__pread_all(int fd, void *buf, size_t n, off_t off);

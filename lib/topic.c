@@ -158,7 +158,7 @@ int topic__list_segments(topic *t, uint64_t **out, size_t *count)
     DIR *d = fdopendir(fd);
     if (d == NULL) {
         topic__close(fd);
-        return -errno;
+        return topic__neg_errno();
     }
     uint64_t *v = NULL;
     size_t n = 0, cap = 0;
@@ -454,7 +454,7 @@ static int make_dir(const char *dir, int flags)
         return rc < 0 ? rc : 1;
     }
     if (errno != EEXIST)
-        return -errno;
+        return topic__neg_errno();
     return (flags & TOPIC_EXCL) ? -EEXIST : 0;
 }
 

@@ -2227,6 +2227,25 @@ static void test_group_create_failures(void **state)
     assert_ok(topic_close(t));
 }
 
+/* An exhausted disk quota is a full disk to the user who meets it: -ENOSPC,
+ * as libtopic(7) promises, also when it is the topic directory that cannot
+ * be made (tester U2 found -EDQUOT there). */
+static void test_quota_on_create_is_enospc(void **state)
+{
+    fx *f = *state;
+    char *dir = tu_path(f->root, "quota");
+    tf_install(true);
+    tf_arm(TF_MKDIR, 1, EDQUOT, false);
+    topic *t = NULL;
+    assert_rc(topic_open(dir, TOPIC_CREATE, NULL, &t), -ENOSPC);
+    assert_null(t);
+    assert_true(tf_fired() > 0);
+    tf_disarm();
+    tf_uninstall();
+    assert_false(tu_exists(dir));
+    free(dir);
+}
+
 /* The groups/ directory cannot be made durable before it exists. */
 static void test_groups_dir_sync_failure(void **state)
 {
@@ -3635,6 +3654,7 @@ int main(void)
         T(test_writer_lock_not_kept_by_children),
         T(test_writer_lock_released_by_close),
         T(test_created_files_follow_the_umask),
+        T(test_quota_on_create_is_enospc),
         T(test_cursor_stops_at_segment_end),
         T(test_flipped_start_offset_deletes_nothing),
         T(test_offsets_do_not_wrap),
