@@ -124,6 +124,30 @@ static void show_damage(struct verify *v, const struct damage *d)
     fflush(stdout);
 }
 
+/* Names what is wrong with topic.conf, when that is why the library refused
+ * the topic: a line it refuses, a file over 64 KiB or with a NUL byte.  (One
+ * that is not a regular file is reported with the other such files.) */
+static void conf_damage(struct verify *v, const char *dir)
+{
+    topic_config *c = NULL;
+    unsigned set;
+    int line;
+    int rc = settings_load(dir, &c, &set, &line);
+    if (rc == 0) {
+        topic_config_free(c);
+        return;
+    }
+    const char *why = settings_error();
+    if (rc != TOPIC_ECORRUPT || why[0] == '\0' || strncmp(why, "not a regular file", 18) == 0)
+        return;
+    struct damage *d = add_damage(v, "topic.conf", 0, 0);
+    if (line > 0)
+        snprintf(d->what, sizeof d->what, "line %d: %s", line, why);
+    else
+        snprintf(d->what, sizeof d->what, "%s", why);
+    show_damage(v, d);
+}
+
 static void update_progress(struct verify *v, uint64_t done)
 {
     if (!v->progress)
@@ -389,6 +413,8 @@ int cmd_verify(int argc, char **argv)
         if (err != TOPIC_ECORRUPT) {
             v.n--;
             v.unreadable++;
+        } else {
+            conf_damage(&v, dir);
         }
     }
 

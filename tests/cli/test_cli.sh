@@ -355,12 +355,18 @@ check "...naming the file, the line and what is wrong" \
 printf 'segment.bytes=banana\n' >"$T3/topic.conf"
 expect 1 "info of a topic whose topic.conf has a bad value exits 1" info "$T3"
 check "...naming the line and the value" grep -q 'topic.conf: line 1: segment.bytes: "banana"' "$W/err"
+expect 1 "verify of that topic exits 1" verify "$T3"
+check "...naming the line and the value" \
+	grep -q '^topic.conf: position 0: line 1: segment.bytes: "banana"' "$W/out"
 # Over 64 KiB, however good its lines, or with a NUL byte: damage that the
 # tool names, rather than a bare "corrupt" that sends the user to the segments.
 { printf '#'; head -c 65536 /dev/zero | tr '\0' x; printf '\nsegment.bytes=64K\n'; } >"$T3/topic.conf"
 expect 1 "info of a topic whose topic.conf is over 64 KiB exits 1" info "$T3"
 check "...naming the file and its size" \
 	grep -q 't3/topic.conf: larger than 64 KiB, the most a settings file may hold$' "$W/err"
+expect 1 "verify of that topic exits 1" verify "$T3"
+check "...and names topic.conf as the damage" \
+	grep -q '^topic.conf: position 0: larger than 64 KiB, the most a settings file may hold$' "$W/out"
 { printf '#'; head -c 65534 /dev/zero | tr '\0' x; printf '\n'; } >"$T3/topic.conf"
 expect 0 "info of a topic whose topic.conf is exactly 64 KiB exits 0" info "$T3"
 printf 'segment.bytes=64K\n\0\n' >"$T3/topic.conf"
