@@ -125,8 +125,8 @@ static void show_damage(struct verify *v, const struct damage *d)
 }
 
 /* Names what is wrong with topic.conf, when that is why the library refused
- * the topic: a line it refuses, a file over 64 KiB or with a NUL byte.  (One
- * that is not a regular file is reported with the other such files.) */
+ * the topic: a line it refuses, a file over 64 KiB or with a NUL byte, or
+ * one that is not a regular file. */
 static void conf_damage(struct verify *v, const char *dir)
 {
     topic_config *c = NULL;
@@ -138,7 +138,7 @@ static void conf_damage(struct verify *v, const char *dir)
         return;
     }
     const char *why = settings_error();
-    if (rc != TOPIC_ECORRUPT || why[0] == '\0' || strncmp(why, "not a regular file", 18) == 0)
+    if (rc != TOPIC_ECORRUPT || why[0] == '\0')
         return;
     struct damage *d = add_damage(v, "topic.conf", 0, 0);
     if (line > 0)
@@ -316,6 +316,8 @@ static void irregular_damage(void *arg, const char *name, const char *kind)
     size_t n = strlen(name);
     if (n > 4 && strcmp(name + n - 4, ".log") == 0)
         return;   /* a segment: verify_segment() reports it */
+    if (strcmp(name, "topic.conf") == 0)
+        return;   /* the library refuses the topic for it: conf_damage() */
     struct damage *d = add_damage(v, name, 0, 0);
     snprintf(d->what, sizeof d->what, "not a regular file but %s", kind);
     show_damage(v, d);
@@ -413,9 +415,8 @@ int cmd_verify(int argc, char **argv)
         if (err != TOPIC_ECORRUPT) {
             v.n--;
             v.unreadable++;
-        } else {
-            conf_damage(&v, dir);
         }
+        conf_damage(&v, dir);
     }
 
     /* The other files the library opens (the segments are walked below):
