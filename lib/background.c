@@ -9,7 +9,8 @@
  * "topic-flush" seals the segments appends have rolled away from (see
  * sync.c), every flush.ms makes the records appended since the last sync
  * durable, so that a power loss loses at most that window, and applies the
- * retention settings after every seal and once a second.
+ * retention settings after every seal and once a second (and close_writer
+ * once more, after sealing what the flusher had not).
  *
  * "topic-prep" (not under flush.messages, see topic__bg_start) prepares
  * pages.  A page of a shared file mapping costs a fault (allocation,
@@ -69,7 +70,7 @@ static void *flusher_main(void *arg)
     topic *t = arg;
     pthread_setname_np(pthread_self(), "topic-flush");   /* as top(1) shows it */
     int64_t period = t->cfg.v[TOPIC_K_FLUSH_MS];
-    bool retention = t->cfg.v[TOPIC_K_RETENTION_BYTES] >= 0 || t->cfg.v[TOPIC_K_RETENTION_MS] >= 0;
+    bool retention = topic__has_retention(t);
     int64_t next_retention = topic__mono_ms() + 1000;
     pthread_mutex_lock(&t->append_lock);
     while (!t->bg_stopping) {
@@ -301,7 +302,7 @@ int topic__bg_start(topic *t)
      * before the first append or commit, which start it: a handle opened
      * to look or to delete is opened and closed twice as fast without a
      * thread to create and join (about 240 to 120 us here). */
-    if (t->cfg.v[TOPIC_K_RETENTION_BYTES] >= 0 || t->cfg.v[TOPIC_K_RETENTION_MS] >= 0)
+    if (topic__has_retention(t))
         return topic__bg_flusher(t);
     return 0;
 }

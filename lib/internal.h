@@ -380,6 +380,11 @@ void topic__groups_close(topic *t);
 int  topic__drop_gone(topic *t);
 /* Applies retention.bytes and retention.ms; call without locks. */
 int  topic__apply_retention(topic *t);
+/* Whether either retention setting is on. */
+static inline bool topic__has_retention(const topic *t)
+{
+    return t->cfg.v[TOPIC_K_RETENTION_BYTES] >= 0 || t->cfg.v[TOPIC_K_RETENTION_MS] >= 0;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Following a writer (follow.c)                                              */

@@ -630,12 +630,18 @@ static bool nothing_to_sync(topic *t)
            topic__fsize(t->active->fd, &size) == 0 && size == atomic_load(&t->active->len);
 }
 
-/* Stops the background threads, seals what they had not, syncs the active
- * segment and cuts it to its data, and records the clean shutdown. */
+/* Stops the background threads, seals what they had not, applies retention
+ * as the flusher does after its seals, syncs the active segment and cuts it
+ * to its data, and records the clean shutdown. */
 static int close_writer(topic *t)
 {
     topic__bg_stop(t);
     int rc = topic__seal_pending(t);
+    /* Without this, the segments the flusher had not caught up with stayed
+     * past retention.bytes until the next writer's open.  A failure here
+     * is the flusher's kind (sticky, in t->failed), reported below. */
+    if (rc == 0 && topic__has_retention(t))
+        topic__apply_retention(t);
     pthread_mutex_lock(&t->append_lock);
     if (rc == 0 && nothing_to_sync(t)) {
         pthread_mutex_unlock(&t->append_lock);
