@@ -226,8 +226,9 @@ TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, t
  * the next open scans nothing, releases the lock and frees t.  Every cursor
  * of t must be closed first.  Returns 0, or the error of the final sync
  * (-EIO and friends), or TOPIC_EFAILED when an earlier write or sync through
- * this writer had failed (the handle is freed in every case).  NULL is
- * accepted and returns 0.
+ * this writer had failed (the handle is freed in every case); that failure's
+ * own error instead if it was the background thread's and no call has
+ * returned it yet (see topic_sync).  NULL is accepted and returns 0.
  */
 TOPIC_API int topic_close(topic *t);
 
@@ -283,7 +284,10 @@ TOPIC_API int topic_append_batch(topic *t, const topic_record *recs, size_t n,
  * refuses writes: TOPIC_EFAILED); TOPIC_EFAILED (an earlier write or sync
  * through this handle failed, or t is a writer handle inherited through
  * fork()); TOPIC_ERDONLY on a read-only handle, after syncing the positions
- * it committed.
+ * it committed.  A failure of the writer's background thread (sealing a full
+ * segment, a sync under flush.ms) reaches no call by itself: the first
+ * topic_sync or topic_close after it returns its error (-EIO and friends),
+ * once, and later calls TOPIC_EFAILED.
  */
 TOPIC_API int topic_sync(topic *t);
 

@@ -235,6 +235,7 @@ static int append(topic *t, const topic_record *recs, size_t n, const void *valu
         rc = topic__sync(t);
         if (rc == TOPIC_EFAILED)
             rc = topic__failure(t);
+        rc = topic__tell_failure(t, rc);
     }
     if (durable)
         atomic_fetch_sub(&t->durable_inflight, 1);

@@ -210,6 +210,7 @@ struct topic {
     pthread_mutex_t append_lock;  /* serialises the whole write path */
     struct segment *active;       /* writer only, under append_lock */
     int failed;                   /* sticky write error, under append_lock */
+    bool failure_told;            /* a call has returned `failed` itself */
     struct zbuf zraw, zout;       /* lz4: records, then compressed; under append_lock */
     bool marked_dirty;            /* state says "not clean" on disk */
     bool made_dir;                /* topic_open() made the directory (undone if it fails) */
@@ -331,6 +332,11 @@ int  topic__sync(topic *t);
 /* The error of the failed write or sync that made the handle refuse
  * writes (sticky), never TOPIC_EFAILED.  Call without append_lock. */
 int  topic__failure(topic *t);
+/* What topic_sync() and topic_close() return for rc, their own result: a
+ * TOPIC_EFAILED becomes the failure itself if no call has returned it yet
+ * (the background thread's failures reach no caller otherwise), and a
+ * return of the failure marks it told.  Call without append_lock. */
+int  topic__tell_failure(topic *t, int rc);
 /* Seals the segments rolled away from; call without append_lock. */
 int  topic__seal_pending(topic *t);
 /* Seals the oldest such segment only: 1 if it did, 0 if none waited. */

@@ -58,6 +58,8 @@ TOPIC_API int topic_delete_before(topic *t, uint64_t offset)
         rc = -EINVAL;
     if (rc == 0)
         rc = move_start(t, offset);
+    if (rc < 0 && rc == t->failed)
+        t->failure_told = true;   /* see topic__tell_failure */
     pthread_mutex_unlock(&t->append_lock);
     return rc < 0 ? rc : topic__drop_gone(t);
 }

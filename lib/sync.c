@@ -37,6 +37,19 @@ int topic__failure(topic *t)
     return rc;
 }
 
+int topic__tell_failure(topic *t, int rc)
+{
+    if (rc >= 0)
+        return rc;
+    pthread_mutex_lock(&t->append_lock);
+    if (rc == TOPIC_EFAILED && !t->failure_told && t->failed < 0 && t->failed != TOPIC_EFAILED)
+        rc = t->failed;
+    if (rc == t->failed)
+        t->failure_told = true;
+    pthread_mutex_unlock(&t->append_lock);
+    return rc;
+}
+
 /* Seals the oldest segment waiting to be sealed: 1 when it sealed one, 0
  * when none was waiting, or the (sticky) error. */
 static int seal_oldest(topic *t)
@@ -301,6 +314,6 @@ TOPIC_API int topic_sync(topic *t)
     int rc = topic__groups_sync(t);
     if (t->flags & TOPIC_RDONLY)
         return rc < 0 ? rc : TOPIC_ERDONLY;
-    int r = topic__sync(t);
+    int r = topic__tell_failure(t, topic__sync(t));
     return rc < 0 ? rc : r;
 }

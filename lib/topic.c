@@ -677,7 +677,7 @@ TOPIC_API int topic_close(topic *t)
         return 0;
     int rc = topic__groups_sync(t);
     if (!(t->flags & TOPIC_RDONLY) && t->active != NULL) {
-        int r = close_writer(t);
+        int r = topic__tell_failure(t, close_writer(t));
         if (rc == 0)
             rc = r;
     }
