@@ -134,7 +134,13 @@ int tk_parse_i64(const char *name, const char *value, int64_t lo, int64_t hi, in
     char *end;
     errno = 0;
     long long v = strtoll(value, &end, 10);
-    if (errno != 0 || end == value || *end != '\0' || v < lo || v > hi) {
+    /* Digits only, with a minus sign where negatives are allowed: strtoll
+     * also takes leading white space and a plus sign, which no other
+     * setting of the library's accepts. */
+    bool digits = value[0] >= '0' && value[0] <= '9';
+    if (value[0] == '-' && lo < 0)
+        digits = value[1] >= '0' && value[1] <= '9';
+    if (!digits || errno != 0 || end == value || *end != '\0' || v < lo || v > hi) {
         tk_errbuf(errbuf, errlen, "property %s=%s: expected an integer from %lld to %lld",
                   name, value, (long long)lo, (long long)hi);
         return -EINVAL;

@@ -152,6 +152,17 @@ static void test_api_errors(void)
         CHECK(topic_kafka_importer_new(t, dead, "k", 0, props, err, sizeof err, &im) ==
                   -EINVAL && strstr(err, "expected earliest, latest or an offset"),
               "import.start=bogus: %s", err);
+        /* strtoll() would take these as 5. */
+        static const char *const loose[] = { "libtopic.import.start= 5",
+                                             "libtopic.import.start=+5",
+                                             "libtopic.import.batch.records= 5" };
+        for (size_t i = 0; i < sizeof loose / sizeof loose[0]; i++) {
+            const char *p2[] = { "log_level=0", loose[i], NULL };
+            err[0] = '\0';
+            CHECK(topic_kafka_importer_new(t, dead, "k", 0, p2, err, sizeof err, &im) ==
+                      -EINVAL && strstr(err, "expected"),
+                  "%s: %s", loose[i], err);
+        }
     }
     /* A forwarder that cannot be made leaves no group behind: a Kafka topic
      * name that the client refuses (longer than Kafka allows). */
