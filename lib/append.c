@@ -150,6 +150,7 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, const voi
         int rc = topic__state_mark(t, false);
         if (rc < 0) {
             t->failed = rc;
+            t->failure_told = true;   /* this append returns it */
             return rc;
         }
     }

@@ -233,7 +233,7 @@ static int groups_dir(topic *t, bool create)
     int fd = topic__openat(t->dirfd, "groups", O_RDONLY | O_DIRECTORY, 0);
     if (fd != -ENOENT || !create)
         return fd;
-    if (mkdirat(t->dirfd, "groups", TOPIC__DIR_MODE) < 0 && errno != EEXIST)
+    if (topic__os.mkdirat(t->dirfd, "groups", TOPIC__DIR_MODE) < 0 && errno != EEXIST)
         return topic__neg_errno();
     TRY(topic__fsync(t->dirfd));
     return topic__openat(t->dirfd, "groups", O_RDONLY | O_DIRECTORY, 0);

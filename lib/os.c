@@ -34,6 +34,7 @@ static int os_openat(int dirfd, const char *path, int flags, mode_t mode)
     .madvise = madvise,     .flock = flock,         .fstat = fstat,            \
     .mkdir = mkdir,         .malloc = malloc,       .calloc = calloc,          \
     .realloc = realloc,     .free = free,           .thread_create = pthread_create, \
+    .mkdirat = mkdirat,                                                        \
 }
 
 const struct topic_os topic__os_default = OS_DEFAULTS;

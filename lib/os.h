@@ -35,6 +35,7 @@ struct topic_os {
     int     (*flock)(int fd, int op);
     int     (*fstat)(int fd, struct stat *st);
     int     (*mkdir)(const char *path, mode_t mode);
+    int     (*mkdirat)(int dirfd, const char *path, mode_t mode);
     void   *(*malloc)(size_t n);
     void   *(*calloc)(size_t n, size_t size);
     void   *(*realloc)(void *p, size_t n);

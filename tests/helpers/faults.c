@@ -902,6 +902,22 @@ static int w_mkdir(const char *path, mode_t mode)
     return r;
 }
 
+/* Counted with mkdir: both make a directory (the topic's, groups/). */
+static int w_mkdirat(int dirfd, const char *path, mode_t mode)
+{
+    int e = inject(TF_MKDIR, -1, path);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    int r = real->mkdirat(dirfd, path, mode);
+    int err = errno;
+    if (r == 0)
+        pl_point("mkdirat");
+    errno = err;
+    return r;
+}
+
 static void *w_malloc(size_t n)
 {
     if (inject(TF_ALLOC, -1, "malloc")) {
@@ -963,6 +979,7 @@ void tf_install(bool fast_sync)
     os.flock = w_flock;
     os.fstat = w_fstat;
     os.mkdir = w_mkdir;
+    os.mkdirat = w_mkdirat;
     os.malloc = w_malloc;
     os.calloc = w_calloc;
     os.realloc = w_realloc;
