@@ -248,6 +248,12 @@ int topic__fsize(int fd, size_t *size)
     return 0;
 }
 
+int topic__still_linked(int fd)
+{
+    struct stat st;
+    return topic__os.fstat(fd, &st) == 0 && st.st_nlink == 0 ? -ENOENT : 0;
+}
+
 void *topic__malloc(size_t n) { return topic__os.malloc(n); }
 void *topic__calloc(size_t n, size_t size) { return topic__os.calloc(n, size); }
 void *topic__realloc(void *p, size_t n) { return topic__os.realloc(p, n); }

@@ -281,6 +281,12 @@ int topic__sync(topic *t)
         pthread_mutex_lock(&t->seal_lock);
         if (s->fd >= 0)
             rc = topic__fdatasync(s->fd);
+        /* Synced records of a segment whose name is gone (someone deleted
+         * the topic's directory) vanish with the handle: no sync of them
+         * succeeds, as SQLite refuses to write a database file that was
+         * unlinked. */
+        if (rc == 0 && s->fd >= 0)
+            rc = topic__still_linked(s->fd);
         pthread_mutex_unlock(&t->seal_lock);
     }
     int64_t took = mono_ns() - sync_start;

@@ -654,6 +654,8 @@ static int close_writer(topic *t)
         if (rc == 0)
             rc = topic__fdatasync(t->active->fd);
         if (rc == 0)
+            rc = topic__still_linked(t->active->fd);   /* as topic__sync */
+        if (rc == 0)
             rc = topic__index_seal(&t->active->idx);
         if (rc == 0)
             rc = topic__index_seal(&t->active->tidx);

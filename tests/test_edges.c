@@ -722,6 +722,44 @@ static void test_seal_failure_is_sticky(void **state)
 
 /* Failures of the final steps of topic_close: reported, and the topic
  * reopens (after a recovery) with every record. */
+/* Someone deletes the topic's directory under a writer.  Appends may go on
+ * into the unlinked files, but no sync may report them durable: they vanish
+ * with the handle.  topic_sync says -ENOENT and the handle refuses writes;
+ * a close without a sync says -ENOENT too; under flush.messages=1 the append
+ * itself does. */
+static void test_directory_deleted_under_writer(void **state)
+{
+    fx *f = *state;
+    for (int round = 0; round < 3; round++) {
+        char *dir = tu_path(f->root, round == 0 ? "gone-sync" : round == 1 ? "gone-close"
+                                                                            : "gone-durable");
+        topic *t = round == 2 ? open_with(dir, TOPIC_CREATE, "flush.messages", "1", NULL)
+                              : open_with(dir, TOPIC_CREATE, NULL);
+        put_ok(t, 3);
+        assert_ok(topic_sync(t));
+        tu_rmrf(dir);
+        assert_false(tu_exists(dir));
+        uint64_t off = 0;
+        if (round == 0) {
+            assert_ok(topic_append(t, "after", 5, &off));
+            assert_u64(off, 3);
+            assert_rc(topic_sync(t), -ENOENT);
+            assert_rc(topic_append(t, "more", 4, NULL), TOPIC_EFAILED);
+            assert_rc(topic_sync(t), TOPIC_EFAILED);
+            assert_true(topic_close(t) < 0);
+        } else if (round == 1) {
+            assert_ok(topic_append(t, "after", 5, &off));
+            assert_rc(topic_close(t), -ENOENT);
+        } else {
+            assert_rc(topic_append(t, "after", 5, &off), -ENOENT);
+            assert_rc(topic_append(t, "more", 4, NULL), TOPIC_EFAILED);
+            assert_rc(topic_close(t), TOPIC_EFAILED);
+        }
+        assert_false(tu_exists(dir));
+        free(dir);
+    }
+}
+
 static void test_close_failures(void **state)
 {
     fx *f = *state;
@@ -3653,6 +3691,7 @@ int main(void)
         T(test_index_with_zero_tail),
         T(test_seal_failure_is_sticky),
         T(test_close_failures),
+        T(test_directory_deleted_under_writer),
         T(test_recovery_cuts_checksummed_garbage),
         T(test_readers_report_checksummed_garbage),
         T(test_seek_time_max_ts_lie),
