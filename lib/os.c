@@ -251,7 +251,9 @@ int topic__fsize(int fd, size_t *size)
 int topic__still_linked(int fd)
 {
     struct stat st;
-    return topic__os.fstat(fd, &st) == 0 && st.st_nlink == 0 ? -ENOENT : 0;
+    if (topic__os.fstat(fd, &st) < 0)
+        return topic__neg_errno();
+    return st.st_nlink == 0 ? -ENOENT : 0;
 }
 
 void *topic__malloc(size_t n) { return topic__os.malloc(n); }

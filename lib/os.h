@@ -79,7 +79,7 @@ void  topic__munmap(void *p, size_t len);
 int   topic__flock(int fd, int op);
 int   topic__fsize(int fd, size_t *size);
 /* -ENOENT when the file open as fd has no name left (its directory was
- * deleted, say), else 0; a failed fstat() counts as 0. */
+ * deleted, say), the error of a failed fstat(), else 0. */
 int   topic__still_linked(int fd);
 size_t topic__page_size(void);
 /* Bytes of a mapping that holds `len` bytes of data: whole pages, one at
