@@ -338,18 +338,22 @@ static int store_position(topic_kafka_importer *im)
     return rc;
 }
 
-/* Appends recs[0..n-1], halving a batch the topic finds too big. */
+/* Appends recs[0..n-1], halving a batch the topic finds too big; adds the
+ * records appended to *done, also when a later part fails. */
 static int append_split(topic_kafka_importer *im, const topic_record *recs, size_t n,
-                        int64_t first_kafka)
+                        int64_t first_kafka, size_t *done)
 {
     int rc = topic_append_batch(im->t, recs, n, NULL);
     if (rc == TOPIC_ETOOBIG && n > 1) {
         size_t h = n / 2;
-        rc = append_split(im, recs, h, first_kafka);
+        rc = append_split(im, recs, h, first_kafka, done);
         if (rc == 0)
-            rc = append_split(im, recs + h, n - h, im->pend[h]->offset);
+            rc = append_split(im, recs + h, n - h, im->pend[(recs - im->recs) + h]->offset,
+                              done);
         return rc;
     }
+    if (rc == 0)
+        *done += n;
     if (rc == TOPIC_ETOOBIG)
         fail(im, rc, "Kafka record %s[%" PRId32 "]@%" PRId64 " (%zu bytes) is larger than "
              "the topic's max.message.bytes", im->ktopic, im->partition, first_kafka,
@@ -391,7 +395,13 @@ static int flush(topic_kafka_importer *im)
             .value_len = m->len,
         };
     }
-    int rc = append_split(im, im->recs, im->npend, im->pend[0]->offset);
+    size_t done = 0;
+    int rc = append_split(im, im->recs, im->npend, im->pend[0]->offset, &done);
+    /* Records appended before a part that failed stay in the topic; they
+     * count as imported (the next start checks them against Kafka rather
+     * than appending them again), though no position covers them yet. */
+    if (rc < 0)
+        atomic_fetch_add(&im->st_imported, done);
     if (rc == 0) {
         im->local_end += im->npend;
         im->kafka_next = im->pend[im->npend - 1]->offset + 1;

@@ -909,6 +909,37 @@ static void test_import_roundtrip(void)
     kmsgs_free(&k);
     topic_close(t2);
 
+    /* A Kafka record larger than the topic's max.message.bytes: the batch
+     * is halved until the records before it are appended, which count as
+     * imported, and the error names the record's own Kafka offset. */
+    topic *t3;
+    topic_config *small = topic_config_new();
+    REQUIRE(small != NULL, "topic_config_new");
+    REQUIRE_RC(topic_config_set(small, "max.message.bytes", "1000"));
+    REQUIRE_RC(topic_open(scratch("imp-big"), TOPIC_CREATE, small, &t3));
+    topic_config_free(small);
+    rd_kafka_mock_topic_create(m.mc, "imp-big", 1, 1);
+    produce_sized(p, "imp-big", 0, 0, 10, 100);
+    static char big[5000];
+    memset(big, 'b', sizeof big);
+    REQUIRE(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("imp-big"), RD_KAFKA_V_PARTITION(0),
+                              RD_KAFKA_V_VALUE(big, sizeof big),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) == 0,
+            "producing the large record");
+    produce_sized(p, "imp-big", 0, 11, 16, 100);
+    REQUIRE_RC(topic_kafka_importer_new(t3, m.bootstraps, "imp-big", 0, quiet_props, err,
+                                        sizeof err, &im));
+    rc = topic_kafka_import_run(im, 1, NULL);
+    topic_kafka_importer_error(im, err, sizeof err);
+    topic_kafka_importer_stats(im, &st);
+    CHECK(rc == TOPIC_ETOOBIG && strstr(err, "imp-big[0]@10 (5000 bytes)") != NULL,
+          "a record over max.message.bytes: %d, %s", rc, err);
+    CHECK(st.imported == 10 && topic_end_offset(t3) == 10,
+          "before the large record: imported %" PRIu64 ", end offset %" PRIu64, st.imported,
+          topic_end_offset(t3));
+    topic_kafka_importer_free(im);
+    topic_close(t3);
+
     rd_kafka_destroy(p);
     topic_close(t);
     mock_stop(&m);
