@@ -440,6 +440,9 @@ struct state_page {
 
 int  topic__state_open(topic *t, bool create);
 bool topic__state_clean(const topic *t, struct state_page *snap);
+/* Whether the record is not clean only because a writer cleared the flag
+ * after a clean open; snap is then that clean record. */
+bool topic__state_clean_but_flag(const topic *t, struct state_page *snap);
 int  topic__state_mark(topic *t, bool clean);
 /* Whether topic.state already holds the clean-shutdown record that
  * topic__state_mark(t, true) would write now, byte for byte. */

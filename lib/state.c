@@ -249,11 +249,32 @@ int topic__state_open(topic *t, bool create)
     return 0;
 }
 
+static bool record_whole(const struct state_page *snap)
+{
+    return snap->checksum == state_sum(snap) && snap->end_offset >= snap->active_base &&
+           snap->start_offset <= snap->end_offset;
+}
+
 bool topic__state_clean(const topic *t, struct state_page *snap)
 {
     memcpy(snap, topic__state_page(t), sizeof *snap);
-    return snap->clean == 1 && snap->checksum == state_sum(snap) &&
-           snap->end_offset >= snap->active_base && snap->start_offset <= snap->end_offset;
+    return snap->clean == 1 && record_whole(snap);
+}
+
+/*
+ * A writer's first append after a clean open clears the flag alone (see
+ * topic__state_mark), so until it seals a segment or moves the start
+ * offset, the page still holds the last clean close's record: the rest of
+ * it checks out with the flag set back.  Every offset below that record's
+ * end offset was handed out and synced by that close.
+ */
+bool topic__state_clean_but_flag(const topic *t, struct state_page *snap)
+{
+    memcpy(snap, topic__state_page(t), sizeof *snap);
+    if (snap->clean != 0)
+        return false;
+    snap->clean = 1;
+    return record_whole(snap);
 }
 
 /*

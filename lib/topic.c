@@ -295,6 +295,12 @@ static void drop_unfinished(topic *t, const struct state_page *snap, uint64_t *b
  * again: a writer starts a new, empty segment at the recorded end offset
  * and adds it to the listing, so that the segment before the gap claims the
  * lost offsets, which read TOPIC_ECORRUPT.  Returns whether it did.
+ *
+ * The same holds when the segment was removed while a writer had it open
+ * after a clean open, and that writer did not close cleanly: the record is
+ * then the last clean close's with its flag cleared
+ * (topic__state_clean_but_flag), and a later segment, if the writer rolled,
+ * means the segment is not missing.
  */
 static int restart_missing_active(topic *t, const struct state_page *snap, uint64_t **bases,
                                   size_t *n)
@@ -328,7 +334,7 @@ static int open_segments(topic *t)
         drop_unfinished(t, &snap, bases, &n);
     int rc = 0;
     bool lost = false;
-    if (clean && !(t->flags & TOPIC_RDONLY)) {
+    if (!(t->flags & TOPIC_RDONLY) && (clean || topic__state_clean_but_flag(t, &snap))) {
         rc = restart_missing_active(t, &snap, &bases, &n);
         if (rc < 0) {
             topic__free(bases);

@@ -760,6 +760,64 @@ static void test_directory_deleted_under_writer(void **state)
     }
 }
 
+/* The active segment's .log is removed while a writer that opened the
+ * topic cleanly has it open, and that writer cannot close cleanly.  The
+ * offsets the clean close had handed out stay handed out: the next writer
+ * starts at that close's end offset (tester B found it starting again at
+ * 0, below a group's committed position), as it does when the file goes
+ * while no writer runs. */
+static void test_active_log_removed_under_writer(void **state)
+{
+    fx *f = *state;
+    for (int rolled = 0; rolled < 2; rolled++) {
+        char *dir = tu_path(f->root, rolled ? "gone-log-rolled" : "gone-log");
+        topic *t = rolled ? open_with(dir, TOPIC_CREATE, "segment.bytes", "4096", NULL)
+                          : open_with(dir, TOPIC_CREATE, NULL);
+        put_ok(t, rolled ? 40 : 10);
+        uint64_t end = topic_end_offset(t);
+        assert_ok(topic_commit(t, "g", end));
+        assert_ok(topic_close(t));
+        uint64_t *bases = NULL;
+        int nseg = tu_list_segments(dir, &bases);
+        assert_true(rolled ? nseg > 1 : nseg == 1);
+        uint64_t active = bases[nseg - 1];
+        free(bases);
+
+        t = open_with(dir, 0, NULL);
+        assert_ok(put_next(t, NULL));   /* offset `end`, never synced */
+        char name[64];
+        snprintf(name, sizeof name, "%020" PRIu64 ".log", active);
+        char *log = tu_path(dir, name);
+        assert_int_equal(unlink(log), 0);
+        free(log);
+        assert_rc(topic_sync(t), -ENOENT);
+        assert_true(topic_close(t) < 0);
+
+        t = open_with(dir, 0, NULL);
+        assert_u64(topic_end_offset(t), end);
+        uint64_t pos;
+        assert_ok(topic_committed(t, "g", &pos));
+        assert_u64(pos, end);
+        for (uint64_t o = 0; o < active; o++)
+            check_value(t, o);   /* the sealed segments are whole */
+        unsigned char buf[600];
+        size_t len;
+        for (uint64_t o = active; o < end; o++) {
+            int rc = topic_read(t, o, buf, sizeof buf, &len);
+            assert_true(rc == TOPIC_ECORRUPT || rc == TOPIC_EGONE);
+        }
+        uint64_t off;
+        assert_ok(put_next(t, &off));
+        assert_u64(off, end);
+        assert_ok(topic_close(t));
+        t = open_with(dir, 0, NULL);
+        assert_u64(topic_end_offset(t), end + 1);
+        check_value(t, end);
+        assert_ok(topic_close(t));
+        free(dir);
+    }
+}
+
 static void test_close_failures(void **state)
 {
     fx *f = *state;
@@ -3692,6 +3750,7 @@ int main(void)
         T(test_seal_failure_is_sticky),
         T(test_close_failures),
         T(test_directory_deleted_under_writer),
+        T(test_active_log_removed_under_writer),
         T(test_recovery_cuts_checksummed_garbage),
         T(test_readers_report_checksummed_garbage),
         T(test_seek_time_max_ts_lie),
