@@ -395,23 +395,25 @@ static int flush(topic_kafka_importer *im)
             .value_len = m->len,
         };
     }
+    /* Records appended before a part that failed (a record larger than
+     * the topic allows) stay in the topic: the position is stored after
+     * them as after a whole batch, so that the statistics say where the
+     * import stopped and the next start does not take them for records
+     * of a crash to check against Kafka. */
     size_t done = 0;
     int rc = append_split(im, im->recs, im->npend, im->pend[0]->offset, &done);
-    /* Records appended before a part that failed stay in the topic; they
-     * count as imported (the next start checks them against Kafka rather
-     * than appending them again), though no position covers them yet. */
-    if (rc < 0)
-        atomic_fetch_add(&im->st_imported, done);
-    if (rc == 0) {
-        im->local_end += im->npend;
-        im->kafka_next = im->pend[im->npend - 1]->offset + 1;
-        rc = hook(im, 1);
-    }
-    if (rc == 0)
-        rc = store_position(im);
-    if (rc == 0) {
-        atomic_fetch_add(&im->st_imported, im->npend);
-        atomic_store(&im->st_next, im->kafka_next);
+    if (done > 0) {
+        im->local_end += done;
+        im->kafka_next = im->pend[done - 1]->offset + 1;
+        int r = hook(im, 1);
+        if (r == 0)
+            r = store_position(im);
+        if (r == 0) {
+            atomic_fetch_add(&im->st_imported, done);
+            atomic_store(&im->st_next, im->kafka_next);
+        }
+        if (rc == 0)
+            rc = r;
     }
     drop_pending(im);
     return rc;

@@ -145,7 +145,8 @@ TOPIC_KAFKA_API const char *topic_kafka_rdkafka_version(void);
  *                               importer: most records appended and synced
  *                               as one step (default 10000; 1 .. 1000000).
  *   libtopic.import.batch.bytes importer: most key and value bytes in one
- *                               step (default 1M); a step larger than the
+ *                               step, in plain digits (default 1048576;
+ *                               1 .. 1073741824); a step larger than the
  *                               topic's max.message.bytes is split.
  *
  * Producer defaults (forwarder):  enable.idempotence=true and acks=all
