@@ -544,9 +544,13 @@ TOPIC_API int topic_groups(topic *t, char *buf, size_t cap, size_t *len)
     }
     char **names = NULL;
     size_t n = 0, room = 0, need = 0;
-    int rc = 0;
+    int rc = 0, more;
     struct dirent *de;
-    while ((de = readdir(d)) != NULL && rc == 0) {
+    while (rc == 0 && (more = topic__readdir(d, &de)) != 0) {
+        if (more < 0) {
+            rc = more;
+            break;
+        }
         if (!valid_name(de->d_name))
             continue;   /* ".", "..", temporary files */
         if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)

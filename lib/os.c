@@ -34,7 +34,7 @@ static int os_openat(int dirfd, const char *path, int flags, mode_t mode)
     .madvise = madvise,     .flock = flock,         .fstat = fstat,            \
     .mkdir = mkdir,         .malloc = malloc,       .calloc = calloc,          \
     .realloc = realloc,     .free = free,           .thread_create = pthread_create, \
-    .mkdirat = mkdirat,                                                        \
+    .mkdirat = mkdirat,     .readdir = readdir,                                \
 }
 
 const struct topic_os topic__os_default = OS_DEFAULTS;
@@ -246,6 +246,15 @@ int topic__fsize(int fd, size_t *size)
         return TOPIC_ECORRUPT;
     *size = (size_t)st.st_size;
     return 0;
+}
+
+int topic__readdir(DIR *d, struct dirent **de)
+{
+    errno = 0;
+    *de = topic__os.readdir(d);
+    if (*de != NULL)
+        return 1;
+    return errno == 0 ? 0 : topic__neg_errno();
 }
 
 int topic__still_linked(int fd)

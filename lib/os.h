@@ -7,6 +7,7 @@
 #ifndef TOPIC_OS_H
 #define TOPIC_OS_H
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <sys/mman.h>
@@ -36,6 +37,7 @@ struct topic_os {
     int     (*fstat)(int fd, struct stat *st);
     int     (*mkdir)(const char *path, mode_t mode);
     int     (*mkdirat)(int dirfd, const char *path, mode_t mode);
+    struct dirent *(*readdir)(DIR *d);
     void   *(*malloc)(size_t n);
     void   *(*calloc)(size_t n, size_t size);
     void   *(*realloc)(void *p, size_t n);
@@ -78,6 +80,11 @@ int   topic__mmap(size_t len, int prot, int fd, void **out);
 void  topic__munmap(void *p, size_t len);
 int   topic__flock(int fd, int op);
 int   topic__fsize(int fd, size_t *size);
+/* The next entry of d in *de: 1, or 0 at the end of the directory, or a
+ * negative errno.  readdir() tells an error from the end only by errno, and
+ * a listing cut short by one (EIO, or EOVERFLOW for a 64-bit inode number
+ * in a build without 64-bit file offsets) must not pass for the whole. */
+int   topic__readdir(DIR *d, struct dirent **de);
 /* -ENOENT when the file open as fd has no name left (its directory was
  * deleted, say), the error of a failed fstat(), else 0. */
 int   topic__still_linked(int fd);

@@ -162,9 +162,9 @@ int topic__list_segments(topic *t, uint64_t **out, size_t *count)
     }
     uint64_t *v = NULL;
     size_t n = 0, cap = 0;
-    int rc = 0;
+    int rc;
     struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
+    while ((rc = topic__readdir(d, &de)) > 0) {
         uint64_t base;
         size_t len = strlen(de->d_name);
         if (!(t->flags & TOPIC_RDONLY) && own_temp_name(de->d_name, len)) {

@@ -3716,6 +3716,56 @@ static void test_sweep_alloc(void **state) { sweep(*state, TF_ALLOC, ENOMEM); }
 static void test_sweep_openat(void **state) { sweep(*state, TF_OPENAT, EIO); }
 static void test_sweep_mmap(void **state) { sweep(*state, TF_MMAP, ENOMEM); }
 static void test_sweep_fstat(void **state) { sweep(*state, TF_FSTAT, EIO); }
+static void test_sweep_readdir(void **state) { sweep(*state, TF_READDIR, EIO); }
+
+/* A listing cut short by an error must not pass for the whole directory:
+ * a writer's open that took it for one moved the start offset past the
+ * segments it missed, and the next open deleted them (found with a 32-bit
+ * build, whose readdir() fails with EOVERFLOW on a 64-bit inode number).
+ * Each call of the listing fails in turn: the open fails with the error,
+ * and nothing is lost. */
+static void test_listing_error_fails_the_open(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    put_ok(t, 60);
+    assert_ok(topic_close(t));
+    uint64_t *bases = NULL;
+    int nseg = tu_list_segments(f->dir, &bases);
+    free(bases);
+    assert_true(nseg > 3);
+    tf_install(true);
+    long calls = 0;
+    for (long nth = 1;; nth++) {
+        for (int ro = 0; ro < 2; ro++) {
+            tf_reset();
+            tf_arm(TF_READDIR, nth, EIO, false);
+            t = NULL;
+            int rc = topic_open(f->dir, ro ? TOPIC_RDONLY : 0, NULL, &t);
+            bool fired = tf_fired() > 0;
+            tf_disarm();
+            if (fired) {
+                assert_rc(rc, -EIO);
+                assert_null(t);
+            } else {
+                assert_ok(rc);
+                assert_ok(topic_close(t));
+            }
+            if (!ro)
+                calls = fired ? nth : calls;
+        }
+        t = open_with(f->dir, 0, NULL);
+        assert_u64(topic_start_offset(t), 0);
+        assert_u64(topic_end_offset(t), 60);
+        for (uint64_t o = 0; o < 60; o++)
+            check_value(t, o);
+        assert_ok(topic_close(t));
+        if (calls < nth)
+            break;   /* the writer's open made fewer calls than nth */
+    }
+    tf_uninstall();
+    assert_true(calls > nseg);   /* every entry of the listing had its turn */
+}
 static void test_sweep_ftruncate(void **state) { sweep(*state, TF_FTRUNCATE, EIO); }
 static void test_sweep_fdatasync(void **state) { sweep(*state, TF_FDATASYNC, EIO); }
 static void test_sweep_fsync(void **state) { sweep(*state, TF_FSYNC, EIO); }
@@ -3812,6 +3862,8 @@ int main(void)
         T(test_sweep_openat),
         T(test_sweep_mmap),
         T(test_sweep_fstat),
+        T(test_sweep_readdir),
+        T(test_listing_error_fails_the_open),
         T(test_sweep_ftruncate),
         T(test_sweep_fdatasync),
         T(test_sweep_fsync),

@@ -1335,7 +1335,7 @@ static const int k_openat = TF_OPENAT, k_pwrite = TF_PWRITE, k_fsync = TF_FSYNC,
                  k_fdatasync = TF_FDATASYNC, k_fallocate = TF_FALLOCATE,
                  k_ftruncate = TF_FTRUNCATE, k_renameat = TF_RENAMEAT, k_unlinkat = TF_UNLINKAT,
                  k_mmap = TF_MMAP, k_flock = TF_FLOCK, k_pread = TF_PREAD, k_fstat = TF_FSTAT,
-                 k_mkdir = TF_MKDIR;
+                 k_mkdir = TF_MKDIR, k_readdir = TF_READDIR;
 
 #define FAULT_TEST(k) \
     { "fault_loop_" #k, test_fault_kind, fx_setup, fx_teardown, (void *)&k_##k }
@@ -1356,6 +1356,7 @@ int main(void)
         FAULT_TEST(pread),
         FAULT_TEST(fstat),
         FAULT_TEST(mkdir),
+        FAULT_TEST(readdir),
         cmocka_unit_test_setup_teardown(test_fault_alloc, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_fsyncgate_sync, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_fsyncgate_flusher, fx_setup, fx_teardown),

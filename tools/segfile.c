@@ -46,8 +46,15 @@ int seg_list(const char *dir, struct seg_file **out, size_t *n)
     struct seg_file *v = NULL;
     size_t count = 0, cap = 0;
     int rc = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
+    for (;;) {
+        /* NULL is the end of the directory only when errno stays 0: a
+         * listing cut short must not pass for the whole topic. */
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (de == NULL) {
+            rc = errno ? -errno : 0;
+            break;
+        }
         uint64_t base;
         if (!segment_name(de->d_name, &base))
             continue;

@@ -53,7 +53,7 @@ static const char *const kind_names[TF_NKINDS] = {
     [TF_FALLOCATE] = "fallocate", [TF_FTRUNCATE] = "ftruncate", [TF_RENAMEAT] = "renameat",
     [TF_UNLINKAT] = "unlinkat",   [TF_MMAP] = "mmap",           [TF_MUNMAP] = "munmap",
     [TF_MADVISE] = "madvise",     [TF_FLOCK] = "flock",         [TF_FSTAT] = "fstat",
-    [TF_MKDIR] = "mkdir",         [TF_ALLOC] = "alloc",
+    [TF_MKDIR] = "mkdir",         [TF_ALLOC] = "alloc",         [TF_READDIR] = "readdir",
 };
 
 const char *tf_kind_name(int kind)
@@ -918,6 +918,16 @@ static int w_mkdirat(int dirfd, const char *path, mode_t mode)
     return r;
 }
 
+static struct dirent *w_readdir(DIR *d)
+{
+    int e = inject(TF_READDIR, -1, NULL);
+    if (e) {
+        errno = e;
+        return NULL;
+    }
+    return real->readdir(d);
+}
+
 static void *w_malloc(size_t n)
 {
     if (inject(TF_ALLOC, -1, "malloc")) {
@@ -980,6 +990,7 @@ void tf_install(bool fast_sync)
     os.fstat = w_fstat;
     os.mkdir = w_mkdir;
     os.mkdirat = w_mkdirat;
+    os.readdir = w_readdir;
     os.malloc = w_malloc;
     os.calloc = w_calloc;
     os.realloc = w_realloc;

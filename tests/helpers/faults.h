@@ -38,6 +38,7 @@ enum tf_kind {
     TF_OPENAT, TF_CLOSE, TF_PREAD, TF_PWRITE, TF_FSYNC, TF_FDATASYNC, TF_FALLOCATE,
     TF_FTRUNCATE, TF_RENAMEAT, TF_UNLINKAT, TF_MMAP, TF_MUNMAP, TF_MADVISE, TF_FLOCK,
     TF_FSTAT, TF_MKDIR, TF_ALLOC,     /* malloc, calloc and realloc, counted together */
+    TF_READDIR,
     TF_NKINDS
 };
 
