@@ -19,6 +19,16 @@
 #include "format.h"
 #include "config.h"
 
+/*
+ * The hosts libtopic runs on: Linux, 64-bit, little-endian (x86-64, arm64).
+ * An active segment reserves 2 GiB of address space (TOPIC__MAP_ACTIVE), so
+ * a 32-bit process could not roll even one segment; it is refused here
+ * rather than built to fail with ENOMEM at its first roll.  topic.state
+ * and group files are little-endian structs (state.c, offsets.c).
+ */
+_Static_assert(sizeof(void *) == 8 && sizeof(size_t) == 8 && sizeof(off_t) == 8,
+               "libtopic needs a 64-bit host: segments are mapped whole");
+
 /* Forward the first failure: the zstd habit, instead of an `if (rc) goto` ladder. */
 #define TRY(expr)                  \
     do {                           \
