@@ -168,7 +168,10 @@ int topic__list_segments(topic *t, uint64_t **out, size_t *count)
     while ((rc = topic__readdir(d, &de)) > 0) {
         uint64_t base;
         size_t len = strlen(de->d_name);
-        if (!(t->flags & TOPIC_RDONLY) && own_temp_name(de->d_name, len)) {
+        /* Only under the writer lock: an opener that has not taken it yet
+         * (looks_like_topic) would remove the topic.conf.tmp of the writer
+         * that holds it, mid-creation, whose rename then failed. */
+        if (t->locked && own_temp_name(de->d_name, len)) {
             topic__os.unlinkat(t->dirfd, de->d_name, 0);
             continue;
         }
