@@ -90,6 +90,11 @@ static bool needs_roll(const topic *t, const struct segment *s, size_t size, int
 /* Batches smaller than this are not worth compressing. */
 #define LZ4_WORTH_IT 256
 
+/* The lz4 scratch buffers are kept between appends up to this size; larger
+ * ones, which a batch of hundreds of megabytes needs twice over, are given
+ * back after the append that needed them rather than held until close. */
+#define ZBUF_KEEP ((size_t)4 << 20)
+
 static int grow(struct zbuf *z, size_t n)
 {
     if (z->cap >= n)
@@ -217,6 +222,10 @@ static int append(topic *t, const topic_record *recs, size_t n, const void *valu
     }
     pthread_mutex_lock(&t->append_lock);
     int rc = append_locked(t, recs, n, value, vlen, first);
+    if (t->zraw.cap > ZBUF_KEEP)
+        topic__zbuf_free(&t->zraw);
+    if (t->zout.cap > ZBUF_KEEP)
+        topic__zbuf_free(&t->zout);
     bool sync = rc == 0 && t->cfg.v[TOPIC_K_FLUSH_MESSAGES] > 0 &&
                 atomic_load(&t->end) - t->synced_end >= (uint64_t)t->cfg.v[TOPIC_K_FLUSH_MESSAGES];
     bool seal = rc == 0 && t->nunsealed > MAX_UNSEALED;
