@@ -68,14 +68,19 @@ static int find_key(const char *name)
 static bool parse_number(const struct key *k, const char *value, int64_t *out, const char **why)
 {
     char *end;
+    const char *expected = k->kind == SIZE ? "expected bytes, optionally with a K, M or G suffix"
+                                           : "expected a whole number";
     errno = 0;
-    if (*value == '\0' || *value == ' ' || *value == '+') {
-        *why = "expected a whole number";
+    /* A digit, or a minus sign and a digit, first: strtoll() would also
+     * skip white space of any kind and take a plus sign. */
+    const char *digit = *value == '-' ? value + 1 : value;
+    if (*digit < '0' || *digit > '9') {
+        *why = expected;
         return false;
     }
     long long v = strtoll(value, &end, 10);
     if (end == value || errno == ERANGE) {
-        *why = errno == ERANGE ? "the number is too large" : "expected a whole number";
+        *why = errno == ERANGE ? "the number is too large" : expected;
         return false;
     }
     int64_t mult = 1;
@@ -90,8 +95,7 @@ static bool parse_number(const struct key *k, const char *value, int64_t *out, c
             end++;
     }
     if (*end != '\0') {
-        *why = k->kind == SIZE ? "expected bytes, optionally with a K, M or G suffix"
-                               : "expected a whole number";
+        *why = expected;
         return false;
     }
     if (v != 0 && (v > INT64_MAX / mult || v < INT64_MIN / mult)) {

@@ -63,12 +63,21 @@ static void test_refusals(void **state)
         { "segment.bytes", "1 M" },   { "flush.ms", "1k" },        { "flush.ms", "-5" },
         { "flush.messages", "99999999999999999999999" },           { "compression.type", "zstd" },
         { "index.interval.bytes", "0" }, { "max.message.bytes", "0" },
+        /* strtoll() takes all of these as numbers. */
+        { "segment.bytes", " 1M" },   { "segment.bytes", "\t1M" }, { "segment.bytes", "\n1M" },
+        { "segment.bytes", "+1M" },   { "flush.ms", "\t5" },       { "flush.ms", "+5" },
+        { "flush.ms", "- 5" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (topic_config_set(c, bad[i][0], bad[i][1]) != -EINVAL)
             fail_msg("%s=%s was accepted", bad[i][0], bad[i][1]);
         /* The message names the setting, so a person knows what to fix. */
         assert_non_null(strstr(topic_config_error(c), bad[i][0]));
+        /* A size says that it takes a suffix, however the value went wrong. */
+        if (strstr(bad[i][0], "bytes") != NULL && strcmp(bad[i][1], "0") != 0 &&
+            strcmp(bad[i][1], "100") != 0 && strcmp(bad[i][1], "2G") != 0 &&
+            strcmp(bad[i][1], "-1") != 0)
+            assert_non_null(strstr(topic_config_error(c), "K, M or G"));
     }
     assert_int_equal(topic_config_set(c, "no.such.setting", "1"), -EINVAL);
     assert_non_null(strstr(topic_config_error(c), "unknown"));
