@@ -277,19 +277,49 @@ static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, si
     return 1;
 }
 
-/* After a clean close the record names the active segment: a segment above
+/* Whether the segment at `base` holds a batch, or might: its file begins
+ * with something other than the zeros of a segment never written to. */
+static bool holds_batches(topic *t, uint64_t base)
+{
+    char name[64];
+    topic__segment_name(name, sizeof name, base, ".log");
+    int fd = topic__openat(t->dirfd, name, O_RDONLY, 0);
+    if (fd < 0)
+        return fd != -ENOENT;   /* cannot tell: assume it does */
+    size_t size = 0;
+    uint32_t magic = 0;
+    int rc = topic__fsize(fd, &size);
+    if (rc == 0 && size >= sizeof magic)
+        rc = topic__pread_all(fd, &magic, sizeof magic, 0);
+    topic__close(fd);
+    return rc < 0 || magic != 0;
+}
+
+/*
+ * After a clean close the record names the active segment: a segment above
  * it is a creation that failed before the writer ever wrote to it (or a
  * stray file), and holds no record.  A writer deletes it; a reader leaves
- * it be, and ignores it rather than taking its base for the end offset. */
-static void drop_unfinished(topic *t, const struct state_page *snap, uint64_t *bases, size_t *n)
+ * it be, and ignores it rather than taking its base for the end offset.
+ *
+ * Unless one of them holds a batch: then the record is older than the
+ * segments (a topic.state restored from an earlier backup, or copied before
+ * the segments while a writer ran), and trusting it hid every record past
+ * it from readers while a writer deleted them (tester C).  Nothing is
+ * dropped, and false says that the record is not to be trusted.
+ */
+static bool drop_unfinished(topic *t, const struct state_page *snap, uint64_t *bases, size_t *n)
 {
     size_t keep = *n;
     while (keep > 1 && bases[keep - 1] > snap->active_base && bases[keep - 2] >= snap->active_base)
         keep--;
+    for (size_t i = keep; i < *n; i++)
+        if (holds_batches(t, bases[i]))
+            return false;
     if (!(t->flags & TOPIC_RDONLY))
         for (size_t i = keep; i < *n; i++)
             topic__segment_unlink(t, bases[i]);   /* best effort: they hold nothing */
     *n = keep;
+    return true;
 }
 
 /*
@@ -330,12 +360,24 @@ static int open_segments(topic *t)
      * files (see topic__follow_trim). */
     uint64_t published = (t->flags & TOPIC_RDONLY) ? topic__follow_published_base(t) : UINT64_MAX;
     TRY(topic__list_segments(t, &bases, &n));
+    size_t listed = n;
     n = topic__follow_trim(bases, n, published);
     struct state_page snap;
     bool clean = topic__state_clean(t, &snap);
+    if (clean) {
+        size_t keep = listed;
+        if (drop_unfinished(t, &snap, bases, &keep)) {
+            if (keep < n)
+                n = keep;
+        } else {
+            /* Older than the segments: recover as after a crash.  The
+             * writer's published position is as old, so a reader lists
+             * past it. */
+            clean = false;
+            n = listed;
+        }
+    }
     bool recovering = !(t->flags & TOPIC_RDONLY) && !clean;
-    if (clean)
-        drop_unfinished(t, &snap, bases, &n);
     int rc = 0;
     bool lost = false;
     if (!(t->flags & TOPIC_RDONLY) && (clean || topic__state_clean_but_flag(t, &snap))) {
