@@ -277,22 +277,27 @@ static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, si
     return 1;
 }
 
-/* Whether the segment at `base` holds a batch, or might: its file begins
- * with something other than the zeros of a segment never written to. */
+/* Whether the segment at `base` holds a batch, or might: a regular file
+ * that begins with something other than the zeros of a segment never
+ * written to, or one that cannot be read to tell.  A FIFO, socket, link
+ * or directory in its place holds none (and is reported as damage where
+ * it is read). */
 static bool holds_batches(topic *t, uint64_t base)
 {
     char name[64];
     topic__segment_name(name, sizeof name, base, ".log");
     int fd = topic__openat(t->dirfd, name, O_RDONLY, 0);
+    if (fd == -ENOENT || fd == -ELOOP || fd == TOPIC_ECORRUPT)
+        return false;
     if (fd < 0)
-        return fd != -ENOENT;   /* cannot tell: assume it does */
+        return true;
     size_t size = 0;
     uint32_t magic = 0;
     int rc = topic__fsize(fd, &size);
     if (rc == 0 && size >= sizeof magic)
         rc = topic__pread_all(fd, &magic, sizeof magic, 0);
     topic__close(fd);
-    return rc < 0 || magic != 0;
+    return rc == TOPIC_ECORRUPT ? false : rc < 0 || magic != 0;
 }
 
 /*
