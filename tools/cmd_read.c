@@ -202,7 +202,15 @@ int cmd_read(int argc, char **argv)
         }
         if (err == 0) {
             committed = pos;
-            if (!have_from && !have_time) {
+            if (!have_from && !have_time && pos > end) {
+                /* Starting there, even to follow, would skip the records
+                 * given those offsets later without a word. */
+                rc = complain(TOOL_NOTFOUND, "read: group %s: committed offset %" PRIu64
+                              " is past the end offset %" PRIu64 " (left by a power loss "
+                              "after the commit, or by restoring an older copy of the "
+                              "topic); give --from or --from-time to choose where to start",
+                              group, pos, end);
+            } else if (!have_from && !have_time) {
                 from = pos;
                 if (from < start) {
                     fprintf(stderr, "topic: read: group %s: committed offset %" PRIu64

@@ -251,6 +251,15 @@ t.close()' "$TT" >"$W/py.out" 2>&1
 		run info "$TT"
 		check "info marks a group position past the end offset" \
 			grep -q '^  ahead  committed 100  lag 0  (past the end offset)$' "$W/out"
+		"$TOPIC" read "$TT" --group ahead >"$W/out" 2>"$W/err"
+		check "read --group from a position past the end offset exits 1" test $? -eq 1
+		check "...and says so, and how to choose where to start" \
+			grep -q 'committed offset 100 is past the end offset .*give --from' "$W/err"
+		"$TOPIC" read "$TT" --group ahead --follow >"$W/out" 2>"$W/err"
+		check "...also with --follow, which would skip the records given those offsets" \
+			test $? -eq 1
+		run read "$TT" --group ahead --from 0 --count 1
+		check "...while --from chooses where to start" test "$(cat "$W/out")" = "r0"
 	else
 		not_ok "the Python binding appends records with chosen timestamps" "$(cat "$W/py.out")"
 	fi
