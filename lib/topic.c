@@ -472,15 +472,16 @@ static int open_segments(topic *t)
 
 /* A topic directory holds topic.state, topic.conf or a segment: any one
  * of them survives damage to the others. */
-static bool looks_like_topic(topic *t)
+static int looks_like_topic(topic *t)
 {
     uint64_t *bases = NULL;
     size_t n = 0;
     if (faccessat(t->dirfd, "topic.state", F_OK, 0) == 0 ||
         faccessat(t->dirfd, "topic.conf", F_OK, 0) == 0)
-        return true;
-    if (topic__list_segments(t, &bases, &n) < 0)
-        return false;
+        return 1;
+    /* A listing that fails says nothing: not "no topic here", which sends
+     * the user to create one over the segments it could not see. */
+    TRY(topic__list_segments(t, &bases, &n));
     topic__free(bases);
     return n > 0;
 }
@@ -523,7 +524,9 @@ static int open_handle(topic *t, const char *dir, const topic_config *conf)
     t->dirfd = topic__openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0);
     TRY(t->dirfd);
     bool writer = !(t->flags & TOPIC_RDONLY);
-    if (!made && !looks_like_topic(t)) {
+    int topic_here = made ? 1 : looks_like_topic(t);
+    TRY(topic_here);
+    if (!topic_here) {
         /* An existing directory that is not yet a topic becomes one only
          * when the caller asked for creation. */
         if (!(t->flags & TOPIC_CREATE))

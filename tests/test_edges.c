@@ -3852,8 +3852,26 @@ static void test_listing_error_fails_the_open(void **state)
         if (calls < nth)
             break;   /* the writer's open made fewer calls than nth */
     }
+    /* Segments alone make a topic; a listing that fails cannot tell, and
+     * says so rather than "no topic here" (-ENOENT). */
+    char *st = tu_path(f->dir, "topic.state"), *conf = tu_path(f->dir, "topic.conf");
+    assert_int_equal(unlink(st), 0);
+    assert_int_equal(unlink(conf), 0);
+    for (int ro = 0; ro < 2; ro++) {
+        tf_reset();
+        tf_arm(TF_READDIR, 1, EIO, false);
+        t = NULL;
+        assert_rc(topic_open(f->dir, ro ? TOPIC_RDONLY : 0, NULL, &t), -EIO);
+        assert_null(t);
+        tf_disarm();
+    }
     tf_uninstall();
     assert_true(calls > nseg);   /* every entry of the listing had its turn */
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), 60);
+    assert_ok(topic_close(t));
+    free(st);
+    free(conf);
 }
 static void test_sweep_ftruncate(void **state) { sweep(*state, TF_FTRUNCATE, EIO); }
 static void test_sweep_fdatasync(void **state) { sweep(*state, TF_FDATASYNC, EIO); }
