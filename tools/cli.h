@@ -176,11 +176,12 @@ size_t seg_report_irregular(const char *cmd, const char *dir, const struct seg_f
 void seg_report_irregular_at(const char *cmd, const char *dir, uint64_t offset);
 /* Calls fn for every file of DIR that the library opens (segments, indexes,
  * topic.conf, topic.state, topic.wait) and that is not a regular file, with
- * its name and what it is instead; returns how many there were. */
-size_t each_irregular_file(const char *dir,
-                           void (*fn)(void *arg, const char *name, const char *kind), void *arg);
+ * its name and what it is instead; returns how many there were, or a
+ * negative errno when DIR could not be listed to the end. */
+long each_irregular_file(const char *dir,
+                         void (*fn)(void *arg, const char *name, const char *kind), void *arg);
 /* The same, reporting each as seg_report_irregular() does; CMD may be NULL.
  * For saying which file may be why the library found the topic damaged. */
-size_t report_irregular_files(const char *cmd, const char *dir);
+long report_irregular_files(const char *cmd, const char *dir);
 
 #endif /* TOPIC_CLI_H */

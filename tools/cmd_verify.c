@@ -422,7 +422,16 @@ int cmd_verify(int argc, char **argv)
     /* The other files the library opens (the segments are walked below):
      * a FIFO or the like in place of an index or topic.conf is damage,
      * which the library refuses or must work around. */
-    each_irregular_file(dir, irregular_damage, &v);
+    long listed = each_irregular_file(dir, irregular_damage, &v);
+    if (listed < 0) {
+        /* Files it did not see were not checked: not "ok". */
+        struct damage *d = add_damage(&v, "(topic)", 0, 0);
+        snprintf(d->what, sizeof d->what, "listing the directory for files that are not "
+                 "regular ones: %s", strerror((int)-listed));
+        show_damage(&v, d);
+        v.n--;
+        v.unreadable++;
+    }
 
     catch_sigbus();
     v.progress = isatty(STDERR_FILENO) == 1;

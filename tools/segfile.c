@@ -133,20 +133,27 @@ static bool topic_file_name(const char *name)
            strcmp(name + 20, ".timeindex") == 0;
 }
 
-size_t each_irregular_file(const char *dir,
-                           void (*fn)(void *arg, const char *name, const char *kind), void *arg)
+long each_irregular_file(const char *dir,
+                         void (*fn)(void *arg, const char *name, const char *kind), void *arg)
 {
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
-        return 0;
+        return -errno;
     DIR *d = fdopendir(dfd);
     if (d == NULL) {
+        int e = -errno;
         close(dfd);
-        return 0;
+        return e;
     }
-    size_t count = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
+    long count = 0;
+    for (;;) {
+        errno = 0;   /* NULL with errno set is a failed listing, not its end */
+        struct dirent *de = readdir(d);
+        if (de == NULL) {
+            if (errno != 0)
+                count = -errno;
+            break;
+        }
         struct stat st;
         const char *kind;
         if (!topic_file_name(de->d_name) ||
@@ -171,7 +178,7 @@ static void complain_irregular(void *arg, const char *name, const char *kind)
              c->cmd ? ": " : "", c->dir, name, kind);
 }
 
-size_t report_irregular_files(const char *cmd, const char *dir)
+long report_irregular_files(const char *cmd, const char *dir)
 {
     struct complaint c = { cmd, dir };
     return each_irregular_file(dir, complain_irregular, &c);

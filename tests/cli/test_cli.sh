@@ -265,6 +265,37 @@ t.close()' "$TT" >"$W/py.out" 2>&1
 	fi
 fi
 
+# A directory listing that fails is never "ok": verify and info list the
+# topic's directory several times (the library's open, the segments, the
+# files that are not regular ones), and a failure of any one call must not
+# pass for the end of the directory.  An LD_PRELOAD shim fails the Nth
+# readdir() call of the process, for each N in turn until none fails.
+CC=${CC:-cc}
+if "$CC" -shared -fPIC -o "$W/readdir_fail.so" "$HERE/readdir_fail.c" -ldl 2>"$W/cc.err"; then
+	RD=$W/readdir-topic
+	"$TOPIC" create "$RD" --config segment.bytes=4096 >/dev/null 2>&1
+	seq 1 300 | "$TOPIC" append "$RD" >/dev/null 2>&1
+	fired=0 silent=
+	for cmd in verify info; do
+		n=1
+		while [ "$n" -le 400 ]; do
+			rm -f "$W/rd.mark"
+			FAIL_READDIR_AT=$n FAIL_READDIR_MARK=$W/rd.mark LD_PRELOAD=$W/readdir_fail.so \
+				"$TOPIC" $cmd "$RD" >"$W/out" 2>"$W/err"
+			st=$?
+			[ -f "$W/rd.mark" ] || break
+			fired=$((fired + 1))
+			[ "$st" -eq 0 ] && silent="$silent $cmd@$n"
+			n=$((n + 1))
+		done
+	done
+	check "a readdir() that fails is reported by verify and info, never ok ($fired runs)" \
+		test "$fired" -gt 4 -a -z "$silent"
+	[ -z "$silent" ] || echo "#   exit status 0 with the failure at:$silent"
+else
+	not_ok "building the readdir() shim" "$(cat "$W/cc.err")"
+fi
+
 # --follow: a reader waiting at the end gets records appended afterwards.
 "$TOPIC" read "$T" --follow --from 20011 --count 2 >"$W/follow" 2>"$W/follow.err" &
 BG_PID=$!
