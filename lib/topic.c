@@ -262,13 +262,22 @@ static bool indexes_present(topic *t, uint64_t base)
  * later segments are removed so that offsets stay dense (none of their
  * records had been synced: a sync seals every earlier segment first), and it
  * becomes the active segment: returns 1.
+ *
+ * Not when the record was a clean one older than the segments (`stale`: see
+ * drop_unfinished): no crash came between, so the gap is not a torn tail but
+ * files from two copies of the topic, and the later ones hold records whose
+ * offsets were handed out.  The segment is sealed as it is and ends where
+ * the next begins, so that the missing offsets read TOPIC_ECORRUPT, as
+ * after any loss of synced records, and none is given out twice.
  */
-static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, size_t nlater)
+static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, size_t nlater,
+                          bool stale)
 {
     TRY(topic__segment_open_active(t, s, true, NULL));
-    if (atomic_load(&s->end) == later[0]) {
+    if (atomic_load(&s->end) == later[0] || stale) {
         TRY(topic__segment_seal(t, s));
         s->writable = false;
+        atomic_store(&s->end, later[0]);
         return 0;
     }
     for (size_t i = nlater; i-- > 0;)
@@ -368,7 +377,7 @@ static int open_segments(topic *t)
     size_t listed = n;
     n = topic__follow_trim(bases, n, published);
     struct state_page snap;
-    bool clean = topic__state_clean(t, &snap);
+    bool clean = topic__state_clean(t, &snap), stale = false;
     if (clean) {
         size_t keep = listed;
         if (drop_unfinished(t, &snap, bases, &keep)) {
@@ -379,6 +388,7 @@ static int open_segments(topic *t)
              * writer's published position is as old, so a reader lists
              * past it. */
             clean = false;
+            stale = true;
             n = listed;
         }
     }
@@ -412,7 +422,7 @@ static int open_segments(topic *t)
                 rc = seal_lost(t, s, atomic_load(&s->end));
             }
         } else if (recovering && bases[i] >= unsealed_from) {
-            rc = recover_rolled(t, s, bases + i + 1, n - i - 1);
+            rc = recover_rolled(t, s, bases + i + 1, n - i - 1, stale);
             if (rc == 1) {
                 n = i + 1;
                 rc = 0;

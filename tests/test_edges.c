@@ -907,6 +907,76 @@ static void test_state_older_than_segments(void **state)
     free(old);
 }
 
+/* Segments from two copies of a topic: an older backup, closed cleanly,
+ * with the later segments of a newer one added where it has none, leaving
+ * a gap between them.  No crash came between, so the later segments'
+ * records keep their offsets and the gap reads TOPIC_ECORRUPT; a writer
+ * used to delete them as a crash's unsynced tail and give their offsets
+ * out again (tester E). */
+static void test_segments_from_two_backups(void **state)
+{
+    fx *f = *state;
+    char *newer = tu_path(f->root, "newer");
+    topic *t = open_with(newer, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    put_ok(t, 12);
+    assert_ok(topic_close(t));
+    assert_int_equal(tu_copy_dir(newer, f->dir), 0);   /* the older backup */
+    t = open_with(newer, 0, NULL);
+    put_ok(t, 60);
+    assert_ok(topic_close(t));
+    uint64_t *old = NULL, *all = NULL;
+    int nold = tu_list_segments(f->dir, &old);
+    int nall = tu_list_segments(newer, &all);
+    /* The newer segments after the older backup's last, but the first of
+     * them: its records are the gap. */
+    uint64_t first_added = UINT64_MAX;
+    bool skipped = false;
+    for (int i = 0; i < nall; i++) {
+        if (all[i] <= old[nold - 1])
+            continue;
+        if (!skipped) {
+            skipped = true;
+            continue;
+        }
+        if (first_added == UINT64_MAX)
+            first_added = all[i];
+        static const char *const ext[] = { "log", "index", "timeindex" };
+        for (int e = 0; e < 3; e++) {
+            char *src = tu_segment_path(newer, all[i], ext[e]);
+            char *dst = tu_segment_path(f->dir, all[i], ext[e]);
+            assert_int_equal(tu_copy_file(src, dst), 0);
+            free(src);
+            free(dst);
+        }
+    }
+    assert_true(first_added != UINT64_MAX && first_added > 12);   /* a gap: [12, first_added) */
+    free(old);
+    free(all);
+    for (int ro = 1; ro >= 0; ro--) {
+        t = open_with(f->dir, ro ? TOPIC_RDONLY : 0, NULL);
+        assert_u64(topic_end_offset(t), 72);
+        unsigned char buf[600];
+        size_t len;
+        for (uint64_t o = 0; o < 72; o++) {
+            if (o < 12 || o >= first_added)
+                check_value(t, o);
+            else
+                assert_rc(topic_read(t, o, buf, sizeof buf, &len), TOPIC_ECORRUPT);
+        }
+        if (!ro) {
+            uint64_t off;
+            assert_ok(put_next(t, &off));
+            assert_u64(off, 72);
+        }
+        assert_ok(topic_close(t));
+    }
+    t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), 73);
+    check_value(t, first_added);
+    assert_ok(topic_close(t));
+    free(newer);
+}
+
 static void test_close_failures(void **state)
 {
     fx *f = *state;
@@ -3911,6 +3981,7 @@ int main(void)
         T(test_active_log_removed_under_writer),
         T(test_lz4_scratch_given_back),
         T(test_state_older_than_segments),
+        T(test_segments_from_two_backups),
         T(test_recovery_cuts_checksummed_garbage),
         T(test_readers_report_checksummed_garbage),
         T(test_seek_time_max_ts_lie),
