@@ -99,6 +99,10 @@ void topic__index_unmap(struct index *ix);
  * whatever segment.bytes says.  Only what is written is ever allocated. */
 #define TOPIC__MAP_ACTIVE ((size_t)1 << 31)
 
+/* A segment's file is allocated ahead of its data in steps of this size
+ * (segment.c); a new one gets at most one step before its first batch. */
+#define TOPIC__RESERVE_STEP ((size_t)16 << 20)
+
 struct segment {
     uint64_t base;                /* offset of its first record */
     int fd;                       /* the .log file, -1 until loaded */

@@ -287,10 +287,12 @@ static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, si
 }
 
 /* Whether the segment at `base` holds a batch, or might: a regular file
- * that begins with something other than the zeros of a segment never
- * written to, or one that cannot be read to tell.  A FIFO, socket, link
- * or directory in its place holds none (and is reported as damage where
- * it is read). */
+ * that is not what a creation that failed leaves (empty, or at most one
+ * allocation step of zeros), or one that cannot be read to tell.  Any
+ * byte counts, not only a first batch's magic: a file whose first batch
+ * was zeroed still holds the others (tester F).  A FIFO, socket, link or
+ * directory in its place holds none (and is reported as damage where it
+ * is read). */
 static bool holds_batches(topic *t, uint64_t base)
 {
     char name[64];
@@ -301,12 +303,20 @@ static bool holds_batches(topic *t, uint64_t base)
     if (fd < 0)
         return true;
     size_t size = 0;
-    uint32_t magic = 0;
     int rc = topic__fsize(fd, &size);
-    if (rc == 0 && size >= sizeof magic)
-        rc = topic__pread_all(fd, &magic, sizeof magic, 0);
+    bool holds = rc == TOPIC_ECORRUPT ? false : rc < 0 || size > TOPIC__RESERVE_STEP;
+    uint64_t buf[512];   /* 4 KiB: an open may run on a small thread stack */
+    for (size_t at = 0; rc == 0 && !holds && at < size; at += sizeof buf) {
+        size_t n = size - at < sizeof buf ? size - at : sizeof buf;
+        rc = topic__pread_all(fd, buf, n, (off_t)at);
+        holds = rc < 0;
+        for (size_t i = 0; !holds && i < n / sizeof buf[0]; i++)
+            holds = buf[i] != 0;
+        for (size_t i = n - n % sizeof buf[0]; !holds && i < n; i++)
+            holds = ((const uint8_t *)buf)[i] != 0;
+    }
     topic__close(fd);
-    return rc == TOPIC_ECORRUPT ? false : rc < 0 || magic != 0;
+    return holds;
 }
 
 /*

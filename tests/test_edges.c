@@ -913,10 +913,10 @@ static void test_state_older_than_segments(void **state)
  * records keep their offsets and the gap reads TOPIC_ECORRUPT; a writer
  * used to delete them as a crash's unsynced tail and give their offsets
  * out again (tester E). */
-static void test_segments_from_two_backups(void **state)
+static void two_backups(fx *f, bool zero_first)
 {
-    fx *f = *state;
-    char *newer = tu_path(f->root, "newer");
+    char *newer = tu_path(f->root, zero_first ? "newer-z" : "newer");
+    tu_rmrf(f->dir);
     topic *t = open_with(newer, TOPIC_CREATE, "segment.bytes", "4096", NULL);
     put_ok(t, 12);
     assert_ok(topic_close(t));
@@ -952,6 +952,42 @@ static void test_segments_from_two_backups(void **state)
     assert_true(first_added != UINT64_MAX && first_added > 12);   /* a gap: [12, first_added) */
     free(old);
     free(all);
+    if (zero_first) {
+        /* The added segments' first batches are zeroed: the files still
+         * hold the others, so they are no creations that failed, to delete,
+         * and no offset below its base is given out again.  Its own
+         * records are cut at the damage, as in any segment a writer
+         * recovers. */
+        uint64_t *now = NULL;
+        int nnow = tu_list_segments(f->dir, &now);
+        for (int i = 0; i < nnow; i++) {
+            if (now[i] < first_added)
+                continue;
+            char *seg = tu_segment_path(f->dir, now[i], "log");
+            unsigned char *data = NULL;
+            size_t len = 0;
+            assert_int_equal(tu_read_file(seg, &data, &len), 0);
+            assert_true(len > 64);
+            memset(data, 0, 4);
+            assert_int_equal(tu_overwrite_file(seg, data, len), 0);
+            free(data);
+            free(seg);
+        }
+        free(now);
+        char *log = tu_segment_path(f->dir, first_added, "log");
+        topic *w = open_with(f->dir, 0, NULL);
+        assert_true(tu_exists(log));
+        assert_true(topic_end_offset(w) >= first_added);
+        uint64_t off;
+        assert_ok(put_next(w, &off));
+        assert_true(off >= first_added);
+        for (uint64_t o = 0; o < 12; o++)
+            check_value(w, o);
+        assert_ok(topic_close(w));
+        free(log);
+        free(newer);
+        return;
+    }
     for (int ro = 1; ro >= 0; ro--) {
         t = open_with(f->dir, ro ? TOPIC_RDONLY : 0, NULL);
         assert_u64(topic_end_offset(t), 72);
@@ -975,6 +1011,12 @@ static void test_segments_from_two_backups(void **state)
     check_value(t, first_added);
     assert_ok(topic_close(t));
     free(newer);
+}
+
+static void test_segments_from_two_backups(void **state)
+{
+    two_backups(*state, false);
+    two_backups(*state, true);
 }
 
 static void test_close_failures(void **state)
