@@ -252,7 +252,10 @@ TOPIC_API int topic_close(topic *t);
  * written), -EOVERFLOW (the record's offset would pass the largest offset:
  * the end offset is at most UINT64_MAX, 2^64 - 1, so the last record's
  * offset is at most 2^64 - 2; only a damaged or hand-edited topic.state
- * brings a topic near it; nothing was written), -EIO.  On error no offset
+ * brings a topic near it; nothing was written), TOPIC_ECORRUPT (the next
+ * segment's file name is taken by something that is not a regular file,
+ * such as a directory, so the roll cannot create it; nothing was written,
+ * and appends fail so until it is removed), -EIO.  On error no offset
  * is consumed,
  * with one exception: under flush.messages, when the record was written but
  * the sync that follows failed, the append returns that error (the sync's
