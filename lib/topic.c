@@ -733,8 +733,12 @@ static int close_writer(topic *t)
         rc = topic__ftruncate(t->active->fd, (off_t)atomic_load(&t->active->len));
         if (rc == 0)
             rc = topic__fdatasync(t->active->fd);
+        /* As topic__sync (sync.c) asks of the directory; at close the
+         * segment file itself too, which costs once here. */
         if (rc == 0)
-            rc = topic__still_linked(t->active->fd);   /* as topic__sync */
+            rc = topic__still_linked(t->active->fd);
+        if (rc == 0)
+            rc = topic__still_linked(t->dirfd);
         if (rc == 0)
             rc = topic__index_seal(&t->active->idx);
         if (rc == 0)
