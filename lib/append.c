@@ -95,6 +95,14 @@ static bool needs_roll(const topic *t, const struct segment *s, size_t size, int
  * back after the append that needed them rather than held until close. */
 #define ZBUF_KEEP ((size_t)4 << 20)
 
+static void give_back_scratch(topic *t)
+{
+    if (t->zraw.cap > ZBUF_KEEP)
+        topic__zbuf_free(&t->zraw);
+    if (t->zout.cap > ZBUF_KEEP)
+        topic__zbuf_free(&t->zout);
+}
+
 static int grow(struct zbuf *z, size_t n)
 {
     if (z->cap >= n)
@@ -222,10 +230,8 @@ static int append(topic *t, const topic_record *recs, size_t n, const void *valu
     }
     pthread_mutex_lock(&t->append_lock);
     int rc = append_locked(t, recs, n, value, vlen, first);
-    if (t->zraw.cap > ZBUF_KEEP)
-        topic__zbuf_free(&t->zraw);
-    if (t->zout.cap > ZBUF_KEEP)
-        topic__zbuf_free(&t->zout);
+    if (recs != NULL)   /* only these grow the lz4 scratch (compress) */
+        give_back_scratch(t);
     bool sync = rc == 0 && t->cfg.v[TOPIC_K_FLUSH_MESSAGES] > 0 &&
                 atomic_load(&t->end) - t->synced_end >= (uint64_t)t->cfg.v[TOPIC_K_FLUSH_MESSAGES];
     bool seal = rc == 0 && t->nunsealed > MAX_UNSEALED;

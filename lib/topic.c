@@ -302,18 +302,14 @@ static bool holds_batches(topic *t, uint64_t base)
         return false;
     if (fd < 0)
         return true;
+    static const uint8_t zeros[4096];
+    uint8_t buf[sizeof zeros];   /* 4 KiB: an open may run on a small thread stack */
     size_t size = 0;
     int rc = topic__fsize(fd, &size);
     bool holds = rc == TOPIC_ECORRUPT ? false : rc < 0 || size > TOPIC__RESERVE_STEP;
-    uint64_t buf[512];   /* 4 KiB: an open may run on a small thread stack */
-    for (size_t at = 0; rc == 0 && !holds && at < size; at += sizeof buf) {
+    for (size_t at = 0; !holds && at < size; at += sizeof buf) {
         size_t n = size - at < sizeof buf ? size - at : sizeof buf;
-        rc = topic__pread_all(fd, buf, n, (off_t)at);
-        holds = rc < 0;
-        for (size_t i = 0; !holds && i < n / sizeof buf[0]; i++)
-            holds = buf[i] != 0;
-        for (size_t i = n - n % sizeof buf[0]; !holds && i < n; i++)
-            holds = ((const uint8_t *)buf)[i] != 0;
+        holds = topic__pread_all(fd, buf, n, (off_t)at) < 0 || memcmp(buf, zeros, n) != 0;
     }
     topic__close(fd);
     return holds;

@@ -32,6 +32,16 @@ static int cmp_seg(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The next entry of d in *de: 1, 0 at the end of the directory, or -errno.
+ * readdir() tells a failure from the end only by errno, and a listing cut
+ * short must not pass for the whole topic. */
+static int next_entry(DIR *d, struct dirent **de)
+{
+    errno = 0;
+    *de = readdir(d);
+    return *de != NULL ? 1 : errno ? -errno : 0;
+}
+
 int seg_list(const char *dir, struct seg_file **out, size_t *n)
 {
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -45,16 +55,9 @@ int seg_list(const char *dir, struct seg_file **out, size_t *n)
     }
     struct seg_file *v = NULL;
     size_t count = 0, cap = 0;
-    int rc = 0;
-    for (;;) {
-        /* NULL is the end of the directory only when errno stays 0: a
-         * listing cut short must not pass for the whole topic. */
-        errno = 0;
-        struct dirent *de = readdir(d);
-        if (de == NULL) {
-            rc = errno ? -errno : 0;
-            break;
-        }
+    int rc;
+    struct dirent *de;
+    while ((rc = next_entry(d, &de)) > 0) {
         uint64_t base;
         if (!segment_name(de->d_name, &base))
             continue;
@@ -146,14 +149,9 @@ long each_irregular_file(const char *dir,
         return e;
     }
     long count = 0;
-    for (;;) {
-        errno = 0;   /* NULL with errno set is a failed listing, not its end */
-        struct dirent *de = readdir(d);
-        if (de == NULL) {
-            if (errno != 0)
-                count = -errno;
-            break;
-        }
+    int more;
+    struct dirent *de;
+    while ((more = next_entry(d, &de)) > 0) {
         struct stat st;
         const char *kind;
         if (!topic_file_name(de->d_name) ||
@@ -164,7 +162,7 @@ long each_irregular_file(const char *dir,
         count++;
     }
     closedir(d);
-    return count;
+    return more < 0 ? more : count;
 }
 
 struct complaint {
