@@ -246,16 +246,34 @@ struct snapshot {
     uint64_t start, end;
     struct seg_file *segs;
     size_t nsegs;
+    int list_err;   /* 0, or why the segment files could not be listed */
 };
 
+/* Lists the segment files into s.  A listing that failed leaves s empty and
+ * its error in s->list_err: an empty list must then not be read as "no
+ * segments", or the report would show every segment as removed. */
 static void snapshot_files(const char *dir, struct snapshot *s)
 {
     s->segs = NULL;
     s->nsegs = 0;
-    if (seg_list(dir, &s->segs, &s->nsegs) < 0) {
+    s->list_err = seg_list(dir, &s->segs, &s->nsegs);
+    if (s->list_err < 0) {
         s->segs = NULL;
         s->nsegs = 0;
+    } else {
+        s->list_err = 0;
     }
+}
+
+/* The error of whichever of the two listings failed, reported; 0 if both
+ * worked. */
+static int listing_failed(const char *cmd, const char *dir, const struct snapshot *before,
+                          const struct snapshot *after, const char *what)
+{
+    int err = before->list_err < 0 ? before->list_err : after->list_err;
+    if (err == 0)
+        return 0;
+    return complain(TOOL_FAIL, "%s: listing %s failed: %s; %s", cmd, dir, strerror(-err), what);
 }
 
 static const struct seg_file *find_seg(const struct snapshot *s, uint64_t base)
@@ -325,7 +343,9 @@ int cmd_recover(int argc, char **argv)
         printf("start offset: %" PRIu64 " -> %" PRIu64 "\n", before.start, after.start);
         changed = true;
     }
-    for (size_t i = 0; i < before.nsegs; i++) {
+    int lerr = listing_failed("recover", dir, &before, &after,
+                              "the segment files it changed are not shown");
+    for (size_t i = 0; i < before.nsegs && lerr == 0; i++) {
         const struct seg_file *a = &before.segs[i], *b = find_seg(&after, a->base);
         if (b == NULL) {
             if (a->not_regular != NULL)
@@ -345,7 +365,7 @@ int cmd_recover(int argc, char **argv)
             changed = true;
         }
     }
-    for (size_t i = 0; i < after.nsegs; i++)
+    for (size_t i = 0; i < after.nsegs && lerr == 0; i++)
         if (find_seg(&before, after.segs[i].base) == NULL) {
             if (after.segs[i].not_regular == NULL)
                 printf("added %s (%" PRIu64 " bytes)\n", after.segs[i].name,
@@ -354,7 +374,7 @@ int cmd_recover(int argc, char **argv)
                 printf("added %s (%s)\n", after.segs[i].name, after.segs[i].not_regular);
             changed = true;
         }
-    if (!changed)
+    if (!changed && lerr == 0)
         printf("nothing changed: ");
     printf("start offset %" PRIu64 ", end offset %" PRIu64 "%s\n", after.start, after.end,
            rc == 0 ? ", closed cleanly" : "");
@@ -362,6 +382,8 @@ int cmd_recover(int argc, char **argv)
      * place (a FIFO...) is damage that remains. */
     if (seg_report_irregular("recover", dir, after.segs, after.nsegs) > 0 && rc == 0)
         rc = TOOL_NOTFOUND;
+    if (lerr != 0 && rc == 0)
+        rc = lerr;
     free(before.segs);
     free(after.segs);
     return rc;
@@ -429,12 +451,17 @@ int cmd_delete_before(int argc, char **argv)
         rc = crc;
     if (rc == 0 && !quiet) {
         snapshot_files(dir, &after);
+        int lerr = listing_failed("delete-before", dir, &before, &after,
+                                  "the deleted segment files are not counted");
         size_t gone = before.nsegs > after.nsegs ? before.nsegs - after.nsegs : 0;
         if (new_start == start)
             printf("start offset %" PRIu64 " unchanged\n", start);
+        else if (lerr != 0)
+            printf("start offset: %" PRIu64 " -> %" PRIu64 "\n", start, new_start);
         else
             printf("start offset: %" PRIu64 " -> %" PRIu64 " (%zu segment%s deleted)\n", start,
                    new_start, gone, gone == 1 ? "" : "s");
+        rc = lerr;
     }
     free(before.segs);
     free(after.segs);

@@ -292,6 +292,49 @@ if "$CC" -shared -fPIC -o "$W/readdir_fail.so" "$HERE/readdir_fail.c" -ldl 2>"$W
 	check "a readdir() that fails is reported by verify and info, never ok ($fired runs)" \
 		test "$fired" -gt 4 -a -z "$silent"
 	[ -z "$silent" ] || echo "#   exit status 0 with the failure at:$silent"
+
+	# recover and delete-before list the segment files before and after,
+	# to report what changed.  A failed listing used to read as "no
+	# segments": recover then said it had removed every segment, and
+	# delete-before counted the wrong number of deleted ones, exiting 0.
+	# Each run works on a fresh copy, so that every delete-before deletes.
+	"$TOPIC" delete-before "$RD" 0 >/dev/null 2>&1   # a clean close, first
+	cp -a "$RD" "$W/rd-copy"
+	"$TOPIC" delete-before "$W/rd-copy" 150 >"$W/rd-want" 2>&1
+	fired=0 silent= lied=
+	for cmd in recover delete-before; do
+		n=1
+		while [ "$n" -le 400 ]; do
+			rm -rf "$W/rd-copy" "$W/rd.mark"
+			cp -a "$RD" "$W/rd-copy"
+			if [ "$cmd" = recover ]; then
+				set -- recover "$W/rd-copy"
+			else
+				set -- delete-before "$W/rd-copy" 150
+			fi
+			FAIL_READDIR_AT=$n FAIL_READDIR_MARK=$W/rd.mark LD_PRELOAD=$W/readdir_fail.so \
+				"$TOPIC" "$@" >"$W/out" 2>"$W/err"
+			st=$?
+			[ -f "$W/rd.mark" ] || break
+			fired=$((fired + 1))
+			# recover may succeed when only its look before the repair (a
+			# read-only open) failed, if it says so.
+			[ "$st" -eq 0 ] && ! grep -q 'before: a reader could not open' "$W/out" &&
+				silent="$silent $cmd@$n"
+			# Whatever failed, what is printed is true: recovering an intact
+			# topic removes nothing, and a count is the real one.
+			if grep -q removed "$W/out" ||
+				{ grep -q deleted "$W/out" && ! cmp -s "$W/out" "$W/rd-want"; }; then
+				lied="$lied $cmd@$n"
+			fi
+			n=$((n + 1))
+		done
+	done
+	check "a readdir() that fails is reported by recover and delete-before, never ok ($fired runs)" \
+		test "$fired" -gt 4 -a -z "$silent" -a -z "$lied"
+	[ -z "$silent" ] || echo "#   exit status 0 with the failure at:$silent"
+	[ -z "$lied" ] || echo "#   a wrong report with the failure at:$lied"
+	rm -rf "$W/rd-copy"
 else
 	not_ok "building the readdir() shim" "$(cat "$W/cc.err")"
 fi
