@@ -271,7 +271,8 @@ TOPIC_API int topic_append(topic *t, const void *value, size_t len, uint64_t *of
  * of them are there or none is.  Their offset fields are ignored; a timestamp
  * of 0 means now.  The offset of the first is stored in *first_offset when it
  * is not NULL; the others follow densely.  n == 0 appends nothing and
- * returns 0 (TOPIC_ERDONLY on a read-only handle).  Errors as topic_append();
+ * returns 0 (TOPIC_ERDONLY on a read-only handle, TOPIC_EFAILED on a writer
+ * handle's copy in a child of fork()).  Errors as topic_append();
  * TOPIC_ETOOBIG when one record or the sum of all keys and values exceeds
  * max.message.bytes, or the batch would take more than 1 GiB on disk;
  * -EOVERFLOW when the offset of its last record would be above 2^64 - 2

@@ -276,6 +276,8 @@ TOPIC_API int topic_append_batch(topic *t, const topic_record *recs, size_t n,
     if (n == 0) {
         if (t->flags & TOPIC_RDONLY)
             return TOPIC_ERDONLY;
+        if (topic__forked(t))
+            return TOPIC_EFAILED;   /* refused like every write of the child */
         if (first_offset != NULL)
             *first_offset = topic_end_offset(t);
         return 0;

@@ -3285,6 +3285,7 @@ static void test_writer_handle_after_fork(void **state)
     if (pid == 0) {
         uint64_t off;
         int bad = topic_append(t, "x", 1, &off) != TOPIC_EFAILED ||
+                  topic_append_batch(t, NULL, 0, &off) != TOPIC_EFAILED ||
                   topic_sync(t) != TOPIC_EFAILED || topic_delete_before(t, 1) != TOPIC_EFAILED ||
                   topic_commit(t, "g", 9) != TOPIC_EFAILED || topic_close(t) != 0;
         _exit(bad ? 1 : 0);
