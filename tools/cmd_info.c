@@ -140,8 +140,8 @@ int cmd_info(int argc, char **argv)
     FILE *f = stdout;
     char value[64];
     if (json) {
-        fputs("{\"dir\":", f);
-        put_json_cstr(f, dir);
+        fputc('{', f);
+        put_json_bytes(f, "dir", (const uint8_t *)dir, strlen(dir));
         fprintf(f, ",\"start_offset\":%" PRIu64 ",\"end_offset\":%" PRIu64
                 ",\"records\":%" PRIu64 ",\"segments\":[", start, end, end - start);
         for (size_t i = 0; i < nsegs; i++) {

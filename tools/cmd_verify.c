@@ -327,8 +327,8 @@ static void verify_json(const struct verify *v, const char *dir, const struct se
                         size_t nsegs, bool opened, uint64_t start, uint64_t end)
 {
     FILE *f = stdout;
-    fputs("{\"dir\":", f);
-    put_json_cstr(f, dir);
+    fputc('{', f);
+    put_json_bytes(f, "dir", (const uint8_t *)dir, strlen(dir));
     fprintf(f, ",\"ok\":%s", v->n == 0 && v->unreadable == 0 ? "true" : "false");
     if (opened)
         fprintf(f, ",\"start_offset\":%" PRIu64 ",\"end_offset\":%" PRIu64, start, end);

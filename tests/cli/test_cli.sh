@@ -374,6 +374,19 @@ and docs[0]["config"]["segment.bytes"] == 65536 and docs[0]["config"]["flush.ms"
 and docs[0]["config"]["compression.type"] == "none"
 and sorted(docs[0]["config_explicit"]) == ["flush.ms", "segment.bytes"]'
 
+# A directory name that is not UTF-8 (bytes 0xff 0xfe) must not make the
+# JSON invalid: info and verify give it in base64, as read gives such keys.
+ODD=$(printf '%s/odd-\377\376' "$W")
+"$TOPIC" create "$ODD" >/dev/null 2>&1
+echo one | "$TOPIC" append "$ODD" >/dev/null 2>&1
+for cmd in info verify; do
+	run $cmd "$ODD" --json
+	check "$cmd --json of a directory whose name is not UTF-8 parses" json '
+__import__("base64").b64decode(docs[0]["dir_base64"]).endswith(b"/odd-\xff\xfe")
+and "dir" not in docs[0]'
+done
+rm -rf "$ODD"
+
 expect 0 "config shows every setting" config "$T"
 check "...as name=value lines" grep -q '^max.message.bytes=1048576$' "$W/out"
 run config "$T" flush.ms
