@@ -137,11 +137,9 @@ static int map_log(topic *t, struct segment *s, size_t capacity, int oflags, siz
  * price to pay up front.  Every byte is reserved before it is written, so a
  * full disk is still an error of the append that meets it, never SIGBUS.
  */
-#define RESERVE_STEP TOPIC__RESERVE_STEP
-
 size_t topic__reserve_target(const struct segment *s, size_t reserved, size_t upto)
 {
-    size_t want = reserved + RESERVE_STEP;
+    size_t want = reserved + TOPIC__RESERVE_STEP;
     if (want > s->capacity)
         want = s->capacity;   /* no further than the segment will grow */
     return want > upto ? want : upto;

@@ -256,13 +256,7 @@ static void snapshot_files(const char *dir, struct snapshot *s)
 {
     s->segs = NULL;
     s->nsegs = 0;
-    s->list_err = seg_list(dir, &s->segs, &s->nsegs);
-    if (s->list_err < 0) {
-        s->segs = NULL;
-        s->nsegs = 0;
-    } else {
-        s->list_err = 0;
-    }
+    s->list_err = seg_list(dir, &s->segs, &s->nsegs);   /* leaves them on failure */
 }
 
 /* The error of whichever of the two listings failed, reported; 0 if both
