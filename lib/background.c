@@ -273,6 +273,7 @@ void topic__bg_init(topic *t)
     pthread_mutex_init(&t->prep_lock, NULL);
     pthread_mutex_init(&t->append_lock, NULL);
     pthread_mutex_init(&t->seal_lock, NULL);
+    pthread_mutex_init(&t->drop_lock, NULL);
     pthread_mutex_init(&t->group_lock, NULL);
     t->unsealed_tail = &t->unsealed;
     t->pf_ahead = PREPARE_AHEAD_MIN;
@@ -332,5 +333,6 @@ void topic__bg_destroy(topic *t)
     pthread_mutex_destroy(&t->prep_lock);
     pthread_mutex_destroy(&t->append_lock);
     pthread_mutex_destroy(&t->seal_lock);
+    pthread_mutex_destroy(&t->drop_lock);
     pthread_mutex_destroy(&t->group_lock);
 }

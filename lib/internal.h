@@ -245,6 +245,8 @@ struct topic {
     struct segment *unsealed, **unsealed_tail;
     int nunsealed;                /* how many; under append_lock */
     pthread_mutex_t seal_lock;    /* one sealer at a time; taken before append_lock */
+    pthread_mutex_t drop_lock;    /* one remover of old segments at a time (retention.c);
+                                     taken with no other lock held */
 
     /* The writer's background threads (background.c); under append_lock. */
     pthread_t flusher, preparer;

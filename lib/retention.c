@@ -5,8 +5,9 @@
  *
  * Deleting moves the start offset first, durably (topic.state is synced
  * before any file goes), and only then removes the segments that hold
- * nothing at or above it, oldest first: a crash in between leaves files
- * below the start offset, which the next writer removes when it opens.
+ * nothing at or above it, oldest first, whichever thread deletes: a crash
+ * in between leaves files below the start offset, which the next writer
+ * removes when it opens.
  * Readers of a removed segment keep their references (seglist.c) and see
  * TOPIC_EGONE once they look for an offset below the start.
  */
@@ -32,16 +33,25 @@ static int move_start(topic *t, uint64_t offset)
     return 0;
 }
 
-/* Removes the segments wholly below the start offset (without append_lock). */
+/*
+ * Removes the segments wholly below the start offset (without append_lock).
+ * One caller at a time (drop_lock): each takes its segments off the list
+ * and then removes their files, and a second caller (topic_delete_before()
+ * in another thread, the flusher's retention) would otherwise remove newer
+ * segments while the first still removed older ones, leaving a gap between
+ * the files that remain.
+ */
 int topic__drop_gone(topic *t)
 {
+    pthread_mutex_lock(&t->drop_lock);
     uint64_t start = atomic_load(&t->start);
-    int total = 0, n;
+    int total = 0, n, rc = 0;
     while ((n = topic__seglist_drop_before(t, start, !(t->flags & TOPIC_RDONLY))) > 0)
         total += n;
     if (total > 0 && !(t->flags & TOPIC_RDONLY))
-        return topic__fsync(t->dirfd);
-    return 0;
+        rc = topic__fsync(t->dirfd);
+    pthread_mutex_unlock(&t->drop_lock);
+    return rc;
 }
 
 TOPIC_API int topic_delete_before(topic *t, uint64_t offset)

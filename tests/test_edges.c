@@ -1929,6 +1929,78 @@ static void test_killed_while_deleting_leaves_no_orphans(void **state)
     }
 }
 
+/* The bases of the segment logs topic__os.unlinkat removed, in order; each
+ * removal is slowed down so that two deleting threads overlap. */
+static pthread_mutex_t removed_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t removed[512];
+static size_t nremoved;
+
+static int unlinkat_slowly(int dirfd, const char *path, int flags)
+{
+    size_t n = strlen(path);
+    if (n > 4 && strcmp(path + n - 4, ".log") == 0) {
+        pthread_mutex_lock(&removed_lock);
+        if (nremoved < sizeof removed / sizeof removed[0])
+            removed[nremoved++] = strtoull(path, NULL, 10);
+        pthread_mutex_unlock(&removed_lock);
+    }
+    usleep(300);
+    return topic__os_default.unlinkat(dirfd, path, flags);
+}
+
+struct deleter {
+    topic *t;
+    uint64_t to[3];
+    int rc[3];
+};
+
+static void *delete_in_steps(void *arg)
+{
+    struct deleter *d = arg;
+    for (int i = 0; i < 3; i++)
+        d->rc[i] = topic_delete_before(d->t, d->to[i]);
+    return NULL;
+}
+
+/*
+ * Segments go oldest first, whoever deletes them: two threads calling
+ * topic_delete_before() at once (or one and the flusher's retention) each
+ * took the segments below its start offset off the list and removed their
+ * files unlocked, so the second could remove newer segments while the first
+ * was still removing older ones.  A listing of the directory then showed a
+ * gap between two segment files (topic verify reported offsets missing on
+ * a live topic), and a crash at that moment left it so.
+ */
+static void test_concurrent_deletes_remove_oldest_first(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    put_ok(t, 600);   /* some 45 segments */
+    nremoved = 0;
+    topic__os.unlinkat = unlinkat_slowly;
+    struct deleter a = { .t = t, .to = { 100, 300, 500 } };
+    struct deleter b = { .t = t, .to = { 200, 400, 590 } };
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, delete_in_steps, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, delete_in_steps, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    topic__os.unlinkat = topic__os_default.unlinkat;
+    for (int i = 0; i < 3; i++) {
+        assert_rc(a.rc[i], 0);
+        assert_rc(b.rc[i], 0);
+    }
+    assert_u64(topic_start_offset(t), 590);
+    assert_true(nremoved >= 30);
+    for (size_t i = 1; i < nremoved; i++)
+        if (removed[i] <= removed[i - 1])
+            fail_msg("removal %zu: segment %" PRIu64 " after the newer %" PRIu64, i,
+                     removed[i], removed[i - 1]);
+    for (uint64_t o = 590; o < 600; o++)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+}
+
 /*
  * A reader whose follow fails for the moment still answers for offsets the
  * writer has deleted: below the writer's start offset a read is
@@ -4080,6 +4152,7 @@ int main(void)
         T(test_fifo_in_place_of_a_file),
         T(test_rdonly_seek_time_into_damage),
         T(test_killed_while_deleting_leaves_no_orphans),
+        T(test_concurrent_deletes_remove_oldest_first),
         T(test_no_thread_for_the_first_append),
         T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
