@@ -9,8 +9,10 @@
  * batch.  dump prints the batches and their records, for looking at the
  * format itself.
  *
- * Both are meant for a topic at rest: while a writer appends, the end of its
- * active segment may be caught half written.
+ * A writer appending meanwhile can make one pass of verify see what is not
+ * damage, so a pass that finds anything is run again and only what both
+ * passes found alike is reported (see cmd_verify).  dump shows what it
+ * reads once, and is meant for a topic at rest.
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
@@ -71,8 +73,13 @@ struct damage {
 
 struct verify {
     bool json, quiet;
+    FILE *out;                /* the report: stdout, or a buffer (see cmd_verify) */
     struct damage *v;
     size_t n, cap;
+    /* The second pass: the first pass's damage, how much of it this pass
+     * found too, and what it found that the first did not. */
+    const struct damage *confirm;
+    size_t nconfirm, matched, matched_upto, dropped;
     uint64_t batches, records;
     unsigned unreadable;      /* files that could not be read, newer batches */
     /* progress on a terminal */
@@ -107,21 +114,73 @@ static void clear_progress(struct verify *v)
         fputs("\r\033[K", stderr);
 }
 
-static void show_damage(struct verify *v, const struct damage *d)
+static bool same_damage(const struct damage *a, const struct damage *b)
+{
+    return strcmp(a->file, b->file) == 0 && a->pos == b->pos && a->len == b->len &&
+           a->has_offset == b->has_offset && a->offset == b->offset &&
+           a->has_end == b->has_end && a->end == b->end && strcmp(a->what, b->what) == 0;
+}
+
+/*
+ * Reports d, the entry add_damage() just gave, once its fields are filled
+ * in.  On the second pass (see cmd_verify) an entry the first pass did not
+ * find the same is dropped instead: it returns false, and the caller counts
+ * nothing for it.
+ */
+static void print_damage(struct verify *v, const struct damage *d);
+
+/* Problems one pass found and the other did not: left out of the report. */
+static size_t unconfirmed(const struct verify *v)
+{
+    return v->confirm != NULL ? v->nconfirm - v->matched + v->dropped : 0;
+}
+
+static bool show_damage(struct verify *v, const struct damage *d)
+{
+    if (v->confirm != NULL) {
+        /* Both passes walk the topic in the same order, so the match is
+         * usually the next entry of the first pass. */
+        size_t i = v->matched_upto;
+        while (i < v->nconfirm && !same_damage(d, &v->confirm[i]))
+            i++;
+        if (i == v->nconfirm) {
+            v->n--;
+            v->dropped++;
+            return false;
+        }
+        v->matched_upto = i + 1;
+        v->matched++;
+    }
+    print_damage(v, d);
+    return true;
+}
+
+/* Reports d, which is not damage but a part that could not be checked
+ * (a failure of this program, or a newer format), as such: it is never
+ * dropped, and counts as unreadable. */
+static void note_unreadable(struct verify *v, const struct damage *d)
+{
+    print_damage(v, d);
+    v->n--;
+    v->unreadable++;
+}
+
+static void print_damage(struct verify *v, const struct damage *d)
 {
     if (v->json)
         return;
     clear_progress(v);
-    printf("%s: position %zu", d->file, d->pos);
+    FILE *f = v->out;
+    fprintf(f, "%s: position %zu", d->file, d->pos);
     if (d->has_offset)
-        printf(", offset %" PRIu64, d->offset);
-    printf(": %s", d->what);
+        fprintf(f, ", offset %" PRIu64, d->offset);
+    fprintf(f, ": %s", d->what);
     if (d->has_offset && d->has_end && d->end > d->offset + 1)
-        printf("; offsets %" PRIu64 "-%" PRIu64 " unreadable", d->offset, d->end - 1);
+        fprintf(f, "; offsets %" PRIu64 "-%" PRIu64 " unreadable", d->offset, d->end - 1);
     else if (d->has_offset && !d->has_end)
-        printf("; offsets from %" PRIu64 " on unreadable", d->offset);
-    putchar('\n');
-    fflush(stdout);
+        fprintf(f, "; offsets from %" PRIu64 " on unreadable", d->offset);
+    fputc('\n', f);
+    fflush(f);
 }
 
 /* Names what is wrong with topic.conf, when that is why the library refused
@@ -195,8 +254,8 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
     if (rc < 0) {
         struct damage *d = add_damage(v, s->name, 0, 0);
         snprintf(d->what, sizeof d->what, "cannot read the file: %s", topic_strerror(rc));
-        show_damage(v, d);
-        v->unreadable++;
+        if (show_damage(v, d))
+            v->unreadable++;
         return;
     }
     struct walker w;
@@ -215,9 +274,7 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
             struct damage *d = add_damage(v, s->name, it.pos, it.len);
             snprintf(d->what, sizeof d->what, "a batch of a newer format version "
                      "(this release cannot check it)");
-            show_damage(v, d);
-            v->unreadable++;
-            v->n--;   /* not damage: noted, and counted as unreadable */
+            note_unreadable(v, d);
             continue;
         }
         if (it.kind == ITEM_BATCH) {
@@ -239,8 +296,8 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
                              "offset %" PRIu64 ", %" PRIu64 " was expected", it.h.base_offset,
                              it.expect);
                 }
-                show_damage(v, d);
-                damaged++;
+                if (show_damage(v, d))
+                    damaged++;
             }
             const char *why = batch_check(m.p + it.pos, &it.h, &z);
             if (why != NULL) {
@@ -249,8 +306,8 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
                 d->offset = it.h.base_offset;
                 d->end = it.h.base_offset + it.h.count;
                 snprintf(d->what, sizeof d->what, "the checksum holds but %s", why);
-                show_damage(v, d);
-                damaged++;
+                if (show_damage(v, d))
+                    damaged++;
             }
             continue;
         }
@@ -281,8 +338,8 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
             snprintf(d->what, sizeof d->what, "%s (%zu bytes skipped)", it.problem, it.len);
         if (d->has_end && d->has_offset && d->end <= d->offset)
             d->has_end = false;
-        show_damage(v, d);
-        damaged++;
+        if (show_damage(v, d))
+            damaged++;
     }
     topic__zbuf_free(&z);
     if (w.expect_known) {
@@ -293,17 +350,18 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
     v->records += records;
     if (!v->json && !v->quiet) {
         clear_progress(v);
-        printf("%s: %" PRIu64 " batch%s, %" PRIu64 " record%s", s->name, batches,
-               batches == 1 ? "" : "es", records, records == 1 ? "" : "s");
+        FILE *f = v->out;
+        fprintf(f, "%s: %" PRIu64 " batch%s, %" PRIu64 " record%s", s->name, batches,
+                batches == 1 ? "" : "es", records, records == 1 ? "" : "s");
         if (*end_known && *end > s->base)
-            printf(", offsets %" PRIu64 "-%" PRIu64, s->base, *end - 1);
-        printf(", %zu bytes", m.size - tail);
+            fprintf(f, ", offsets %" PRIu64 "-%" PRIu64, s->base, *end - 1);
+        fprintf(f, ", %zu bytes", m.size - tail);
         if (tail > 0)
-            printf(" and %zu zero byte%s", tail, tail == 1 ? "" : "s");
+            fprintf(f, " and %zu zero byte%s", tail, tail == 1 ? "" : "s");
         if (damaged > 0)
-            printf(": %zu problem%s\n", damaged, damaged == 1 ? "" : "s");
+            fprintf(f, ": %zu problem%s\n", damaged, damaged == 1 ? "" : "s");
         else
-            printf(": ok\n");
+            fprintf(f, ": ok\n");
     }
     seg_map_close(&m);
 }
@@ -326,7 +384,7 @@ static void irregular_damage(void *arg, const char *name, const char *kind)
 static void verify_json(const struct verify *v, const char *dir, const struct seg_file *segs,
                         size_t nsegs, bool opened, uint64_t start, uint64_t end)
 {
-    FILE *f = stdout;
+    FILE *f = v->out;
     fputc('{', f);
     put_json_bytes(f, "dir", (const uint8_t *)dir, strlen(dir));
     fprintf(f, ",\"ok\":%s", v->n == 0 && v->unreadable == 0 ? "true" : "false");
@@ -356,7 +414,129 @@ static void verify_json(const struct verify *v, const char *dir, const struct se
         put_json_cstr(f, d->what);
         fputc('}', f);
     }
-    fprintf(f, "],\"unreadable\":%u}\n", v->unreadable);
+    fprintf(f, "],\"unreadable\":%u,\"unconfirmed\":%zu}\n", v->unreadable, unconfirmed(v));
+}
+
+/* One pass of verify over dir, its report written to v->out; the exit
+ * status, or the failure's, already reported on standard error. */
+static int verify_pass(struct verify *v, const char *dir)
+{
+
+    struct seg_file *segs = NULL;
+    size_t nsegs = 0;
+    int rc = seg_list(dir, &segs, &nsegs);
+    if (rc < 0)
+        return report(rc, "verify: %s", dir);
+    /* The library's view, for the start and end offsets, and a check that
+     * the files it needs besides the segments (topic.state, topic.conf)
+     * can be understood. */
+    topic *t = NULL;
+    uint64_t start = 0, end = 0;
+    int err = topic_open(dir, TOPIC_RDONLY, NULL, &t);
+    if (err == -ENOENT && nsegs == 0) {
+        free(segs);
+        return open_topic(dir, TOPIC_RDONLY, NULL, &t);   /* reports "not a topic" */
+    }
+    if (err == 0) {
+        start = topic_start_offset(t);
+        end = topic_end_offset(t);
+        topic_close(t);
+    } else {
+        struct damage *d = add_damage(v, "(topic)", 0, 0);
+        snprintf(d->what, sizeof d->what, "the library cannot open the topic: %s",
+                 topic_strerror(err));
+        if (err == TOPIC_ECORRUPT)
+            show_damage(v, d);
+        else
+            note_unreadable(v, d);
+        conf_damage(v, dir);
+    }
+
+    /* The other files the library opens (the segments are walked below):
+     * a FIFO or the like in place of an index or topic.conf is damage,
+     * which the library refuses or must work around. */
+    long listed = each_irregular_file(dir, irregular_damage, v);
+    if (listed < 0) {
+        /* Files it did not see were not checked: not "ok". */
+        struct damage *d = add_damage(v, "(topic)", 0, 0);
+        snprintf(d->what, sizeof d->what, "listing the directory for files that are not "
+                 "regular ones: %s", strerror((int)-listed));
+        note_unreadable(v, d);
+    }
+
+    catch_sigbus();
+    v->progress = isatty(STDERR_FILENO) == 1;
+    for (size_t i = 0; i < nsegs; i++)
+        v->total_bytes += segs[i].size;
+    uint64_t done = 0, last_end = 0;
+    bool last_known = false;
+    for (size_t i = 0; i < nsegs; i++) {
+        bool end_known;
+        uint64_t seg_end = 0;
+        const struct seg_file *next = i + 1 < nsegs ? &segs[i + 1] : NULL;
+        verify_segment(v, dir, &segs[i], next, done, &end_known, &seg_end);
+        last_known = end_known;
+        last_end = seg_end;
+        done += segs[i].size;
+        if (next != NULL && end_known && seg_end != next->base) {
+            struct damage *d = add_damage(v, next->name, 0, 0);
+            d->has_offset = true;
+            if (seg_end < next->base) {
+                d->offset = seg_end;
+                d->end = next->base;
+                d->has_end = true;
+                snprintf(d->what, sizeof d->what, "offsets missing between segments: %s ends "
+                         "at offset %" PRIu64 ", the next begins at %" PRIu64, segs[i].name,
+                         seg_end, next->base);
+            } else {
+                d->offset = next->base;
+                d->end = seg_end;
+                d->has_end = true;
+                snprintf(d->what, sizeof d->what, "segments overlap: %s runs to offset %"
+                         PRIu64 ", past the next one's base %" PRIu64, segs[i].name,
+                         seg_end, next->base);
+            }
+            show_damage(v, d);
+        }
+    }
+    /* Records the library counts (a clean close recorded them) but the
+     * last segment no longer holds: cut short or damaged since. */
+    if (err == 0 && nsegs > 0 && last_known && last_end < end) {
+        struct damage *d = add_damage(v, segs[nsegs - 1].name, segs[nsegs - 1].size, 0);
+        d->has_offset = true;
+        d->offset = last_end;
+        d->end = end;
+        d->has_end = true;
+        snprintf(d->what, sizeof d->what, "records missing at the end: %s ends at offset %"
+                 PRIu64 ", the topic's end offset is %" PRIu64, segs[nsegs - 1].name, last_end,
+                 end);
+        show_damage(v, d);
+    }
+    clear_progress(v);
+    if (v->json) {
+        verify_json(v, dir, segs, nsegs, err == 0, start, end);
+    } else {
+        fprintf(v->out, "%zu segment%s, %" PRIu64 " batch%s, %" PRIu64 " record%s", nsegs,
+               nsegs == 1 ? "" : "s", v->batches, v->batches == 1 ? "" : "es", v->records,
+               v->records == 1 ? "" : "s");
+        if (err == 0)
+            fprintf(v->out, " (library view: start offset %" PRIu64 ", end offset %" PRIu64 ")", start,
+                   end);
+        if (v->n > 0)
+            fprintf(v->out, ": %zu problem%s found\n", v->n, v->n == 1 ? "" : "s");
+        else if (v->unreadable > 0)
+            fprintf(v->out, ": %u part%s could not be checked\n", v->unreadable,
+                   v->unreadable == 1 ? "" : "s");
+        else
+            fprintf(v->out, ": ok\n");
+        size_t left_out = unconfirmed(v);
+        if (left_out > 0)
+            fprintf(v->out, "%zu problem%s seen by only one of two passes left out: the "
+                    "topic changed while it was read (a writer running?)\n", left_out,
+                    left_out == 1 ? "" : "s");
+    }
+    free(segs);
+    return v->n > 0 ? TOOL_NOTFOUND : v->unreadable > 0 ? TOOL_FAIL : TOOL_OK;
 }
 
 int cmd_verify(int argc, char **argv)
@@ -387,121 +567,40 @@ int cmd_verify(int argc, char **argv)
     }
     if (dir == NULL)
         return usage_error("verify", "missing DIR");
-
-    struct seg_file *segs = NULL;
-    size_t nsegs = 0;
-    int rc = seg_list(dir, &segs, &nsegs);
-    if (rc < 0)
-        return report(rc, "verify: %s", dir);
-    /* The library's view, for the start and end offsets, and a check that
-     * the files it needs besides the segments (topic.state, topic.conf)
-     * can be understood. */
-    topic *t = NULL;
-    uint64_t start = 0, end = 0;
-    int err = topic_open(dir, TOPIC_RDONLY, NULL, &t);
-    if (err == -ENOENT && nsegs == 0) {
-        free(segs);
-        return open_topic(dir, TOPIC_RDONLY, NULL, &t);   /* reports "not a topic" */
+    /*
+     * A writer appending, rolling or deleting segments while verify reads
+     * them makes a pass see what was never damage: a last batch half
+     * written, a segment that ends before the next begins because the
+     * writer rolled between the two reads, a file retention removed after
+     * the listing.  So a pass that finds anything is run again, and only
+     * what both found alike is reported.  On a topic at rest the two agree
+     * on everything; on a live one, damage that is really there is found
+     * twice, while a moment caught half done does not repeat.  The first
+     * pass is kept in memory, so that nothing of it is printed in vain.
+     */
+    char *first = NULL;
+    size_t first_len = 0;
+    v.out = open_memstream(&first, &first_len);
+    if (v.out == NULL) {
+        v.out = stdout;   /* out of memory: one pass, reported as it goes */
+        int rc = verify_pass(&v, dir);
+        free(v.v);
+        return rc;
     }
-    if (err == 0) {
-        start = topic_start_offset(t);
-        end = topic_end_offset(t);
-        topic_close(t);
-    } else {
-        struct damage *d = add_damage(&v, "(topic)", 0, 0);
-        snprintf(d->what, sizeof d->what, "the library cannot open the topic: %s",
-                 topic_strerror(err));
-        show_damage(&v, d);
-        if (err != TOPIC_ECORRUPT) {
-            v.n--;
-            v.unreadable++;
-        }
-        conf_damage(&v, dir);
+    int rc = verify_pass(&v, dir);
+    fclose(v.out);
+    if (v.n == 0 && v.unreadable == 0) {
+        fwrite(first, 1, first_len, stdout);
+        free(first);
+        free(v.v);
+        return rc;
     }
-
-    /* The other files the library opens (the segments are walked below):
-     * a FIFO or the like in place of an index or topic.conf is damage,
-     * which the library refuses or must work around. */
-    long listed = each_irregular_file(dir, irregular_damage, &v);
-    if (listed < 0) {
-        /* Files it did not see were not checked: not "ok". */
-        struct damage *d = add_damage(&v, "(topic)", 0, 0);
-        snprintf(d->what, sizeof d->what, "listing the directory for files that are not "
-                 "regular ones: %s", strerror((int)-listed));
-        show_damage(&v, d);
-        v.n--;
-        v.unreadable++;
-    }
-
-    catch_sigbus();
-    v.progress = isatty(STDERR_FILENO) == 1;
-    for (size_t i = 0; i < nsegs; i++)
-        v.total_bytes += segs[i].size;
-    uint64_t done = 0, last_end = 0;
-    bool last_known = false;
-    for (size_t i = 0; i < nsegs; i++) {
-        bool end_known;
-        uint64_t seg_end = 0;
-        const struct seg_file *next = i + 1 < nsegs ? &segs[i + 1] : NULL;
-        verify_segment(&v, dir, &segs[i], next, done, &end_known, &seg_end);
-        last_known = end_known;
-        last_end = seg_end;
-        done += segs[i].size;
-        if (next != NULL && end_known && seg_end != next->base) {
-            struct damage *d = add_damage(&v, next->name, 0, 0);
-            d->has_offset = true;
-            if (seg_end < next->base) {
-                d->offset = seg_end;
-                d->end = next->base;
-                d->has_end = true;
-                snprintf(d->what, sizeof d->what, "offsets missing between segments: %s ends "
-                         "at offset %" PRIu64 ", the next begins at %" PRIu64, segs[i].name,
-                         seg_end, next->base);
-            } else {
-                d->offset = next->base;
-                d->end = seg_end;
-                d->has_end = true;
-                snprintf(d->what, sizeof d->what, "segments overlap: %s runs to offset %"
-                         PRIu64 ", past the next one's base %" PRIu64, segs[i].name,
-                         seg_end, next->base);
-            }
-            show_damage(&v, d);
-        }
-    }
-    /* Records the library counts (a clean close recorded them) but the
-     * last segment no longer holds: cut short or damaged since. */
-    if (err == 0 && nsegs > 0 && last_known && last_end < end) {
-        struct damage *d = add_damage(&v, segs[nsegs - 1].name, segs[nsegs - 1].size, 0);
-        d->has_offset = true;
-        d->offset = last_end;
-        d->end = end;
-        d->has_end = true;
-        snprintf(d->what, sizeof d->what, "records missing at the end: %s ends at offset %"
-                 PRIu64 ", the topic's end offset is %" PRIu64, segs[nsegs - 1].name, last_end,
-                 end);
-        show_damage(&v, d);
-    }
-    clear_progress(&v);
-    if (v.json) {
-        verify_json(&v, dir, segs, nsegs, err == 0, start, end);
-    } else {
-        printf("%zu segment%s, %" PRIu64 " batch%s, %" PRIu64 " record%s", nsegs,
-               nsegs == 1 ? "" : "s", v.batches, v.batches == 1 ? "" : "es", v.records,
-               v.records == 1 ? "" : "s");
-        if (err == 0)
-            printf(" (library view: start offset %" PRIu64 ", end offset %" PRIu64 ")", start,
-                   end);
-        if (v.n > 0)
-            printf(": %zu problem%s found\n", v.n, v.n == 1 ? "" : "s");
-        else if (v.unreadable > 0)
-            printf(": %u part%s could not be checked\n", v.unreadable,
-                   v.unreadable == 1 ? "" : "s");
-        else
-            printf(": ok\n");
-    }
-    free(segs);
-    rc = v.n > 0 ? TOOL_NOTFOUND : v.unreadable > 0 ? TOOL_FAIL : TOOL_OK;
+    free(first);
+    struct verify again = { .json = v.json, .quiet = v.quiet, .out = stdout,
+                            .confirm = v.v, .nconfirm = v.n, .progress = v.progress };
+    rc = verify_pass(&again, dir);
     free(v.v);
+    free(again.v);
     return rc;
 }
 

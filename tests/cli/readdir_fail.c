@@ -1,8 +1,9 @@
 /*
  * An LD_PRELOAD shim for test_cli.sh: the Nth call of readdir() in the
  * process (FAIL_READDIR_AT=N) fails with EIO, and the file named by
- * FAIL_READDIR_MARK is created to say that it did.  Every other call is
- * passed on.  readdir() tells a failure from the end of a directory only
+ * FAIL_READDIR_MARK is created to say that it did.  With
+ * FAIL_READDIR_STICKY=1 every later call fails too, as on a directory that
+ * went bad; otherwise every other call is passed on.  readdir() tells a failure from the end of a directory only
  * by errno, which is how a listing cut short can pass for a whole one.
  *
  * SPDX-License-Identifier: BSD-2-Clause
@@ -25,7 +26,9 @@ struct dirent *readdir(DIR *d)
     if (real == NULL)
         real = (struct dirent * (*)(DIR *)) dlsym(RTLD_NEXT, "readdir");
     const char *at = getenv("FAIL_READDIR_AT");
-    if (at != NULL && ++calls == atol(at)) {
+    const char *sticky = getenv("FAIL_READDIR_STICKY");
+    if (at != NULL && (++calls == atol(at) ||
+                       (sticky != NULL && sticky[0] == '1' && calls > atol(at)))) {
         const char *mark = getenv("FAIL_READDIR_MARK");
         if (mark != NULL) {
             int fd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
