@@ -59,8 +59,10 @@ typedef struct topic_cursor topic_cursor;  /* a reading position; one per readin
 typedef struct topic_record {
     uint64_t    offset;      /* assigned by the log: 0, 1, 2, ... with no gaps */
     int64_t     timestamp;   /* milliseconds since the Unix epoch; 0 on append = now */
-    const void *key;         /* optional; NULL with key_len 0 when absent */
-    size_t      key_len;
+    const void *key;         /* optional; NULL with key_len 0 when absent; */
+    size_t      key_len;     /* non-NULL with key_len 0 is an empty key, read
+                                back as such (as Kafka keeps a null key and an
+                                empty one apart) */
     const void *value;
     size_t      value_len;
 } topic_record;

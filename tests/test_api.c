@@ -2580,6 +2580,49 @@ static void test_segment_ms_old_timestamps(void **state)
     assert_ok(topic_close(t));
 }
 
+/*
+ * An empty key (non-NULL, key_len 0) is stored as such and read back with a
+ * non-NULL pointer, apart from no key (NULL), as Kafka keeps a null key and
+ * an empty one apart; with lz4 batches too, and after a reopen.
+ */
+static void test_empty_key_is_not_no_key(void **state)
+{
+    fx *f = *state;
+    static char big[3000];
+    memset(big, 'v', sizeof big);
+    for (int lz4 = 0; lz4 < 2; lz4++) {
+        tu_rmrf(f->dir);
+        topic *t = create_with(f->dir, "compression.type", lz4 ? "lz4" : "none", NULL);
+        topic_record recs[3] = {
+            { .key = "", .key_len = 0, .value = big, .value_len = sizeof big },
+            { .key = NULL, .key_len = 0, .value = big, .value_len = sizeof big },
+            { .key = "k", .key_len = 1, .value = big, .value_len = sizeof big },
+        };
+        uint64_t first = 99;
+        assert_ok(topic_append_batch(t, recs, 3, &first));
+        assert_u64(first, 0);
+        assert_ok(topic_close(t));
+        t = open_ok(f->dir, 0, NULL);
+        topic_cursor *c = NULL;
+        assert_ok(topic_cursor_open(t, 0, &c));
+        topic_record r;
+        assert_ok(topic_cursor_next(c, &r));
+        assert_non_null(r.key);
+        assert_int_equal(r.key_len, 0);
+        assert_ok(topic_cursor_next(c, &r));
+        assert_null(r.key);
+        assert_int_equal(r.key_len, 0);
+        assert_ok(topic_cursor_next(c, &r));
+        assert_non_null(r.key);
+        assert_int_equal(r.key_len, 1);
+        assert_memory_equal(r.key, "k", 1);
+        assert_int_equal(r.value_len, sizeof big);
+        assert_rc(topic_cursor_next(c, &r), TOPIC_END);
+        topic_cursor_close(c);
+        assert_ok(topic_close(t));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2623,6 +2666,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sync_and_flush_settings, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_segment_ms_rolls, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_segment_ms_old_timestamps, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_empty_key_is_not_no_key, fx_setup, fx_teardown),
     };
     /* TOPIC_TEST_FILTER=test_lock* runs only the tests whose names match. */
     if (getenv("TOPIC_TEST_FILTER"))
