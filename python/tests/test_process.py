@@ -264,3 +264,33 @@ def test_close_in_a_forked_child_while_a_thread_waits(path):
     r = run_python(FORK_CLOSE, path, timeout=15)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["child exit 0", "[True] after the fork"]
+
+
+# A forked child's copy of a writer topic refuses to write with Failed, as
+# topic_open(3) says; its message used to say only that "an earlier write or
+# sync failed", which nothing had, and sent the reader looking for an I/O
+# error (outside tester).  It names the fork now.
+FORK_WRITE = textwrap.dedent("""
+    import os, sys, libtopic
+    t = libtopic.Topic(sys.argv[1], create=True)
+    t.append(b"parent")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            t.append(b"child")
+            os._exit(1)
+        except libtopic.Failed as e:
+            os._exit(0 if "fork" in str(e) else 2)
+        except BaseException:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    print("child exit", os.WEXITSTATUS(status), flush=True)
+    print(t.append(b"parent again"), flush=True)
+    t.close()
+""")
+
+
+def test_forked_child_write_names_the_fork(path):
+    r = run_python(FORK_WRITE, path, timeout=15)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["child exit 0", "1"]
