@@ -597,7 +597,7 @@ int cmd_verify(int argc, char **argv)
     }
     free(first);
     struct verify again = { .json = v.json, .quiet = v.quiet, .out = stdout,
-                            .confirm = v.v, .nconfirm = v.n, .progress = v.progress };
+                            .confirm = v.v, .nconfirm = v.n };
     rc = verify_pass(&again, dir);
     free(v.v);
     free(again.v);
