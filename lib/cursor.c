@@ -260,9 +260,16 @@ TOPIC_API int topic_cursor_seek_time(topic_cursor *c, int64_t timestamp_ms)
             rc = seek_time_in(c, s, timestamp_ms, &found);
         if (rc == 0 && !found && atomic_load(&s->missing) && atomic_load(&s->end) > start)
             rc = TOPIC_ECORRUPT;
+        next = topic__segment_next(t, s);
+        /* A reader's writer may delete s meanwhile: its file is gone
+         * (-ENOENT), or a follower's walk of it was cut short (missing).
+         * Records below the start offset are no answer and no damage, so
+         * once the start has passed s the search goes on after it. */
+        if ((rc == -ENOENT || rc == TOPIC_ECORRUPT) && next != NULL &&
+            next->base <= topic_start_offset(t))
+            rc = 0;
         if (rc == 0)
             topic__seglist_time_note(t, s);
-        next = topic__segment_next(t, s);
         topic__segment_put(s);
     }
     topic__segment_put(s);

@@ -2001,6 +2001,61 @@ static void test_concurrent_deletes_remove_oldest_first(void **state)
     assert_ok(topic_close(t));
 }
 
+/* The writer handle that the reader's next opening of a segment log lets
+ * delete the records below seek_race_to first, as if its retention ran at
+ * that moment. */
+static topic *seek_race_writer;
+static uint64_t seek_race_to;
+
+static int openat_after_delete(int dirfd, const char *path, int flags, mode_t mode)
+{
+    size_t n = strlen(path);
+    if (seek_race_writer != NULL && n > 4 && strcmp(path + n - 4, ".log") == 0) {
+        topic *w = seek_race_writer;
+        seek_race_writer = NULL;
+        assert_ok(topic_delete_before(w, seek_race_to));
+    }
+    return topic__os_default.openat(dirfd, path, flags, mode);
+}
+
+/*
+ * topic_cursor_seek_time() on a read-only handle while the writer deletes
+ * the segments it is about to search: a segment whose file went away made
+ * it fail with -ENOENT (no error its page names), and one whose walk the
+ * deletion cut short with a false TOPIC_ECORRUPT (outside tester, about
+ * one seek in 10^4 to 10^6 under retention).  What lies below the start
+ * offset is passed over now, as topic_cursor_next() passes over it.
+ */
+static void test_seek_time_while_the_writer_deletes(void **state)
+{
+    fx *f = *state;
+    topic *w = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    static char v[200];
+    memset(v, 'v', sizeof v);
+    for (int i = 0; i < 100; i++) {
+        topic_record r = { .timestamp = 1000000 + i, .value = v, .value_len = sizeof v };
+        assert_ok(topic_append_batch(w, &r, 1, NULL));
+    }
+    assert_ok(topic_sync(w));
+    topic *r = open_with(f->dir, TOPIC_RDONLY, NULL);
+    topic_cursor *c = NULL;
+    assert_ok(topic_cursor_open(r, 0, &c));
+    seek_race_writer = w;
+    seek_race_to = 50;
+    topic__os.openat = openat_after_delete;
+    int rc = topic_cursor_seek_time(c, 1000000 + 10);
+    topic__os.openat = topic__os_default.openat;
+    assert_null(seek_race_writer);   /* the deletion did run inside the seek */
+    assert_rc(rc, 0);
+    topic_record rec;
+    assert_ok(topic_cursor_next(c, &rec));
+    assert_u64(rec.offset, 50);
+    assert_int_equal(rec.timestamp, 1000000 + 50);
+    topic_cursor_close(c);
+    assert_ok(topic_close(r));
+    assert_ok(topic_close(w));
+}
+
 /*
  * A reader whose follow fails for the moment still answers for offsets the
  * writer has deleted: below the writer's start offset a read is
@@ -4153,6 +4208,7 @@ int main(void)
         T(test_rdonly_seek_time_into_damage),
         T(test_killed_while_deleting_leaves_no_orphans),
         T(test_concurrent_deletes_remove_oldest_first),
+        T(test_seek_time_while_the_writer_deletes),
         T(test_no_thread_for_the_first_append),
         T(test_close_without_changes_syncs_nothing),
         T(test_index_cannot_grow),
