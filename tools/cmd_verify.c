@@ -177,6 +177,8 @@ static void print_damage(struct verify *v, const struct damage *d)
     fprintf(f, ": %s", d->what);
     if (d->has_offset && d->has_end && d->end > d->offset + 1)
         fprintf(f, "; offsets %" PRIu64 "-%" PRIu64 " unreadable", d->offset, d->end - 1);
+    else if (d->has_offset && d->has_end && d->end == d->offset + 1)
+        fprintf(f, "; offset %" PRIu64 " unreadable", d->offset);
     else if (d->has_offset && !d->has_end)
         fprintf(f, "; offsets from %" PRIu64 " on unreadable", d->offset);
     fputc('\n', f);

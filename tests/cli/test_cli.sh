@@ -533,6 +533,22 @@ and docs[0]['damage'][0]['file'] == '00000000000000000000.log'"
 expect 1 "dump on the damaged copy exits 1" dump "$W/damaged"
 check "...and marks the batch" grep -q "batch at position $pos: .* BAD$" "$W/out"
 expect 0 "the original still verifies" verify "$D"
+# A batch of one record: its line names that one offset too (it used to end
+# without saying which offsets could not be read).
+D1=$W/d1
+"$TOPIC" create "$D1" >/dev/null 2>&1
+for i in 0 1 2; do echo "single $i" | "$TOPIC" append "$D1"; done
+run dump "$D1" --headers
+pos1=$(grep 'batch at position [0-9]*: base offset 1,' "$W/out" | sed 's/.*batch at position \([0-9]*\):.*/\1/')
+"$PYTHON" -c '
+import sys
+path, at = sys.argv[1], int(sys.argv[2])
+data = bytearray(open(path, "rb").read())
+data[at] ^= 0x20
+open(path, "wb").write(data)
+' "$D1/00000000000000000000.log" $((pos1 + 50))
+expect 1 "verify of a damaged one-record batch exits 1" verify "$D1" --quiet
+check "...and names the one offset it makes unreadable" grep -q "position $pos1, offset 1: .*; offset 1 unreadable\$" "$W/out"
 
 # Batches whose checksum holds but whose records do not decode, forged by
 # forge.py (next to this script): dump exits 1 for every kind, as verify does,
