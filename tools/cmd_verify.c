@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +27,27 @@
 
 #include "walk.h"
 
-/* A file cut short under our mapping (a writer sealing it) raises SIGBUS. */
+/*
+ * A file cut short under our mapping (a writer sealing it) raises SIGBUS.
+ * So does a read the disk fails.  While verify walks a segment (bus_armed),
+ * the signal jumps back to verify_segment(), which reports the segment as
+ * damage: a second pass confirms it only if the read fails again.  Elsewhere (dump,
+ * which writes records' bytes straight from the mapping with stdio, where a
+ * jump could leave a stream locked) the program says why it stops, and
+ * stops.
+ */
+static sigjmp_buf bus_jump;
+static volatile sig_atomic_t bus_armed;
+
 static void on_sigbus(int sig)
 {
     static const char msg[] = "topic: a segment file shrank while it was being read "
                               "(is a writer running?)\n";
     (void)sig;
+    if (bus_armed) {
+        bus_armed = 0;
+        siglongjmp(bus_jump, 1);
+    }
     ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
     (void)w;
     _exit(TOOL_FAIL);
@@ -260,12 +276,35 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
             v->unreadable++;
         return;
     }
-    struct walker w;
-    struct walk_item it;
-    struct zbuf z = { NULL, 0 };
-    uint64_t batches = 0, records = 0;
-    size_t damaged = 0, tail = 0;
+    /* Static, not automatic: they keep their values when a SIGBUS jumps
+     * back to the sigsetjmp() below. */
+    static struct walker w;
+    static struct walk_item it;
+    static struct zbuf z;
+    static uint64_t batches, records;
+    static size_t damaged, tail;
+    z = (struct zbuf){ NULL, 0 };
+    batches = records = 0;
+    damaged = tail = 0;
     walker_init(&w, &m, s->base);
+    if (sigsetjmp(bus_jump, 1) != 0) {
+        /* From where the walk had come to: the batches before it passed. */
+        struct damage *d = add_damage(v, s->name, w.pos, m.size > w.pos ? m.size - w.pos : 0);
+        d->has_offset = true;
+        d->offset = w.expect_known ? w.expect : s->base;
+        if (next != NULL && next->base > d->offset) {
+            d->has_end = true;
+            d->end = next->base;
+        }
+        snprintf(d->what, sizeof d->what, "reading the mapped file failed (SIGBUS): cut "
+                 "short below its %zu bytes while being read, or a read the disk failed",
+                 m.size);
+        if (show_damage(v, d))
+            damaged++;
+        w.expect_known = false;   /* where its offsets end is not known */
+        goto walked;
+    }
+    bus_armed = 1;
     while (walker_next(&w, &it)) {
         update_progress(v, done_before + it.pos + it.len);
         if (it.kind == ITEM_TAIL) {
@@ -343,6 +382,8 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
         if (show_damage(v, d))
             damaged++;
     }
+walked:
+    bus_armed = 0;
     topic__zbuf_free(&z);
     if (w.expect_known) {
         *end_known = true;

@@ -295,6 +295,28 @@ if "$CC" -shared -fPIC -o "$W/readdir_fail.so" "$HERE/readdir_fail.c" -ldl 2>"$W
 		test "$fired" -gt 4 -a -z "$silent"
 	[ -z "$silent" ] || echo "#   exit status 0 with the failure at:$silent"
 
+	# A mapped segment that raises SIGBUS (cut short under the mapping, or
+	# a read the disk failed) is damage of that segment, reported as such;
+	# verify used to stop there with exit status 3 and report nothing.
+	if "$CC" -shared -fPIC -o "$W/sigbus_map.so" "$HERE/sigbus_map.c" -ldl 2>"$W/cc.err"; then
+		# Segments of about 8 KB: the first raises SIGBUS past its first page.
+		SB=$W/sigbus-topic
+		"$TOPIC" create "$SB" --config segment.bytes=8192 >/dev/null 2>&1
+		for i in 1 2 3 4; do seq 1 800 | "$TOPIC" append "$SB" >/dev/null 2>&1; done
+		first=$(ls "$SB" | grep '\.log$' | head -1)
+		second=$(ls "$SB" | grep '\.log$' | sed -n 2p)
+		SIGBUS_LOG=/$first LD_PRELOAD=$W/sigbus_map.so "$TOPIC" verify "$SB" --quiet \
+			>"$W/out" 2>"$W/err"
+		st=$?
+		check "verify reports a segment that raises SIGBUS as damage (exit 1), not a crash" \
+			test "$st" -eq 1
+		check "...naming the segment, the failed read and the offsets up to the next segment" \
+			grep -q "^$first: position [0-9]*, offset [0-9]*: reading the mapped file failed.*; offsets [0-9]*-$(echo "${second%.log}" | awk '{ print $1 - 1 }') unreadable\$" "$W/out"
+		expect 0 "...and the file was left alone" verify "$SB" --quiet
+	else
+		not_ok "build the mmap shim" "$(head -c 400 "$W/cc.err")"
+	fi
+
 	# recover and delete-before list the segment files before and after,
 	# to report what changed.  A failed listing used to read as "no
 	# segments": recover then said it had removed every segment, and
