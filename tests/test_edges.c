@@ -2102,9 +2102,12 @@ static void test_reader_that_cannot_follow_sees_deletions(void **state)
 static void test_reader_lists_again_when_a_segment_vanishes(void **state)
 {
     fx *f = *state;
+    /* Installed before the writer's threads start, and removed after its
+     * close has joined them: they read the table (TSan saw the preparer
+     * reading it while it was written). */
+    tf_install(true);
     topic *w = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
     put_ok(w, 5);
-    tf_install(true);
     topic *r = open_with(f->dir, TOPIC_RDONLY, NULL);
     assert_u64(topic_end_offset(r), 5);
     put_ok(w, 60);
@@ -2113,11 +2116,11 @@ static void test_reader_lists_again_when_a_segment_vanishes(void **state)
     assert_ok(topic_wait(r, 64, 0));
     tf_disarm();
     assert_true(tf_fired() > 0);
+    assert_ok(topic_close(w));
     tf_uninstall();
     for (uint64_t o = 0; o < 65; o++)
         check_value(r, o);
     assert_ok(topic_close(r));
-    assert_ok(topic_close(w));
 }
 
 /* A sealed segment's file removed behind the library's back (as the

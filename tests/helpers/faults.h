@@ -44,7 +44,9 @@ enum tf_kind {
 
 const char *tf_kind_name(int kind);
 
-/* Installs the wrappers (counts zeroed, nothing armed). */
+/* Installs the wrappers (counts zeroed, nothing armed).  Both this and
+ * tf_uninstall() write the whole table, which a writer's background threads
+ * read: call them before a writer's first append or after its close. */
 void tf_install(bool fast_sync);
 /* Restores topic__os_default and stops the power-loss model. */
 void tf_uninstall(void);
