@@ -31,10 +31,10 @@
  * A file cut short under our mapping (a writer sealing it) raises SIGBUS.
  * So does a read the disk fails.  While verify walks a segment (bus_armed),
  * the signal jumps back to verify_segment(), which reports the segment as
- * damage: a second pass confirms it only if the read fails again.  Elsewhere (dump,
- * which writes records' bytes straight from the mapping with stdio, where a
- * jump could leave a stream locked) the program says why it stops, and
- * stops.
+ * damage: a second pass confirms it only if the read fails again.
+ * Elsewhere (dump, which writes records' bytes straight from the mapping
+ * with stdio, where a jump could leave a stream locked) the program says
+ * why it stops, and stops.
  */
 static sigjmp_buf bus_jump;
 static volatile sig_atomic_t bus_armed;
@@ -137,13 +137,25 @@ static bool same_damage(const struct damage *a, const struct damage *b)
            a->has_end == b->has_end && a->end == b->end && strcmp(a->what, b->what) == 0;
 }
 
-/*
- * Reports d, the entry add_damage() just gave, once its fields are filled
- * in.  On the second pass (see cmd_verify) an entry the first pass did not
- * find the same is dropped instead: it returns false, and the caller counts
- * nothing for it.
- */
-static void print_damage(struct verify *v, const struct damage *d);
+static void print_damage(struct verify *v, const struct damage *d)
+{
+    if (v->json)
+        return;
+    clear_progress(v);
+    FILE *f = v->out;
+    fprintf(f, "%s: position %zu", d->file, d->pos);
+    if (d->has_offset)
+        fprintf(f, ", offset %" PRIu64, d->offset);
+    fprintf(f, ": %s", d->what);
+    if (d->has_offset && d->has_end && d->end > d->offset + 1)
+        fprintf(f, "; offsets %" PRIu64 "-%" PRIu64 " unreadable", d->offset, d->end - 1);
+    else if (d->has_offset && d->has_end && d->end == d->offset + 1)
+        fprintf(f, "; offset %" PRIu64 " unreadable", d->offset);
+    else if (d->has_offset && !d->has_end)
+        fprintf(f, "; offsets from %" PRIu64 " on unreadable", d->offset);
+    fputc('\n', f);
+    fflush(f);
+}
 
 /* Problems one pass found and the other did not: left out of the report. */
 static size_t unconfirmed(const struct verify *v)
@@ -151,6 +163,12 @@ static size_t unconfirmed(const struct verify *v)
     return v->confirm != NULL ? v->nconfirm - v->matched + v->dropped : 0;
 }
 
+/*
+ * Reports d, the entry add_damage() just gave, once its fields are filled
+ * in.  On the second pass (see cmd_verify) an entry the first pass did not
+ * find the same is dropped instead: it returns false, and the caller counts
+ * nothing for it.
+ */
 static bool show_damage(struct verify *v, const struct damage *d)
 {
     if (v->confirm != NULL) {
@@ -179,26 +197,6 @@ static void note_unreadable(struct verify *v, const struct damage *d)
     print_damage(v, d);
     v->n--;
     v->unreadable++;
-}
-
-static void print_damage(struct verify *v, const struct damage *d)
-{
-    if (v->json)
-        return;
-    clear_progress(v);
-    FILE *f = v->out;
-    fprintf(f, "%s: position %zu", d->file, d->pos);
-    if (d->has_offset)
-        fprintf(f, ", offset %" PRIu64, d->offset);
-    fprintf(f, ": %s", d->what);
-    if (d->has_offset && d->has_end && d->end > d->offset + 1)
-        fprintf(f, "; offsets %" PRIu64 "-%" PRIu64 " unreadable", d->offset, d->end - 1);
-    else if (d->has_offset && d->has_end && d->end == d->offset + 1)
-        fprintf(f, "; offset %" PRIu64 " unreadable", d->offset);
-    else if (d->has_offset && !d->has_end)
-        fprintf(f, "; offsets from %" PRIu64 " on unreadable", d->offset);
-    fputc('\n', f);
-    fflush(f);
 }
 
 /* Names what is wrong with topic.conf, when that is why the library refused
@@ -464,7 +462,6 @@ static void verify_json(const struct verify *v, const char *dir, const struct se
  * status, or the failure's, already reported on standard error. */
 static int verify_pass(struct verify *v, const char *dir)
 {
-
     struct seg_file *segs = NULL;
     size_t nsegs = 0;
     int rc = seg_list(dir, &segs, &nsegs);
@@ -559,22 +556,23 @@ static int verify_pass(struct verify *v, const char *dir)
     if (v->json) {
         verify_json(v, dir, segs, nsegs, err == 0, start, end);
     } else {
-        fprintf(v->out, "%zu segment%s, %" PRIu64 " batch%s, %" PRIu64 " record%s", nsegs,
-               nsegs == 1 ? "" : "s", v->batches, v->batches == 1 ? "" : "es", v->records,
-               v->records == 1 ? "" : "s");
+        FILE *f = v->out;
+        fprintf(f, "%zu segment%s, %" PRIu64 " batch%s, %" PRIu64 " record%s", nsegs,
+                nsegs == 1 ? "" : "s", v->batches, v->batches == 1 ? "" : "es", v->records,
+                v->records == 1 ? "" : "s");
         if (err == 0)
-            fprintf(v->out, " (library view: start offset %" PRIu64 ", end offset %" PRIu64 ")", start,
-                   end);
+            fprintf(f, " (library view: start offset %" PRIu64 ", end offset %" PRIu64 ")",
+                    start, end);
         if (v->n > 0)
-            fprintf(v->out, ": %zu problem%s found\n", v->n, v->n == 1 ? "" : "s");
+            fprintf(f, ": %zu problem%s found\n", v->n, v->n == 1 ? "" : "s");
         else if (v->unreadable > 0)
-            fprintf(v->out, ": %u part%s could not be checked\n", v->unreadable,
-                   v->unreadable == 1 ? "" : "s");
+            fprintf(f, ": %u part%s could not be checked\n", v->unreadable,
+                    v->unreadable == 1 ? "" : "s");
         else
-            fprintf(v->out, ": ok\n");
+            fprintf(f, ": ok\n");
         size_t left_out = unconfirmed(v);
         if (left_out > 0)
-            fprintf(v->out, "%zu problem%s seen by only one of two passes left out: the "
+            fprintf(f, "%zu problem%s seen by only one of two passes left out: the "
                     "topic changed while it was read (a writer running?)\n", left_out,
                     left_out == 1 ? "" : "s");
     }
@@ -623,27 +621,22 @@ int cmd_verify(int argc, char **argv)
      */
     char *first = NULL;
     size_t first_len = 0;
-    v.out = open_memstream(&first, &first_len);
-    if (v.out == NULL) {
-        v.out = stdout;   /* out of memory: one pass, reported as it goes */
-        int rc = verify_pass(&v, dir);
-        free(v.v);
-        return rc;
-    }
+    FILE *mem = open_memstream(&first, &first_len);
+    v.out = mem != NULL ? mem : stdout;   /* out of memory: one pass, reported as it goes */
     int rc = verify_pass(&v, dir);
-    fclose(v.out);
-    if (v.n == 0 && v.unreadable == 0) {
-        fwrite(first, 1, first_len, stdout);
+    if (mem != NULL) {
+        fclose(mem);
+        if (v.n == 0 && v.unreadable == 0) {
+            fwrite(first, 1, first_len, stdout);
+        } else {
+            struct verify again = { .json = v.json, .quiet = v.quiet, .out = stdout,
+                                    .confirm = v.v, .nconfirm = v.n };
+            rc = verify_pass(&again, dir);
+            free(again.v);
+        }
         free(first);
-        free(v.v);
-        return rc;
     }
-    free(first);
-    struct verify again = { .json = v.json, .quiet = v.quiet, .out = stdout,
-                            .confirm = v.v, .nconfirm = v.n };
-    rc = verify_pass(&again, dir);
     free(v.v);
-    free(again.v);
     return rc;
 }
 
