@@ -732,6 +732,15 @@ static void dump_segment(const char *dir, const struct seg_file *s, const struct
         *rc = TOOL_NOTFOUND;
         return;
     }
+    if (err == -ENOENT) {
+        /* Retention or delete-before removed it after the listing: on a
+         * live topic that is no damage, and the rest is still worth
+         * showing.  The library removes segments oldest first, so the
+         * dump still shows one unbroken run of the log. */
+        printf("  removed since the directory was listed (by retention or delete-before); "
+               "skipped\n");
+        return;
+    }
     if (err < 0) {
         *rc = report(err, "dump: %s", s->name);
         return;

@@ -3,8 +3,13 @@
  * process (FAIL_READDIR_AT=N) fails with EIO, and the file named by
  * FAIL_READDIR_MARK is created to say that it did.  With
  * FAIL_READDIR_STICKY=1 every later call fails too, as on a directory that
- * went bad; otherwise every other call is passed on.  readdir() tells a failure from the end of a directory only
- * by errno, which is how a listing cut short can pass for a whole one.
+ * went bad; otherwise every other call is passed on.  readdir() tells a
+ * failure from the end of a directory only by errno, which is how a listing
+ * cut short can pass for a whole one.
+ *
+ * With UNLINK_AFTER_LISTING=PATH, the first listing that reaches the end of
+ * its directory removes PATH just before it says so, as retention removing
+ * a segment right after a tool listed the topic would.
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
@@ -19,6 +24,7 @@
 struct dirent *readdir(DIR *d);
 
 static long calls;
+static int unlinked;
 
 struct dirent *readdir(DIR *d)
 {
@@ -38,5 +44,17 @@ struct dirent *readdir(DIR *d)
         errno = EIO;
         return NULL;
     }
-    return real(d);
+    const char *victim = getenv("UNLINK_AFTER_LISTING");
+    int saved = errno;
+    errno = 0;
+    struct dirent *e = real(d);
+    if (e == NULL && errno == 0 && victim != NULL && !unlinked) {
+        unlinked = 1;
+        unlink(victim);
+        errno = 0;
+        return NULL;
+    }
+    if (e != NULL || errno == 0)
+        errno = saved;
+    return e;
 }

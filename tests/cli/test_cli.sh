@@ -359,6 +359,23 @@ if "$CC" -shared -fPIC -o "$W/readdir_fail.so" "$HERE/readdir_fail.c" -ldl 2>"$W
 	[ -z "$silent" ] || echo "#   exit status 0 with the failure at:$silent"
 	[ -z "$lied" ] || echo "#   a wrong report with the failure at:$lied"
 	rm -rf "$W/rd-copy"
+
+	# Retention may remove the oldest segment between dump's listing and
+	# its reading of that file.  dump used to stop there with exit status
+	# 3 ("No such file or directory") and show nothing of the rest.
+	DD=$W/dump-topic
+	"$TOPIC" create "$DD" --config segment.bytes=4096 >/dev/null 2>&1
+	for i in 1 2 3; do seq 1 300 | "$TOPIC" append "$DD" >/dev/null 2>&1; done
+	oldest=$(ls "$DD" | grep '\.log$' | head -1)
+	UNLINK_AFTER_LISTING=$DD/$oldest LD_PRELOAD=$W/readdir_fail.so \
+		"$TOPIC" dump "$DD" --headers >"$W/out" 2>"$W/err"
+	st=$?
+	check "dump skips a segment removed after its listing (exit 0, not 3)" test "$st" -eq 0
+	check "...saying so under the segment's name" \
+		sh -c "grep -A1 '^$oldest:' '$W/out' | grep -q 'removed since the directory was listed'"
+	check "...and shows the segments after it" \
+		grep -q "^$(ls "$DD" | grep '\.log$' | tail -1): base offset" "$W/out"
+	check "...with the file really gone" test ! -e "$DD/$oldest"
 else
 	not_ok "building the readdir() shim" "$(cat "$W/cc.err")"
 fi
