@@ -84,6 +84,8 @@ struct damage {
     size_t pos, len;
     bool has_offset, has_end;
     uint64_t offset, end;     /* offsets [offset, end) are affected */
+    bool reached;             /* reach_past() moved end on from walk_end */
+    uint64_t walk_end;
     char what[224];
 };
 
@@ -98,6 +100,8 @@ struct verify {
     size_t nconfirm, matched, matched_upto, dropped;
     uint64_t batches, records;
     unsigned unreadable;      /* files that could not be read, newer batches */
+    topic *lib;               /* a reader's handle for the pass, or NULL */
+    uint64_t lib_end;         /* its end offset when the pass began */
     /* progress on a terminal */
     bool progress;
     uint64_t total_bytes, done_bytes;
@@ -130,11 +134,20 @@ static void clear_progress(struct verify *v)
         fputs("\r\033[K", stderr);
 }
 
+/* Where the walk found the affected offsets to end.  The passes are
+ * compared on this: where a reader can read again (reach_past) may move
+ * while a writer appends. */
+static uint64_t walk_end(const struct damage *d)
+{
+    return d->reached ? d->walk_end : d->end;
+}
+
 static bool same_damage(const struct damage *a, const struct damage *b)
 {
     return strcmp(a->file, b->file) == 0 && a->pos == b->pos && a->len == b->len &&
            a->has_offset == b->has_offset && a->offset == b->offset &&
-           a->has_end == b->has_end && a->end == b->end && strcmp(a->what, b->what) == 0;
+           a->has_end == b->has_end && walk_end(a) == walk_end(b) &&
+           strcmp(a->what, b->what) == 0;
 }
 
 static void print_damage(struct verify *v, const struct damage *d)
@@ -223,6 +236,63 @@ static void conf_damage(struct verify *v, const char *dir)
     show_damage(v, d);
 }
 
+/* Whether a reader is refused offset x as damaged. */
+static bool refused(topic *t, uint64_t x)
+{
+    size_t len;
+    return topic_read(t, x, NULL, 0, &len) == TOPIC_ECORRUPT;
+}
+
+/*
+ * A reader finds a record by walking batch headers from the index entry
+ * before it, and cannot walk past a batch whose header is damaged, or one
+ * whose base offset does not continue the offsets.  The records after it,
+ * which the walk here found intact by searching for the next batch's magic,
+ * are refused as damaged until the next index entry or the next segment.
+ * The library does not search as this walk does: a record's value may
+ * itself hold a well-formed batch, and a reader must never return that.
+ *
+ * So that the offsets reported unreadable are those a reader is refused,
+ * d's range grows by the offsets from d->end on that the library refuses,
+ * up to the first one it reads, or `limit`.  A run of them is short where
+ * the index leads past the damage (one index interval of batches): it is
+ * probed offset by offset.  A long one (no index entry after the damage) is
+ * measured by doubling steps, then halving, as a reader refuses every offset
+ * of the segment from the damage on until an index entry leads past it.
+ */
+static void reach_past(struct verify *v, struct damage *d, uint64_t limit)
+{
+    if (v->lib == NULL || !d->has_offset || !d->has_end || d->end >= limit)
+        return;
+    uint64_t x = d->end;
+    for (int n = 0; n < 64 && x < limit && refused(v->lib, x); n++)
+        x++;
+    if (x - d->end == 64 && x < limit) {
+        uint64_t lo = x - 1, hi = limit, step = 64;   /* lo refused; hi read, or limit */
+        while (lo + step < limit) {
+            if (!refused(v->lib, lo + step)) {
+                hi = lo + step;
+                break;
+            }
+            lo += step;
+            step *= 2;
+        }
+        while (hi - lo > 1) {
+            uint64_t mid = lo + (hi - lo) / 2;
+            if (refused(v->lib, mid))
+                lo = mid;
+            else
+                hi = mid;
+        }
+        x = hi;
+    }
+    if (x != d->end) {
+        d->reached = true;
+        d->walk_end = d->end;
+        d->end = x;
+    }
+}
+
 static void update_progress(struct verify *v, uint64_t done)
 {
     if (!v->progress)
@@ -276,6 +346,9 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
     }
     /* Static, not automatic: they keep their values when a SIGBUS jumps
      * back to the sigsetjmp() below. */
+    /* Where this segment's offsets end for a reader: the next segment's
+     * base, or the topic's end offset. */
+    uint64_t limit = next != NULL ? next->base : v->lib_end;
     static struct walker w;
     static struct walk_item it;
     static struct zbuf z;
@@ -329,6 +402,7 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
                     snprintf(d->what, sizeof d->what, "offsets missing: the batch starts at "
                              "offset %" PRIu64 ", %" PRIu64 " was expected", it.h.base_offset,
                              it.expect);
+                    reach_past(v, d, limit);
                 } else {
                     d->offset = it.h.base_offset;
                     snprintf(d->what, sizeof d->what, "offsets overlap: the batch starts at "
@@ -377,6 +451,8 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
             snprintf(d->what, sizeof d->what, "%s (%zu bytes skipped)", it.problem, it.len);
         if (d->has_end && d->has_offset && d->end <= d->offset)
             d->has_end = false;
+        if (!it.count_trusted)
+            reach_past(v, d, limit);
         if (show_damage(v, d))
             damaged++;
     }
@@ -480,7 +556,8 @@ static int verify_pass(struct verify *v, const char *dir)
     if (err == 0) {
         start = topic_start_offset(t);
         end = topic_end_offset(t);
-        topic_close(t);
+        v->lib = t;   /* for reach_past(); closed at the end of the pass */
+        v->lib_end = end;
     } else {
         struct damage *d = add_damage(v, "(topic)", 0, 0);
         snprintf(d->what, sizeof d->what, "the library cannot open the topic: %s",
@@ -577,6 +654,8 @@ static int verify_pass(struct verify *v, const char *dir)
                     left_out == 1 ? "" : "s");
     }
     free(segs);
+    topic_close(v->lib);
+    v->lib = NULL;
     return v->n > 0 ? TOOL_NOTFOUND : v->unreadable > 0 ? TOOL_FAIL : TOOL_OK;
 }
 

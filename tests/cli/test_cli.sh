@@ -589,6 +589,53 @@ open(path, "wb").write(data)
 expect 1 "verify of a damaged one-record batch exits 1" verify "$D1" --quiet
 check "...and names the one offset it makes unreadable" grep -q "position $pos1, offset 1: .*; offset 1 unreadable\$" "$W/out"
 
+# A batch whose header is damaged stops a reader's walk from the index
+# entry before it: the intact records after it are refused too, up to the
+# next index entry.  verify found them intact by searching for the next
+# batch's magic, and used to report only the damaged batch's offsets as
+# unreadable.  It now reports what a reader is refused.  golden/wrong-magic
+# is documented (tests/golden/README.md) as refusing offsets 3-5.
+rm -rf "$W/wm"
+cp -R "$HERE/../golden/cases/wrong-magic" "$W/wm"
+expect 1 "verify of a batch with a damaged magic exits 1" verify "$W/wm" --quiet
+check "...and reports the offsets a reader is refused (3-5), not only the batch's" \
+	grep -q ": bad magic: .*; offsets 3-5 unreadable\$" "$W/out"
+# Batches of 100 records: more refused offsets than verify probes one by
+# one, and without the segment's index, every offset to the segment's end.
+WM=$W/wm-long
+"$TOPIC" create "$WM" --config segment.bytes=16384 >/dev/null 2>&1
+for i in $(seq 1 40); do seq 1 100 | "$TOPIC" append "$WM" >/dev/null 2>&1; done
+"$PYTHON" -c '
+import struct, sys
+path = sys.argv[1]
+data = bytearray(open(path, "rb").read())
+pos = 0
+for _ in range(3):
+    pos += struct.unpack_from("<I", data, pos + 4)[0]
+data[pos:pos + 4] = b"XXXX"
+open(path, "wb").write(data)
+' "$WM/00000000000000000000.log"
+second=$(ls "$WM" | grep '\.log$' | sed -n 2p)
+for variant in index no-index; do
+	if [ $variant = no-index ]; then
+		rm -f "$WM/00000000000000000000.index" "$WM/00000000000000000000.timeindex"
+	fi
+	run verify "$WM" --quiet
+	range=$(sed -n 's/.*: bad magic: .*; offsets \([0-9]*\)-\([0-9]*\) unreadable$/\1 \2/p' "$W/out")
+	set -- $range
+	refused_ok=no
+	if [ $# -eq 2 ] && [ "$1" -eq 300 ] && [ "$2" -ge 399 ]; then
+		"$TOPIC" read "$WM" --from "$2" --count 1 >/dev/null 2>&1
+		last=$?
+		"$TOPIC" read "$WM" --from $(($2 + 1)) --count 1 >/dev/null 2>&1
+		after=$?
+		[ $last -eq 1 ] && [ $after -eq 0 ] && refused_ok=yes
+		[ $variant = no-index ] && [ $(($2 + 1)) -ne "${second%.log}" ] && refused_ok=no
+	fi
+	check "verify's unreadable range after a damaged header ends where reads resume ($variant: $range)" \
+		test $refused_ok = yes
+done
+
 # Batches whose checksum holds but whose records do not decode, forged by
 # forge.py (next to this script): dump exits 1 for every kind, as verify does,
 # with --headers too.
