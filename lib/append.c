@@ -122,8 +122,10 @@ static int compress(topic *t, const topic_record *recs, size_t n, int64_t first_
 {
     TRY(grow(&t->zraw, raw));
     TRY(grow(&t->zout, topic__lz4_bound(raw)));
+    if (t->lz4_state == NULL && (t->lz4_state = topic__malloc(topic__lz4_state_size())) == NULL)
+        return -ENOMEM;
     topic__records_encode(t->zraw.p, recs, n, first_ts, now);
-    *packed = topic__lz4_pack(t->zraw.p, raw, t->zout.p, t->zout.cap);
+    *packed = topic__lz4_pack(t->lz4_state, t->zraw.p, raw, t->zout.p, t->zout.cap);
     return 0;
 }
 

@@ -15,11 +15,21 @@ size_t topic__lz4_bound(size_t n)
     return 4 + (size_t)LZ4_compressBound((int)n);
 }
 
-size_t topic__lz4_pack(const uint8_t *src, size_t n, uint8_t *dst, size_t cap)
+size_t topic__lz4_state_size(void)
+{
+    return (size_t)LZ4_sizeofState();
+}
+
+/* The compressor's state (about 16 KiB) is the caller's, on the heap:
+ * LZ4_compress_default() keeps it on the stack, and an appending thread
+ * with a small stack (16-20 KiB, as some event loops and green-thread
+ * runtimes give) crashed there. */
+size_t topic__lz4_pack(void *state, const uint8_t *src, size_t n, uint8_t *dst, size_t cap)
 {
     if (n > (size_t)LZ4_MAX_INPUT_SIZE || cap < 4)
         return 0;
-    int c = LZ4_compress_default((const char *)src, (char *)dst + 4, (int)n, (int)(cap - 4));
+    int c = LZ4_compress_fast_extState(state, (const char *)src, (char *)dst + 4, (int)n,
+                                       (int)(cap - 4), 1);
     if (c <= 0 || 4 + (size_t)c >= n)
         return 0;   /* stored raw: compression did not pay */
     topic__store32(dst, (uint32_t)n);

@@ -218,8 +218,10 @@ static inline int topic__batch_records(const uint8_t *p, const struct batch_head
 void topic__zbuf_free(struct zbuf *z);
 /* Compresses `n` bytes of records at src into dst (room for `cap` bytes)
  * as the payload of an lz4 batch; returns its size, or 0 when that would
- * not be smaller than n. */
-size_t topic__lz4_pack(const uint8_t *src, size_t n, uint8_t *dst, size_t cap);
+ * not be smaller than n.  `state` is the compressor's working memory,
+ * topic__lz4_state_size() bytes aligned as malloc() aligns. */
+size_t topic__lz4_pack(void *state, const uint8_t *src, size_t n, uint8_t *dst, size_t cap);
+size_t topic__lz4_state_size(void);
 size_t topic__lz4_bound(size_t n);
 /* Decodes every record of a verified batch to check its structure and count. */
 int  topic__batch_walk(const uint8_t *p, const struct batch_header *h);

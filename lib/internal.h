@@ -226,6 +226,7 @@ struct topic {
     int failed;                   /* sticky write error, under append_lock */
     bool failure_told;            /* a call has returned `failed` itself */
     struct zbuf zraw, zout;       /* lz4: records, then compressed; under append_lock */
+    void *lz4_state;              /* lz4: the compressor's state; under append_lock */
     bool marked_dirty;            /* state says "not clean" on disk */
     bool made_dir;                /* topic_open() made the directory (undone if it fails) */
     bool locked;                  /* holds the writer lock (flock of lockfd) */

@@ -585,6 +585,7 @@ static void free_handle(topic *t)
     topic__groups_close(t);
     topic__zbuf_free(&t->zraw);
     topic__zbuf_free(&t->zout);
+    topic__free(t->lz4_state);
     topic__state_close(t);
     topic__seglist_free(t);
     topic__close(t->dirfd);

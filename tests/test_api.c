@@ -2623,6 +2623,70 @@ static void test_empty_key_is_not_no_key(void **state)
     }
 }
 
+/* What a thread with a small stack appends to an lz4 topic. */
+struct small_stack_job {
+    topic *t;
+    int rc_batch, rc_single;
+};
+
+static void *append_lz4_on_small_stack(void *arg)
+{
+    struct small_stack_job *j = arg;
+    static char value[1000];
+    memset(value, 'z', sizeof value);
+    topic_record recs[100];
+    for (int i = 0; i < 100; i++)
+        recs[i] = (topic_record){ .value = value, .value_len = 100 };
+    j->rc_batch = topic_append_batch(j->t, recs, 100, NULL);
+    j->rc_single = topic_append(j->t, value, sizeof value, NULL);
+    return NULL;
+}
+
+/*
+ * lz4's compressor keeps about 16 KiB of state on the stack unless given
+ * its own, and a thread with a 16-20 KiB stack (event loops and green
+ * threads give such stacks) crashed in the first compressed append.  The
+ * state now lives in the handle.  Sanitizers need far more stack of their
+ * own, so this runs only in the plain build.
+ */
+static void test_lz4_append_on_a_small_stack(void **state)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    (void)state;
+    skip();
+#else
+    fx *f = *state;
+    topic *t = create_with(f->dir, "compression.type", "lz4", NULL);
+    assert_ok(topic_append(t, "warm", 4, NULL));   /* the library's threads start here */
+    struct small_stack_job j = { t, 1, 1 };
+    pthread_attr_t a;
+    pthread_t th;
+    size_t size = 20 * 1024;
+    long min = sysconf(_SC_THREAD_STACK_MIN);
+    if (min > 0 && (size_t)min > size)
+        size = (size_t)min;
+    assert_int_equal(pthread_attr_init(&a), 0);
+    assert_int_equal(pthread_attr_setstacksize(&a, size), 0);
+    assert_int_equal(pthread_create(&th, &a, append_lz4_on_small_stack, &j), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    pthread_attr_destroy(&a);
+    assert_ok(j.rc_batch);
+    assert_ok(j.rc_single);
+    assert_u64(topic_end_offset(t), 102);
+    assert_ok(topic_close(t));
+    t = open_ok(f->dir, TOPIC_RDONLY, NULL);
+    char buf[1000];
+    size_t len = 0;
+    assert_ok(topic_read(t, 50, buf, sizeof buf, &len));
+    assert_int_equal(len, 100);
+    assert_ok(topic_read(t, 101, buf, sizeof buf, &len));
+    assert_int_equal(len, 1000);
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(buf[i], 'z');
+    assert_ok(topic_close(t));
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2667,6 +2731,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_segment_ms_rolls, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_segment_ms_old_timestamps, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_empty_key_is_not_no_key, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_lz4_append_on_a_small_stack, fx_setup, fx_teardown),
     };
     /* TOPIC_TEST_FILTER=test_lock* runs only the tests whose names match. */
     if (getenv("TOPIC_TEST_FILTER"))
