@@ -242,6 +242,16 @@ static size_t file_limit(const struct segment *s)
     return size < s->map_len ? size : s->map_len;
 }
 
+/* Unmaps s's reservation past the end of its file (and of what it walked),
+ * in place: its readers' pointers stay valid. */
+static void release_past_file(struct segment *s)
+{
+    size_t size, len = atomic_load(&s->len);
+    if (s->fd < 0 || topic__fsize(s->fd, &size) < 0)
+        return;
+    topic__segment_unmap_tail(s, size > len ? size : len);
+}
+
 static void trust_published(struct segment *s, const struct live_view *v)
 {
     if (!v->this_boot || v->base != s->base || v->len > s->map_len ||
@@ -271,8 +281,13 @@ static uint32_t follow_index_cap(const topic *t)
     return (uint32_t)(FOLLOW_MAP / step + 2);
 }
 
-/* Maps a segment that may still grow, with indexes of the reader's own. */
-static int follow_map(topic *t, struct segment *s, size_t *size)
+/* Maps a segment the writer has not sealed, with indexes of the reader's
+ * own.  One that may still grow (`grows`: the writer's active segment) gets
+ * the reservation of address space the writer's mapping has; one the
+ * writer has rolled away from only its file.  Reserving for those too, a
+ * reader that fell behind the flusher's seals took 2 GiB more for each, and
+ * one whose address space was limited (RLIMIT_AS) failed with -ENOMEM. */
+static int follow_map(topic *t, struct segment *s, size_t *size, bool grows)
 {
     char name[64];
     topic__segment_name(name, sizeof name, s->base, ".log");
@@ -282,9 +297,11 @@ static int follow_map(topic *t, struct segment *s, size_t *size)
     s->fd = fd;
     TRY(topic__fsize(fd, size));
     void *p;
-    s->map_len = *size > FOLLOW_MAP ? *size : FOLLOW_MAP;
-    TRY(topic__mmap(s->map_len, PROT_READ, fd, &p));
-    s->map = p;
+    s->map_len = grows && *size < FOLLOW_MAP ? FOLLOW_MAP : *size;
+    if (s->map_len > 0) {
+        TRY(topic__mmap(s->map_len, PROT_READ, fd, &p));
+        s->map = p;
+    }
     TRY(topic__index_anon(&s->idx, follow_index_cap(t)));
     TRY(topic__index_anon(&s->tidx, follow_index_cap(t)));
     atomic_store(&s->tidx_state, 1);
@@ -310,7 +327,7 @@ static int follow_walk(topic *t, struct segment *s, size_t limit)
 int topic__follow_load(topic *t, struct segment *s)
 {
     size_t size;
-    TRY(follow_map(t, s, &size));
+    TRY(follow_map(t, s, &size, false));
     /* s->end is the next segment's base: the walk stops there, and the
      * segment, rolled away from, is settled. */
     int rc = follow_walk(t, s, size);
@@ -392,7 +409,7 @@ int topic__follow_open_last(topic *t, struct segment *s)
     struct live_view v;
     struct state_page snap;
     atomic_store(&s->end, UINT64_MAX);
-    TRY(follow_map(t, s, &size));
+    TRY(follow_map(t, s, &size, true));
     s->walked_end = s->base;
     if (topic__state_clean(t, &snap) && snap.active_base == s->base && snap.active_len == size) {
         /* Closed cleanly: the record says where the log ends, as it does for
@@ -472,9 +489,16 @@ static int follow_roll(topic *t, struct segment *last, uint64_t published, struc
         topic__free(bases);
         return -ENOMEM;
     }
+    /* last has been rolled away from, so its file grows no more: its
+     * reservation of address space past the file goes before the new
+     * segment takes one, as the writer's does when it rolls.  Holding both
+     * at once, a reader whose address space is limited to less than about
+     * 4.1 GiB (RLIMIT_AS) could never take in the new segment. */
+    if (last != NULL && last->follow)
+        release_past_file(last);
     size_t size;
     atomic_store(&newest->end, UINT64_MAX);
-    rc = follow_map(t, newest, &size);
+    rc = follow_map(t, newest, &size, true);
     newest->walked_end = newest->base;
     if (rc < 0) {
         topic__segment_free(newest);

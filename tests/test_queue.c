@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -1997,6 +1998,96 @@ static void test_foreign_group_file(void **state)
     }
     free(gpath);
     free(gdir);
+}
+
+/* The process's address space in use now, from /proc/self/statm. */
+static size_t vm_bytes(void)
+{
+    FILE *fp = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (fp == NULL || fscanf(fp, "%lu", &pages) != 1)
+        pages = 0;
+    if (fp != NULL)
+        fclose(fp);
+    return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/*
+ * A read-only handle reserves 2 GiB of address space for the segment it
+ * follows.  It used to map the writer's next segment before letting go of
+ * the old one's reservation, so a follower whose address space is limited
+ * (RLIMIT_AS, `ulimit -v`) to less than about 4.1 GiB read the first
+ * segment and then got -ENOMEM for good, even after the writer closed.
+ * The documented need is about 2.1 GiB.  The follower here has 2.5 GiB
+ * more than it uses at the start.  Sanitizers reserve terabytes of shadow
+ * memory, so this runs only in the plain build.
+ */
+static void test_follower_with_limited_address_space(void **state)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    (void)state;
+    skip();
+#else
+    fx *f = *state;
+    WATCHDOG(60);
+    /* No handle is open across the fork: the child would inherit its
+     * reservation. */
+    topic *t = create_with(f->dir, "segment.bytes", "65536", NULL);
+    assert_ok(topic_append(t, "first", 5, NULL));
+    assert_ok(close_t(t));
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit rl;
+        rl.rlim_cur = rl.rlim_max = vm_bytes() + ((rlim_t)5 << 29);   /* + 2.5 GiB */
+        if (setrlimit(RLIMIT_AS, &rl) != 0)
+            _exit(2);
+        topic *r = NULL;
+        topic_cursor *c = NULL;
+        if (topic_open(f->dir, TOPIC_RDONLY, NULL, &r) != 0 || topic_cursor_open(r, 0, &c) != 0)
+            _exit(3);
+        if (write(ready[1], "r", 1) != 1)
+            _exit(4);
+        uint64_t want = 0;
+        for (;;) {
+            topic_record rec;
+            int rc = topic_cursor_next(c, &rec);
+            if (rc == TOPIC_END) {
+                rc = topic_wait(r, want, 2000);
+                if (rc == -ETIMEDOUT)
+                    break;   /* the writer has finished */
+                if (rc == 0)
+                    continue;
+            }
+            if (rc != 0 || rec.offset != want) {
+                fprintf(stderr, "follower: offset %" PRIu64 ": %d (%s)\n", want, rc,
+                        topic_strerror(rc));
+                _exit(5);
+            }
+            want++;
+        }
+        topic_cursor_close(c);
+        topic_close(r);
+        _exit(want == 20001 ? 0 : 6);
+    }
+    char b;
+    assert_int_equal(read(ready[0], &b, 1), 1);
+    close(ready[0]);
+    close(ready[1]);
+    t = open_ok(f->dir, 0, NULL);
+    char v[100];
+    memset(v, 'f', sizeof v);
+    for (int i = 0; i < 20000; i++)
+        assert_ok(topic_append(t, v, sizeof v, NULL));
+    print_message("writer: 20001 records in %d segments\n", tu_count_suffix(f->dir, ".log"));
+    assert_ok(close_t(t));
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+#endif
 }
 
 /*
@@ -4331,6 +4422,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_group_file_first_commit_crash, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_foreign_group_file, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_follower_across_many_rolls, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_follower_with_limited_address_space, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_basic, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_seek_time, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_kill9, fx_setup, fx_teardown),
