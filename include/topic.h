@@ -257,7 +257,10 @@ TOPIC_API int topic_close(topic *t);
  * brings a topic near it; nothing was written), TOPIC_ECORRUPT (the next
  * segment's file name is taken by something that is not a regular file,
  * such as a directory, so the roll cannot create it; nothing was written,
- * and appends fail so until it is removed), -EIO.  On error no offset
+ * and appends fail so until it is removed), -EIO; other negative errno
+ * values from the system are passed on, such as -EFBIG (RLIMIT_FSIZE
+ * reached, SIGXFSZ ignored) or -EACCES (the process may no longer create
+ * the next segment's files), with nothing written.  On error no offset
  * is consumed,
  * with one exception: under flush.messages, when the record was written but
  * the sync that follows failed, the append returns that error (the sync's
@@ -390,6 +393,8 @@ TOPIC_API uint64_t topic_end_offset(topic *t);
  * in the writer's new segment (see topic_open), the error that stops it
  * (-EMFILE, -ENFILE, -ENOMEM, ...), returned at once instead of waiting for
  * a record the handle could not reach; each call tries again.
+ * TOPIC_EFAILED at once on a writer handle's copy in a child of fork(),
+ * which sees the log only as it was at the fork (see topic_open).
  * Thread-safe.
  */
 TOPIC_API int topic_wait(topic *t, uint64_t offset, int timeout_ms);

@@ -163,6 +163,11 @@ TOPIC_API int topic_wait(topic *t, uint64_t offset, int timeout_ms)
     for (;;) {
         if (arrived(t, offset))
             return 0;
+        /* A forked child's copy of a writer handle (see topic__forked)
+         * learns nothing of the parent's appends: its end offset is the
+         * one it had at the fork, and it would sleep for ever. */
+        if (!(t->flags & TOPIC_RDONLY) && topic__forked(t))
+            return TOPIC_EFAILED;
         /* A reader that cannot take in the writer's new segments would
          * sleep through the records it waits for. */
         int err = atomic_load_explicit(&t->follow_err, memory_order_acquire);

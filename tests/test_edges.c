@@ -3402,7 +3402,9 @@ static void test_stray_segment_above_the_active_one(void **state)
  * the wait for threads it does not have; the parent's later appends were
  * lost at its close, or it died of SIGBUS in the cut file.  In the child,
  * writes through the copy fail with TOPIC_EFAILED and the close does
- * nothing; the parent goes on as if there had been no fork.
+ * nothing; the parent goes on as if there had been no fork.  The copy reads
+ * the log as it was at the fork, and topic_wait() for a later record
+ * returns TOPIC_EFAILED at once instead of sleeping for ever.
  */
 static void test_writer_handle_after_fork(void **state)
 {
@@ -3414,7 +3416,17 @@ static void test_writer_handle_after_fork(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         uint64_t off;
-        int bad = topic_append(t, "x", 1, &off) != TOPIC_EFAILED ||
+        char buf[1024];
+        size_t len = 0;
+        /* The copy reads the log as it was at the fork, and must not sleep
+         * for a record of the parent's, which it would never see: old
+         * code slept for ever here (the alarm ends that). */
+        alarm(10);
+        int bad = topic_end_offset(t) != 10 || topic_read(t, 9, buf, sizeof buf, &len) != 0 ||
+                  topic_read(t, 10, buf, sizeof buf, &len) != TOPIC_END ||
+                  topic_wait(t, 9, -1) != 0 || topic_wait(t, 10, -1) != TOPIC_EFAILED;
+        alarm(0);
+        bad = bad || topic_append(t, "x", 1, &off) != TOPIC_EFAILED ||
                   topic_append_batch(t, NULL, 0, &off) != TOPIC_EFAILED ||
                   topic_sync(t) != TOPIC_EFAILED || topic_delete_before(t, 1) != TOPIC_EFAILED ||
                   topic_commit(t, "g", 9) != TOPIC_EFAILED || topic_close(t) != 0;
