@@ -293,8 +293,9 @@ TOPIC_API int topic_append_batch(topic *t, const topic_record *recs, size_t n,
  * refuses writes: TOPIC_EFAILED); TOPIC_EFAILED (an earlier write or sync
  * through this handle failed, or t is a writer handle inherited through
  * fork()); TOPIC_ERDONLY on a read-only handle, after syncing the positions
- * it committed; -ENOENT when the topic's directory was deleted while the
- * handle was open (records in unlinked files are never durable; the handle
+ * it committed; -ENOENT when the topic's directory, or its active segment's
+ * file, was deleted while the handle was open (records in unlinked files are
+ * never durable; the handle
  * then refuses writes).  A failure of the writer's background thread
  * (sealing a full segment, a sync under flush.ms) reaches no call by
  * itself: the first topic_sync or topic_close after it returns its error

@@ -35,6 +35,7 @@ struct topic_os {
     int     (*madvise)(void *addr, size_t len, int advice);
     int     (*flock)(int fd, int op);
     int     (*fstat)(int fd, struct stat *st);
+    int     (*statx)(int dirfd, const char *path, int flags, unsigned mask, struct statx *st);
     int     (*mkdir)(const char *path, mode_t mode);
     int     (*mkdirat)(int dirfd, const char *path, mode_t mode);
     struct dirent *(*readdir)(DIR *d);
@@ -85,8 +86,9 @@ int   topic__fsize(int fd, size_t *size);
  * a listing cut short by one (EIO, or EOVERFLOW for a 64-bit inode number
  * in a build without 64-bit file offsets) must not pass for the whole. */
 int   topic__readdir(DIR *d, struct dirent **de);
-/* -ENOENT when the file open as fd has no name left (its directory was
- * deleted, say), the error of a failed fstat(), else 0. */
+/* -ENOENT when the file open as fd has no name left (it or its directory
+ * was deleted), the error of a failed statx(), else 0.  Cheap enough for
+ * every sync: it asks for the link count alone (see os.c). */
 int   topic__still_linked(int fd);
 size_t topic__page_size(void);
 /* Bytes of a mapping that holds `len` bytes of data: whole pages, one at

@@ -278,17 +278,18 @@ int topic__sync(topic *t)
     topic__segment_drop_written(s, atomic_load(&s->len), DROP_MIN);
     int64_t sync_start = mono_ns();
     if (rc == 0) {
+        /* Synced records in a file or directory someone deleted vanish
+         * with the handle: no sync of them succeeds, as SQLite refuses to
+         * write a database file that was unlinked.  Without this, a sync
+         * after the active segment's file was removed by hand said the
+         * records were durable, and the next open gave their offsets out
+         * again. */
         pthread_mutex_lock(&t->seal_lock);
         if (s->fd >= 0)
             rc = topic__fdatasync(s->fd);
+        if (rc == 0 && s->fd >= 0)
+            rc = topic__still_linked(s->fd);
         pthread_mutex_unlock(&t->seal_lock);
-        /* Synced records in a directory someone deleted vanish with the
-         * handle: no sync of them succeeds, as SQLite refuses to write a
-         * database file that was unlinked.  The directory is what is
-         * asked: an fstat() of the file just synced cost a quarter of the
-         * throughput of durable appends on ext4 here, one of the directory
-         * nothing measurable.  A segment file removed on its own is
-         * caught at close (close_writer). */
         if (rc == 0)
             rc = topic__still_linked(t->dirfd);
     }

@@ -730,8 +730,7 @@ static int close_writer(topic *t)
         rc = topic__ftruncate(t->active->fd, (off_t)atomic_load(&t->active->len));
         if (rc == 0)
             rc = topic__fdatasync(t->active->fd);
-        /* As topic__sync (sync.c) asks of the directory; at close the
-         * segment file itself too, which costs once here. */
+        /* As topic__sync (sync.c) asks. */
         if (rc == 0)
             rc = topic__still_linked(t->active->fd);
         if (rc == 0)

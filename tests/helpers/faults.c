@@ -887,6 +887,17 @@ static int w_fstat(int fd, struct stat *st)
     return real->fstat(fd, st);
 }
 
+/* statx() counts as fstat(): both ask what a descriptor's file is. */
+static int w_statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *st)
+{
+    int e = inject(TF_FSTAT, dirfd, NULL);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return real->statx(dirfd, path, flags, mask, st);
+}
+
 static int w_mkdir(const char *path, mode_t mode)
 {
     int e = inject(TF_MKDIR, -1, path);
@@ -988,6 +999,7 @@ void tf_install(bool fast_sync)
     os.madvise = w_madvise;
     os.flock = w_flock;
     os.fstat = w_fstat;
+    os.statx = w_statx;
     os.mkdir = w_mkdir;
     os.mkdirat = w_mkdirat;
     os.readdir = w_readdir;
