@@ -102,9 +102,12 @@ static int map_indexes(topic *t, struct segment *s, uint32_t cap, bool fresh)
     for (int i = 0; i < 2; i++) {
         topic__segment_name(name, sizeof name, s->base, ext[i]);
         if (fresh) {
+            /* A directory in the index's place is not removed: the open
+             * fails as for any file of the topic that is not a regular
+             * one.  A symbolic link, like a FIFO, is replaced. */
             int rc = topic__unlinkat(t->dirfd, name);
             if (rc < 0 && rc != -ENOENT)
-                return rc;
+                return rc == -EISDIR ? TOPIC_ECORRUPT : rc;
         }
         TRY(topic__index_map(ix[i], t->dirfd, name, cap, true));
     }
@@ -243,10 +246,11 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan,
     TRY(map_log(t, s, capacity, 0, &size));
     capacity = s->capacity;
     if (!scan) {
-        /* An index that is not a regular file (TOPIC_ECORRUPT) is made
-         * afresh by the scan below, as a damaged one is. */
+        /* An index that is not a regular file (TOPIC_ECORRUPT; -ELOOP for
+         * a symbolic link, which is not followed) is made afresh by the
+         * scan below, as a damaged one is. */
         int rc = map_indexes(t, s, index_cap(t, capacity), false);
-        if (rc < 0 && rc != TOPIC_ECORRUPT)
+        if (rc < 0 && rc != TOPIC_ECORRUPT && rc != -ELOOP)
             return rc;
         scan = rc < 0 ||
                topic__segment_scan(t, s, vouched->len, TOPIC__SCAN_INDEX, &len, &end) < 0 ||

@@ -1816,6 +1816,51 @@ static void test_fifo_in_place_of_a_file(void **state)
 }
 
 /*
+ * The active segment's index replaced by a symbolic link or a directory
+ * (docs tester).  topic_open(3) says a writer rebuilds an index that is
+ * not a regular file; a link made its open fail with -ELOOP, and a
+ * directory with -EISDIR, an error no page lists.  The link is now
+ * replaced, as a FIFO is; a directory, which the library does not remove,
+ * fails the open with TOPIC_ECORRUPT.  Readers do without either.
+ */
+static void test_active_index_not_a_file(void **state)
+{
+    fx *f = *state;
+    for (int dir = 0; dir < 2; dir++) {
+        tu_rmrf(f->dir);
+        topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+        put_ok(t, 5);
+        assert_ok(topic_close(t));
+        char *p = tu_segment_path(f->dir, 0, "index");
+        assert_ok(unlink(p));
+        if (dir)
+            assert_int_equal(mkdir(p, 0755), 0);
+        else
+            assert_int_equal(symlink("/nonexistent/index", p), 0);
+        t = open_with(f->dir, TOPIC_RDONLY, NULL);
+        for (uint64_t o = 0; o < 5; o++)
+            check_value(t, o);
+        assert_ok(topic_close(t));
+        topic *w = NULL;
+        int rc = topic_open(f->dir, 0, NULL, &w);
+        if (dir) {
+            assert_rc(rc, TOPIC_ECORRUPT);
+            assert_int_equal(rmdir(p), 0);
+            rc = topic_open(f->dir, 0, NULL, &w);
+        }
+        assert_ok(rc);
+        struct stat st;
+        assert_int_equal(lstat(p, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        for (uint64_t o = 0; o < 5; o++)
+            check_value(w, o);
+        assert_ok(put_next(w, NULL));
+        assert_ok(topic_close(w));
+        free(p);
+    }
+}
+
+/*
  * A time search on a read-only handle whose last segment was cut inside a
  * batch after the writer published it: records from there on cannot be
  * verified, and a search for a time only they could hold is
@@ -4171,6 +4216,7 @@ int main(void)
         T(test_close_failures),
         T(test_directory_deleted_under_writer),
         T(test_active_log_removed_under_writer),
+        T(test_active_index_not_a_file),
         T(test_lz4_scratch_given_back),
         T(test_state_older_than_segments),
         T(test_segments_from_two_backups),
