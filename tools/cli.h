@@ -98,8 +98,10 @@ bool stdout_broken(void);
 bool parse_u64(const char *s, uint64_t *out);
 /* Milliseconds since the epoch, or an ISO-8601 date and time:
  * 2026-11-25, 2026-11-25T10:00, 2026-11-25T10:00:00.250Z, ...+01:00.
- * Without a zone the time is local time. */
-bool parse_time(const char *s, int64_t *ms);
+ * Without a zone the time is local time.  On failure, *skipped tells a
+ * well-formed local time that the zone skips (a change to summer time)
+ * from text that is not a time at all. */
+bool parse_time(const char *s, int64_t *ms, bool *skipped);
 /* "2026-11-25T10:00:00.000Z" (at least 25 bytes of room). */
 void format_time(int64_t ms, char *buf, size_t cap);
 

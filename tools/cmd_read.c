@@ -151,12 +151,20 @@ int cmd_read(int argc, char **argv)
                 return usage_error("read", "--from: '%s' is not an offset", arg);
             have_from = true;
             break;
-        case O_FROM_TIME:
-            if (!parse_time(arg, &from_time))
+        case O_FROM_TIME: {
+            bool skipped;
+            if (!parse_time(arg, &from_time, &skipped)) {
+                if (skipped)
+                    return usage_error("read", "--from-time: '%s' does not exist in the local "
+                                       "time zone: the clocks skip it when summer time "
+                                       "begins (give the time with a UTC offset, such as "
+                                       "+01:00)", arg);
                 return usage_error("read", "--from-time: '%s' is neither milliseconds nor an "
                                    "ISO-8601 time such as 2026-11-25T10:00:00Z", arg);
+            }
             have_time = true;
             break;
+        }
         case O_COUNT:
             if (!parse_u64(arg, &count))
                 return usage_error("read", "--count: '%s' is not a number", arg);

@@ -259,7 +259,7 @@ static bool local_time(const struct tm *want, time_t *out)
     return found;
 }
 
-static bool parse_iso(const char *s, int64_t *ms)
+static bool parse_iso(const char *s, int64_t *ms, bool *skipped)
 {
     struct tm tm;
     memset(&tm, 0, sizeof tm);
@@ -312,8 +312,10 @@ static bool parse_iso(const char *s, int64_t *ms)
     tm.tm_sec = sec;
     time_t t = 0;
     if (*p == '\0') {
-        if (!local_time(&tm, &t))
+        if (!local_time(&tm, &t)) {
+            *skipped = true;
             return false;
+        }
     } else {
         int off = 0;
         if (*p == 'Z' || *p == 'z') {
@@ -340,8 +342,9 @@ static bool parse_iso(const char *s, int64_t *ms)
     return true;
 }
 
-bool parse_time(const char *s, int64_t *ms)
+bool parse_time(const char *s, int64_t *ms, bool *skipped)
 {
+    *skipped = false;
     if (s == NULL || *s == '\0')
         return false;
     const char *p = s + (*s == '-');
@@ -358,7 +361,7 @@ bool parse_time(const char *s, int64_t *ms)
         *ms = (int64_t)v;
         return true;
     }
-    return parse_iso(s, ms);
+    return parse_iso(s, ms, skipped);
 }
 
 void format_time(int64_t ms, char *buf, size_t cap)

@@ -240,6 +240,8 @@ t.close()' "$TT" >"$W/py.out" 2>&1; then
 			test "$(cat "$W/out")" = "r3"
 		TZ=$CET "$TOPIC" read "$TT" --from-time 2026-03-29T02:30 >"$W/out" 2>"$W/err"
 		check "read --from-time with a local time that the clocks skip exits 2" test $? -eq 2
+		check "...saying that the clocks skip it, not that it is no time" \
+			grep -q "does not exist in the local time zone: the clocks skip it" "$W/err"
 		TZ=UTC "$TOPIC" read "$TT" --from-time 2026-10-25T00:30 --count 1 >"$W/out" 2>"$W/err"
 		check "...while in UTC it is an ordinary time" test "$(cat "$W/out")" = "r3"
 		# A position past the end offset (a power loss can leave one).
