@@ -75,7 +75,9 @@ static void usage(FILE *f)
           "Commands:\n", f);
     for (const struct command *c = commands; c->name; c++)
         fprintf(f, "  %-14s %s\n", c->name, c->summary);
-    fputs("\n"
+    fputs("  kafka-forward  send a topic to a Kafka cluster (runs topic-kafka forward)\n"
+          "  kafka-import   bring a Kafka topic into a topic (runs topic-kafka import)\n"
+          "\n"
           "Exit status: 0 success; 1 damage found, or the record or offset asked for\n"
           "does not exist; 2 usage error; 3 any other failure.\n"
           "See topic(1).\n", f);
