@@ -285,10 +285,11 @@ int topic__sync(topic *t)
          * records were durable, and the next open gave their offsets out
          * again. */
         pthread_mutex_lock(&t->seal_lock);
-        if (s->fd >= 0)
+        if (s->fd >= 0) {
             rc = topic__fdatasync(s->fd);
-        if (rc == 0 && s->fd >= 0)
-            rc = topic__still_linked(s->fd);
+            if (rc == 0)
+                rc = topic__still_linked(s->fd);
+        }
         pthread_mutex_unlock(&t->seal_lock);
         if (rc == 0)
             rc = topic__still_linked(t->dirfd);
