@@ -294,9 +294,11 @@ TOPIC_API int topic_append_batch(topic *t, const topic_record *recs, size_t n,
  * through this handle failed, or t is a writer handle inherited through
  * fork()); TOPIC_ERDONLY on a read-only handle, after syncing the positions
  * it committed; -ENOENT when the topic's directory, or its active segment's
- * file, was deleted while the handle was open (records in unlinked files are
- * never durable; the handle
- * then refuses writes).  A failure of the writer's background thread
+ * file (or that of a segment rolled away from and not sealed yet), was
+ * deleted or replaced while the handle was open (records in unlinked files
+ * are never durable; the handle then refuses writes, and their offsets are
+ * not handed out again: the next writer starts at this handle's end offset,
+ * and the lost offsets read TOPIC_ECORRUPT or TOPIC_EGONE).  A failure of the writer's background thread
  * (sealing a full segment, a sync under flush.ms) reaches no call by
  * itself: the first topic_sync or topic_close after it returns its error
  * (-EIO and friends), once, and later calls TOPIC_EFAILED.

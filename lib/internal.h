@@ -176,6 +176,7 @@ void topic__segment_drop_written(struct segment *s, size_t upto, size_t min);
 size_t topic__reserve_target(const struct segment *s, size_t reserved, size_t upto);
 /* True when the time index can be trusted for seeking (checked once). */
 bool topic__segment_tidx_ok(struct segment *s);
+int  topic__segment_linked(topic *t, struct segment *s);
 int  topic__segment_seal(topic *t, struct segment *s);
 void topic__segment_free(struct segment *s);
 /* Walks batches from the last index entry (recover.c). */
@@ -358,6 +359,7 @@ int  topic__tell_failure(topic *t, int rc);
 int  topic__seal_pending(topic *t);
 /* Seals the oldest such segment only: 1 if it did, 0 if none waited. */
 int  topic__seal_one(topic *t);
+void topic__mark_lost_end(topic *t);
 
 /* ------------------------------------------------------------------------ */
 /* The writer's background thread (background.c)                              */

@@ -372,12 +372,37 @@ static void close_fds(struct segment *s)
     topic__index_close_fd(&s->tidx);
 }
 
+/*
+ * Whether the file of s, which the caller just synced through s->fd, is
+ * still in the topic's directory: -ENOENT when someone removed it (or put
+ * another file in its place), so that its records go with the handle.
+ * Retention and topic_delete_before() remove segments too, and may do so
+ * between a roll and the segment's seal; they take the segment off the
+ * list (under its lock) before they remove its file, and such a segment
+ * is no loss.
+ */
+int topic__segment_linked(topic *t, struct segment *s)
+{
+    int rc = topic__still_linked(s->fd);
+    if (rc != -ENOENT)
+        return rc;
+    pthread_rwlock_rdlock(&t->segs.lock);
+    bool listed = s->listed;
+    pthread_rwlock_unlock(&t->segs.lock);
+    return listed ? rc : 0;
+}
+
 int topic__segment_seal(topic *t, struct segment *s)
 {
     size_t len = atomic_load(&s->len);
     TRY(topic__ftruncate(s->fd, (off_t)len));
     topic__segment_drop_written(s, len, 0);
     TRY(topic__fdatasync(s->fd));
+    /* A segment whose file someone removed after appends rolled away from
+     * it is not durable, however its sync went: the first topic_sync() or
+     * topic_close() after this seal fails with -ENOENT, as for the active
+     * segment's file (sync.c). */
+    TRY(topic__segment_linked(t, s));
     TRY(topic__index_seal(&s->idx));
     TRY(topic__index_seal(&s->tidx));
     s->writable = false;

@@ -14,6 +14,7 @@
  * because a retried fsync can report success for pages the kernel already
  * dropped ("fsyncgate").
  */
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
@@ -80,6 +81,37 @@ static int seal_oldest(topic *t)
         return rc;
     topic__segment_put(s);
     return 1;
+}
+
+/*
+ * The active segment's file was removed, or replaced by another file, while
+ * this handle wrote to it: its records go with the handle.  Their offsets
+ * were handed out, and a consumer may have committed a position past them,
+ * but the next writer would find its end offset in the files, below them,
+ * and hand them out again.  So the end offset is written down the way a
+ * roll does it: an empty segment file named by it.  unsealed_from moves up
+ * to it too, so that a file put in the removed one's place (an older copy
+ * of it) is read as it is, like any sealed segment, rather than cut to its
+ * last whole batch and continued.  The lost offsets then read
+ * TOPIC_ECORRUPT, or TOPIC_EGONE when no segment is left below them.
+ *
+ * Called under append_lock by a sync or a close that found the active file
+ * unlinked after sealing every earlier segment, with the handle failed, so
+ * the end offset can no longer move.  Best effort: the handle's error is
+ * what the caller reports, and an existing file of that name (the end
+ * offset is the removed segment's own base) is left as it is.
+ */
+void topic__mark_lost_end(topic *t)
+{
+    uint64_t end = atomic_load(&t->end);
+    char name[64];
+    topic__segment_name(name, sizeof name, end, ".log");
+    int fd = topic__openat(t->dirfd, name, O_RDWR | O_CREAT | O_EXCL, TOPIC__FILE_MODE);
+    if (fd < 0)
+        return;
+    topic__close(fd);
+    if (topic__fsync(t->dirfd) == 0)
+        (void)topic__state_sealed(t, end);
 }
 
 int topic__seal_one(topic *t)
@@ -288,7 +320,7 @@ int topic__sync(topic *t)
         if (s->fd >= 0) {
             rc = topic__fdatasync(s->fd);
             if (rc == 0)
-                rc = topic__still_linked(s->fd);
+                rc = topic__segment_linked(t, s);
         }
         pthread_mutex_unlock(&t->seal_lock);
         if (rc == 0)
@@ -301,6 +333,8 @@ int topic__sync(topic *t)
     leave(t, &me);
     if (rc < 0) {
         fail(t, rc);   /* the waiters find it when they take the lock */
+        if (rc == -ENOENT && s == t->active && t->unsealed == NULL)
+            topic__mark_lost_end(t);
     } else if (target > t->synced_end) {
         release_covered(t, target);
         t->synced_end = target;

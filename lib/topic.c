@@ -731,8 +731,8 @@ static int close_writer(topic *t)
         if (rc == 0)
             rc = topic__fdatasync(t->active->fd);
         /* As topic__sync (sync.c) asks. */
-        if (rc == 0)
-            rc = topic__still_linked(t->active->fd);
+        if (rc == 0 && (rc = topic__still_linked(t->active->fd)) == -ENOENT)
+            topic__mark_lost_end(t);
         if (rc == 0)
             rc = topic__still_linked(t->dirfd);
         if (rc == 0)

@@ -762,23 +762,27 @@ static void test_directory_deleted_under_writer(void **state)
     }
 }
 
-/* The active segment's .log is removed while a writer that opened the
- * topic cleanly has it open, and that writer cannot close cleanly.  The
- * offsets the clean close had handed out stay handed out: the next writer
- * starts at that close's end offset (tester B found it starting again at
- * 0, below a group's committed position), as it does when the file goes
- * while no writer runs.  A sync of records appended into the removed file
- * fails with -ENOENT. */
+/* The active segment's .log is removed, or replaced by an older copy of
+ * itself, while a writer has it open.  No sync may call records in the
+ * removed file durable (one used to, docs tester), the handle then refuses
+ * writes, and its close records no clean shutdown.  The offsets the handle
+ * handed out stay handed out: the next writer starts at the handle's end
+ * offset, and the lost ones read TOPIC_ECORRUPT (or TOPIC_EGONE).  Before,
+ * it started at the clean close's end offset, below records a sync had
+ * confirmed before the removal and below a group's committed position
+ * (testers B and recheck), or cut an older copy back to its last batch and
+ * continued from there. */
 static void test_active_log_removed_under_writer(void **state)
 {
     fx *f = *state;
-    for (int rolled = 0; rolled < 2; rolled++) {
-        char *dir = tu_path(f->root, rolled ? "gone-log-rolled" : "gone-log");
+    for (int round = 0; round < 4; round++) {
+        bool rolled = round & 1, copy = round & 2;
+        char name[64];
+        snprintf(name, sizeof name, "gone-log-%d", round);
+        char *dir = tu_path(f->root, name);
         topic *t = rolled ? open_with(dir, TOPIC_CREATE, "segment.bytes", "4096", NULL)
                           : open_with(dir, TOPIC_CREATE, NULL);
         put_ok(t, rolled ? 40 : 10);
-        uint64_t end = topic_end_offset(t);
-        assert_ok(topic_commit(t, "g", end));
         assert_ok(topic_close(t));
         uint64_t *bases = NULL;
         int nseg = tu_list_segments(dir, &bases);
@@ -787,41 +791,107 @@ static void test_active_log_removed_under_writer(void **state)
         free(bases);
 
         t = open_with(dir, 0, NULL);
-        assert_ok(put_next(t, NULL));   /* offset `end`, never synced */
-        char name[64];
+        put_ok(t, 3);
+        uint64_t confirmed = topic_end_offset(t);
+        assert_ok(topic_sync(t));
+        assert_ok(topic_commit(t, "g", confirmed));
         snprintf(name, sizeof name, "%020" PRIu64 ".log", active);
         char *log = tu_path(dir, name);
-        assert_int_equal(unlink(log), 0);
+        if (copy) {
+            /* An older copy, renamed over the file the writer has open. */
+            char *tmp = tu_path(dir, "older-copy");
+            assert_int_equal(tu_copy_file(log, tmp), 0);
+            assert_int_equal(rename(tmp, log), 0);
+            free(tmp);
+        } else {
+            assert_int_equal(unlink(log), 0);
+        }
         free(log);
-        /* No sync may call records in the removed file durable: one used
-         * to, and the next open gave their offsets out again (docs tester).
-         * The handle then refuses writes, and its close records no clean
-         * shutdown. */
-        assert_ok(put_next(t, NULL));
+        put_ok(t, 2);
+        uint64_t end = topic_end_offset(t);
         assert_rc(topic_sync(t), -ENOENT);
         assert_rc(put_next(t, NULL), TOPIC_EFAILED);
         assert_true(topic_close(t) < 0);
 
-        t = open_with(dir, 0, NULL);
-        assert_u64(topic_end_offset(t), end);
-        uint64_t pos;
-        assert_ok(topic_committed(t, "g", &pos));
-        assert_u64(pos, end);
-        for (uint64_t o = 0; o < active; o++)
-            check_value(t, o);   /* the sealed segments are whole */
-        unsigned char buf[600];
-        size_t len;
-        for (uint64_t o = active; o < end; o++) {
-            int rc = topic_read(t, o, buf, sizeof buf, &len);
-            assert_true(rc == TOPIC_ECORRUPT || rc == TOPIC_EGONE);
+        for (int pass = 0; pass < 2; pass++) {
+            t = open_with(dir, pass == 0 ? TOPIC_RDONLY : 0, NULL);
+            assert_u64(topic_end_offset(t), end);
+            uint64_t pos;
+            assert_ok(topic_committed(t, "g", &pos));
+            assert_u64(pos, confirmed);
+            uint64_t whole = copy ? confirmed : active;   /* the copy holds these */
+            for (uint64_t o = 0; o < whole; o++)
+                check_value(t, o);
+            unsigned char buf[600];
+            size_t len;
+            for (uint64_t o = whole; o < end; o++) {
+                int rc = topic_read(t, o, buf, sizeof buf, &len);
+                if (rc != TOPIC_ECORRUPT && rc != TOPIC_EGONE)
+                    fail_msg("round %d: offset %" PRIu64 " read %d", round, o, rc);
+            }
+            if (pass == 1) {
+                uint64_t off;
+                assert_ok(put_next(t, &off));
+                assert_u64(off, end);
+            }
+            assert_ok(topic_close(t));
         }
-        uint64_t off;
-        assert_ok(put_next(t, &off));
-        assert_u64(off, end);
-        assert_ok(topic_close(t));
         t = open_with(dir, 0, NULL);
         assert_u64(topic_end_offset(t), end + 1);
         check_value(t, end);
+        assert_ok(topic_close(t));
+        free(dir);
+    }
+}
+
+/* The active segment's .log is removed, and appends then roll away from it
+ * to new segments.  The segment's seal, by the flusher or by the next
+ * sync, must find its file gone: topic_sync() returned 0 and the records
+ * appended before the roll read TOPIC_ECORRUPT after a reopen (recheck
+ * tester F2).  Whichever call comes first reports -ENOENT, and the handle
+ * refuses writes from then on. */
+static void test_rolled_segment_removed_under_writer(void **state)
+{
+    fx *f = *state;
+    for (int by_close = 0; by_close < 2; by_close++) {
+        char name[64];
+        snprintf(name, sizeof name, "gone-rolled-%d", by_close);
+        char *dir = tu_path(f->root, name);
+        topic *t = open_with(dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+        put_ok(t, 100);
+        assert_ok(topic_sync(t));
+        uint64_t *bases = NULL;
+        int nseg = tu_list_segments(dir, &bases);
+        uint64_t active = bases[nseg - 1];
+        free(bases);
+        snprintf(name, sizeof name, "%020" PRIu64 ".log", active);
+        char *log = tu_path(dir, name);
+        assert_int_equal(unlink(log), 0);
+        free(log);
+        /* Enough to roll several times; once the flusher's seal has
+         * failed, appends are refused. */
+        int rc = 0, n = 0;
+        while (n < 300 && (rc = put_next(t, NULL)) == 0)
+            n++;
+        assert_true(rc == 0 || rc == TOPIC_EFAILED);
+        nseg = tu_list_segments(dir, &bases);
+        assert_true(bases[nseg - 1] > active);   /* appends rolled away from it */
+        free(bases);
+        if (by_close) {
+            assert_rc(topic_close(t), -ENOENT);
+        } else {
+            assert_rc(topic_sync(t), -ENOENT);
+            assert_rc(put_next(t, NULL), TOPIC_EFAILED);
+            assert_rc(topic_sync(t), TOPIC_EFAILED);
+            assert_true(topic_close(t) < 0);
+        }
+        t = open_with(dir, 0, NULL);
+        for (uint64_t o = 0; o < active; o++)
+            check_value(t, o);
+        unsigned char buf[600];
+        size_t len;
+        assert_rc(topic_read(t, active, buf, sizeof buf, &len), TOPIC_ECORRUPT);
+        assert_true(topic_end_offset(t) > active);
         assert_ok(topic_close(t));
         free(dir);
     }
@@ -4216,6 +4286,7 @@ int main(void)
         T(test_close_failures),
         T(test_directory_deleted_under_writer),
         T(test_active_log_removed_under_writer),
+        T(test_rolled_segment_removed_under_writer),
         T(test_active_index_not_a_file),
         T(test_lz4_scratch_given_back),
         T(test_state_older_than_segments),
