@@ -51,6 +51,11 @@ static int roll(topic *t, size_t need)
     struct segment *old = t->active, *s;
     uint64_t base = atomic_load(&t->end);
     (void)need;   /* any batch fits an empty segment */
+    /* A reference of the roll's own until the sealer holds one: from the
+     * moment the new segment is listed, old is no longer the last, and a
+     * reader short of address space would otherwise take it for an idle
+     * sealed segment and unload it (seglist.c) before it is sealed. */
+    topic__segment_ref(old);
     old->writable = false;
     /* The old segment grows no more: give back its reservation of address
      * space past what is allocated (the preparer touches nothing beyond
@@ -59,15 +64,22 @@ static int roll(topic *t, size_t need)
      * to less than about 4.1 GiB could not roll at all. */
     size_t keep = atomic_load(&old->len);
     topic__segment_unmap_tail(old, old->reserved > keep ? old->reserved : keep);
-    TRY(topic__segment_create(t, base, (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &s));
-    int rc = topic__seglist_push(t, s);
-    if (rc < 0) {
+    unsigned refused = topic__maps_refused();
+    int rc = topic__segment_create(t, base, (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &s);
+    /* Out of address space or map areas: see seglist.c. */
+    if (rc == -ENOMEM && topic__maps_refused() != refused && topic__seglist_unload_idle(t) > 0)
+        rc = topic__segment_create(t, base, (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &s);
+    if (rc == 0 && (rc = topic__seglist_push(t, s)) < 0) {
         topic__segment_free(s);
         topic__segment_unlink(t, base);   /* best effort, as above */
+    }
+    if (rc < 0) {
+        topic__segment_put(old);
         return rc;
     }
     topic__bg_release(t);   /* never waits: the roll must not let go of the lock */
     topic__bg_seal_later(t, old);
+    topic__segment_put(old);
     t->active = s;
     topic__publish(t);
     return 0;

@@ -150,6 +150,8 @@ bool topic__tidx_entry_wrong(const struct segment *s, const struct idx_entry *e,
                              const struct idx_entry *p, size_t limit);
 /* Maps a sealed segment on first use and validates (or rebuilds) its index. */
 int  topic__segment_load(topic *t, struct segment *s);
+/* Undoes a load of s, which nobody may be reading (seglist.c). */
+void topic__segment_unload(struct segment *s);
 /* What a clean close recorded of its active segment: every byte below
  * `len` was synced, and the records there end at offset `end`. */
 struct seg_record {
@@ -321,6 +323,9 @@ struct segment *topic__seglist_last(topic *t);
 /* Removes the segments that end at or below `start`, never the last one;
  * with `unlink`, deletes their files.  Returns how many went. */
 int  topic__seglist_drop_before(topic *t, uint64_t start, bool unlink);
+/* Unloads the loaded segments that nobody reads and that no longer change;
+ * returns how many (seglist.c). */
+int  topic__seglist_unload_idle(topic *t);
 /* The wall clock in milliseconds since the epoch, for timestamps; the
  * monotonic clock in milliseconds, for durations (topic.c). */
 int64_t topic__now_ms(void);

@@ -200,14 +200,27 @@ int topic__unlinkat(int dirfd, const char *path)
     return topic__os.unlinkat(dirfd, path, 0) < 0 ? topic__neg_errno() : 0;
 }
 
+/* Mappings this thread was refused for want of address space or map areas;
+ * see topic__maps_refused(). */
+static __thread unsigned maps_refused;
+
 int topic__mmap(size_t len, int prot, int fd, void **out)
 {
     int flags = fd >= 0 ? MAP_SHARED : (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
     void *p = topic__os.mmap(NULL, len, prot, flags, fd, 0);
-    if (p == MAP_FAILED)
-        return topic__neg_errno();
+    if (p == MAP_FAILED) {
+        int rc = topic__neg_errno();
+        if (rc == -ENOMEM)
+            maps_refused++;
+        return rc;
+    }
     *out = p;
     return 0;
+}
+
+unsigned topic__maps_refused(void)
+{
+    return maps_refused;
 }
 
 void topic__munmap(void *p, size_t len)

@@ -78,6 +78,11 @@ int   topic__ftruncate(int fd, off_t len);
 int   topic__renameat(int dirfd, const char *from, const char *to);
 int   topic__unlinkat(int dirfd, const char *path);
 int   topic__mmap(size_t len, int prot, int fd, void **out);
+/* How many mappings this thread has been refused with ENOMEM: a caller
+ * that compares it before and after a step that failed with -ENOMEM knows
+ * whether giving back mappings can help (seglist.c), or whether the heap
+ * ran out. */
+unsigned topic__maps_refused(void);
 void  topic__munmap(void *p, size_t len);
 int   topic__flock(int fd, int op);
 int   topic__fsize(int fd, size_t *size);

@@ -196,3 +196,34 @@ int topic__seglist_drop_before(topic *t, uint64_t start, bool unlink)
     }
     return (int)k;
 }
+
+/*
+ * A handle maps every segment it reads, and a sealed segment stays mapped
+ * until the handle closes or retention removes it.  Address space is
+ * plentiful on a 64-bit machine, but not under RLIMIT_AS (ulimit -v), and
+ * each mapping takes map areas, of which a process has about 65,000
+ * (vm.max_map_count): a follower of a writer that kept its log stopped with
+ * -ENOMEM for good after about 2 GB of 1 MiB segments under a 4 GiB limit.
+ * When a mapping fails with -ENOMEM, this gives back the mappings of every
+ * segment that is loaded, no longer changes (sealed, or rolled away from and
+ * walked to its end by a follower), is not the last, and is held only by
+ * the list: no cursor, reader or sealer holds a reference to it.  They take
+ * their references under the list's lock, which this holds for writing, so
+ * none can be reading it; the next one to need it loads it again.
+ */
+int topic__seglist_unload_idle(topic *t)
+{
+    struct seglist *l = &t->segs;
+    int n = 0;
+    pthread_rwlock_wrlock(&l->lock);
+    for (size_t i = 0; i + 1 < l->n; i++) {
+        struct segment *s = l->v[i];
+        if (atomic_load(&s->refs) != 1 || !atomic_load(&s->loaded) || s->writable ||
+            (s->follow && !atomic_load(&s->settled)))
+            continue;
+        topic__segment_unload(s);
+        n++;
+    }
+    pthread_rwlock_unlock(&l->lock);
+    return n;
+}

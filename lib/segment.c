@@ -506,25 +506,48 @@ static int load_sealed(topic *t, struct segment *s)
     return 0;
 }
 
+/* Lets go of everything a load took: its mappings, its descriptors and its
+ * indexes.  What the segment's place in the log says (base, end, len) is
+ * kept. */
+static void unload(struct segment *s)
+{
+    topic__munmap(s->map, s->map_len);
+    topic__close(s->fd);
+    s->map = NULL;
+    s->map_len = 0;
+    s->fd = -1;
+    reset_indexes(s);
+}
+
+void topic__segment_unload(struct segment *s)
+{
+    atomic_store_explicit(&s->loaded, false, memory_order_relaxed);
+    unload(s);
+    /* The next load checks the files afresh, as a sealed segment's. */
+    atomic_store(&s->tidx_state, 0);
+    atomic_store(&s->settled, false);
+    s->follow = false;
+}
+
 int topic__segment_load(topic *t, struct segment *s)
 {
     if (atomic_load_explicit(&s->loaded, memory_order_acquire))
         return 0;
     pthread_mutex_lock(&s->load_lock);
     int rc = 0;
-    if (!atomic_load_explicit(&s->loaded, memory_order_acquire)) {
+    for (int tries = 0; tries < 2 && !atomic_load_explicit(&s->loaded, memory_order_acquire);
+         tries++) {
+        unsigned refused = topic__maps_refused();
         rc = load_sealed(t, s);
         if (rc == 0) {
             atomic_store_explicit(&s->loaded, true, memory_order_release);
-        } else {
-            /* Leave nothing half-loaded: the next reader tries again. */
-            topic__munmap(s->map, s->map_len);
-            topic__close(s->fd);
-            s->map = NULL;
-            s->map_len = 0;
-            s->fd = -1;
-            reset_indexes(s);
+            break;
         }
+        unload(s);   /* leave nothing half-loaded: the next reader tries again */
+        /* Out of address space or map areas: the segments nobody reads at
+         * the moment give theirs back, and the load is tried once more. */
+        if (rc != -ENOMEM || topic__maps_refused() == refused || topic__seglist_unload_idle(t) == 0)
+            break;
     }
     pthread_mutex_unlock(&s->load_lock);
     return rc;

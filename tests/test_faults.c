@@ -40,9 +40,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1155,6 +1157,158 @@ static void test_enospc_at_roll(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* 4b. Out of map areas or address space                                     */
+
+/*
+ * A mapping that fails with ENOMEM makes the handle give back the mappings
+ * of the segments nobody is using, and try again (lib/seglist.c).  Here one
+ * mmap in every few fails with ENOMEM while four threads read a topic of
+ * many small segments (random topic_reads, and cursors from the start) and
+ * a writer appends to it, rolling a segment every few appends.  Segments
+ * are given back and mapped again all the time: under ThreadSanitizer this
+ * is the test of that hand-over.  No read may return wrong bytes, and an
+ * error other than -ENOMEM (which a read may get when every loaded segment
+ * is in use at that moment) is a failure.
+ */
+enum { UI_READERS = 4, UI_LEN = 200, UI_FIRST = 3000 };
+
+struct ui_shared {
+    topic *t;
+    _Atomic bool stop;
+    _Atomic long reads, enomem, bad;
+};
+
+static void ui_value(uint64_t off, unsigned char *v)
+{
+    for (int i = 0; i < UI_LEN; i++)
+        v[i] = (unsigned char)(off * 31 + (uint64_t)i);
+}
+
+static void *ui_reader(void *arg)
+{
+    struct ui_shared *u = arg;
+    unsigned char buf[UI_LEN], want[UI_LEN];
+    uint64_t x = (uint64_t)(uintptr_t)&buf;
+    for (int round = 0; !atomic_load(&u->stop); round++) {
+        if (round % 4 == 0) {
+            topic_cursor *c = NULL;
+            int rc = topic_cursor_open(u->t, 0, &c);
+            for (int i = 0; rc == 0 && i < 500; i++) {
+                topic_record r;
+                rc = topic_cursor_next(c, &r);
+                if (rc == 0) {
+                    ui_value(r.offset, want);
+                    if (r.value_len != UI_LEN || memcmp(r.value, want, UI_LEN) != 0)
+                        atomic_fetch_add(&u->bad, 1);
+                    atomic_fetch_add(&u->reads, 1);
+                }
+            }
+            if (rc == -ENOMEM)
+                atomic_fetch_add(&u->enomem, 1);
+            else if (rc != 0 && rc != TOPIC_END)
+                atomic_fetch_add(&u->bad, 1);
+            topic_cursor_close(c);
+            continue;
+        }
+        for (int i = 0; i < 200; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            uint64_t end = topic_end_offset(u->t);
+            uint64_t off = (x >> 17) % end;
+            size_t len = 0;
+            int rc = topic_read(u->t, off, buf, sizeof buf, &len);
+            ui_value(off, want);
+            if (rc == -ENOMEM)
+                atomic_fetch_add(&u->enomem, 1);
+            else if (rc != 0 || len != UI_LEN || memcmp(buf, want, UI_LEN) != 0)
+                atomic_fetch_add(&u->bad, 1);
+            else
+                atomic_fetch_add(&u->reads, 1);
+        }
+    }
+    return NULL;
+}
+
+static void unload_idle_child(void *arg)
+{
+    (void)arg;
+    static const char *const kv[] = { "segment.bytes", "4096", NULL };
+    topic_config *conf = make_conf(kv);
+    tu_rmrf(tdir);
+    tf_reset();
+    struct ui_shared u = { 0 };
+    int rc = topic_open(tdir, TOPIC_CREATE, conf, &u.t);
+    REQUIRE(rc == 0, "[%s] topic_open = %d", scenario, rc);
+    unsigned char v[UI_LEN];
+    uint64_t n = 0;
+    for (; n < UI_FIRST; n++) {
+        ui_value(n, v);
+        REQUIRE(topic_append(u.t, v, sizeof v, NULL) == 0, "[%s] append %" PRIu64, scenario, n);
+    }
+    pthread_t th[UI_READERS];
+    for (int i = 0; i < UI_READERS; i++)
+        REQUIRE(pthread_create(&th[i], NULL, ui_reader, &u) == 0, "pthread_create");
+    long mmaps0 = tf_count(TF_MMAP), append_enomem = 0;
+    double until = now_s() + 1.5;
+    while (now_s() < until) {
+        /* The next mmap fails, whoever calls it. */
+        tf_arm(TF_MMAP, tf_count(TF_MMAP) + 1, ENOMEM, false);
+        ui_value(n, v);
+        rc = topic_append(u.t, v, sizeof v, NULL);
+        if (rc == 0)
+            n++;
+        else if (rc == -ENOMEM)
+            append_enomem++;
+        else
+            failf("[%s] append %" PRIu64 " = %d (%s)", scenario, n, rc, topic_strerror(rc));
+        usleep(100);
+    }
+    tf_disarm();
+    atomic_store(&u.stop, true);
+    for (int i = 0; i < UI_READERS; i++)
+        pthread_join(th[i], NULL);
+    long mmaps = tf_count(TF_MMAP) - mmaps0;
+    printf("  %ld reads, %ld ENOMEM, %ld appends (%ld ENOMEM), %ld mmaps, %ld faults fired\n",
+           atomic_load(&u.reads), atomic_load(&u.enomem), (long)(n - UI_FIRST), append_enomem,
+           mmaps, tf_fired());
+    if (atomic_load(&u.bad) != 0)
+        failf("[%s] %ld reads returned wrong bytes or an error other than -ENOMEM", scenario,
+              atomic_load(&u.bad));
+    /* Segments given back were mapped again: far more mmaps than the
+     * segments appended meanwhile (two per roll, and three per load). */
+    if (append_enomem * 2 > (long)(n - UI_FIRST))
+        failf("[%s] %ld appends failed with -ENOMEM, %ld succeeded: a failed roll is not tried "
+              "again?", scenario, append_enomem, (long)(n - UI_FIRST));
+    if (mmaps < 4 * (long)((n - UI_FIRST) / 15 + 1) + 1000)
+        failf("[%s] only %ld mmaps: were segments given back and loaded again?", scenario, mmaps);
+    if (atomic_load(&u.reads) < 2 * atomic_load(&u.enomem))
+        failf("[%s] %ld reads, %ld of them -ENOMEM: a failed mapping is not tried again?",
+              scenario, atomic_load(&u.reads), atomic_load(&u.enomem));
+    for (uint64_t o = 0; o < n; o++) {
+        size_t len = 0;
+        unsigned char buf[UI_LEN];
+        rc = topic_read(u.t, o, buf, sizeof buf, &len);
+        ui_value(o, v);
+        if (rc != 0 || len != UI_LEN || memcmp(buf, v, UI_LEN) != 0) {
+            failf("[%s] offset %" PRIu64 " read back = %d (%s)", scenario, o, rc,
+                  topic_strerror(rc));
+            break;
+        }
+    }
+    rc = topic_close(u.t);
+    if (rc != 0)
+        failf("[%s] topic_close = %d (%s)", scenario, rc, topic_strerror(rc));
+    topic_config_free(conf);
+}
+
+static void test_unload_idle_segments(void **state)
+{
+    (void)state;
+    snprintf(scenario, sizeof scenario, "the next mmap fails with ENOMEM, again and again, under readers");
+    isolated(unload_idle_child, NULL, 120);
+    end_test("unload_idle_segments");
+}
+
+/* ------------------------------------------------------------------------ */
 /* 5. Power loss                                                             */
 
 static void crash_workload(model *m, const topic_config *conf, int rounds)
@@ -1362,6 +1516,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fsyncgate_flusher, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_short_writes_eintr, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_enospc_at_roll, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_unload_idle_segments, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_power_loss_flush_messages, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_power_loss_explicit_sync, fx_setup, fx_teardown),
     };
