@@ -96,12 +96,20 @@ bool stdout_broken(void);
 
 /* Whole-string unsigned decimal numbers. */
 bool parse_u64(const char *s, uint64_t *out);
+/* Why parse_time() refused a time: with `skipped`, a well-formed local time
+ * that the clocks of the local zone skip, and the zone's UTC offsets (in
+ * seconds east) just before and just after the gap. */
+struct time_gap {
+    bool skipped;
+    long before, after;
+};
 /* Milliseconds since the epoch, or an ISO-8601 date and time:
  * 2026-11-25, 2026-11-25T10:00, 2026-11-25T10:00:00.250Z, ...+01:00.
- * Without a zone the time is local time.  On failure, *skipped tells a
- * well-formed local time that the zone skips (a change to summer time)
- * from text that is not a time at all. */
-bool parse_time(const char *s, int64_t *ms, bool *skipped);
+ * Without a zone the time is local time: a repeated wall time means its
+ * earlier occurrence, a date alone the first instant of that local day.
+ * On failure, *gap tells a well-formed local time that the zone skips from
+ * text that is not a time at all. */
+bool parse_time(const char *s, int64_t *ms, struct time_gap *gap);
 /* "2026-11-25T10:00:00.000Z" (at least 25 bytes of room). */
 void format_time(int64_t ms, char *buf, size_t cap);
 

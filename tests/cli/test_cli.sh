@@ -244,6 +244,77 @@ t.close()' "$TT" >"$W/py.out" 2>&1; then
 			grep -q "does not exist in the local time zone: the clocks skip it" "$W/err"
 		TZ=UTC "$TOPIC" read "$TT" --from-time 2026-10-25T00:30 --count 1 >"$W/out" 2>"$W/err"
 		check "...while in UTC it is an ordinary time" test "$(cat "$W/out")" = "r3"
+		# Clock shifts that are not summer time, and the edges of a day, in
+		# zones of the system's tzdata (a record per instant that matters).
+		TZT=$W/timed-zones
+		"$PYTHON" -c '
+import sys, libtopic
+t = libtopic.Topic(sys.argv[1], create=True)
+t.append_batch([libtopic.Record(timestamp=x, value=v.encode()) for x, v in [
+    (1324857600000, "a0"),   # 2011-12-26T00:00Z
+    (1325239200000, "a1"),   # 2011-12-30T10:00Z, 2011-12-31T00:00+14:00 in Samoa
+    (1414272540000, "m0"),   # 2014-10-25T21:29Z
+    (1414272600000, "m1"),   # 2014-10-25T21:30Z, the first 01:30 in Moscow
+    (1414276200000, "m2"),   # 2014-10-25T22:30Z, the second one
+    (1710046799999, "h0"),   # 2024-03-10T04:59:59.999Z
+    (1710046800000, "h1"),   # 2024-03-10T05:00Z, 01:00 in Havana after the skip
+    (1725767999999, "s0"),   # 2024-09-08T03:59:59.999Z
+    (1725768000000, "s1"),   # 2024-09-08T04:00Z, 01:00 in Santiago after the skip
+    (1772323199000, "u0"),   # 2026-02-28T23:59:59Z
+    (1772323200000, "u1")]]) # 2026-03-01T00:00Z
+t.close()' "$TZT" >"$W/py.out" 2>&1 || not_ok "the Python binding appends records in the zones' shifts" "$(cat "$W/py.out")"
+		# zread ZONE TIME: reads one record from TIME in the zone ZONE, which
+		# must be in the system's tzdata: false, with a message, without it.
+		zread() {
+			if [ ! -f "/usr/share/zoneinfo/$1" ]; then
+				echo "# skip: /usr/share/zoneinfo/$1 is missing (no tzdata?)"
+				return 1
+			fi
+			TZ=$1 "$TOPIC" read "$TZT" --from-time "$2" --count 1 >"$W/out" 2>"$W/err"
+			st=$?
+		}
+		# Samoa moved from UTC-10 to UTC+14 by skipping 2011-12-30.
+		if zread Pacific/Apia 2011-12-30T12:00; then
+			check "read --from-time with a local time in a day the clocks skip exits 2" \
+				test "$st" -eq 2 -a ! -s "$W/out"
+			check "...naming the UTC offsets before and after the shift" \
+				grep -q "'2011-12-30T12:00' does not exist in the local time zone: the clocks skip it, moving from UTC-10:00 to UTC+14:00 (give the time with the UTC offset meant, -10:00 or +14:00)" "$W/err"
+			zread Pacific/Apia 2011-12-30
+			check "...also for the day's date alone" test "$st" -eq 2 -a ! -s "$W/out"
+			zread Pacific/Apia 2011-12-29T24:00
+			check "read --from-time with 24:00 before a skipped day starts where the clocks land" \
+				test "$st" -eq 0 -a "$(cat "$W/out")" = "a1"
+		fi
+		# Moscow repeated 01:00-02:00 on 2014-10-26, going from +04 to +03
+		# with no summer time on either side.
+		if zread Europe/Moscow 2014-10-26T01:30; then
+			check "read --from-time with a local time repeated by a change of standard offset takes its earlier occurrence" \
+				test "$st" -eq 0 -a "$(cat "$W/out")" = "m1"
+		fi
+		if zread America/New_York 2026-03-08T02:30; then
+			check "read --from-time with a skipped New York time names -05:00 or -04:00" \
+				grep -q "moving from UTC-05:00 to UTC-04:00 (give the time with the UTC offset meant, -05:00 or -04:00)" "$W/err"
+			zread America/New_York 2026-02-28T18:59:60
+			check "read --from-time with a local 60th second means the second after the 59th" \
+				test "$st" -eq 0 -a "$(cat "$W/out")" = "u1"
+		fi
+		# Havana and Santiago put their clocks forward at midnight.
+		if zread America/Havana 2024-03-10; then
+			check "read --from-time with a date whose midnight is skipped starts at the day's first instant (Havana)" \
+				test "$st" -eq 0 -a "$(cat "$W/out")" = "h1"
+			zread America/Havana 2024-03-10T00:30
+			check "...while a time of day in the gap is still an error" test "$st" -eq 2
+		fi
+		if zread America/Santiago 2024-09-08; then
+			check "read --from-time with a date whose midnight is skipped starts at the day's first instant (Santiago)" \
+				test "$st" -eq 0 -a "$(cat "$W/out")" = "s1"
+		fi
+		for ts in 2026-02-28T24:00 2026-02-28T23:59:60 2026-02-28T24:00Z 2026-02-28T23:59:60Z; do
+			TZ=UTC "$TOPIC" read "$TZT" --from-time "$ts" --count 1 >"$W/out" 2>"$W/err"
+			st=$?
+			check "read --from-time $ts in UTC is the next midnight" \
+				test "$st" -eq 0 -a "$(cat "$W/out")" = "u1"
+		done
 		# A position past the end offset (a power loss can leave one).
 		"$PYTHON" -c '
 import sys, libtopic
