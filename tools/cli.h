@@ -83,6 +83,9 @@ int report(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int complain(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Opens a topic, reporting a failure; returns 0 or an exit status. */
 int open_topic(const char *dir, int flags, const topic_config *conf, topic **out);
+/* What open_topic() prints when topic_open(dir, flags, ...) returned rc
+ * (not 0); returns the exit status. */
+int report_open_failure(const char *dir, int flags, int rc);
 /* Closes a topic, reporting a failure; returns 0 or an exit status. */
 int close_topic(topic *t, const char *dir);
 /* Flushes stdout; returns false (after reporting it, unless the reader went

@@ -149,8 +149,11 @@ int complain(int code, const char *fmt, ...)
 int open_topic(const char *dir, int flags, const topic_config *conf, topic **out)
 {
     int rc = topic_open(dir, flags, conf, out);
-    if (rc == 0)
-        return 0;
+    return rc == 0 ? 0 : report_open_failure(dir, flags, rc);
+}
+
+int report_open_failure(const char *dir, int flags, int rc)
+{
     if (rc == -ENOENT && !(flags & TOPIC_CREATE))
         return complain(TOOL_FAIL, "%s: %s (not a topic; 'topic create' makes one)", dir,
                         topic_strerror(rc));

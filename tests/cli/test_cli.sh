@@ -847,6 +847,83 @@ check "...and replaces the index or names the FIFO" sh -c "test $st -eq 0 &&
 	test -f '$PI/00000000000000000000.index' ||
 	grep -q '/00000000000000000000.index: not a regular file but a FIFO\$' '$W/err'"
 
+# Indexes that are not regular files, of the active segment and of a
+# sealed one: what recover, readers and a writer make of each (topic(1),
+# recover).
+PX=$W/odd-index
+"$TOPIC" create "$PX" --config segment.bytes=4096 >/dev/null 2>&1
+seq -f 'record %06g, padded to fill a few segments' 1 300 | "$TOPIC" append "$PX" >/dev/null 2>&1
+seq -f 'record %06g, padded to fill a few segments' 1 300 >"$W/px.want"
+px_active=$(ls "$PX" | grep '\.log$' | tail -1)
+px_active=${px_active%.log}
+px_sealed=$(ls "$PX" | grep '\.log$' | sed -n 2p)
+px_sealed=${px_sealed%.log}
+check "the topic for odd indexes has sealed segments" test -n "$px_sealed" -a "$px_sealed" != "$px_active"
+cp -R "$PX" "$W/odd-index.clean"
+# The active segment's index as a symbolic link to a regular file.
+rm -f "$PX/$px_active.index"
+echo stray >"$PX/stray"
+ln -s stray "$PX/$px_active.index"
+expect 0 "recover with a symbolic link as the active segment's index exits 0" recover "$PX"
+check "...and replaces the link with a regular file" \
+	sh -c "test -f '$PX/$px_active.index' -a ! -L '$PX/$px_active.index'"
+check "...leaving what it led to alone" test "$(cat "$PX/stray")" = stray
+expect 0 "...after which verify finds nothing wrong" verify "$PX"
+# The active segment's index as a directory.
+rm -f "$PX/$px_active.timeindex"
+mkdir "$PX/$px_active.timeindex"
+expect 0 "read with a directory as the active segment's index exits 0" read "$PX"
+check "...and reads every record" cmp "$W/px.want" "$W/out"
+expect 1 "recover with a directory as the active segment's index exits 1" recover "$PX"
+check "...naming it and saying to remove it" grep -q "^topic: recover: $PX/$px_active.timeindex: not a regular file but a directory, which a writer does not remove; remove it, and recover rebuilds the index\$" "$W/err"
+check "...without calling the data corrupt" sh -c "! grep -q corrupt '$W/err'"
+check "...leaving the directory" test -d "$PX/$px_active.timeindex"
+rmdir "$PX/$px_active.timeindex"
+expect 0 "recover once the directory is removed exits 0" recover "$PX"
+check "...and rebuilds the index as a regular file" test -f "$PX/$px_active.timeindex"
+# A sealed segment's indexes: a FIFO, a directory and a link to a file are
+# left to verify; a link that leads nowhere is rebuilt by a writer's open.
+rm -f "$PX/$px_sealed.index" "$PX/$px_sealed.timeindex"
+mkfifo "$PX/$px_sealed.index"
+mkdir "$PX/$px_sealed.timeindex"
+expect 0 "recover with a FIFO and a directory as a sealed segment's indexes exits 0" recover "$PX"
+check "...and leaves both as they are" test -p "$PX/$px_sealed.index" -a -d "$PX/$px_sealed.timeindex"
+expect 1 "...which verify reports (exit 1)" verify "$PX"
+check "...naming them" sh -c "grep -q '^$px_sealed.index: position 0: not a regular file but a FIFO\$' '$W/out' &&
+	grep -q '^$px_sealed.timeindex: position 0: not a regular file but a directory\$' '$W/out'"
+expect 0 "read with a FIFO and a directory as a sealed segment's indexes exits 0" read "$PX"
+check "...reads every record" cmp "$W/px.want" "$W/out"
+check "...and changes neither" test -p "$PX/$px_sealed.index" -a -d "$PX/$px_sealed.timeindex"
+rm -f "$PX/$px_sealed.index"
+rmdir "$PX/$px_sealed.timeindex"
+cp "$W/odd-index.clean/$px_sealed.timeindex" "$PX/"
+ln -s stray "$PX/$px_sealed.index"
+expect 0 "recover with a symbolic link to a file as a sealed segment's index exits 0" recover "$PX"
+check "...and leaves it as it is" test -L "$PX/$px_sealed.index"
+rm -f "$PX/$px_sealed.timeindex"
+ln -s nowhere "$PX/$px_sealed.timeindex"
+expect 0 "recover with a symbolic link that leads nowhere as a sealed segment's index exits 0" \
+	recover "$PX"
+check "...and rebuilds both of the segment's indexes as regular files" \
+	sh -c "test -f '$PX/$px_sealed.timeindex' -a ! -L '$PX/$px_sealed.timeindex' -a ! -L '$PX/$px_sealed.index'"
+rm -f "$PX/$px_sealed.index"
+ln -s stray "$PX/$px_sealed.index"
+if [ -n "$LIBTOPIC_PATH" ] && [ -f "$LIBTOPIC_PATH" ] && [ -n "$PYTHONPATH" ]; then
+	rm -f "$PX/$px_sealed.timeindex"
+	mkfifo "$PX/$px_sealed.timeindex"
+	"$PYTHON" -c '
+import sys, libtopic
+t = libtopic.Topic(sys.argv[1])
+n = sum(1 for _ in t.records(0))
+t.close()
+print(n)' "$PX" >"$W/py.out" 2>&1
+	check "a writer handle reads a segment whose indexes are a link to a file and a FIFO" \
+		test "$(cat "$W/py.out")" = 300
+	check "...and replaces both with rebuilt regular files" \
+		sh -c "test -f '$PX/$px_sealed.index' -a ! -L '$PX/$px_sealed.index' -a -f '$PX/$px_sealed.timeindex' -a ! -p '$PX/$px_sealed.timeindex'"
+	expect 0 "...after which verify finds nothing wrong" verify "$PX"
+fi
+
 # A FIFO in place of topic.conf: the library refuses the topic as damaged.
 PC=$W/pipe-conf
 cp -R "$W/pipe.clean" "$PC"
