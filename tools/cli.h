@@ -83,6 +83,9 @@ int report(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int complain(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Opens a topic, reporting a failure; returns 0 or an exit status. */
 int open_topic(const char *dir, int flags, const topic_config *conf, topic **out);
+/* What open_topic() prints when topic_open(dir, flags, ...) returned rc
+ * (not 0); returns the exit status. */
+int report_open_failure(const char *dir, int flags, int rc);
 /* Closes a topic, reporting a failure; returns 0 or an exit status. */
 int close_topic(topic *t, const char *dir);
 /* Flushes stdout; returns false (after reporting it, unless the reader went
@@ -96,12 +99,20 @@ bool stdout_broken(void);
 
 /* Whole-string unsigned decimal numbers. */
 bool parse_u64(const char *s, uint64_t *out);
+/* Why parse_time() refused a time: with `skipped`, a well-formed local time
+ * that the clocks of the local zone skip, and the zone's UTC offsets (in
+ * seconds east) just before and just after the gap. */
+struct time_gap {
+    bool skipped;
+    long before, after;
+};
 /* Milliseconds since the epoch, or an ISO-8601 date and time:
  * 2026-11-25, 2026-11-25T10:00, 2026-11-25T10:00:00.250Z, ...+01:00.
- * Without a zone the time is local time.  On failure, *skipped tells a
- * well-formed local time that the zone skips (a change to summer time)
- * from text that is not a time at all. */
-bool parse_time(const char *s, int64_t *ms, bool *skipped);
+ * Without a zone the time is local time: a repeated wall time means its
+ * earlier occurrence, a date alone the first instant of that local day.
+ * On failure, *gap tells a well-formed local time that the zone skips from
+ * text that is not a time at all. */
+bool parse_time(const char *s, int64_t *ms, struct time_gap *gap);
 /* "2026-11-25T10:00:00.000Z" (at least 25 bytes of room). */
 void format_time(int64_t ms, char *buf, size_t cap);
 

@@ -278,6 +278,54 @@ static const struct seg_file *find_seg(const struct snapshot *s, uint64_t base)
     return NULL;
 }
 
+/*
+ * A directory in the place of an index makes a writer's open fail with
+ * TOPIC_ECORRUPT, whose message says that the data is corrupt: the library
+ * replaces an index that is a FIFO or a symbolic link, but removes no
+ * directory.  Nothing is wrong with the records, so the files are named
+ * instead, each index directory with what to do about it.
+ */
+struct irregular {
+    const char *dir;
+    long index_dirs;
+    bool print;
+};
+
+static bool is_index_dir(const char *name, const char *kind)
+{
+    size_t n = strlen(name);
+    return strcmp(kind, "a directory") == 0 &&
+           ((n > 6 && strcmp(name + n - 6, ".index") == 0) ||
+            (n > 10 && strcmp(name + n - 10, ".timeindex") == 0));
+}
+
+static void note_irregular(void *arg, const char *name, const char *kind)
+{
+    struct irregular *c = arg;
+    bool index_dir = is_index_dir(name, kind);
+    c->index_dirs += index_dir;
+    if (!c->print)
+        return;
+    if (index_dir)
+        complain(TOOL_NOTFOUND, "recover: %s/%s: not a regular file but a directory, which a "
+                 "writer does not remove; remove it, and recover rebuilds the index", c->dir,
+                 name);
+    else
+        complain(TOOL_NOTFOUND, "recover: %s/%s: not a regular file but %s", c->dir, name, kind);
+}
+
+/* Reports why a writer's open failed with TOPIC_ECORRUPT when an index
+ * directory is why; false (nothing printed) otherwise. */
+static bool report_index_dirs(const char *dir)
+{
+    struct irregular c = { dir, 0, false };
+    if (each_irregular_file(dir, note_irregular, &c) <= 0 || c.index_dirs == 0)
+        return false;
+    c.print = true;
+    each_irregular_file(dir, note_irregular, &c);
+    return true;
+}
+
 int cmd_recover(int argc, char **argv)
 {
     static const struct opt_spec specs[] = { { NULL, 0, false, 0 } };
@@ -310,10 +358,14 @@ int cmd_recover(int argc, char **argv)
         return open_topic(dir, TOPIC_RDONLY, NULL, &t);   /* reports it */
     }
 
-    int rc = open_topic(dir, 0, NULL, &t);
+    int rc = topic_open(dir, 0, NULL, &t);
+    if (rc == TOPIC_ECORRUPT && report_index_dirs(dir)) {
+        free(before.segs);
+        return TOOL_NOTFOUND;
+    }
     if (rc != 0) {
         free(before.segs);
-        return rc;
+        return report_open_failure(dir, 0, rc);
     }
     after.opened = true;
     after.start = topic_start_offset(t);

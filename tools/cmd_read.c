@@ -61,6 +61,19 @@ static void on_signal(int sig)
     stop_requested = 1;
 }
 
+/* A UTC offset in seconds east as ISO 8601 writes it: "+05:30", "-04:00"
+ * (with ":SS" for the odd local mean time of the nineteenth century). */
+static void format_offset(long off, char *buf, size_t cap)
+{
+    char sign = off < 0 ? '-' : '+';
+    long a = off < 0 ? -off : off;
+    int h = (int)(a / 3600 % 100), m = (int)(a / 60 % 60), sec = (int)(a % 60);
+    if (sec != 0)
+        snprintf(buf, cap, "%c%02d:%02d:%02d", sign, h, m, sec);
+    else
+        snprintf(buf, cap, "%c%02d:%02d", sign, h, m);
+}
+
 static void print_record(const struct reader *r, const topic_record *rec)
 {
     FILE *f = stdout;
@@ -152,13 +165,17 @@ int cmd_read(int argc, char **argv)
             have_from = true;
             break;
         case O_FROM_TIME: {
-            bool skipped;
-            if (!parse_time(arg, &from_time, &skipped)) {
-                if (skipped)
+            struct time_gap gap;
+            if (!parse_time(arg, &from_time, &gap)) {
+                if (gap.skipped) {
+                    char before[16], after[16];
+                    format_offset(gap.before, before, sizeof before);
+                    format_offset(gap.after, after, sizeof after);
                     return usage_error("read", "--from-time: '%s' does not exist in the local "
-                                       "time zone: the clocks skip it when summer time "
-                                       "begins (give the time with a UTC offset, such as "
-                                       "+01:00)", arg);
+                                       "time zone: the clocks skip it, moving from UTC%s to "
+                                       "UTC%s (give the time with the UTC offset meant, %s "
+                                       "or %s)", arg, before, after, before, after);
+                }
                 return usage_error("read", "--from-time: '%s' is neither milliseconds nor an "
                                    "ISO-8601 time such as 2026-11-25T10:00:00Z", arg);
             }

@@ -149,8 +149,11 @@ int complain(int code, const char *fmt, ...)
 int open_topic(const char *dir, int flags, const topic_config *conf, topic **out)
 {
     int rc = topic_open(dir, flags, conf, out);
-    if (rc == 0)
-        return 0;
+    return rc == 0 ? 0 : report_open_failure(dir, flags, rc);
+}
+
+int report_open_failure(const char *dir, int flags, int rc)
+{
     if (rc == -ENOENT && !(flags & TOPIC_CREATE))
         return complain(TOOL_FAIL, "%s: %s (not a topic; 'topic create' makes one)", dir,
                         topic_strerror(rc));
@@ -234,32 +237,123 @@ static bool digits(const char **p, int n, int *out)
 }
 
 /*
- * A local time (no zone given) as seconds since the epoch.  A change of
- * clocks repeats an hour in autumn: a time in it means its earlier
- * occurrence, so that "the first record at or after TIME" leaves none of
- * that hour out.  In spring it skips an hour: a time in the gap is refused
- * (mktime() would quietly move it by an hour).  Each reading, with and
- * without summer time, counts only if mktime() keeps it as given.
+ * Local times (no zone given).  The zone's rules are known only through
+ * localtime_r(), which maps an instant to the wall time and the UTC offset
+ * then in force; a wall time is converted by trying the offsets that the
+ * zone uses near it.  Nothing here relies on tm_isdst: clocks also shift
+ * when a zone changes its standard offset (Europe/Moscow in 2014 repeated
+ * an hour, Pacific/Apia skipped all of 2011-12-30) while tm_isdst, the
+ * only hint mktime() takes, stays as it was.
  */
-static bool local_time(const struct tm *want, time_t *out)
+
+/* A wall time as seconds, counted as if it were UTC: comparable, and
+ * t + offset for the instant t that shows it. */
+static bool wall_of(time_t t, int64_t *wall, long *off)
 {
+    struct tm tm;
+    if (localtime_r(&t, &tm) == NULL)
+        return false;
+    *wall = (int64_t)t + tm.tm_gmtoff;
+    if (off != NULL)
+        *off = tm.tm_gmtoff;
+    return true;
+}
+
+/* No zone's offset has been more than 26 hours from UTC (the widest are
+ * -12 and +14 hours), so the instants that can show a wall time W lie
+ * within this many seconds of W read as UTC. */
+#define ZONE_REACH (26 * 3600)
+
+/*
+ * The earliest instant whose wall time is `wall` (seconds as if UTC).
+ * False when there is none: the clocks skip it.  Every offset in force at
+ * some half hour within ZONE_REACH of it is tried; no zone keeps an offset
+ * for less than that.
+ */
+static bool local_instant(int64_t wall, time_t *out)
+{
+    long offs[8];
+    int n = 0;
     bool found = false;
-    for (int dst = 0; dst <= 1; dst++) {
-        struct tm tm = *want;
-        tm.tm_isdst = dst;
-        time_t t = mktime(&tm);
-        if (tm.tm_isdst != dst || tm.tm_year != want->tm_year || tm.tm_mon != want->tm_mon ||
-            tm.tm_mday != want->tm_mday || tm.tm_hour != want->tm_hour ||
-            tm.tm_min != want->tm_min || tm.tm_sec != want->tm_sec)
-            continue;   /* not a time of the zone with that reading (or -1: an error) */
-        if (!found || t < *out)
+    for (int64_t d = -ZONE_REACH; d <= ZONE_REACH; d += 1800) {
+        int64_t w;
+        long off;
+        if (!wall_of((time_t)(wall + d), &w, &off))
+            continue;
+        int i = 0;
+        while (i < n && offs[i] != off)
+            i++;
+        if (i < n || n == (int)(sizeof offs / sizeof offs[0]))
+            continue;
+        offs[n++] = off;
+        time_t t = (time_t)(wall - off);
+        if (wall_of(t, &w, NULL) && w == wall && (!found || t < *out)) {
             *out = t;
-        found = true;
+            found = true;
+        }
     }
     return found;
 }
 
-static bool parse_iso(const char *s, int64_t *ms, bool *skipped)
+/* The first instant in [lo, hi] whose wall time is at least `wall`, if the
+ * wall time at lo is below it and at hi is not: where the clocks cross it. */
+static time_t crossing(time_t lo, time_t hi, int64_t wall)
+{
+    while (hi - lo > 1) {
+        time_t mid = lo + (hi - lo) / 2;
+        int64_t w;
+        if (wall_of(mid, &w, NULL) && w >= wall)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    return hi;
+}
+
+/*
+ * A local time as seconds since the epoch.  A wall time that the clocks
+ * repeat means its earlier occurrence, so that "the first record at or
+ * after TIME" leaves none of the repeated hour out; one that they skip is
+ * refused, with the offsets either side of the gap in *gap.  A date alone
+ * means the first instant of that local day, which is not midnight when
+ * the clocks skip midnight.  24:00 means the end of the day: the first
+ * instant at or after the next midnight, which the clocks may skip, or all
+ * of the next day.  A 60th second (a leap second, which the zone's clocks
+ * do not show) means the second after the 59th.  Both are read so with a
+ * zone given, too.
+ */
+static bool local_time(const struct tm *want, bool date_only, time_t *out, struct time_gap *gap)
+{
+    struct tm day = { .tm_year = want->tm_year, .tm_mon = want->tm_mon, .tm_mday = want->tm_mday };
+    int64_t day_wall = (int64_t)timegm(&day);
+    int leap_second = want->tm_sec == 60;
+    int64_t wall = day_wall + want->tm_hour * 3600 + want->tm_min * 60 + want->tm_sec - leap_second;
+    if (date_only || want->tm_hour == 24) {
+        day_wall += want->tm_hour == 24 ? 86400 : 0;
+        if (local_instant(day_wall, out))
+            return true;
+        /* Midnight is skipped: the day starts where the clocks jump into
+         * it, unless they jump over all of it; the day before ends there
+         * in any case. */
+        time_t t = crossing((time_t)(day_wall - ZONE_REACH), (time_t)(day_wall + ZONE_REACH),
+                            day_wall);
+        int64_t w;
+        if (want->tm_hour == 24 || (wall_of(t, &w, NULL) && w < day_wall + 86400)) {
+            *out = t;
+            return true;
+        }
+        wall = day_wall;
+    } else if (local_instant(wall, out)) {
+        *out += leap_second;
+        return true;
+    }
+    time_t t = crossing((time_t)(wall - ZONE_REACH), (time_t)(wall + ZONE_REACH), wall);
+    int64_t w;
+    gap->skipped = wall_of(t - 1, &w, &gap->before) && wall_of(t, &w, &gap->after);
+    return false;
+}
+
+static bool parse_iso(const char *s, int64_t *ms, struct time_gap *gap)
 {
     struct tm tm;
     memset(&tm, 0, sizeof tm);
@@ -268,8 +362,10 @@ static bool parse_iso(const char *s, int64_t *ms, bool *skipped)
     if (!digits(&p, 4, &year) || *p++ != '-' || !digits(&p, 2, &mon) || *p++ != '-' ||
         !digits(&p, 2, &day))
         return false;
+    bool date_only = true;
     if (*p == 'T' || *p == 't' || *p == ' ') {
         p++;
+        date_only = false;
         if (!digits(&p, 2, &hour) || *p++ != ':' || !digits(&p, 2, &min))
             return false;
         if (*p == ':') {
@@ -312,10 +408,9 @@ static bool parse_iso(const char *s, int64_t *ms, bool *skipped)
     tm.tm_sec = sec;
     time_t t = 0;
     if (*p == '\0') {
-        if (!local_time(&tm, &t)) {
-            *skipped = true;
+        tzset();    /* localtime_r() need not read TZ itself */
+        if (!local_time(&tm, date_only, &t, gap))
             return false;
-        }
     } else {
         int off = 0;
         if (*p == 'Z' || *p == 'z') {
@@ -342,9 +437,9 @@ static bool parse_iso(const char *s, int64_t *ms, bool *skipped)
     return true;
 }
 
-bool parse_time(const char *s, int64_t *ms, bool *skipped)
+bool parse_time(const char *s, int64_t *ms, struct time_gap *gap)
 {
-    *skipped = false;
+    gap->skipped = false;
     if (s == NULL || *s == '\0')
         return false;
     const char *p = s + (*s == '-');
@@ -361,7 +456,7 @@ bool parse_time(const char *s, int64_t *ms, bool *skipped)
         *ms = (int64_t)v;
         return true;
     }
-    return parse_iso(s, ms, skipped);
+    return parse_iso(s, ms, gap);
 }
 
 void format_time(int64_t ms, char *buf, size_t cap)

@@ -244,6 +244,77 @@ t.close()' "$TT" >"$W/py.out" 2>&1; then
 			grep -q "does not exist in the local time zone: the clocks skip it" "$W/err"
 		TZ=UTC "$TOPIC" read "$TT" --from-time 2026-10-25T00:30 --count 1 >"$W/out" 2>"$W/err"
 		check "...while in UTC it is an ordinary time" test "$(cat "$W/out")" = "r3"
+		# Clock shifts that are not summer time, and the edges of a day, in
+		# zones of the system's tzdata (a record per instant that matters).
+		TZT=$W/timed-zones
+		"$PYTHON" -c '
+import sys, libtopic
+t = libtopic.Topic(sys.argv[1], create=True)
+t.append_batch([libtopic.Record(timestamp=x, value=v.encode()) for x, v in [
+    (1324857600000, "a0"),   # 2011-12-26T00:00Z
+    (1325239200000, "a1"),   # 2011-12-30T10:00Z, 2011-12-31T00:00+14:00 in Samoa
+    (1414272540000, "m0"),   # 2014-10-25T21:29Z
+    (1414272600000, "m1"),   # 2014-10-25T21:30Z, the first 01:30 in Moscow
+    (1414276200000, "m2"),   # 2014-10-25T22:30Z, the second one
+    (1710046799999, "h0"),   # 2024-03-10T04:59:59.999Z
+    (1710046800000, "h1"),   # 2024-03-10T05:00Z, 01:00 in Havana after the skip
+    (1725767999999, "s0"),   # 2024-09-08T03:59:59.999Z
+    (1725768000000, "s1"),   # 2024-09-08T04:00Z, 01:00 in Santiago after the skip
+    (1772323199000, "u0"),   # 2026-02-28T23:59:59Z
+    (1772323200000, "u1")]]) # 2026-03-01T00:00Z
+t.close()' "$TZT" >"$W/py.out" 2>&1 || not_ok "the Python binding appends records in the zones' shifts" "$(cat "$W/py.out")"
+		# zread ZONE TIME: reads one record from TIME in the zone ZONE, which
+		# must be in the system's tzdata: false, with a message, without it.
+		zread() {
+			if [ ! -f "/usr/share/zoneinfo/$1" ]; then
+				echo "# skip: /usr/share/zoneinfo/$1 is missing (no tzdata?)"
+				return 1
+			fi
+			TZ=$1 "$TOPIC" read "$TZT" --from-time "$2" --count 1 >"$W/out" 2>"$W/err"
+			st=$?
+		}
+		# Samoa moved from UTC-10 to UTC+14 by skipping 2011-12-30.
+		if zread Pacific/Apia 2011-12-30T12:00; then
+			check "read --from-time with a local time in a day the clocks skip exits 2" \
+				test "$st" -eq 2 -a ! -s "$W/out"
+			check "...naming the UTC offsets before and after the shift" \
+				grep -q "'2011-12-30T12:00' does not exist in the local time zone: the clocks skip it, moving from UTC-10:00 to UTC+14:00 (give the time with the UTC offset meant, -10:00 or +14:00)" "$W/err"
+			zread Pacific/Apia 2011-12-30
+			check "...also for the day's date alone" test "$st" -eq 2 -a ! -s "$W/out"
+			zread Pacific/Apia 2011-12-29T24:00
+			check "read --from-time with 24:00 before a skipped day starts where the clocks land" \
+				test "$st" -eq 0 -a "$(cat "$W/out")" = "a1"
+		fi
+		# Moscow repeated 01:00-02:00 on 2014-10-26, going from +04 to +03
+		# with no summer time on either side.
+		if zread Europe/Moscow 2014-10-26T01:30; then
+			check "read --from-time with a local time repeated by a change of standard offset takes its earlier occurrence" \
+				test "$st" -eq 0 -a "$(cat "$W/out")" = "m1"
+		fi
+		if zread America/New_York 2026-03-08T02:30; then
+			check "read --from-time with a skipped New York time names -05:00 or -04:00" \
+				grep -q "moving from UTC-05:00 to UTC-04:00 (give the time with the UTC offset meant, -05:00 or -04:00)" "$W/err"
+			zread America/New_York 2026-02-28T18:59:60
+			check "read --from-time with a local 60th second means the second after the 59th" \
+				test "$st" -eq 0 -a "$(cat "$W/out")" = "u1"
+		fi
+		# Havana and Santiago put their clocks forward at midnight.
+		if zread America/Havana 2024-03-10; then
+			check "read --from-time with a date whose midnight is skipped starts at the day's first instant (Havana)" \
+				test "$st" -eq 0 -a "$(cat "$W/out")" = "h1"
+			zread America/Havana 2024-03-10T00:30
+			check "...while a time of day in the gap is still an error" test "$st" -eq 2
+		fi
+		if zread America/Santiago 2024-09-08; then
+			check "read --from-time with a date whose midnight is skipped starts at the day's first instant (Santiago)" \
+				test "$st" -eq 0 -a "$(cat "$W/out")" = "s1"
+		fi
+		for ts in 2026-02-28T24:00 2026-02-28T23:59:60 2026-02-28T24:00Z 2026-02-28T23:59:60Z; do
+			TZ=UTC "$TOPIC" read "$TZT" --from-time "$ts" --count 1 >"$W/out" 2>"$W/err"
+			st=$?
+			check "read --from-time $ts in UTC is the next midnight" \
+				test "$st" -eq 0 -a "$(cat "$W/out")" = "u1"
+		done
 		# A position past the end offset (a power loss can leave one).
 		"$PYTHON" -c '
 import sys, libtopic
@@ -775,6 +846,83 @@ check "recover with a FIFO in place of an index finishes" test "$st" -ne 124 -a 
 check "...and replaces the index or names the FIFO" sh -c "test $st -eq 0 &&
 	test -f '$PI/00000000000000000000.index' ||
 	grep -q '/00000000000000000000.index: not a regular file but a FIFO\$' '$W/err'"
+
+# Indexes that are not regular files, of the active segment and of a
+# sealed one: what recover, readers and a writer make of each (topic(1),
+# recover).
+PX=$W/odd-index
+"$TOPIC" create "$PX" --config segment.bytes=4096 >/dev/null 2>&1
+seq -f 'record %06g, padded to fill a few segments' 1 300 | "$TOPIC" append "$PX" >/dev/null 2>&1
+seq -f 'record %06g, padded to fill a few segments' 1 300 >"$W/px.want"
+px_active=$(ls "$PX" | grep '\.log$' | tail -1)
+px_active=${px_active%.log}
+px_sealed=$(ls "$PX" | grep '\.log$' | sed -n 2p)
+px_sealed=${px_sealed%.log}
+check "the topic for odd indexes has sealed segments" test -n "$px_sealed" -a "$px_sealed" != "$px_active"
+cp -R "$PX" "$W/odd-index.clean"
+# The active segment's index as a symbolic link to a regular file.
+rm -f "$PX/$px_active.index"
+echo stray >"$PX/stray"
+ln -s stray "$PX/$px_active.index"
+expect 0 "recover with a symbolic link as the active segment's index exits 0" recover "$PX"
+check "...and replaces the link with a regular file" \
+	sh -c "test -f '$PX/$px_active.index' -a ! -L '$PX/$px_active.index'"
+check "...leaving what it led to alone" test "$(cat "$PX/stray")" = stray
+expect 0 "...after which verify finds nothing wrong" verify "$PX"
+# The active segment's index as a directory.
+rm -f "$PX/$px_active.timeindex"
+mkdir "$PX/$px_active.timeindex"
+expect 0 "read with a directory as the active segment's index exits 0" read "$PX"
+check "...and reads every record" cmp "$W/px.want" "$W/out"
+expect 1 "recover with a directory as the active segment's index exits 1" recover "$PX"
+check "...naming it and saying to remove it" grep -q "^topic: recover: $PX/$px_active.timeindex: not a regular file but a directory, which a writer does not remove; remove it, and recover rebuilds the index\$" "$W/err"
+check "...without calling the data corrupt" sh -c "! grep -q corrupt '$W/err'"
+check "...leaving the directory" test -d "$PX/$px_active.timeindex"
+rmdir "$PX/$px_active.timeindex"
+expect 0 "recover once the directory is removed exits 0" recover "$PX"
+check "...and rebuilds the index as a regular file" test -f "$PX/$px_active.timeindex"
+# A sealed segment's indexes: a FIFO, a directory and a link to a file are
+# left to verify; a link that leads nowhere is rebuilt by a writer's open.
+rm -f "$PX/$px_sealed.index" "$PX/$px_sealed.timeindex"
+mkfifo "$PX/$px_sealed.index"
+mkdir "$PX/$px_sealed.timeindex"
+expect 0 "recover with a FIFO and a directory as a sealed segment's indexes exits 0" recover "$PX"
+check "...and leaves both as they are" test -p "$PX/$px_sealed.index" -a -d "$PX/$px_sealed.timeindex"
+expect 1 "...which verify reports (exit 1)" verify "$PX"
+check "...naming them" sh -c "grep -q '^$px_sealed.index: position 0: not a regular file but a FIFO\$' '$W/out' &&
+	grep -q '^$px_sealed.timeindex: position 0: not a regular file but a directory\$' '$W/out'"
+expect 0 "read with a FIFO and a directory as a sealed segment's indexes exits 0" read "$PX"
+check "...reads every record" cmp "$W/px.want" "$W/out"
+check "...and changes neither" test -p "$PX/$px_sealed.index" -a -d "$PX/$px_sealed.timeindex"
+rm -f "$PX/$px_sealed.index"
+rmdir "$PX/$px_sealed.timeindex"
+cp "$W/odd-index.clean/$px_sealed.timeindex" "$PX/"
+ln -s stray "$PX/$px_sealed.index"
+expect 0 "recover with a symbolic link to a file as a sealed segment's index exits 0" recover "$PX"
+check "...and leaves it as it is" test -L "$PX/$px_sealed.index"
+rm -f "$PX/$px_sealed.timeindex"
+ln -s nowhere "$PX/$px_sealed.timeindex"
+expect 0 "recover with a symbolic link that leads nowhere as a sealed segment's index exits 0" \
+	recover "$PX"
+check "...and rebuilds both of the segment's indexes as regular files" \
+	sh -c "test -f '$PX/$px_sealed.timeindex' -a ! -L '$PX/$px_sealed.timeindex' -a ! -L '$PX/$px_sealed.index'"
+rm -f "$PX/$px_sealed.index"
+ln -s stray "$PX/$px_sealed.index"
+if [ -n "$LIBTOPIC_PATH" ] && [ -f "$LIBTOPIC_PATH" ] && [ -n "$PYTHONPATH" ]; then
+	rm -f "$PX/$px_sealed.timeindex"
+	mkfifo "$PX/$px_sealed.timeindex"
+	"$PYTHON" -c '
+import sys, libtopic
+t = libtopic.Topic(sys.argv[1])
+n = sum(1 for _ in t.records(0))
+t.close()
+print(n)' "$PX" >"$W/py.out" 2>&1
+	check "a writer handle reads a segment whose indexes are a link to a file and a FIFO" \
+		test "$(cat "$W/py.out")" = 300
+	check "...and replaces both with rebuilt regular files" \
+		sh -c "test -f '$PX/$px_sealed.index' -a ! -L '$PX/$px_sealed.index' -a -f '$PX/$px_sealed.timeindex' -a ! -p '$PX/$px_sealed.timeindex'"
+	expect 0 "...after which verify finds nothing wrong" verify "$PX"
+fi
 
 # A FIFO in place of topic.conf: the library refuses the topic as damaged.
 PC=$W/pipe-conf
