@@ -552,10 +552,12 @@ static void probe_segment(struct verify *v, struct seg_check *c, const char *nam
         }
         i = j;
     }
-    /* A problem whose offset a reader is not refused makes none unreadable. */
+    /* A problem whose offset a reader is not refused makes none unreadable;
+     * nor does one at or past hi, where a reader finds the end of the topic
+     * or the next segment, or below lo, where it finds records gone. */
     for (size_t p = 0; p < npend; p++) {
         struct damage *d = &c->pend[p];
-        if (d->has_offset && !d->reached && d->offset >= lo && d->offset < hi) {
+        if (d->has_offset && !d->reached) {
             d->walk_end = d->has_end ? d->end : d->offset;
             d->reached = true;
             d->has_end = true;
@@ -609,10 +611,12 @@ static void check_index(struct seg_check *c, const struct seg_file *s, const cha
     for (size_t i = 0; i < n; i++) {
         char why[160];
         why[0] = '\0';
+        /* A writer stores an entry's position last: the last entry of a
+         * live segment's file, its position still 0, is being written. */
         if (live && i + 1 == n && e[i].pos == 0)
-            continue;   /* the last entry, half written by the writer */
-        if (e[i].rel == 0 && e[i].pos == 0) {
-            snprintf(why, sizeof why, "zeroed (no entry may name position 0)");
+            continue;
+        if (e[i].pos == 0) {
+            snprintf(why, sizeof why, "its position is 0, which no entry may name");
         } else if (e[i].pos >= walked) {
             if (live)
                 continue;
@@ -837,8 +841,7 @@ walked:
         }
         for (size_t i = 0; i < nix; i++)
             at[i] = s->base + ix[i].rel;
-        if (lo < limit)
-            probe_segment(v, &c, s->name, lo, limit, at, nix, index_bad);
+        probe_segment(v, &c, s->name, lo, limit > lo ? limit : lo, at, nix, index_bad);
         free(at);
     }
     free(ix);

@@ -760,7 +760,7 @@ ix_copy
 forge put "$W/ixd/00000000000000000000.index" 72 0000000000000000 >/dev/null
 expect 1 "verify of a zeroed index entry alone exits 1" verify "$W/ixd" --quiet
 check "...names the entry, and no offset unreadable" \
-	grep -q '^00000000000000000000.index: position 72: entry 9 (offset 0, position 0) is wrong: zeroed (no entry may name position 0)$' "$W/out"
+	grep -q '^00000000000000000000.index: position 72: entry 9 (offset 0, position 0) is wrong: its position is 0, which no entry may name$' "$W/out"
 check "...as readers read every offset" refused_match "$W/ixd"
 run verify "$W/ixd" --json
 check "...and --json gives \"unreadable\": 0 and the entry's file" json '
@@ -781,6 +781,10 @@ docs[0]["ok"] is True and docs[0]["unreadable"] == 0 and docs[0]["unchecked"] ==
 # reported while the lock is held.
 ix_copy
 forge in-flight "$W/ixd/00000000000000000068.log" >/dev/null
+# ...and an entry of the time index that the writer has begun to store: its
+# max_ts_before is there, its offset and position not yet.
+tsize=$(wc -c <"$W/ixd/00000000000000000068.timeindex")
+forge put "$W/ixd/00000000000000000068.timeindex" "$tsize" 01000000000000000000000000000000 >/dev/null
 "$PYTHON" -c '
 import fcntl, sys, time
 f = open(sys.argv[1], "r+b")
@@ -800,7 +804,8 @@ kill "$BG_PID" 2>/dev/null
 wait "$BG_PID" 2>/dev/null
 BG_PID=
 expect 1 "at rest, the same bytes at the end offset are damage" verify "$W/ixd" --quiet
-check "...reported as such" grep -q '^00000000000000000068.log: position [0-9]*, offset 80: zero bytes where a batch should start, with data after them (51 bytes skipped)' "$W/out"
+check "...reported as such, with no offset unreadable: readers find the end there" grep -q '^00000000000000000068.log: position 720, offset 80: zero bytes where a batch should start, with data after them (51 bytes skipped)$' "$W/out"
+check "...and so is the time index entry" grep -q "^00000000000000000068.timeindex: position $tsize: entry $((tsize / 16)) (offset 68, position 0) is wrong: its position is 0, which no entry may name\$" "$W/out"
 
 # A missing segment in the middle of a topic is a gap in the offsets.
 rm -rf "$W/gap"
