@@ -339,6 +339,7 @@ struct span {                 /* the offsets a batch header claims */
 struct cut {
     uint64_t at;
     bool special;             /* where the walk found something wrong */
+    bool entry;               /* where an index entry is */
 };
 
 struct seg_check {
@@ -425,45 +426,75 @@ static void probe_segment(struct verify *v, struct seg_check *c, const char *nam
 {
     size_t ncuts = 0, capcuts = 0;
     struct cut *cuts = NULL;
-#define CUT(x, sp)                                                              \
+#define CUT(x, sp, en)                                                          \
     do {                                                                        \
         uint64_t at_ = (x);                                                     \
         if (at_ >= lo && at_ < hi) {                                            \
             cuts = grow(cuts, &capcuts, ncuts + 1, sizeof *cuts);               \
-            cuts[ncuts++] = (struct cut){ at_, (sp) };                          \
+            cuts[ncuts++] = (struct cut){ at_, (sp), (en) };                    \
         }                                                                       \
     } while (0)
-    CUT(lo, true);
+    CUT(lo, false, true);
     for (size_t i = 0; i < c->nspans; i++) {
-        CUT(c->spans[i].from, !c->spans[i].intact);
-        CUT(c->spans[i].to, !c->spans[i].intact);
+        CUT(c->spans[i].from, !c->spans[i].intact, false);
+        CUT(c->spans[i].to, !c->spans[i].intact, false);
     }
-    for (size_t i = 0; i < nentries; i++)
-        CUT(entry_at[i], index_bad);
     /* Where the index holds a wrong entry, the library's search of it (an
      * interpolation search, which assumes the entries in order) may pick
      * the right entry for one offset of a batch and a wrong one for the
-     * next: every offset is then a piece of its own, up to a million of
-     * them; past that, pieces are cut between entries only. */
-    if (index_bad && hi - lo <= (1u << 20))
+     * next: every offset is then a piece of its own and probed.  A refused
+     * one costs a walk from the start of the segment, so this is done for
+     * segments of up to 16384 offsets only; in a longer one, the index is
+     * probed as if right, and its wrong entries' own offsets. */
+    if (index_bad && hi - lo > 16384)
+        index_bad = false;
+    for (size_t i = 0; i < nentries; i++)
+        CUT(entry_at[i], index_bad, true);
+    if (index_bad)
         for (uint64_t x = lo; x < hi; x++)
-            CUT(x, true);
+            CUT(x, true, false);
     for (size_t i = 0; i < c->npend; i++) {
         if (!c->pend[i].has_offset)
             continue;
-        CUT(c->pend[i].offset, true);
+        CUT(c->pend[i].offset, true, false);
         if (c->pend[i].has_end)
-            CUT(c->pend[i].end, true);
+            CUT(c->pend[i].end, true, false);
     }
 #undef CUT
     qsort(cuts, ncuts, sizeof *cuts, cmp_cut);
     size_t k = 0;
     for (size_t i = 0; i < ncuts; i++) {
-        if (k > 0 && cuts[k - 1].at == cuts[i].at)
-            continue;   /* the special one of equals comes first */
+        if (k > 0 && cuts[k - 1].at == cuts[i].at) {
+            cuts[k - 1].special |= cuts[i].special;
+            cuts[k - 1].entry |= cuts[i].entry;
+            continue;
+        }
         cuts[k++] = cuts[i];
     }
     ncuts = k;
+    /*
+     * With a right index, a reader of an offset walks from the entry before
+     * it, and is refused only if damage lies between the two: only the
+     * pieces from an entry that precedes something the walk found wrong up
+     * to the next entry need probing (`probe`), and the runs of refused
+     * offsets that go on past them, measured below.  A segment of a
+     * million intact batches with one damaged is probed about one index
+     * interval's worth.
+     */
+    bool *probe = malloc((ncuts ? ncuts : 1) * sizeof *probe);
+    if (probe == NULL) {
+        fputs("topic: verify: out of memory\n", stderr);
+        exit(TOOL_FAIL);
+    }
+    for (size_t i = 0; i < ncuts;) {
+        size_t j = i + 1;
+        bool any = cuts[i].special;
+        while (j < ncuts && !cuts[j].entry)
+            any |= cuts[j++].special;
+        for (size_t q = i; q < j; q++)
+            probe[q] = any || index_bad;
+        i = j;
+    }
     /* Piece i is [cuts[i].at, cuts[i + 1].at or hi). */
     bool *bad = calloc(ncuts ? ncuts : 1, sizeof *bad);
     if (bad == NULL) {
@@ -472,12 +503,12 @@ static void probe_segment(struct verify *v, struct seg_check *c, const char *nam
     }
     for (size_t i = 0; i < ncuts;) {
         uint64_t to = i + 1 < ncuts ? cuts[i + 1].at : hi;
-        if (!refused(v->lib, cuts[i].at)) {
+        if (!probe[i] || !refused(v->lib, cuts[i].at)) {
             i++;
             continue;
         }
         bad[i] = true;
-        if (!intact_piece(c, cuts[i].at, to)) {
+        if (i + 1 == ncuts || cuts[i + 1].special || !intact_piece(c, cuts[i].at, to)) {
             i++;
             continue;
         }
@@ -564,6 +595,7 @@ static void probe_segment(struct verify *v, struct seg_check *c, const char *nam
             d->end = d->offset;
         }
     }
+    free(probe);
     free(bad);
     free(cuts);
 }
@@ -623,10 +655,18 @@ static void check_index(struct seg_check *c, const struct seg_file *s, const cha
             snprintf(why, sizeof why, "the position is past the segment's data (%zu bytes)",
                      walked);
         } else {
+            /* The walk goes forward: the spans are in position order. */
             const struct span *sp = NULL;
-            for (size_t k = 0; k < c->nspans && sp == NULL; k++)
-                if (c->spans[k].pos == e[i].pos)
-                    sp = &c->spans[k];
+            size_t l = 0, h = c->nspans;
+            while (l < h) {
+                size_t mid = l + (h - l) / 2;
+                if (c->spans[mid].pos < e[i].pos)
+                    l = mid + 1;
+                else
+                    h = mid;
+            }
+            if (l < c->nspans && c->spans[l].pos == e[i].pos)
+                sp = &c->spans[l];
             /* A damaged batch may be indexed right: its first offset is
              * the one the walk expected there. */
             uint64_t first = sp == NULL ? 0 : sp->intact || !sp->at_known ? sp->from : sp->at;
