@@ -17,6 +17,9 @@
  * SPDX-License-Identifier: BSD-2-Clause
  */
 #include <errno.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -70,7 +73,9 @@ static const char verify_usage[] =
     "\n"
     "Reads every segment file of the topic directly and checks every batch: its\n"
     "header, its checksum, its records, and that offsets continue without a gap\n"
-    "or an overlap from batch to batch and from one segment file to the next.\n"
+    "or an overlap from batch to batch and from one segment file to the next,\n"
+    "and the entries of each segment's index files.  The offsets reported\n"
+    "unreadable are those a reader is refused.\n"
     "Each problem is reported with its segment file, file position and offset.\n"
     "Exits 0 when everything is intact, 1 when damage was found.  Shows a\n"
     "progress bar on standard error when that is a terminal.\n"
@@ -84,7 +89,7 @@ struct damage {
     size_t pos, len;
     bool has_offset, has_end;
     uint64_t offset, end;     /* offsets [offset, end) are affected */
-    bool reached;             /* reach_past() moved end on from walk_end */
+    bool reached;             /* a reader's probes moved end on from walk_end */
     uint64_t walk_end;
     char what[224];
 };
@@ -101,7 +106,8 @@ struct verify {
     uint64_t batches, records;
     unsigned unreadable;      /* files that could not be read, newer batches */
     topic *lib;               /* a reader's handle for the pass, or NULL */
-    uint64_t lib_end;         /* its end offset when the pass began */
+    uint64_t lib_start, lib_end;   /* its start and end offsets when the pass began */
+    bool live;                /* a writer has the topic open (writer_live) */
     /* progress on a terminal */
     bool progress;
     uint64_t total_bytes, done_bytes;
@@ -135,8 +141,8 @@ static void clear_progress(struct verify *v)
 }
 
 /* Where the walk found the affected offsets to end.  The passes are
- * compared on this: where a reader can read again (reach_past) may move
- * while a writer appends. */
+ * compared on this: where a reader can read again (probe_segment,
+ * reach_from) may move while a writer appends. */
 static uint64_t walk_end(const struct damage *d)
 {
     return d->reached ? d->walk_end : d->end;
@@ -244,30 +250,19 @@ static bool refused(topic *t, uint64_t x)
 }
 
 /*
- * A reader finds a record by walking batch headers from the index entry
- * before it, and cannot walk past a batch whose header is damaged, or one
- * whose base offset does not continue the offsets.  The records after it,
- * which the walk here found intact by searching for the next batch's magic,
- * are refused as damaged until the next index entry or the next segment.
- * The library does not search as this walk does: a record's value may
- * itself hold a well-formed batch, and a reader must never return that.
- *
- * So that the offsets reported unreadable are those a reader is refused,
- * d's range grows by the offsets from d->end on that the library refuses,
- * up to the first one it reads, or `limit`.  A run of them is short where
- * the index leads past the damage (one index interval of batches): it is
- * probed offset by offset.  A long one (no index entry after the damage) is
- * measured by doubling steps, then halving, as a reader refuses every offset
- * of the segment from the damage on until an index entry leads past it.
+ * The first offset from x on, below limit, that a reader is not refused
+ * (limit if there is none), where x is refused and the offsets refused
+ * after it are one run.  A short run is probed offset by offset; a long
+ * one (a reader refuses every offset of a segment from the damage on when
+ * no index entry leads past it) is measured by doubling steps, then
+ * halving.
  */
-static void reach_past(struct verify *v, struct damage *d, uint64_t limit)
+static uint64_t refused_run_end(struct verify *v, uint64_t x, uint64_t limit)
 {
-    if (v->lib == NULL || !d->has_offset || !d->has_end || d->end >= limit)
-        return;
-    uint64_t x = d->end;
+    uint64_t start = x;
     for (int n = 0; n < 64 && x < limit && refused(v->lib, x); n++)
         x++;
-    if (x - d->end == 64 && x < limit) {
+    if (x - start == 64 && x < limit) {
         uint64_t lo = x - 1, hi = limit, step = 64;   /* lo refused; hi read, or limit */
         while (lo + step < limit) {
             if (!refused(v->lib, lo + step)) {
@@ -286,11 +281,323 @@ static void reach_past(struct verify *v, struct damage *d, uint64_t limit)
         }
         x = hi;
     }
-    if (x != d->end) {
-        d->reached = true;
-        d->walk_end = d->end;
-        d->end = x;
+    return x;
+}
+
+/*
+ * d's unreadable offsets, for a problem found between segments or at the
+ * end of the last one: those from d->offset on that a reader is refused,
+ * up to the first one it reads, or `limit`.  None (d->end == d->offset)
+ * when it reads d->offset.
+ */
+static void reach_from(struct verify *v, struct damage *d, uint64_t limit)
+{
+    if (v->lib == NULL || !d->has_offset || d->offset < v->lib_start || d->offset >= limit)
+        return;
+    d->walk_end = d->has_end ? d->end : d->offset;
+    d->reached = true;
+    d->has_end = true;
+    d->end = refused(v->lib, d->offset) ? refused_run_end(v, d->offset, limit) : d->offset;
+}
+
+/* ------------------------------------------------------------------------ */
+/* What readers are refused in one segment                                  */
+
+/*
+ * A reader finds a record by walking batch headers from the segment's
+ * index entry before it, and cannot walk past a batch whose header is
+ * damaged, or one whose base offset does not continue the offsets; when
+ * the walk from an index entry fails, it walks again from the start of the
+ * segment.  So which intact records it is refused depends on where the
+ * damage is, on which index entries lead past it and on whether those
+ * entries are right.  The library does not search for the next batch as
+ * the walk here does: a record's value may itself hold a well-formed batch,
+ * and a reader must never return that.
+ *
+ * So that the offsets reported unreadable are those a reader is refused,
+ * they are not worked out from the walk but asked of the library, with a
+ * handle open for the pass: topic_read() of an offset either gives the
+ * record or is refused with TOPIC_ECORRUPT.  A segment's offsets fall into
+ * pieces that a reader treats alike: cut at every batch boundary the walk
+ * saw (damaged headers' too) and at every index entry, no reader's walk
+ * ends differently for two offsets of one piece.  One offset of each piece
+ * is probed.  Once a piece of intact records is refused, the walk to it
+ * failed, and every piece after it is refused too until an index entry
+ * leads past the damage, or until the next thing the walk found wrong:
+ * such a run is measured by doubling steps, then halving, so that a
+ * segment whose reader has no index entry past its damage costs few
+ * probes.
+ */
+struct span {                 /* the offsets a batch header claims */
+    uint64_t from, to;
+    size_t pos;
+    bool intact;
+    bool at_known;            /* the offset the walk expected at pos is known: */
+    uint64_t at;
+};
+
+struct cut {
+    uint64_t at;
+    bool special;             /* where the walk found something wrong */
+    bool entry;               /* where an index entry is */
+};
+
+struct seg_check {
+    struct span *spans;
+    size_t nspans, capspans;
+    struct damage *pend;      /* the segment's problems, reported after the walk */
+    size_t npend, cappend;
+};
+
+static void *grow(void *p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return p;
+    size_t c = *cap ? *cap * 2 : 64;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(p, c * size);
+    if (q == NULL) {
+        fputs("topic: verify: out of memory\n", stderr);
+        exit(TOOL_FAIL);
     }
+    *cap = c;
+    return q;
+}
+
+/* A batch the walk found at pos (intact, or with a header that parses),
+ * or, from == to, bytes there that are not one. */
+static void add_span(struct seg_check *c, const struct walk_item *it, bool intact)
+{
+    uint64_t from = it->header_ok ? it->h.base_offset : it->expect;
+    uint64_t count = it->header_ok ? it->h.count : 0;
+    c->spans = grow(c->spans, &c->capspans, c->nspans + 1, sizeof *c->spans);
+    c->spans[c->nspans++] = (struct span){ from, from + count, it->pos, intact,
+                                           it->expect_known, it->expect };
+}
+
+static struct damage *pend_damage(struct seg_check *c, const char *file, size_t pos, size_t len)
+{
+    c->pend = grow(c->pend, &c->cappend, c->npend + 1, sizeof *c->pend);
+    struct damage *d = &c->pend[c->npend++];
+    memset(d, 0, sizeof *d);
+    snprintf(d->file, sizeof d->file, "%s", file);
+    d->pos = pos;
+    d->len = len;
+    return d;
+}
+
+static int cmp_cut(const void *a, const void *b)
+{
+    const struct cut *x = a, *y = b;
+    if (x->at != y->at)
+        return x->at < y->at ? -1 : 1;
+    return (int)y->special - (int)x->special;   /* a special one first */
+}
+
+/* Whether every offset of [from, to) lies in a batch the walk found intact,
+ * and in no damaged header's claim. */
+static bool intact_piece(const struct seg_check *c, uint64_t from, uint64_t to)
+{
+    bool in_intact = false;
+    for (size_t i = 0; i < c->nspans; i++) {
+        const struct span *s = &c->spans[i];
+        if (s->from >= to || s->to <= from)
+            continue;
+        if (!s->intact)
+            return false;
+        if (s->from <= from && s->to >= to)
+            in_intact = true;
+    }
+    return in_intact;
+}
+
+/*
+ * Fills in the unreadable offsets of the problems c->pend found in one
+ * segment, whose offsets a reader looks for in [lo, hi): each gets the run
+ * of refused offsets its offset begins or lies in, or none.  Refused
+ * offsets that no problem's range covers get a problem of their own.
+ * entry_at[] are the offsets of the segment's index entries; index_bad
+ * says one of them is wrong.
+ */
+static void probe_segment(struct verify *v, struct seg_check *c, const char *name,
+                          uint64_t lo, uint64_t hi, const uint64_t *entry_at, size_t nentries,
+                          bool index_bad)
+{
+    size_t ncuts = 0, capcuts = 0;
+    struct cut *cuts = NULL;
+#define CUT(x, sp, en)                                                          \
+    do {                                                                        \
+        uint64_t at_ = (x);                                                     \
+        if (at_ >= lo && at_ < hi) {                                            \
+            cuts = grow(cuts, &capcuts, ncuts + 1, sizeof *cuts);               \
+            cuts[ncuts++] = (struct cut){ at_, (sp), (en) };                    \
+        }                                                                       \
+    } while (0)
+    CUT(lo, false, true);
+    for (size_t i = 0; i < c->nspans; i++) {
+        CUT(c->spans[i].from, !c->spans[i].intact, false);
+        CUT(c->spans[i].to, !c->spans[i].intact, false);
+    }
+    /* Where the index holds a wrong entry, the library's search of it (an
+     * interpolation search, which assumes the entries in order) may pick
+     * the right entry for one offset of a batch and a wrong one for the
+     * next: every offset is then a piece of its own and probed.  A refused
+     * one costs a walk from the start of the segment, so this is done for
+     * segments of up to 16384 offsets only; in a longer one, the index is
+     * probed as if right, and its wrong entries' own offsets. */
+    if (index_bad && hi - lo > 16384)
+        index_bad = false;
+    for (size_t i = 0; i < nentries; i++)
+        CUT(entry_at[i], index_bad, true);
+    if (index_bad)
+        for (uint64_t x = lo; x < hi; x++)
+            CUT(x, true, false);
+    for (size_t i = 0; i < c->npend; i++) {
+        if (!c->pend[i].has_offset)
+            continue;
+        CUT(c->pend[i].offset, true, false);
+        if (c->pend[i].has_end)
+            CUT(c->pend[i].end, true, false);
+    }
+#undef CUT
+    qsort(cuts, ncuts, sizeof *cuts, cmp_cut);
+    size_t k = 0;
+    for (size_t i = 0; i < ncuts; i++) {
+        if (k > 0 && cuts[k - 1].at == cuts[i].at) {
+            cuts[k - 1].special |= cuts[i].special;
+            cuts[k - 1].entry |= cuts[i].entry;
+            continue;
+        }
+        cuts[k++] = cuts[i];
+    }
+    ncuts = k;
+    /*
+     * With a right index, a reader of an offset walks from the entry before
+     * it, and is refused only if damage lies between the two: only the
+     * pieces from an entry that precedes something the walk found wrong up
+     * to the next entry need probing (`probe`), and the runs of refused
+     * offsets that go on past them, measured below.  A segment of a
+     * million intact batches with one damaged is probed about one index
+     * interval's worth.
+     */
+    bool *probe = malloc((ncuts ? ncuts : 1) * sizeof *probe);
+    if (probe == NULL) {
+        fputs("topic: verify: out of memory\n", stderr);
+        exit(TOOL_FAIL);
+    }
+    for (size_t i = 0; i < ncuts;) {
+        size_t j = i + 1;
+        bool any = cuts[i].special;
+        while (j < ncuts && !cuts[j].entry)
+            any |= cuts[j++].special;
+        for (size_t q = i; q < j; q++)
+            probe[q] = any || index_bad;
+        i = j;
+    }
+    /* Piece i is [cuts[i].at, cuts[i + 1].at or hi). */
+    bool *bad = calloc(ncuts ? ncuts : 1, sizeof *bad);
+    if (bad == NULL) {
+        fputs("topic: verify: out of memory\n", stderr);
+        exit(TOOL_FAIL);
+    }
+    for (size_t i = 0; i < ncuts;) {
+        uint64_t to = i + 1 < ncuts ? cuts[i + 1].at : hi;
+        if (!probe[i] || !refused(v->lib, cuts[i].at)) {
+            i++;
+            continue;
+        }
+        bad[i] = true;
+        if (i + 1 == ncuts || cuts[i + 1].special || !intact_piece(c, cuts[i].at, to)) {
+            i++;
+            continue;
+        }
+        /* The walk to these intact records failed: the pieces up to the
+         * next special cut are refused up to the first one an index entry
+         * lets a reader reach. */
+        size_t end = i + 1;
+        while (end < ncuts && !cuts[end].special)
+            end++;
+        size_t l = i, h = end, step = 1;   /* l refused; h read, or the end */
+        while (l + step < end) {
+            if (!refused(v->lib, cuts[l + step].at)) {
+                h = l + step;
+                break;
+            }
+            l += step;
+            step *= 2;
+        }
+        while (h - l > 1) {
+            size_t mid = l + (h - l) / 2;
+            if (refused(v->lib, cuts[mid].at))
+                l = mid;
+            else
+                h = mid;
+        }
+        for (size_t j = i; j < h; j++)
+            bad[j] = true;
+        i = h;
+    }
+    /* The refused runs, and the problems' ranges in them. */
+    size_t npend = c->npend;
+    for (size_t i = 0; i < ncuts;) {
+        if (!bad[i]) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < ncuts && bad[j])
+            j++;
+        uint64_t a = cuts[i].at, b = j < ncuts ? cuts[j].at : hi;
+        uint64_t covered = b;
+        for (size_t p = 0; p < npend; p++) {
+            struct damage *d = &c->pend[p];
+            if (d->has_offset && d->offset >= a && d->offset < b) {
+                if (!d->reached) {
+                    d->walk_end = d->has_end ? d->end : d->offset;
+                    d->reached = true;
+                }
+                d->has_end = true;
+                d->end = b;
+                if (d->offset < covered)
+                    covered = d->offset;
+            }
+        }
+        if (covered > a) {
+            /* Intact records a reader cannot reach, past no problem of their
+             * own: say which, where they are. */
+            size_t pos = 0;
+            for (size_t s = 0; s < c->nspans; s++)
+                if (c->spans[s].from <= a && a < c->spans[s].to) {
+                    pos = c->spans[s].pos;
+                    break;
+                }
+            struct damage *d = pend_damage(c, name, pos, 0);
+            d->has_offset = d->has_end = true;
+            d->offset = a;
+            d->end = covered;
+            d->reached = true;
+            d->walk_end = a;
+            snprintf(d->what, sizeof d->what, "records a reader cannot reach: its walk from "
+                     "the index entry before them stops at damage reported above");
+        }
+        i = j;
+    }
+    /* A problem whose offset a reader is not refused makes none unreadable;
+     * nor does one at or past hi, where a reader finds the end of the topic
+     * or the next segment, or below lo, where it finds records gone. */
+    for (size_t p = 0; p < npend; p++) {
+        struct damage *d = &c->pend[p];
+        if (d->has_offset && !d->reached) {
+            d->walk_end = d->has_end ? d->end : d->offset;
+            d->reached = true;
+            d->has_end = true;
+            d->end = d->offset;
+        }
+    }
+    free(probe);
+    free(bad);
+    free(cuts);
 }
 
 static void update_progress(struct verify *v, uint64_t done)
@@ -315,12 +622,93 @@ static void update_progress(struct verify *v, uint64_t done)
     fflush(stderr);
 }
 
+/*
+ * Checks the entries of the segment's index file (`ext` ".index" or
+ * ".timeindex") against the batches the walk found (c->spans): each must
+ * name the position of an intact batch and that batch's first offset, and
+ * follow the entry before it.  A wrong entry is a problem of its own: it
+ * costs a reader nothing while the walk from the start of the segment
+ * succeeds, but sends it there, so that damage before it makes the records
+ * it indexes unreadable too.  Entries past `walked` (the end of the data
+ * the walk saw) are left alone while a writer appends (`live`): they may
+ * index a batch appended since.
+ */
+static void check_index(struct seg_check *c, const struct seg_file *s, const char *ext, uint64_t limit, size_t walked,
+                        bool live, const struct index_entry *e, size_t n)
+{
+    char name[48];
+    snprintf(name, sizeof name, "%020" PRIu64 "%s", s->base, ext);
+    bool tidx = strcmp(ext, ".timeindex") == 0;
+    size_t esize = tidx ? 16 : 8;
+    for (size_t i = 0; i < n; i++) {
+        char why[160];
+        why[0] = '\0';
+        /* A writer stores an entry's position last: the last entry of a
+         * live segment's file, its position still 0, is being written. */
+        if (live && i + 1 == n && e[i].pos == 0)
+            continue;
+        if (e[i].pos == 0) {
+            snprintf(why, sizeof why, "its position is 0, which no entry may name");
+        } else if (e[i].pos >= walked) {
+            if (live)
+                continue;
+            snprintf(why, sizeof why, "the position is past the segment's data (%zu bytes)",
+                     walked);
+        } else {
+            /* The walk goes forward: the spans are in position order. */
+            const struct span *sp = NULL;
+            size_t l = 0, h = c->nspans;
+            while (l < h) {
+                size_t mid = l + (h - l) / 2;
+                if (c->spans[mid].pos < e[i].pos)
+                    l = mid + 1;
+                else
+                    h = mid;
+            }
+            if (l < c->nspans && c->spans[l].pos == e[i].pos)
+                sp = &c->spans[l];
+            /* A damaged batch may be indexed right: its first offset is
+             * the one the walk expected there. */
+            uint64_t first = sp == NULL ? 0 : sp->intact || !sp->at_known ? sp->from : sp->at;
+            if (sp == NULL || (!sp->intact && !sp->at_known))
+                snprintf(why, sizeof why, "no batch starts at that position");
+            else if (first != s->base + e[i].rel)
+                snprintf(why, sizeof why, "the batch there starts at offset %" PRIu64, first);
+            else if (i > 0 && (e[i].rel <= e[i - 1].rel || e[i].pos <= e[i - 1].pos))
+                snprintf(why, sizeof why, "it does not follow the entry before it");
+            else if (tidx && i > 0 && e[i].max_ts_before < e[i - 1].max_ts_before)
+                snprintf(why, sizeof why, "its max_ts_before is below the entry before it's");
+        }
+        if (why[0] == '\0')
+            continue;
+        struct damage *d = pend_damage(c, name, i * esize, esize);
+        uint64_t at = s->base + e[i].rel;
+        if (!tidx && at < limit && e[i].rel != 0) {
+            d->has_offset = true;
+            d->offset = at;
+        }
+        snprintf(d->what, sizeof d->what, "entry %zu (offset %" PRIu64 ", position %" PRIu32
+                 ") is wrong: %s", i, at, e[i].pos, why);
+    }
+}
+
 /* Verifies one segment; *end gets where its offsets end, when known. */
 static void verify_segment(struct verify *v, const char *dir, const struct seg_file *s,
                            const struct seg_file *next, uint64_t done_before, bool *end_known,
                            uint64_t *end)
 {
     struct seg_map m;
+    /* The index files first: an entry a writer adds meanwhile then names a
+     * batch it had appended already, which the walk below sees. */
+    struct index_entry *ix = NULL, *tix = NULL;
+    size_t nix = 0, ntix = 0;
+    char iname[48];
+    snprintf(iname, sizeof iname, "%020" PRIu64 ".index", s->base);
+    if (index_read(dir, iname, false, &ix, &nix) < 0)
+        nix = 0;
+    snprintf(iname, sizeof iname, "%020" PRIu64 ".timeindex", s->base);
+    if (index_read(dir, iname, true, &tix, &ntix) < 0)
+        ntix = 0;
     int rc = seg_map_open(dir, s, &m);
     *end_known = false;
     if (rc == TOPIC_ECORRUPT && m.not_regular != NULL) {
@@ -335,6 +723,8 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
         }
         snprintf(d->what, sizeof d->what, "not a regular file but %s", m.not_regular);
         show_damage(v, d);
+        free(ix);
+        free(tix);
         return;
     }
     if (rc < 0) {
@@ -342,25 +732,37 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
         snprintf(d->what, sizeof d->what, "cannot read the file: %s", topic_strerror(rc));
         if (show_damage(v, d))
             v->unreadable++;
+        free(ix);
+        free(tix);
         return;
     }
-    /* Static, not automatic: they keep their values when a SIGBUS jumps
-     * back to the sigsetjmp() below. */
     /* Where this segment's offsets end for a reader: the next segment's
      * base, or the topic's end offset. */
     uint64_t limit = next != NULL ? next->base : v->lib_end;
+    /* The last segment of a topic a writer has open: what lies at and
+     * after the end offset the library gave when the pass began is an
+     * append in flight, or one made since, not damage.  A writer stalled
+     * in the middle of an append (waiting for a page of the file, say)
+     * can show both passes the same half-written batch there. */
+    bool past_end_live = next == NULL && v->lib != NULL && v->live;
+    /* Static, not automatic: they keep their values when a SIGBUS jumps
+     * back to the sigsetjmp() below. */
     static struct walker w;
     static struct walk_item it;
     static struct zbuf z;
     static uint64_t batches, records;
     static size_t damaged, tail;
+    static struct seg_check c;
+    static bool bussed, index_bad;
     z = (struct zbuf){ NULL, 0 };
     batches = records = 0;
     damaged = tail = 0;
+    c.nspans = c.npend = 0;
+    bussed = index_bad = false;
     walker_init(&w, &m, s->base);
     if (sigsetjmp(bus_jump, 1) != 0) {
         /* From where the walk had come to: the batches before it passed. */
-        struct damage *d = add_damage(v, s->name, w.pos, m.size > w.pos ? m.size - w.pos : 0);
+        struct damage *d = pend_damage(&c, s->name, w.pos, m.size > w.pos ? m.size - w.pos : 0);
         d->has_offset = true;
         d->offset = w.expect_known ? w.expect : s->base;
         if (next != NULL && next->base > d->offset) {
@@ -370,9 +772,8 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
         snprintf(d->what, sizeof d->what, "reading the mapped file failed (SIGBUS): cut "
                  "short below its %zu bytes while being read, or a read the disk failed",
                  m.size);
-        if (show_damage(v, d))
-            damaged++;
         w.expect_known = false;   /* where its offsets end is not known */
+        bussed = true;
         goto walked;
     }
     bus_armed = 1;
@@ -381,6 +782,13 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
         if (it.kind == ITEM_TAIL) {
             tail = it.len;
             continue;
+        }
+        if (past_end_live && it.expect_known && it.expect >= v->lib_end) {
+            /* Not judged: see past_end_live. */
+            w.pos = it.pos;
+            w.expect = it.expect;
+            w.expect_known = true;
+            break;
         }
         if (it.kind == ITEM_NEWER) {
             struct damage *d = add_damage(v, s->name, it.pos, it.len);
@@ -392,8 +800,9 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
         if (it.kind == ITEM_BATCH) {
             batches++;
             records += it.h.count;
+            add_span(&c, &it, true);
             if (it.expect_known && it.h.base_offset != it.expect) {
-                struct damage *d = add_damage(v, s->name, it.pos, it.len);
+                struct damage *d = pend_damage(&c, s->name, it.pos, it.len);
                 d->has_offset = true;
                 if (it.h.base_offset > it.expect) {
                     d->offset = it.expect;
@@ -402,30 +811,29 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
                     snprintf(d->what, sizeof d->what, "offsets missing: the batch starts at "
                              "offset %" PRIu64 ", %" PRIu64 " was expected", it.h.base_offset,
                              it.expect);
-                    reach_past(v, d, limit);
                 } else {
-                    d->offset = it.h.base_offset;
+                    /* A reader reads the offsets below the one expected in
+                     * the batch before; its walk fails from there on. */
+                    d->offset = it.expect;
                     snprintf(d->what, sizeof d->what, "offsets overlap: the batch starts at "
                              "offset %" PRIu64 ", %" PRIu64 " was expected", it.h.base_offset,
                              it.expect);
                 }
-                if (show_damage(v, d))
-                    damaged++;
             }
             const char *why = batch_check(m.p + it.pos, &it.h, &z);
             if (why != NULL) {
-                struct damage *d = add_damage(v, s->name, it.pos, it.len);
+                struct damage *d = pend_damage(&c, s->name, it.pos, it.len);
                 d->has_offset = d->has_end = true;
                 d->offset = it.h.base_offset;
                 d->end = it.h.base_offset + it.h.count;
                 snprintf(d->what, sizeof d->what, "the checksum holds but %s", why);
-                if (show_damage(v, d))
-                    damaged++;
             }
             continue;
         }
         /* ITEM_BAD */
-        struct damage *d = add_damage(v, s->name, it.pos, it.len);
+        if (it.header_ok || it.expect_known)
+            add_span(&c, &it, false);
+        struct damage *d = pend_damage(&c, s->name, it.pos, it.len);
         if (it.expect_known) {
             d->has_offset = true;
             d->offset = it.expect;
@@ -451,14 +859,39 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
             snprintf(d->what, sizeof d->what, "%s (%zu bytes skipped)", it.problem, it.len);
         if (d->has_end && d->has_offset && d->end <= d->offset)
             d->has_end = false;
-        if (!it.count_trusted)
-            reach_past(v, d, limit);
-        if (show_damage(v, d))
-            damaged++;
     }
 walked:
     bus_armed = 0;
     topic__zbuf_free(&z);
+    if (!bussed) {
+        size_t walked = w.pos < m.size ? w.pos : m.size;
+        if (m.data_end != SIZE_MAX && walked > m.data_end)
+            walked = m.data_end;
+        size_t before = c.npend;
+        check_index(&c, s, ".index", limit, walked, past_end_live, ix, nix);
+        index_bad = c.npend > before;
+        check_index(&c, s, ".timeindex", limit, walked, past_end_live, tix, ntix);
+    }
+    if (v->lib != NULL && c.npend > 0 && !bussed) {
+        uint64_t lo = s->base > v->lib_start ? s->base : v->lib_start;
+        uint64_t *at = malloc((nix ? nix : 1) * sizeof *at);
+        if (at == NULL) {
+            fputs("topic: verify: out of memory\n", stderr);
+            exit(TOOL_FAIL);
+        }
+        for (size_t i = 0; i < nix; i++)
+            at[i] = s->base + ix[i].rel;
+        probe_segment(v, &c, s->name, lo, limit > lo ? limit : lo, at, nix, index_bad);
+        free(at);
+    }
+    free(ix);
+    free(tix);
+    for (size_t i = 0; i < c.npend; i++) {
+        struct damage *d = add_damage(v, c.pend[i].file, 0, 0);
+        *d = c.pend[i];
+        if (show_damage(v, d))
+            damaged++;
+    }
     if (w.expect_known) {
         *end_known = true;
         *end = w.expect;
@@ -498,6 +931,48 @@ static void irregular_damage(void *arg, const char *name, const char *kind)
     show_damage(v, d);
 }
 
+static int cmp_range(const void *a, const void *b)
+{
+    const uint64_t *x = a, *y = b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+/* How many offsets the problems make unreadable, each counted once; false
+ * when one of them has no known end ("from N on"). */
+static bool unreadable_offsets(const struct verify *v, uint64_t *count)
+{
+    uint64_t (*r)[2] = malloc((v->n ? v->n : 1) * sizeof *r);
+    size_t k = 0;
+    *count = 0;
+    if (r == NULL)
+        return false;
+    for (size_t i = 0; i < v->n; i++) {
+        const struct damage *d = &v->v[i];
+        if (!d->has_offset)
+            continue;
+        if (!d->has_end) {
+            free(r);
+            return false;
+        }
+        if (d->end > d->offset) {
+            r[k][0] = d->offset;
+            r[k][1] = d->end;
+            k++;
+        }
+    }
+    qsort(r, k, sizeof *r, cmp_range);
+    uint64_t upto = 0;
+    for (size_t i = 0; i < k; i++) {
+        uint64_t from = r[i][0] > upto ? r[i][0] : upto;
+        if (r[i][1] > from)
+            *count += r[i][1] - from;
+        if (r[i][1] > upto)
+            upto = r[i][1];
+    }
+    free(r);
+    return true;
+}
+
 static void verify_json(const struct verify *v, const char *dir, const struct seg_file *segs,
                         size_t nsegs, bool opened, uint64_t start, uint64_t end)
 {
@@ -531,7 +1006,47 @@ static void verify_json(const struct verify *v, const char *dir, const struct se
         put_json_cstr(f, d->what);
         fputc('}', f);
     }
-    fprintf(f, "],\"unreadable\":%u,\"unconfirmed\":%zu}\n", v->unreadable, unconfirmed(v));
+    fputs("],\"unreadable\":", f);
+    uint64_t count;
+    if (unreadable_offsets(v, &count))
+        fprintf(f, "%" PRIu64, count);
+    else
+        fputs("null", f);
+    fprintf(f, ",\"unchecked\":%u,\"unconfirmed\":%zu}\n", v->unreadable, unconfirmed(v));
+}
+
+/*
+ * Whether a writer has the topic open: it holds flock(LOCK_EX) on
+ * topic.state for as long as its handle is open (topic-format(5)).  Taking
+ * a lock to find out would make a writer opening at that moment fail with
+ * TOPIC_ELOCKED, so the kernel's list of locks is read instead.  Where that
+ * list cannot be read, the topic counts as at rest: everything is judged.
+ */
+static bool writer_live(const char *dir)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/topic.state", dir) >= (int)sizeof path ||
+        stat(path, &st) != 0)
+        return false;
+    FILE *f = fopen("/proc/locks", "r");
+    if (f == NULL)
+        return false;
+    char line[256];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f) != NULL) {
+        char type[16], mode[16];
+        unsigned maj, min;
+        unsigned long long ino;
+        /* "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; a waiter's
+         * line has "->" after the number, and does not match. */
+        if (sscanf(line, "%*d: %15s %*s %15s %*d %x:%x:%llu", type, mode, &maj, &min, &ino) == 5 &&
+            strcmp(type, "FLOCK") == 0 && strcmp(mode, "WRITE") == 0 &&
+            maj == major(st.st_dev) && min == minor(st.st_dev) && ino == (unsigned long long)st.st_ino)
+            found = true;
+    }
+    fclose(f);
+    return found;
 }
 
 /* One pass of verify over dir, its report written to v->out; the exit
@@ -556,8 +1071,10 @@ static int verify_pass(struct verify *v, const char *dir)
     if (err == 0) {
         start = topic_start_offset(t);
         end = topic_end_offset(t);
-        v->lib = t;   /* for reach_past(); closed at the end of the pass */
+        v->lib = t;   /* for the probes; closed at the end of the pass */
+        v->lib_start = start;
         v->lib_end = end;
+        v->live = writer_live(dir);
     } else {
         struct damage *d = add_damage(v, "(topic)", 0, 0);
         snprintf(d->what, sizeof d->what, "the library cannot open the topic: %s",
@@ -613,6 +1130,9 @@ static int verify_pass(struct verify *v, const char *dir)
                          PRIu64 ", past the next one's base %" PRIu64, segs[i].name,
                          seg_end, next->base);
             }
+            /* The offsets a reader is refused: the first segment's missing
+             * ones; none of the overlap, which it reads from the second. */
+            reach_from(v, d, i + 2 < nsegs ? segs[i + 2].base : end);
             show_damage(v, d);
         }
     }
@@ -627,6 +1147,7 @@ static int verify_pass(struct verify *v, const char *dir)
         snprintf(d->what, sizeof d->what, "records missing at the end: %s ends at offset %"
                  PRIu64 ", the topic's end offset is %" PRIu64, segs[nsegs - 1].name, last_end,
                  end);
+        reach_from(v, d, end);
         show_damage(v, d);
     }
     clear_progress(v);

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -200,6 +201,57 @@ bool walker_next(struct walker *w, struct walk_item *it)
     end_bad(w, it, resync(m, pos + 1));
     w->expect_known = false;
     return true;
+}
+
+int index_read(const char *dir, const char *name, bool timeindex, struct index_entry **out,
+               size_t *n)
+{
+    struct stat st;
+    const char *not_regular;
+    *out = NULL;
+    *n = 0;
+    int fd = topic_file_open(dir, name, &st, &not_regular);
+    if (fd < 0)
+        return fd;
+    size_t esize = timeindex ? 16 : 8;
+    size_t count = (size_t)st.st_size / esize;
+    uint8_t *buf = count ? malloc(count * esize) : NULL;
+    struct index_entry *e = count ? malloc(count * sizeof *e) : NULL;
+    if (count > 0 && (buf == NULL || e == NULL)) {
+        free(buf);
+        free(e);
+        close(fd);
+        return -ENOMEM;
+    }
+    size_t got = 0;
+    while (got < count * esize) {
+        ssize_t r = pread(fd, buf + got, count * esize - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;   /* cut short meanwhile: what was read is the file */
+        got += (size_t)r;
+    }
+    close(fd);
+    count = got / esize;
+    for (size_t i = 0; i < count; i++) {
+        const uint8_t *q = buf + i * esize;
+        if (timeindex) {
+            e[i].max_ts_before = (int64_t)topic__load64(q);
+            q += 8;
+        } else {
+            e[i].max_ts_before = 0;
+        }
+        e[i].rel = topic__load32(q);
+        e[i].pos = topic__load32(q + 4);
+    }
+    free(buf);
+    while (count > 0 && e[count - 1].rel == 0 && e[count - 1].pos == 0 &&
+           (!timeindex || e[count - 1].max_ts_before == 0))
+        count--;
+    *out = e;
+    *n = count;
+    return 0;
 }
 
 const char *batch_check(const uint8_t *p, const struct batch_header *h, struct zbuf *z)

@@ -60,6 +60,24 @@ void walker_init(struct walker *w, struct seg_map *m, uint64_t base);
 bool walker_next(struct walker *w, struct walk_item *it);
 
 /*
+ * The entries of a segment's index file (.index, or .timeindex with its
+ * max_ts_before), as stored, for verify to check against the batches.
+ * A file of the active segment is allocated ahead: its all-zero entries at
+ * the end are not entries, and are left out.  Bytes after the last whole
+ * entry are ignored, as the library ignores them.
+ */
+struct index_entry {
+    uint32_t rel, pos;
+    int64_t max_ts_before;    /* .timeindex only */
+};
+
+/* Reads index file `name` of dir into *out (malloc'd; *n entries).
+ * Returns 0, -ENOENT when there is no such file, TOPIC_ECORRUPT when it is
+ * not a regular file (reported elsewhere), or another negative errno. */
+int index_read(const char *dir, const char *name, bool timeindex, struct index_entry **out,
+               size_t *n);
+
+/*
  * Checks the records of the batch at p: they decode, there are h->count of
  * them filling the batch, and the header's timestamps match theirs.
  * Returns NULL when all is well, else what is wrong.

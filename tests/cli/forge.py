@@ -10,6 +10,17 @@ not decode; see KINDS and GAPS below.  Bytes after the file's last batch (the ze
 tail of a preallocated segment) are cut off first.  Prints the new batch's
 file position and base offset.
 
+    python3 forge.py add32 FILE POSITION DELTA
+    python3 forge.py put FILE POSITION HEX
+    python3 forge.py in-flight SEGMENT_FILE
+
+damage files in place: add32 adds DELTA to the little-endian u32 at
+POSITION (a batch's count at its position + 24, an index entry's position
+at its file position + 4); put writes the bytes HEX at POSITION; in-flight
+writes, after the file's last batch, what a writer caught in the middle of
+an append leaves there: a batch header still all zero bytes, followed by
+the first bytes of its records.
+
 SPDX-License-Identifier: BSD-2-Clause
 """
 import ctypes
@@ -81,7 +92,36 @@ def xxh3_64_with_seed():
     sys.exit("forge.py: cannot load XXH3_64bits_withSeed from libxxhash")
 
 
+def patch():
+    cmd, path, at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    with open(path, "r+b") as f:
+        if cmd == "add32":
+            f.seek(at)
+            v, = struct.unpack("<I", f.read(4))
+            data = struct.pack("<I", (v + int(sys.argv[4])) & 0xFFFFFFFF)
+        else:
+            data = bytes.fromhex(sys.argv[4])
+        f.seek(at)
+        f.write(data)
+
+
+def in_flight(path):
+    data = open(path, "rb").read()
+    pos = 0
+    while pos + HEADER <= len(data) and struct.unpack_from("<I", data, pos)[0] == MAGIC:
+        pos += struct.unpack_from("<I", data, pos + 4)[0]
+    with open(path, "r+b") as f:
+        f.truncate(pos)
+        f.seek(pos)
+        f.write(bytes(HEADER) + b"\x07\x00\x05")
+    print(pos)
+
+
 def main():
+    if len(sys.argv) == 5 and sys.argv[1] in ("add32", "put"):
+        return patch()
+    if len(sys.argv) == 3 and sys.argv[1] == "in-flight":
+        return in_flight(sys.argv[2])
     if len(sys.argv) != 3 or sys.argv[2] not in list(KINDS) + list(GAPS):
         sys.exit("usage: forge.py SEGMENT_FILE {%s}" % "|".join(list(KINDS) + list(GAPS)))
     path, kind = sys.argv[1], sys.argv[2]

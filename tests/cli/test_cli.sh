@@ -749,6 +749,135 @@ for kind in offset-gap offset-overlap; do
 		grep -q '^  DAMAGED: offsets [a-z]*: base offset 1 was expected here$' "$W/out"
 done
 
+# verify's unreadable ranges are exactly the offsets a reader is refused:
+# refused_match DIR compares the ranges of `verify --json` with `topic read`
+# of every offset, and checks that the member "unreadable" counts them.
+refused_match() {
+	"$PYTHON" - "$TOPIC" "$1" <<'PYEOF'
+import json, subprocess, sys
+topic, d = sys.argv[1], sys.argv[2]
+doc = json.loads(subprocess.run([topic, "verify", d, "--json"], capture_output=True,
+                                text=True).stdout)
+said = set()
+for p in doc["damage"]:
+    if p["offset"] is not None:
+        if p["end_offset"] is None:
+            sys.exit("open-ended range: %r" % p)
+        said.update(range(p["offset"], p["end_offset"]))
+refused = {x for x in range(doc["start_offset"], doc["end_offset"])
+           if subprocess.run([topic, "read", d, "--from", str(x), "--count", "1"],
+                             capture_output=True).returncode == 1}
+if said != refused or doc["unreadable"] != len(refused):
+    sys.exit("verify says %s (unreadable %r), readers are refused %s"
+             % (sorted(said), doc["unreadable"], sorted(refused)))
+PYEOF
+}
+
+# A topic of single-record batches of 59 and 60 bytes with an index entry
+# every 4 offsets (index.interval.bytes 200), in two segments: offsets 0-67
+# and 68-79.  Its damaged copies below are made the same way every time.
+IX=$W/ix
+"$TOPIC" create "$IX" --config index.interval.bytes=200 --config segment.bytes=4096 >/dev/null 2>&1
+for i in $(seq 0 79); do echo "record $i" | "$TOPIC" append "$IX"; done
+ix_copy() {
+	rm -rf "$W/ixd"
+	cp -R "$IX" "$W/ixd"
+}
+run dump "$IX" --headers
+pos67=$(grep 'batch at position [0-9]*: base offset 67,' "$W/out" | sed 's/.*batch at position \([0-9]*\):.*/\1/')
+check "the indexed topic is laid out as the checks below expect" \
+	test -n "$pos67" -a "$(ls "$IX" | grep -c '\.log$')" -eq 2 -a \
+	"$(od -A n -t u4 -j 72 -N 8 "$IX/00000000000000000000.index" | tr -s ' ')" = " 40 2390"
+
+# A batch whose record count is damaged (one more): the walk of a reader
+# lands in it for the offset after its records too, and fails at the next
+# batch, up to the next index entry (offset 4).  verify used to report
+# every offset to the end of the segment.
+ix_copy
+forge add32 "$W/ixd/00000000000000000000.log" 24 1 >/dev/null
+expect 1 "verify of a batch whose count is one too many exits 1" verify "$W/ixd" --quiet
+check "...and reports offsets 0-3 unreadable, up to the next index entry" \
+	grep -q '^00000000000000000000.log: position 0, offset 0: checksum mismatch (batch of 59 bytes, header says base offset 0, 2 records); offsets 0-3 unreadable$' "$W/out"
+check "...and the overlap it makes, from the offset expected there" \
+	grep -q '^00000000000000000000.log: position 59, offset 2: offsets overlap: the batch starts at offset 1, 2 was expected; offsets 2-3 unreadable$' "$W/out"
+check "...with no range \"from N on\"" sh -c "! grep -q 'from [0-9]* on' '$W/out'"
+check "...which are the offsets readers are refused, counted in \"unreadable\"" refused_match "$W/ixd"
+# The same at a segment's last batch: the next segment's first offset reads.
+ix_copy
+forge add32 "$W/ixd/00000000000000000000.log" $((pos67 + 24)) 1 >/dev/null
+expect 1 "verify of a segment's last batch with a count one too many exits 1" verify "$W/ixd" --quiet
+check "...reports its own offset unreadable" \
+	grep -q "^00000000000000000000.log: position $pos67, offset 67: checksum mismatch .*; offset 67 unreadable\$" "$W/out"
+check "...and the segments' overlap, without the next segment's offset 68" \
+	grep -q '^00000000000000000068.log: position 0, offset 68: segments overlap: 00000000000000000000.log runs to offset 69, past the next one.s base 68$' "$W/out"
+check "...which are the offsets readers are refused" refused_match "$W/ixd"
+
+# A damaged batch header (offset 3) and, further on, an index entry whose
+# position is off by one byte (entry 9, offset 40): a reader of offsets
+# 40-43 finds the entry wrong, walks from the start of the segment instead,
+# and cannot get past offset 3.  verify used to report only offset 3, and
+# did not look at the index.
+ix_copy
+forge put "$W/ixd/00000000000000000000.log" 177 58504231 >/dev/null
+forge add32 "$W/ixd/00000000000000000000.index" 76 1 >/dev/null
+expect 1 "verify of a damaged batch and a wrong index entry after it exits 1" verify "$W/ixd" --quiet
+check "...reports the damaged batch's offset" \
+	grep -q '^00000000000000000000.log: position 177, offset 3: bad magic: .*; offset 3 unreadable$' "$W/out"
+check "...and the index entry, by file and entry, with the offsets it makes unreadable" \
+	grep -q '^00000000000000000000.index: position 72, offset 40: entry 9 (offset 40, position 2391) is wrong: no batch starts at that position; offsets 40-43 unreadable$' "$W/out"
+check "...which are the offsets readers are refused" refused_match "$W/ixd"
+# A wrong entry alone costs a reader nothing, but is damage all the same.
+ix_copy
+forge put "$W/ixd/00000000000000000000.index" 72 0000000000000000 >/dev/null
+expect 1 "verify of a zeroed index entry alone exits 1" verify "$W/ixd" --quiet
+check "...names the entry, and no offset unreadable" \
+	grep -q '^00000000000000000000.index: position 72: entry 9 (offset 0, position 0) is wrong: its position is 0, which no entry may name$' "$W/out"
+check "...as readers read every offset" refused_match "$W/ixd"
+run verify "$W/ixd" --json
+check "...and --json gives \"unreadable\": 0 and the entry's file" json '
+docs[0]["unreadable"] == 0 and docs[0]["unchecked"] == 0
+and docs[0]["damage"][0]["file"] == "00000000000000000000.index"
+and docs[0]["damage"][0]["offset"] is None'
+ix_copy
+run verify "$W/ixd" --json
+check "verify --json of an intact topic: \"unreadable\": 0, \"unchecked\": 0" json '
+docs[0]["ok"] is True and docs[0]["unreadable"] == 0 and docs[0]["unchecked"] == 0'
+
+# A writer caught in the middle of an append in the last segment, at the
+# end offset: the batch's header is still zero bytes, its records partly
+# copied.  A writer stalled there (waiting for a page of the file) showed
+# both passes the same bytes, reported as damage.  While a writer holds the
+# topic's lock, what lies at and after the end offset is not judged; at
+# rest the same bytes are damage, and damage below the end offset is
+# reported while the lock is held.
+ix_copy
+forge in-flight "$W/ixd/00000000000000000068.log" >/dev/null
+# ...and an entry of the time index that the writer has begun to store: its
+# max_ts_before is there, its offset and position not yet.
+tsize=$(wc -c <"$W/ixd/00000000000000000068.timeindex")
+forge put "$W/ixd/00000000000000000068.timeindex" "$tsize" 01000000000000000000000000000000 >/dev/null
+"$PYTHON" -c '
+import fcntl, sys, time
+f = open(sys.argv[1], "r+b")
+fcntl.flock(f, fcntl.LOCK_EX)
+open(sys.argv[2], "w").close()
+time.sleep(60)
+' "$W/ixd/topic.state" "$W/locked" &
+BG_PID=$!
+i=0
+while [ ! -f "$W/locked" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+expect 0 "verify while a writer holds the lock and an append is in flight at the end offset exits 0" \
+	verify "$W/ixd" --quiet
+forge add32 "$W/ixd/00000000000000000000.log" 24 1 >/dev/null
+expect 1 "...while damage below the end offset is still reported" verify "$W/ixd" --quiet
+check "...and only that" sh -c "grep -q 'offsets 0-3 unreadable' '$W/out' && ! grep -q 'zero bytes' '$W/out'"
+kill "$BG_PID" 2>/dev/null
+wait "$BG_PID" 2>/dev/null
+BG_PID=
+expect 1 "at rest, the same bytes at the end offset are damage" verify "$W/ixd" --quiet
+check "...reported as such, with no offset unreadable: readers find the end there" grep -q '^00000000000000000068.log: position 720, offset 80: zero bytes where a batch should start, with data after them (51 bytes skipped)$' "$W/out"
+check "...and so is the time index entry" grep -q "^00000000000000000068.timeindex: position $tsize: entry $((tsize / 16)) (offset 68, position 0) is wrong: its position is 0, which no entry may name\$" "$W/out"
+
 # A missing segment in the middle of a topic is a gap in the offsets.
 rm -rf "$W/gap"
 cp -R "$T" "$W/gap"
