@@ -42,6 +42,19 @@ static struct live *live_area(topic *t)
     return (struct live *)(void *)((uint8_t *)topic__state_page(t) + 64);
 }
 
+/* Bytes 128-151: which files the live area describes, for the next writer
+ * of the same boot (topic__live_floor); written under the same sequence
+ * lock.  Zeros where unknown, and in files of releases before them. */
+struct live_files {
+    uint64_t dir[2];              /* the topic directory's device and inode */
+    uint64_t log_ino;             /* the active segment's .log inode */
+};
+
+static struct live_files *live_files(topic *t)
+{
+    return (struct live_files *)(void *)((uint8_t *)topic__state_page(t) + 128);
+}
+
 /* What a reader learns from the live area (live_read). */
 struct live_view {
     uint64_t base, len, end, start;
@@ -103,11 +116,14 @@ static void live_end(struct live *l, uint32_t seq)
 void topic__publish_boot(topic *t)
 {
     struct live *l = live_area(t);
+    struct live_files *f = live_files(t);
     uint8_t id[16] = { 0 };
     (void)boot_id(id);
     uint32_t seq = live_begin(l);
     for (int i = 0; i < 16; i++)
         __atomic_store_n(&l->boot[i], id[i], __ATOMIC_RELAXED);
+    __atomic_store_n(&f->dir[0], t->dir_id[0], __ATOMIC_RELAXED);
+    __atomic_store_n(&f->dir[1], t->dir_id[1], __ATOMIC_RELAXED);
     live_end(l, seq);
 }
 
@@ -121,6 +137,7 @@ void topic__publish(topic *t)
     __atomic_store_n(&l->end, atomic_load_explicit(&t->end, memory_order_relaxed), __ATOMIC_RELAXED);
     __atomic_store_n(&l->start, atomic_load_explicit(&t->start, memory_order_relaxed),
                      __ATOMIC_RELAXED);
+    __atomic_store_n(&live_files(t)->log_ino, t->active->file_id[1], __ATOMIC_RELAXED);
     live_end(l, seq);
 }
 
@@ -169,6 +186,67 @@ uint64_t topic__follow_published_base(topic *t)
 {
     struct live_view v;
     return live_read(t, &v) ? v.base : UINT64_MAX;
+}
+
+/* Whether the .log of the segment at `base` is not the file `ino`: gone,
+ * or another file put in its place.  1, 0 or a negative error. */
+static int log_replaced(topic *t, uint64_t base, uint64_t ino)
+{
+    char name[64];
+    topic__segment_name(name, sizeof name, base, ".log");
+    int fd = topic__openat(t->dirfd, name, O_RDONLY, 0);
+    if (fd == -ENOENT || fd == -ELOOP || fd == TOPIC_ECORRUPT)
+        return 1;
+    TRY(fd);
+    size_t size;
+    uint64_t id[2] = { 0, 0 };
+    int rc = topic__fsize_id(fd, &size, id);
+    topic__close(fd);
+    if (rc < 0 && rc != TOPIC_ECORRUPT)   /* not a regular file: another one */
+        return rc;
+    return ino != 0 && id[1] != ino;
+}
+
+/*
+ * A writer publishes its end offset before an append returns, into a page
+ * of the page cache that outlives the writer's process.  So when the last
+ * writer of this boot has died, its published end is at or past every
+ * offset it handed out.  If its active segment's .log was then removed or
+ * replaced (an older copy renamed over it) before a sync could notice,
+ * the files end below offsets it handed out, and the next writer starts
+ * at the published end instead (recheck tester F3).
+ *
+ * Only then: a file cut short in place is what a test of a torn tail
+ * makes, and a loss of power (a new boot) leaves; its records are
+ * recovered up to the cut, as after any crash.  And only in the
+ * directory the area was written in, not in a copy of it made while the
+ * writer ran.
+ *
+ * Read without the sequence lock: the writer is dead (the caller holds the
+ * lock it held), and one killed inside topic__publish left either the old
+ * end or the new one, both at or past what it handed out.  *floor is 0
+ * when any of this is unknown.
+ */
+int topic__live_floor(topic *t, uint64_t *floor)
+{
+    struct live *l = live_area(t);
+    struct live_files *f = live_files(t);
+    uint8_t mine[16];
+    *floor = 0;
+    if (!boot_id(mine) || __atomic_load_n(&l->seq, __ATOMIC_ACQUIRE) == 0)
+        return 0;
+    for (int i = 0; i < 16; i++)
+        if (__atomic_load_n(&l->boot[i], __ATOMIC_RELAXED) != mine[i])
+            return 0;
+    if (t->dir_id[1] == 0 || __atomic_load_n(&f->dir[0], __ATOMIC_RELAXED) != t->dir_id[0] ||
+        __atomic_load_n(&f->dir[1], __ATOMIC_RELAXED) != t->dir_id[1])
+        return 0;
+    int rc = log_replaced(t, __atomic_load_n(&l->active_base, __ATOMIC_RELAXED),
+                          __atomic_load_n(&f->log_ino, __ATOMIC_RELAXED));
+    TRY(rc);
+    if (rc == 1)
+        *floor = __atomic_load_n(&l->end, __ATOMIC_RELAXED);
+    return 0;
 }
 
 /*

@@ -118,6 +118,7 @@ struct segment {
     size_t last_index_pos;        /* file position of the last index entry */
     struct index idx, tidx;
     bool writable;                /* the writer's active segment */
+    uint64_t file_id[2];          /* writer: the .log's device and inode (topic__publish) */
     size_t reserved;              /* writer: bytes of the file allocated (<= map_len) */
     _Atomic size_t dropped;       /* writer: page tables dropped below this (sync.c) */
     struct segment *next_unsealed; /* see topic.unsealed */
@@ -215,6 +216,7 @@ struct sync_waiter {
 struct topic {
     char *dir;
     int dirfd;
+    uint64_t dir_id[2];           /* writer: the directory's device and inode */
     unsigned fork_gen;            /* topic__fork_gen when opened (see topic__forked) */
     int lockfd;                   /* topic.state, flock()ed by the writer */
     struct topic *next_writer;    /* the process's writer handles (state.c) */
@@ -435,6 +437,10 @@ int  topic__follow_load(topic *t, struct segment *s);
  * (topic__follow_trim: the listing may miss segments created during it). */
 uint64_t topic__follow_published_base(topic *t);
 size_t topic__follow_trim(const uint64_t *bases, size_t n, uint64_t published);
+/* Writer, at open: the end offset below which the last writer of this
+ * boot handed out offsets that its removed or replaced active file took
+ * with it; 0 if none. */
+int topic__live_floor(topic *t, uint64_t *floor);
 int  topic__list_segments(topic *t, uint64_t **out, size_t *count);
 
 /* ------------------------------------------------------------------------ */

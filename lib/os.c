@@ -251,15 +251,24 @@ size_t topic__pages_for(size_t len)
 
 /* The size of a topic's file; TOPIC_ECORRUPT when it is not a regular file
  * (a FIFO, a device or a socket where a file of the topic should be). */
-int topic__fsize(int fd, size_t *size)
+int topic__fsize_id(int fd, size_t *size, uint64_t *id)
 {
     struct stat st;
     if (topic__os.fstat(fd, &st) < 0)
         return topic__neg_errno();
+    if (id != NULL) {
+        id[0] = (uint64_t)st.st_dev;
+        id[1] = (uint64_t)st.st_ino;
+    }
     if (!S_ISREG(st.st_mode))
         return TOPIC_ECORRUPT;
     *size = (size_t)st.st_size;
     return 0;
+}
+
+int topic__fsize(int fd, size_t *size)
+{
+    return topic__fsize_id(fd, size, NULL);
 }
 
 int topic__readdir(DIR *d, struct dirent **de)

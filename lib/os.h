@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -86,6 +87,9 @@ unsigned topic__maps_refused(void);
 void  topic__munmap(void *p, size_t len);
 int   topic__flock(int fd, int op);
 int   topic__fsize(int fd, size_t *size);
+/* The same, and the file's identity: its device and inode numbers in
+ * id[0] and id[1] (also for a file that is not regular). */
+int   topic__fsize_id(int fd, size_t *size, uint64_t *id);
 /* The next entry of d in *de: 1, or 0 at the end of the directory, or a
  * negative errno.  readdir() tells an error from the end only by errno, and
  * a listing cut short by one (EIO, or EOVERFLOW for a 64-bit inode number

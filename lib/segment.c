@@ -125,7 +125,7 @@ static int map_log(topic *t, struct segment *s, size_t capacity, int oflags, siz
     if (fd < 0)
         return fd;
     s->fd = fd;
-    TRY(topic__fsize(fd, size));
+    TRY(topic__fsize_id(fd, size, s->file_id));
     s->capacity = capacity > *size ? capacity : *size;
     void *p;
     s->map_len = *size > TOPIC__MAP_ACTIVE ? *size : TOPIC__MAP_ACTIVE;

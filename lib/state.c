@@ -24,7 +24,9 @@
  *   120    8    start_check: XXH3-64 of the start offset's 8 bytes, seeded
  *                with the magic; 0 in files of releases before it (and
  *                while the start offset has never moved)
- *   128    ...  zero up to 4096 bytes
+ *   128    24   which directory and active .log the live area describes,
+ *                for the next writer of the same boot (follow.c)
+ *   152    ...  zero up to 4096 bytes
  *
  * The record is trusted only when the checksum matches, clean is 1 and the
  * active segment's file has exactly the recorded size; anything else means

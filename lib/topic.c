@@ -206,8 +206,12 @@ int topic__list_segments(topic *t, uint64_t **out, size_t *count)
 static int open_last(topic *t, struct segment *s)
 {
     struct state_page snap;
-    bool vouched = topic__state_clean(t, &snap) && snap.active_base == s->base;
-    bool clean = vouched;
+    bool clean = topic__state_clean(t, &snap) && snap.active_base == s->base;
+    /* The last clean close's record vouches for the segment's head also
+     * when a writer has appended since, if nothing else changed: cut
+     * short under that writer, the segment lost records the close had
+     * synced (recheck tester F2). */
+    bool vouched = clean || (topic__state_clean_but_flag(t, &snap) && snap.active_base == s->base);
     if (clean) {
         char name[64];
         size_t size = 0;
@@ -268,13 +272,16 @@ static bool indexes_present(topic *t, uint64_t base)
  * files from two copies of the topic, and the later ones hold records whose
  * offsets were handed out.  The segment is sealed as it is and ends where
  * the next begins, so that the missing offsets read TOPIC_ECORRUPT, as
- * after any loss of synced records, and none is given out twice.
+ * after any loss of synced records, and none is given out twice.  The same
+ * when the segment is the one a clean close's record (its flag cleared by
+ * a writer since: `vouched`) names, and it lost records that close synced.
  */
 static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, size_t nlater,
-                          bool stale)
+                          bool stale, const struct seg_record *vouched)
 {
-    TRY(topic__segment_open_active(t, s, true, NULL));
-    if (atomic_load(&s->end) == later[0] || stale) {
+    int rc = topic__segment_open_active(t, s, true, vouched);
+    TRY(rc);
+    if (atomic_load(&s->end) == later[0] || stale || rc == TOPIC__LOST) {
         TRY(topic__segment_seal(t, s));
         s->writable = false;
         atomic_store(&s->end, later[0]);
@@ -401,7 +408,17 @@ static int open_segments(topic *t)
     bool recovering = !(t->flags & TOPIC_RDONLY) && !clean;
     int rc = 0;
     bool lost = false;
-    if (!(t->flags & TOPIC_RDONLY) && (clean || topic__state_clean_but_flag(t, &snap))) {
+    /* What the last writer of this boot handed out (topic__live_floor). */
+    uint64_t floor = 0;
+    if (!(t->flags & TOPIC_RDONLY) && (rc = topic__live_floor(t, &floor)) < 0) {
+        topic__free(bases);
+        return rc;
+    }
+    bool but_flag = !clean && topic__state_clean_but_flag(t, &snap);
+    struct seg_record rec = { (size_t)snap.active_len, snap.end_offset };
+    if (!(t->flags & TOPIC_RDONLY) && (clean || but_flag)) {
+        if (snap.end_offset < floor)
+            snap.end_offset = floor;
         rc = restart_missing_active(t, &snap, &bases, &n);
         if (rc < 0) {
             topic__free(bases);
@@ -425,10 +442,13 @@ static int open_segments(topic *t)
             rc = open_last(t, s);
             if (rc == TOPIC__LOST) {
                 lost = true;
+                if (atomic_load(&s->end) < floor)
+                    atomic_store(&s->end, floor);
                 rc = seal_lost(t, s, atomic_load(&s->end));
             }
         } else if (recovering && bases[i] >= unsealed_from) {
-            rc = recover_rolled(t, s, bases + i + 1, n - i - 1, stale);
+            rc = recover_rolled(t, s, bases + i + 1, n - i - 1, stale,
+                                but_flag && bases[i] == snap.active_base ? &rec : NULL);
             if (rc == 1) {
                 n = i + 1;
                 rc = 0;
@@ -451,6 +471,22 @@ static int open_segments(topic *t)
         t->active = last;
         if (recovering)
             TRY(topic__state_sealed(t, last->base));
+        /*
+         * The last writer of this boot handed out offsets that the files
+         * no longer hold: its .log was removed or cut short under it, and
+         * it died before a sync could notice.  They stay handed out: the
+         * last segment is sealed as it is and claims them (they read
+         * TOPIC_ECORRUPT, as records lost from any sealed segment), and
+         * appends go on from the published end in a new segment.
+         */
+        if (floor > atomic_load(&t->end) && !(t->flags & TOPIC_RDONLY)) {
+            TRY(seal_lost(t, last, floor));
+            atomic_store(&last->end, floor);
+            atomic_store(&last->missing, true);
+            t->active = last = topic__seglist_last(t);
+            atomic_store(&t->end, floor);
+            lost = true;
+        }
         /*
          * A start offset past the end: topic_delete_before() stored it
          * durably, and a power loss then took the records below it that
@@ -550,6 +586,13 @@ static int open_handle(topic *t, const char *dir, const topic_config *conf)
         made = 1;
     }
     TRY(topic__state_open(t, writer));
+    if (writer) {
+        /* Which directory this is, for the live area (follow.c). */
+        size_t size;
+        int rc = topic__fsize_id(t->dirfd, &size, t->dir_id);
+        if (rc < 0 && rc != TOPIC_ECORRUPT)   /* a directory is no regular file */
+            return rc;
+    }
     TRY(topic__settings_load(&t->cfg, t->dirfd));
     if (conf != NULL)
         topic__settings_merge(&t->cfg, &conf->s);

@@ -797,16 +797,23 @@ typedef struct trunc_ctx {
     outcome *o;
 } trunc_ctx;
 
-/* Clears the clean flag of topic.state (offset 16), as a writer's first
- * append does: the topic then looks as if its writer had died. */
+/* Makes topic.state what a loss of power during a writer's appends leaves
+ * (FORMAT.md 4): the clean flag clear, the record's checksum no longer
+ * matching (the writer had sealed a segment, or appended past the clean
+ * close's record), and a live area of an earlier boot.  The flag alone
+ * would be a writer that died before it sealed anything, whose record
+ * vouches for what the close had synced; a live area of this boot, one
+ * whose published end vouches for what it handed out. */
 static void mark_crashed(const char *dir)
 {
     char *st = tu_path(dir, "topic.state");
     unsigned char *data = NULL;
     size_t len = 0;
     assert_ok(tu_read_file(st, &data, &len));
-    assert_true(len >= 20 && data[16] == 1);
+    assert_true(len >= 120 && data[16] == 1);
     memset(data + 16, 0, 4);
+    memset(data + 8, 0, 8);
+    memset(data + 104, 0xa5, 16);
     assert_ok(tu_write_file(st, data, len));
     free(data);
     free(st);

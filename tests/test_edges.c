@@ -229,6 +229,19 @@ static void mark_unclean(const char *dir)
     patch_state(dir, 16, &clean, sizeof clean);
 }
 
+/* Makes topic.state what a power loss during a writer's appends leaves: a
+ * record that is no clean close's (the writer had sealed a segment since,
+ * which rewrote part of it) and a live area of an earlier boot. */
+static void mark_crashed(const char *dir)
+{
+    mark_unclean(dir);
+    uint64_t unsealed_from = 1ull << 62;
+    patch_state(dir, 56, &unsealed_from, sizeof unsealed_from);
+    unsigned char boot[16];
+    memset(boot, 0xa5, sizeof boot);
+    patch_state(dir, 104, boot, sizeof boot);
+}
+
 /* Reads segment `base` of dir into *data. */
 static size_t read_segment(const char *dir, uint64_t base, unsigned char **data)
 {
@@ -897,6 +910,162 @@ static void test_rolled_segment_removed_under_writer(void **state)
     }
 }
 
+/* What a writer in a child does to the active .log before it dies. */
+enum { LOG_UNLINK, LOG_CUT, LOG_OLD_COPY };
+
+struct killed_writer {
+    const char *dir;
+    int appends;       /* after its open, before the damage */
+    int after;         /* appends after the damage */
+    int what;          /* LOG_* */
+    bool flush_each;   /* flush.messages=1 */
+    uint64_t active;   /* the active segment's base */
+    long long clean_len;   /* its length after the clean close */
+};
+
+/* Opens the topic, appends, damages the active .log, appends again and
+ * dies without a close, a sync or a flusher's tick (flush.ms is a minute):
+ * as kill -9 right after the damage. */
+static int killed_writer_run(void *arg)
+{
+    const struct killed_writer *k = arg;
+    topic_config *c = topic_config_new();
+    topic *t = NULL;
+    if (c == NULL || topic_config_set(c, "flush.ms", "60000") != 0 ||
+        (k->flush_each && topic_config_set(c, "flush.messages", "1") != 0) ||
+        topic_open(k->dir, 0, c, &t) != 0)
+        return 10;
+    for (int i = 0; i < k->appends; i++)
+        if (put_next(t, NULL) != 0)
+            return 11;
+    if (topic_commit(t, "g", topic_end_offset(t)) != 0)
+        return 12;
+    char *log = tu_segment_path(k->dir, k->active, "log");
+    char *tmp = tu_path(k->dir, "older-copy");
+    int rc = 0;
+    if (k->what == LOG_UNLINK)
+        rc = unlink(log);
+    else if (k->what == LOG_CUT)
+        rc = tu_truncate(log, k->clean_len / 3);
+    else
+        rc = tu_copy_file(log, tmp) != 0 || tu_truncate(tmp, k->clean_len / 2) != 0 ||
+             rename(tmp, log) != 0;
+    free(log);
+    free(tmp);
+    if (rc != 0)
+        return 13;
+    /* Not after a cut in place: the writer's mapping of the file ends
+     * at the cut, and a store past it would be SIGBUS. */
+    for (int i = 0; i < k->after; i++)
+        if (put_next(t, NULL) != 0 && !k->flush_each)
+            return 14;
+    _exit(0);
+}
+
+/*
+ * A writer opens a cleanly closed topic, appends, and dies (kill -9) right
+ * after its active .log was removed or replaced by a shorter copy, before
+ * a sync or its flusher noticed.  Every offset it handed out stays handed
+ * out: the next writer starts at the dead writer's end, the group position
+ * it committed keeps its offset, and the offsets whose records went with
+ * the file read TOPIC_ECORRUPT or TOPIC_EGONE.  The next writer started at
+ * the end it found in the files, at the clean close's end or below it
+ * (recheck testers F2 and F3: offsets a clean close had synced, and
+ * records flush.messages=1 had acknowledged, given to new records).
+ *
+ * A file cut short in place looks like a torn tail, and is recovered as
+ * one, but never below the clean close's end: the close synced those
+ * records.  The same after a reboot, when the dead writer's end is not
+ * known.
+ */
+static void test_log_damaged_under_killed_writer(void **state)
+{
+    fx *f = *state;
+    static const struct {
+        int what;
+        bool rolled, flush_each, reboot;
+    } rounds[] = {
+        { LOG_UNLINK, false, false, false }, { LOG_CUT, false, false, false },
+        { LOG_OLD_COPY, false, false, false }, { LOG_UNLINK, true, false, false },
+        { LOG_OLD_COPY, true, false, false }, { LOG_UNLINK, false, true, false },
+        { LOG_OLD_COPY, false, true, false }, { LOG_CUT, false, true, false },
+        { LOG_OLD_COPY, false, false, true }, { LOG_UNLINK, false, false, true },
+    };
+    for (int round = 0; round < (int)(sizeof rounds / sizeof rounds[0]); round++) {
+        int what = rounds[round].what;
+        bool rolled = rounds[round].rolled, flush_each = rounds[round].flush_each,
+             reboot = rounds[round].reboot;
+        char name[64];
+        snprintf(name, sizeof name, "killed-%d", round);
+        char *dir = tu_path(f->root, name);
+        topic *t = rolled ? open_with(dir, TOPIC_CREATE, "segment.bytes", "8192", NULL)
+                          : open_with(dir, TOPIC_CREATE, NULL);
+        put_ok(t, 60);
+        assert_ok(topic_close(t));
+        uint64_t *bases = NULL;
+        int nseg = tu_list_segments(dir, &bases);
+        assert_true(rolled ? nseg > 1 : nseg == 1);
+        struct killed_writer k = { .dir = dir, .appends = 25, .after = what == LOG_CUT ? 0 : flush_each ? 3 : 5,
+                                   .what = what, .flush_each = flush_each,
+                                   .active = bases[nseg - 1] };
+        free(bases);
+        char *log = tu_segment_path(dir, k.active, "log");
+        k.clean_len = tu_file_size(log);
+        free(log);
+        int child = tu_run_child(killed_writer_run, &k, 20000);
+        if (child != 0)
+            fail_msg("round %d: the writer's child returned %d", round, child);
+        if (reboot) {
+            unsigned char boot[16];   /* a live area of an earlier boot */
+            memset(boot, 0xa5, sizeof boot);
+            patch_state(dir, 104, boot, sizeof boot);
+        }
+        /* Offsets the dead writer handed out; under flush.messages=1 an
+         * append after the damage fails, and still uses its offset.  A
+         * file cut in place is a torn tail's likeness: recovered to the
+         * clean close's end, which the close had synced. */
+        uint64_t end = reboot || what == LOG_CUT
+                           ? 60
+                           : 60 + 25 + (uint64_t)(flush_each && k.after ? 1 : k.after);
+        for (int pass = 0; pass < 2; pass++) {
+            t = open_with(dir, pass == 0 ? 0 : TOPIC_RDONLY, NULL);
+            if (topic_end_offset(t) != end)
+                fail_msg("round %d: end %" PRIu64 ", want %" PRIu64, round,
+                         topic_end_offset(t), end);
+            uint64_t pos;
+            if (!reboot && what != LOG_CUT) {
+                assert_ok(topic_committed(t, "g", &pos));
+                assert_u64(pos, 60 + 25);
+            }
+            for (uint64_t o = 0; o < k.active; o++)
+                check_value(t, o);
+            unsigned char buf[600];
+            size_t len;
+            uint64_t o = k.active;
+            while (o < end && topic_read(t, o, buf, sizeof buf, &len) == 0)
+                check_value(t, o++);
+            if (!reboot && o >= 60)   /* the damage took records of the clean close */
+                fail_msg("round %d: offsets %" PRIu64 "-%" PRIu64 " read back", round, k.active, o);
+            /* Lost records fail to read; a later segment's read back. */
+            for (; o < end; o++) {
+                int rc = topic_read(t, o, buf, sizeof buf, &len);
+                if (rc == 0)
+                    check_value(t, o);
+                else if (rc != TOPIC_ECORRUPT && rc != TOPIC_EGONE)
+                    fail_msg("round %d: offset %" PRIu64 " read %d", round, o, rc);
+            }
+            if (pass == 0) {
+                uint64_t off;
+                assert_ok(put_next(t, &off));
+                assert_u64(off, end);
+                end++;
+            }
+            assert_ok(topic_close(t));
+        }
+        free(dir);
+    }
+}
+
 /* An lz4 batch of many megabytes needs scratch memory of about twice its
  * size; the handle gives it back after that append instead of holding it
  * until topic_close (tester D: 287 MB kept after a 300 MB batch).  Small
@@ -1162,7 +1331,7 @@ static void test_recovery_cuts_checksummed_garbage(void **state)
     fx *f = *state;
     make_five(f->dir);
     break_record(f->dir, 3);
-    mark_unclean(f->dir);
+    mark_crashed(f->dir);
     topic *t = open_with(f->dir, 0, NULL);
     assert_u64(topic_end_offset(t), 3);
     char buf[16];
@@ -4287,6 +4456,7 @@ int main(void)
         T(test_directory_deleted_under_writer),
         T(test_active_log_removed_under_writer),
         T(test_rolled_segment_removed_under_writer),
+        T(test_log_damaged_under_killed_writer),
         T(test_active_index_not_a_file),
         T(test_lz4_scratch_given_back),
         T(test_state_older_than_segments),

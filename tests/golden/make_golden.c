@@ -53,6 +53,17 @@ static void make(const char *dir, int nrec, const char *segment_bytes)
     /* topic.wait holds nothing worth keeping. */
     snprintf(cmd, sizeof cmd, "%s/topic.wait", dir);
     unlink(cmd);
+    /* The live area names the boot the writer ran in and its files
+     * (FORMAT.md 4.2), which the next writer of that boot looks at: none,
+     * as from a machine that could not tell, so that a case reads the same
+     * in the boot that made it, and its bytes do not depend on the file
+     * system it was made on. */
+    static const uint8_t unknown[48];   /* bytes 104 to 151 */
+    snprintf(cmd, sizeof cmd, "%s/topic.state", dir);
+    int fd = open(cmd, O_WRONLY);
+    if (fd < 0 || pwrite(fd, unknown, sizeof unknown, 104) != (ssize_t)sizeof unknown)
+        exit(1);
+    close(fd);
 }
 
 static char *path(const char *dir, const char *name)
@@ -95,11 +106,16 @@ static void cut(const char *file, long len)
         exit(1);
 }
 
-/* Makes the topic look like its writer died: clears the clean flag. */
+/* Makes the topic look like its writer died during appends: clears the
+ * clean flag, and the record's checksum with it.  The flag alone would be
+ * a writer that opened the clean topic and died before it sealed anything,
+ * whose record vouches for every record the close had synced. */
 static void unclean(const char *dir)
 {
     uint32_t zero = 0;
+    uint64_t no_sum = 0;
     patch(path(dir, "topic.state"), 16, &zero, sizeof zero);
+    patch(path(dir, "topic.state"), 8, &no_sum, sizeof no_sum);
 }
 
 int main(void)
