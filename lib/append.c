@@ -64,11 +64,15 @@ static int roll(topic *t, size_t need)
      * to less than about 4.1 GiB could not roll at all. */
     size_t keep = atomic_load(&old->len);
     topic__segment_unmap_tail(old, old->reserved > keep ? old->reserved : keep);
-    unsigned refused = topic__maps_refused();
-    int rc = topic__segment_create(t, base, (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &s);
-    /* Out of address space or map areas: see seglist.c. */
-    if (rc == -ENOMEM && topic__maps_refused() != refused && topic__seglist_unload_idle(t) > 0)
+    int rc;
+    for (int tries = 0; tries < TOPIC__RECLAIM_TRIES; tries++) {
+        unsigned refused = topic__maps_refused(), unloads = topic__seglist_unloads(t);
         rc = topic__segment_create(t, base, (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &s);
+        /* Out of address space or map areas: see seglist.c. */
+        if (rc != -ENOMEM || topic__maps_refused() == refused ||
+            !topic__seglist_reclaim(t, unloads))
+            break;
+    }
     if (rc == 0 && (rc = topic__seglist_push(t, s)) < 0) {
         topic__segment_free(s);
         topic__segment_unlink(t, base);   /* best effort, as above */

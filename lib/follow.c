@@ -654,12 +654,12 @@ void topic__refresh(topic *t)
         if (s == NULL || v.base > s->base) {
             /* A segment listed and then removed by the writer's retention
              * before it was opened (-ENOENT) is no failure: list again. */
-            for (int tries = 0; tries < 3; tries++) {
-                unsigned refused = topic__maps_refused();
+            for (int tries = 0; tries < TOPIC__RECLAIM_TRIES; tries++) {
+                unsigned refused = topic__maps_refused(), unloads = topic__seglist_unloads(t);
                 rc = follow_roll(t, s, v.base, &s);
                 /* Out of address space or map areas: see seglist.c. */
                 if (rc != -ENOENT && (rc != -ENOMEM || topic__maps_refused() == refused ||
-                                      topic__seglist_unload_idle(t) == 0))
+                                      !topic__seglist_reclaim(t, unloads)))
                     break;
             }
             if (rc == 0)

@@ -204,6 +204,7 @@ struct seglist {
      * sealed.  Dropping segments forgets it all (cum_n = 0). */
     int64_t *cum;
     size_t cum_n;
+    _Atomic unsigned unloads;     /* segments unloaded by topic__seglist_unload_idle */
 };
 
 /* A thread in topic__sync(), on the list t->waiters (sync.c). */
@@ -328,6 +329,14 @@ int  topic__seglist_drop_before(topic *t, uint64_t start, bool unlink);
 /* Unloads the loaded segments that nobody reads and that no longer change;
  * returns how many (seglist.c). */
 int  topic__seglist_unload_idle(topic *t);
+/* How many segments topic__seglist_unload_idle has unloaded so far. */
+unsigned topic__seglist_unloads(topic *t);
+/* After a mapping was refused (-ENOMEM, topic__maps_refused): gives back
+ * idle segments, and says whether another try may succeed because this
+ * call or another thread gave some back since `since` (the count read
+ * before the failed try).  Callers try at most TOPIC__RECLAIM_TRIES times. */
+bool topic__seglist_reclaim(topic *t, unsigned since);
+#define TOPIC__RECLAIM_TRIES 32
 /* The wall clock in milliseconds since the epoch, for timestamps; the
  * monotonic clock in milliseconds, for durations (topic.c). */
 int64_t topic__now_ms(void);

@@ -224,6 +224,26 @@ int topic__seglist_unload_idle(topic *t)
         topic__segment_unload(s);
         n++;
     }
+    atomic_fetch_add(&l->unloads, (unsigned)n);
     pthread_rwlock_unlock(&l->lock);
     return n;
+}
+
+unsigned topic__seglist_unloads(topic *t)
+{
+    return atomic_load(&t->segs.unloads);
+}
+
+/*
+ * Threads sharing a handle run out of room together: each one's mapping
+ * fails, the first to get the list's lock gives back every idle segment,
+ * and the others then find none left to give back.  Counting only its own
+ * give-back, a thread gave up although room had just been made, and reads
+ * and appends failed with -ENOMEM now and then (recheck tester F1: 0.1% of
+ * reads with four threads under ulimit -v).  So a retry is worth it when
+ * any thread gave something back since the failed attempt began.
+ */
+bool topic__seglist_reclaim(topic *t, unsigned since)
+{
+    return topic__seglist_unload_idle(t) > 0 || topic__seglist_unloads(t) != since;
 }

@@ -535,9 +535,10 @@ int topic__segment_load(topic *t, struct segment *s)
         return 0;
     pthread_mutex_lock(&s->load_lock);
     int rc = 0;
-    for (int tries = 0; tries < 2 && !atomic_load_explicit(&s->loaded, memory_order_acquire);
+    for (int tries = 0;
+         tries < TOPIC__RECLAIM_TRIES && !atomic_load_explicit(&s->loaded, memory_order_acquire);
          tries++) {
-        unsigned refused = topic__maps_refused();
+        unsigned refused = topic__maps_refused(), unloads = topic__seglist_unloads(t);
         rc = load_sealed(t, s);
         if (rc == 0) {
             atomic_store_explicit(&s->loaded, true, memory_order_release);
@@ -545,8 +546,9 @@ int topic__segment_load(topic *t, struct segment *s)
         }
         unload(s);   /* leave nothing half-loaded: the next reader tries again */
         /* Out of address space or map areas: the segments nobody reads at
-         * the moment give theirs back, and the load is tried once more. */
-        if (rc != -ENOMEM || topic__maps_refused() == refused || topic__seglist_unload_idle(t) == 0)
+         * the moment give theirs back, and the load is tried again. */
+        if (rc != -ENOMEM || topic__maps_refused() == refused ||
+            !topic__seglist_reclaim(t, unloads))
             break;
     }
     pthread_mutex_unlock(&s->load_lock);
