@@ -514,5 +514,10 @@ struct batch_ref {
 /* Finds the batch holding `offset` and verifies its checksum; on success
  * ref->seg holds a reference the caller gives back (topic__segment_put). */
 int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref);
+/* Where in loaded segment s, below `limit`, the batch holding `offset`
+ * begins, and its first offset: an index search and a walk of at most an
+ * interval of headers, no checksum verified. */
+int topic__segment_batch_at(const struct segment *s, uint64_t offset, size_t limit, size_t *pos,
+                            uint64_t *base);
 
 #endif /* TOPIC_INTERNAL_H */

@@ -33,6 +33,27 @@ static int walk_to(const struct segment *s, size_t pos, uint64_t expect, size_t 
 
 static int locate_in(topic *t, struct segment *s, uint64_t offset, struct batch_ref *ref);
 
+int topic__segment_batch_at(const struct segment *s, uint64_t offset, size_t limit, size_t *pos,
+                            uint64_t *base)
+{
+    struct idx_entry e;
+    struct batch_ref ref;
+    size_t from = 0;
+    uint64_t expect = s->base;
+    if (offset - s->base <= UINT32_MAX &&
+        topic__index_find_rel(&s->idx, (uint32_t)(offset - s->base), &e) && e.pos < limit) {
+        from = e.pos;
+        expect = s->base + e.rel;
+    }
+    int rc = walk_to(s, from, expect, limit, offset, &ref);
+    if (rc == TOPIC_ECORRUPT && from != 0)
+        rc = walk_to(s, 0, s->base, limit, offset, &ref);
+    TRY(rc);
+    *pos = ref.pos;
+    *base = ref.h.base_offset;
+    return 0;
+}
+
 int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
 {
     uint64_t end = atomic_load_explicit(&t->end, memory_order_acquire);
