@@ -321,8 +321,10 @@ TOPIC_API int topic_sync(topic *t);
  * TOPIC_RDONLY handle that cannot take in the writer's new segment (see
  * topic_open), an offset at or past its end offset gives that error
  * (-EMFILE, -ENFILE, -ENOMEM, ...) instead of TOPIC_END.  Cost: O(log n) in
- * the number of segments and index entries, plus the records before `offset`
- * in its batch (a batch is verified, and under lz4 decompressed, whole).
+ * the number of segments and index entries, plus a walk of the batch headers
+ * in at most one index interval (index.interval.bytes), plus the records
+ * before `offset` in its batch (a batch is verified, and under lz4
+ * decompressed, whole).
  * Thread-safe.
  */
 TOPIC_API int topic_read(topic *t, uint64_t offset, void *buf, size_t cap, size_t *len);

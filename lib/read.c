@@ -7,6 +7,9 @@
 
 #include "internal.h"
 
+/* The most a read asks the memory for ahead of its walk of headers. */
+#define PREFETCH_MAX ((size_t)4096)
+
 /* Walks headers from `pos` (where offset `expect` starts) to the batch
  * holding `offset`.  Every header must continue the offsets densely. */
 static int walk_to(const struct segment *s, size_t pos, uint64_t expect, size_t limit,
@@ -120,10 +123,13 @@ static int locate_in(topic *t, struct segment *s, uint64_t offset, struct batch_
         pos = e.pos;
         expect = s->base + e.rel;
     }
-    /* The record lies within about one index interval of pos.  Ask for all
-     * of those cache lines at once, so that the walk below waits for memory
-     * once rather than once per header. */
-    size_t ahead = pos + (size_t)t->cfg.v[TOPIC_K_INDEX_INTERVAL] + TOPIC__HEADER_SIZE;
+    /* The record lies within about one index interval of pos.  Ask for
+     * those cache lines at once, so that the walk below waits for memory
+     * once rather than once per header; no more than PREFETCH_MAX bytes of
+     * them, or a large index.interval.bytes cost every read a loop over
+     * its whole interval (4.4 us per MiB, scale tester F3). */
+    size_t interval = (size_t)t->cfg.v[TOPIC_K_INDEX_INTERVAL];
+    size_t ahead = pos + (interval < PREFETCH_MAX ? interval : PREFETCH_MAX) + TOPIC__HEADER_SIZE;
     for (size_t q = pos; q < ahead && q < limit; q += 64)
         __builtin_prefetch(s->map + q);
     ref->seg = s;
