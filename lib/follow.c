@@ -370,6 +370,8 @@ static int follow_map(topic *t, struct segment *s, size_t *size, bool grows)
     char name[64];
     topic__segment_name(name, sizeof name, s->base, ".log");
     int fd = topic__openat(t->dirfd, name, O_RDONLY, 0);
+    if (fd == -ELOOP)
+        return TOPIC_ECORRUPT;   /* a symbolic link: damage, as in load_sealed */
     if (fd < 0)
         return fd;
     s->fd = fd;

@@ -465,6 +465,10 @@ static int load_sealed(topic *t, struct segment *s)
     uint64_t end;
     topic__segment_name(name, sizeof name, s->base, ".log");
     int fd = topic__openat(t->dirfd, name, O_RDONLY, 0);
+    /* A symbolic link in its place (not followed) is damage, as a FIFO or
+     * a directory there is (recheck tester F6: readers got -ELOOP). */
+    if (fd == -ELOOP)
+        return TOPIC_ECORRUPT;
     if (fd < 0)
         return fd;
     s->fd = fd;

@@ -1564,6 +1564,55 @@ static void test_seek_time_over_lost_records(void **state)
 }
 
 /*
+ * A sealed segment's .log replaced by something that is not a regular file
+ * is damage, whatever it is: its records read TOPIC_ECORRUPT, and the
+ * others read back.  A symbolic link (to a copy of the very file) gave
+ * -ELOOP, which no document lists (recheck tester F6).
+ */
+static void test_sealed_log_not_a_file(void **state)
+{
+    fx *f = *state;
+    for (int kind = 0; kind < 3; kind++) {
+        char name[32];
+        snprintf(name, sizeof name, "not-a-file-%d", kind);
+        char *dir = tu_path(f->root, name);
+        topic *t = open_with(dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+        put_ok(t, 40);
+        assert_ok(topic_close(t));
+        uint64_t *bases = NULL;
+        int nseg = tu_list_segments(dir, &bases);
+        assert_true(nseg >= 3);
+        uint64_t b = bases[1], next = bases[2];
+        free(bases);
+        char *log = tu_segment_path(dir, b, "log");
+        char *copy = tu_path(dir, "elsewhere");
+        assert_ok(tu_copy_file(log, copy));
+        assert_ok(unlink(log));
+        if (kind == 0)
+            assert_int_equal(symlink(copy, log), 0);
+        else if (kind == 1)
+            assert_int_equal(mkfifo(log, 0644), 0);
+        else
+            assert_int_equal(mkdir(log, 0755), 0);
+        for (int ro = 0; ro < 2; ro++) {
+            t = open_with(dir, ro ? TOPIC_RDONLY : 0, NULL);
+            unsigned char buf[600];
+            size_t len;
+            for (uint64_t o = 0; o < 40; o++) {
+                if (o < b || o >= next)
+                    check_value(t, o);
+                else
+                    assert_rc(topic_read(t, o, buf, sizeof buf, &len), TOPIC_ECORRUPT);
+            }
+            assert_ok(topic_close(t));
+        }
+        free(copy);
+        free(log);
+        free(dir);
+    }
+}
+
+/*
  * A search for a time before the start offset begins at the batch that
  * holds the start offset: it used to walk, and verify, every deleted batch
  * of that segment before it, on every call (16 ms per million deleted
@@ -4515,6 +4564,7 @@ int main(void)
         T(test_seek_time_many_segments),
         T(test_seek_time_over_lost_records),
         T(test_seek_time_skips_deleted_records),
+        T(test_sealed_log_not_a_file),
         T(test_seek_time_damaged_time_index),
         T(test_seek_time_damaged_last_time_index_entry),
         T(test_newer_version_in_sealed_segment),
