@@ -229,6 +229,32 @@ int topic__seglist_unload_idle(topic *t)
     return n;
 }
 
+size_t topic__seglist_unload_range(topic *t, uint64_t from, uint64_t to, uint64_t *busy,
+                                   size_t cap)
+{
+    struct seglist *l = &t->segs;
+    size_t nbusy = 0;
+    unsigned n = 0;
+    pthread_rwlock_wrlock(&l->lock);
+    size_t i = find(l, from);
+    i = i == l->n ? 0 : l->v[i]->base < from ? i + 1 : i;
+    for (; i + 1 < l->n && l->v[i]->base < to; i++) {
+        struct segment *s = l->v[i];
+        if (!atomic_load(&s->loaded) || s->writable)
+            continue;
+        if (atomic_load(&s->refs) != 1 || (s->follow && !atomic_load(&s->settled))) {
+            if (nbusy < cap)
+                busy[nbusy++] = s->base;
+            continue;
+        }
+        topic__segment_unload(s);
+        n++;
+    }
+    atomic_fetch_add(&l->unloads, n);
+    pthread_rwlock_unlock(&l->lock);
+    return nbusy;
+}
+
 unsigned topic__seglist_unloads(topic *t)
 {
     return atomic_load(&t->segs.unloads);
