@@ -252,7 +252,11 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan,
         int rc = map_indexes(t, s, index_cap(t, capacity), false);
         if (rc < 0 && rc != TOPIC_ECORRUPT && rc != -ELOOP)
             return rc;
-        scan = rc < 0 ||
+        /* The two get their entries together: one removed (and made
+         * afresh, empty, above) while the other was not is rebuilt with
+         * it, or the walk below added to the other the entries it held
+         * already, and to the new one only the entries after them. */
+        scan = rc < 0 || atomic_load(&s->idx.n) != atomic_load(&s->tidx.n) ||
                topic__segment_scan(t, s, vouched->len, TOPIC__SCAN_INDEX, &len, &end) < 0 ||
                len != vouched->len || end != vouched->end ||
                atomic_load(&s->tidx_state) == 2;   /* a damaged time index: rebuild */
