@@ -7,7 +7,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -240,23 +243,89 @@ static const char recover_usage[] =
     "\n"
     "  -h, --help  show this help\n";
 
+/* What one index file of a segment was at a snapshot. */
+struct index_file {
+    bool present;
+    const char *not_regular;   /* NULL, or what it is instead */
+    uint64_t size;
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtime;
+};
+
+static const char *const index_ext[2] = { ".index", ".timeindex" };
+
 struct snapshot {
     bool opened;
     int err;
     uint64_t start, end;
     struct seg_file *segs;
     size_t nsegs;
+    struct index_file (*idx)[2];   /* the indexes of segs[i], or NULL */
     int list_err;   /* 0, or why the segment files could not be listed */
 };
 
-/* Lists the segment files into s.  A listing that failed leaves s empty and
- * its error in s->list_err: an empty list must then not be read as "no
- * segments", or the report would show every segment as removed. */
+/* Lists the segment files into s, and looks at their indexes.  A listing
+ * that failed leaves s empty and its error in s->list_err: an empty list
+ * must then not be read as "no segments", or the report would show every
+ * segment as removed. */
 static void snapshot_files(const char *dir, struct snapshot *s)
 {
     s->segs = NULL;
     s->nsegs = 0;
+    s->idx = NULL;
     s->list_err = seg_list(dir, &s->segs, &s->nsegs);   /* leaves them on failure */
+    if (s->list_err != 0 || s->nsegs == 0 || (s->idx = calloc(s->nsegs, sizeof *s->idx)) == NULL)
+        return;   /* without them, rebuilt indexes are not reported */
+    for (size_t i = 0; i < s->nsegs; i++)
+        for (int k = 0; k < 2; k++) {
+            char path[PATH_MAX];
+            struct stat st;
+            struct index_file *f = &s->idx[i][k];
+            snprintf(path, sizeof path, "%s/%.20s%s", dir, s->segs[i].name, index_ext[k]);
+            if (lstat(path, &st) != 0)
+                continue;
+            f->present = true;
+            f->not_regular = file_not_regular(st.st_mode);
+            f->size = (uint64_t)st.st_size;
+            f->dev = st.st_dev;
+            f->ino = st.st_ino;
+            f->mtime = st.st_mtim;
+        }
+}
+
+static void snapshot_free(struct snapshot *s)
+{
+    free(s->segs);
+    free(s->idx);
+}
+
+/* Prints what became of a segment's index files between two snapshots;
+ * returns whether anything did. */
+static bool report_indexes(const struct seg_file *seg, const struct index_file a[2],
+                           const struct index_file b[2])
+{
+    bool changed = false;
+    for (int k = 0; k < 2; k++) {
+        const struct index_file *x = &a[k], *y = &b[k];
+        bool same = x->present == y->present && x->not_regular == y->not_regular &&
+                    (!x->present || (x->size == y->size && x->dev == y->dev && x->ino == y->ino &&
+                                     x->mtime.tv_sec == y->mtime.tv_sec &&
+                                     x->mtime.tv_nsec == y->mtime.tv_nsec));
+        if (same)
+            continue;
+        changed = true;
+        printf("%.20s%s: ", seg->name, index_ext[k]);
+        if (!y->present)
+            printf("removed\n");
+        else if (!x->present)
+            printf("rebuilt (it was missing), %" PRIu64 " bytes\n", y->size);
+        else if (x->not_regular != NULL)
+            printf("rebuilt (it was %s), %" PRIu64 " bytes\n", x->not_regular, y->size);
+        else
+            printf("rebuilt, %" PRIu64 " -> %" PRIu64 " bytes\n", x->size, y->size);
+    }
+    return changed;
 }
 
 /* The error of whichever of the two listings failed, reported; 0 if both
@@ -354,17 +423,17 @@ int cmd_recover(int argc, char **argv)
         before.end = topic_end_offset(t);
         topic_close(t);
     } else if (before.err == -ENOENT) {
-        free(before.segs);
+        snapshot_free(&before);
         return open_topic(dir, TOPIC_RDONLY, NULL, &t);   /* reports it */
     }
 
     int rc = topic_open(dir, 0, NULL, &t);
     if (rc == TOPIC_ECORRUPT && report_index_dirs(dir)) {
-        free(before.segs);
+        snapshot_free(&before);
         return TOOL_NOTFOUND;
     }
     if (rc != 0) {
-        free(before.segs);
+        snapshot_free(&before);
         return report_open_failure(dir, 0, rc);
     }
     after.opened = true;
@@ -410,6 +479,9 @@ int cmd_recover(int argc, char **argv)
                    b->size < a->size ? " (cut to its intact batches)" : "");
             changed = true;
         }
+        if (b != NULL && before.idx != NULL && after.idx != NULL &&
+            report_indexes(a, before.idx[i], after.idx[b - after.segs]))
+            changed = true;
     }
     for (size_t i = 0; i < after.nsegs && lerr == 0; i++)
         if (find_seg(&before, after.segs[i].base) == NULL) {
@@ -430,8 +502,8 @@ int cmd_recover(int argc, char **argv)
         rc = TOOL_NOTFOUND;
     if (lerr != 0 && rc == 0)
         rc = lerr;
-    free(before.segs);
-    free(after.segs);
+    snapshot_free(&before);
+    snapshot_free(&after);
     return rc;
 }
 
@@ -509,7 +581,7 @@ int cmd_delete_before(int argc, char **argv)
                    new_start, gone, gone == 1 ? "" : "s");
         rc = lerr;
     }
-    free(before.segs);
-    free(after.segs);
+    snapshot_free(&before);
+    snapshot_free(&after);
     return rc;
 }

@@ -943,10 +943,11 @@ expect 1 "recover leaves a FIFO in place of a middle segment as damage: exits 1"
 check "...and names it" grep -q "/$mid: not a regular file but a FIFO\$" "$W/err"
 
 # A symbolic link there instead (a segment moved to another disk): the
-# library does not follow it, and read named only the error (ELOOP).
+# library does not follow it, and reports damage, as for a FIFO (it said
+# ELOOP, and read named only that error).
 rm -f "$PM/$mid"
 ln -s "$W/elsewhere.log" "$PM/$mid"
-expect 3 "read through a symbolic link in place of a middle segment exits 3" read "$PM"
+expect 1 "read through a symbolic link in place of a middle segment exits 1" read "$PM"
 check "...and names it" grep -q "^topic: read: .*/$mid: not a regular file but a symbolic link\$" "$W/err"
 
 # A socket there instead: opening one fails (ENXIO) before its type can be
@@ -975,6 +976,9 @@ check "recover with a FIFO in place of an index finishes" test "$st" -ne 124 -a 
 check "...and replaces the index or names the FIFO" sh -c "test $st -eq 0 &&
 	test -f '$PI/00000000000000000000.index' ||
 	grep -q '/00000000000000000000.index: not a regular file but a FIFO\$' '$W/err'"
+check "...saying that it rebuilt it, not that nothing changed" sh -c "test $st -ne 0 ||
+	{ grep -q '^00000000000000000000.index: rebuilt (it was a FIFO), [0-9]* bytes\$' '$W/out' &&
+	! grep -q 'nothing changed' '$W/out'; }"
 
 # Indexes that are not regular files, of the active segment and of a
 # sealed one: what recover, readers and a writer make of each (topic(1),
@@ -994,6 +998,7 @@ rm -f "$PX/$px_active.index"
 echo stray >"$PX/stray"
 ln -s stray "$PX/$px_active.index"
 expect 0 "recover with a symbolic link as the active segment's index exits 0" recover "$PX"
+check "...saying that it rebuilt it" grep -q "^$px_active.index: rebuilt (it was a symbolic link), [0-9]* bytes\$" "$W/out"
 check "...and replaces the link with a regular file" \
 	sh -c "test -f '$PX/$px_active.index' -a ! -L '$PX/$px_active.index'"
 check "...leaving what it led to alone" test "$(cat "$PX/stray")" = stray
