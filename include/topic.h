@@ -84,7 +84,7 @@ typedef struct topic_record {
     X(ETOOSMALL,-30806, "the buffer is too small; *len says how much is needed")  \
     X(EFAILED,  -30807, "an earlier write or sync failed (close and reopen the topic), " \
                         "or this is a forked child's copy of a writer handle "     \
-                        "(open the child's own, TOPIC_RDONLY to read or wait)")    \
+                        "(open the child's own, read-only to read or wait)")       \
     X(ERDONLY,  -30808, "the topic was opened read-only")                          \
     X(EVERSION, -30809, "the topic was written by a newer, incompatible format version")
 

@@ -101,9 +101,11 @@ bool stdout_broken(void);
 bool parse_u64(const char *s, uint64_t *out);
 /* Why parse_time() refused a time: with `skipped`, a well-formed local time
  * that the clocks of the local zone skip, and the zone's UTC offsets (in
- * seconds east) just before and just after the gap. */
+ * seconds east) just before and just after the gap; with `unknown_zone`, a
+ * local time when TZ names no zone this machine knows (the C library takes
+ * it for UTC without a word). */
 struct time_gap {
-    bool skipped;
+    bool skipped, unknown_zone;
     long before, after;
 };
 /* Milliseconds since the epoch, or an ISO-8601 date and time:

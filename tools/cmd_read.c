@@ -176,6 +176,11 @@ int cmd_read(int argc, char **argv)
                                        "UTC%s (give the time with the UTC offset meant, %s "
                                        "or %s)", arg, before, after, before, after);
                 }
+                if (gap.unknown_zone)
+                    return usage_error("read", "--from-time: '%s' is a local time, and TZ='%s' "
+                                       "names no time zone known here (give the time with "
+                                       "Z or its UTC offset, or set TZ to a zone such as "
+                                       "Europe/Berlin)", arg, getenv("TZ"));
                 return usage_error("read", "--from-time: '%s' is neither milliseconds nor an "
                                    "ISO-8601 time such as 2026-11-25T10:00:00Z", arg);
             }

@@ -4,10 +4,13 @@
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -353,6 +356,47 @@ static bool local_time(const struct tm *want, bool date_only, time_t *out, struc
     return false;
 }
 
+/*
+ * Whether TZ, when set, names a zone: a file under TZDIR (or
+ * /usr/share/zoneinfo), an absolute path, or a POSIX rule such as
+ * EST5EDT or <+0530>-5:30, which needs no file.  glibc takes anything else
+ * (a typo: Europe/Berln) for UTC without a word, and a local time would be
+ * read hours away from the one meant (recheck tester F7).
+ */
+static bool tz_known(void)
+{
+    const char *tz = getenv("TZ");
+    if (tz == NULL)
+        return true;   /* the system's zone */
+    if (*tz == ':')
+        tz++;
+    if (*tz == '\0')
+        return true;   /* UTC, by the rules */
+    if (*tz == '/')
+        return access(tz, R_OK) == 0;
+    /* A POSIX rule: a name of three or more letters, or one in <>, then
+     * an offset, which starts with a sign or a digit. */
+    const char *p = tz;
+    if (*p == '<') {
+        p = strchr(p, '>');
+        p = p == NULL ? tz : p + 1;
+    } else {
+        while (isalpha((unsigned char)*p))
+            p++;
+        if (p - tz < 3)
+            p = tz;
+    }
+    if (p != tz && (isdigit((unsigned char)*p) ||
+                    ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]))))
+        return true;
+    if (strstr(tz, "..") != NULL)
+        return false;
+    const char *dir = getenv("TZDIR");
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir != NULL && *dir ? dir : "/usr/share/zoneinfo", tz);
+    return access(path, R_OK) == 0;
+}
+
 static bool parse_iso(const char *s, int64_t *ms, struct time_gap *gap)
 {
     struct tm tm;
@@ -408,6 +452,8 @@ static bool parse_iso(const char *s, int64_t *ms, struct time_gap *gap)
     tm.tm_sec = sec;
     time_t t = 0;
     if (*p == '\0') {
+        if ((gap->unknown_zone = !tz_known()))
+            return false;
         tzset();    /* localtime_r() need not read TZ itself */
         if (!local_time(&tm, date_only, &t, gap))
             return false;
@@ -440,6 +486,7 @@ static bool parse_iso(const char *s, int64_t *ms, struct time_gap *gap)
 bool parse_time(const char *s, int64_t *ms, struct time_gap *gap)
 {
     gap->skipped = false;
+    gap->unknown_zone = false;
     if (s == NULL || *s == '\0')
         return false;
     const char *p = s + (*s == '-');

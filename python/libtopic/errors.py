@@ -132,8 +132,9 @@ class BufferTooSmall(TopicError):
 class Failed(TopicError):
     """TOPIC_EFAILED: an earlier write or sync failed, and the handle refuses
     writes until the topic is closed and reopened; or the handle is the copy
-    a child process got through os.fork(), which never writes (the child
-    opens the topic itself once the parent has closed it)."""
+    a child process got through os.fork(), which never writes: the child
+    opens its own, with readonly=True to read or wait, or as the writer
+    once the parent has closed the topic."""
 
 
 class ReadOnly(TopicError):

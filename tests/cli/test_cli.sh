@@ -244,6 +244,13 @@ t.close()' "$TT" >"$W/py.out" 2>&1; then
 			grep -q "does not exist in the local time zone: the clocks skip it" "$W/err"
 		TZ=UTC "$TOPIC" read "$TT" --from-time 2026-10-25T00:30 --count 1 >"$W/out" 2>"$W/err"
 		check "...while in UTC it is an ordinary time" test "$(cat "$W/out")" = "r3"
+		# A zone name with a typo: the C library takes it for UTC, silently.
+		TZ=Europe/Berln "$TOPIC" read "$TT" --from-time 2026-10-25T02:30 >"$W/out" 2>"$W/err"
+		check "read --from-time with a local time and TZ naming no zone exits 2" test $? -eq 2
+		check "...naming TZ" grep -q "TZ='Europe/Berln' names no time zone known here" "$W/err"
+		TZ=Europe/Berln "$TOPIC" read "$TT" --from-time 2026-10-25T00:30Z --count 1 \
+			>"$W/out" 2>"$W/err"
+		check "...while a time in UTC needs no zone" test "$(cat "$W/out")" = "r3"
 		# Clock shifts that are not summer time, and the edges of a day, in
 		# zones of the system's tzdata (a record per instant that matters).
 		TZT=$W/timed-zones
