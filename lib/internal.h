@@ -221,6 +221,8 @@ struct topic {
     unsigned fork_gen;            /* topic__fork_gen when opened (see topic__forked) */
     int lockfd;                   /* topic.state, flock()ed by the writer */
     struct topic *next_writer;    /* the process's writer handles (state.c) */
+    struct topic *next_handle, *prev_handle; /* all its handles (seglist.c) */
+    bool listed_handle;           /* on that list, in the process that opened it */
     int flags;
     struct topic_settings cfg;
     struct seglist segs;
@@ -347,6 +349,16 @@ unsigned topic__seglist_unloads(topic *t);
  * call or another thread gave some back since `since` (the count read
  * before the failed try).  Callers try at most TOPIC__RECLAIM_TRIES times. */
 bool topic__seglist_reclaim(topic *t, unsigned since);
+/* The process's open handles, whose idle segments topic__seglist_reclaim
+ * gives back too.  A child of fork() starts with none. */
+void topic__handles_add(topic *t);
+void topic__handles_remove(topic *t);
+void topic__handles_prepare(void);
+void topic__handles_parent(void);
+void topic__handles_child(void);
+/* Gives back the idle segments of every handle but `self` (which may be
+ * NULL); returns how many. */
+int  topic__handles_unload_idle(topic *self);
 #define TOPIC__RECLAIM_TRIES 32
 /* The wall clock in milliseconds since the epoch, for timestamps; the
  * monotonic clock in milliseconds, for durations (topic.c). */

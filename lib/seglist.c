@@ -271,5 +271,75 @@ unsigned topic__seglist_unloads(topic *t)
  */
 bool topic__seglist_reclaim(topic *t, unsigned since)
 {
-    return topic__seglist_unload_idle(t) > 0 || topic__seglist_unloads(t) != since;
+    return topic__seglist_unload_idle(t) > 0 || topic__seglist_unloads(t) != since ||
+           topic__handles_unload_idle(t) > 0;
+}
+
+/*
+ * Address space and map areas are the process's, not a handle's: a handle
+ * that had read much kept its idle segments mapped while another handle's
+ * topic_open failed with -ENOMEM for want of room, with no segment in use
+ * anywhere (recheck tester F4).  So a refused mapping gives back the idle
+ * segments of every handle of the process.  A child of fork() does not
+ * look at the handles it inherited: their locks may have been held by
+ * threads of the parent, which the child does not have.
+ *
+ * Lock order: this list's lock, then a handle's list lock.  Nothing takes
+ * this one while holding a handle's.
+ */
+static pthread_mutex_t g_handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static topic *g_handles;
+
+void topic__handles_add(topic *t)
+{
+    pthread_mutex_lock(&g_handles_lock);
+    t->prev_handle = NULL;
+    t->next_handle = g_handles;
+    if (g_handles != NULL)
+        g_handles->prev_handle = t;
+    g_handles = t;
+    t->listed_handle = true;
+    pthread_mutex_unlock(&g_handles_lock);
+}
+
+void topic__handles_remove(topic *t)
+{
+    if (!t->listed_handle || topic__forked(t))
+        return;   /* never listed, or a copy a child of fork() inherited */
+    pthread_mutex_lock(&g_handles_lock);
+    if (t->prev_handle != NULL)
+        t->prev_handle->next_handle = t->next_handle;
+    else
+        g_handles = t->next_handle;
+    if (t->next_handle != NULL)
+        t->next_handle->prev_handle = t->prev_handle;
+    t->listed_handle = false;
+    pthread_mutex_unlock(&g_handles_lock);
+}
+
+void topic__handles_prepare(void)
+{
+    pthread_mutex_lock(&g_handles_lock);
+}
+
+void topic__handles_parent(void)
+{
+    pthread_mutex_unlock(&g_handles_lock);
+}
+
+void topic__handles_child(void)
+{
+    g_handles = NULL;
+    pthread_mutex_unlock(&g_handles_lock);
+}
+
+int topic__handles_unload_idle(topic *self)
+{
+    int n = 0;
+    pthread_mutex_lock(&g_handles_lock);
+    for (topic *h = g_handles; h != NULL; h = h->next_handle)
+        if (h != self)
+            n += topic__seglist_unload_idle(h);
+    pthread_mutex_unlock(&g_handles_lock);
+    return n;
 }

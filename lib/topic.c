@@ -614,10 +614,12 @@ static void forked_child(void)
 static void watch_forks(void)
 {
     pthread_atfork(topic__writers_prepare, topic__writers_parent, forked_child);
+    pthread_atfork(topic__handles_prepare, topic__handles_parent, topic__handles_child);
 }
 
 static void free_handle(topic *t)
 {
+    topic__handles_remove(t);
     /* Segments still waiting to be sealed (a seal failed) hold references. */
     for (struct segment *s = t->unsealed, *next; s != NULL; s = next) {
         next = s->next_unsealed;
@@ -690,6 +692,8 @@ static void unmake_dir(topic *t, const char *dir)
     topic__os.unlinkat(AT_FDCWD, dir, AT_REMOVEDIR);
 }
 
+static int open_once(const char *dir, int flags, const topic_config *conf, topic **out);
+
 TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, topic **out)
 {
     if (out != NULL)
@@ -700,6 +704,21 @@ TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, t
         ((flags & TOPIC_RDONLY) && (flags & TOPIC_CREATE)))
         return -EINVAL;
     pthread_once(&g_atfork_once, watch_forks);
+    int rc = 0;
+    for (int tries = 0; tries < TOPIC__RECLAIM_TRIES; tries++) {
+        unsigned refused = topic__maps_refused();
+        rc = open_once(dir, flags, conf, out);
+        /* Out of address space or map areas (the active segment's 2 GiB
+         * reservation): other handles give back their idle segments. */
+        if (rc != -ENOMEM || topic__maps_refused() == refused ||
+            topic__handles_unload_idle(NULL) == 0)
+            break;
+    }
+    return rc;
+}
+
+static int open_once(const char *dir, int flags, const topic_config *conf, topic **out)
+{
     topic *t = topic__calloc(1, sizeof *t);
     if (t == NULL)
         return -ENOMEM;
@@ -726,6 +745,7 @@ TOPIC_API int topic_open(const char *dir, int flags, const topic_config *conf, t
         topic__publish(t);
         pthread_mutex_unlock(&t->append_lock);
     }
+    topic__handles_add(t);
     *out = t;
     return 0;
 }

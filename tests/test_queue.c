@@ -2306,6 +2306,82 @@ static void test_threads_share_limited_address_space(void **state)
 }
 
 /*
+ * Address space is the process's: one handle's idle segments made another
+ * handle's topic_open fail with -ENOMEM, though nothing used them (recheck
+ * tester F4).  Handle A reads 64 MiB of 64 KiB segments and keeps them
+ * mapped; the address space is then limited to 16 MiB less than handle B's
+ * open needs (a 2 GiB reservation).  B opens all the same, A's idle
+ * segments making room, and then both read everything, each giving back
+ * the other's idle segments as they need.  Plain build only, as above.
+ */
+static void test_handles_make_room_for_each_other(void **state)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    (void)state;
+    skip();
+#else
+    fx *f = *state;
+    WATCHDOG(120);
+    enum { N = 64 * 1024, LEN = 1000 };
+    char *other = tu_path(f->root, "other");
+    topic *t = create_with(f->dir, "segment.bytes", "65536", NULL);
+    topic *u = create_with(other, "segment.bytes", "65536", NULL);
+    unsigned char v[LEN];
+    memset(v, 'y', sizeof v);
+    for (uint64_t i = 0; i < N; i++) {
+        v[0] = (unsigned char)i;
+        v[LEN - 1] = (unsigned char)(i >> 8);
+        assert_ok(topic_append(t, v, sizeof v, NULL));
+        if (i < 1000)
+            assert_ok(topic_append(u, v, sizeof v, NULL));
+    }
+    assert_ok(close_t(t));
+    assert_ok(close_t(u));
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mallopt(M_ARENA_MAX, 1);
+        topic *a = NULL, *b = NULL;
+        unsigned char buf[LEN];
+        size_t len;
+        if (topic_open(f->dir, TOPIC_RDONLY, NULL, &a) != 0)
+            _exit(2);
+        for (uint64_t o = 0; o < N; o++)
+            if (topic_read(a, o, buf, sizeof buf, &len) != 0)
+                _exit(3);
+        struct rlimit rl;
+        rl.rlim_cur = rl.rlim_max = vm_bytes() + ((rlim_t)2 << 30) - ((rlim_t)16 << 20);
+        if (setrlimit(RLIMIT_AS, &rl) != 0)
+            _exit(4);
+        int rc = topic_open(other, TOPIC_RDONLY, NULL, &b);
+        if (rc != 0) {
+            fprintf(stderr, "second handle: topic_open: %s\n", topic_strerror(rc));
+            _exit(5);
+        }
+        for (int pass = 0; pass < 2; pass++)
+            for (uint64_t o = 0; o < N; o++) {
+                topic *h = pass == 0 && o < 1000 ? b : a;
+                rc = topic_read(h, o, buf, sizeof buf, &len);
+                if (rc != 0 || len != LEN || buf[0] != (unsigned char)o ||
+                    buf[LEN - 1] != (unsigned char)(o >> 8)) {
+                    fprintf(stderr, "%s: offset %" PRIu64 ": %s\n", h == a ? "A" : "B", o,
+                            topic_strerror(rc));
+                    _exit(6);
+                }
+            }
+        topic_close(b);
+        topic_close(a);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    free(other);
+#endif
+}
+
+/*
  * A read-only process follows a writer that rolls a small segment every few
  * milliseconds.  It must read every record, in order, with no error: a
  * listing of the directory made while the writer created two segments
@@ -4638,6 +4714,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_foreign_group_file, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_follower_across_many_rolls, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_follower_gives_back_settled_segments, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_handles_make_room_for_each_other, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_threads_share_limited_address_space, fx_setup,
                                         fx_teardown),
