@@ -36,22 +36,41 @@ static int walk_to(const struct segment *s, size_t pos, uint64_t expect, size_t 
 
 static int locate_in(topic *t, struct segment *s, uint64_t offset, struct batch_ref *ref);
 
+/* Where a walk to `offset` in s starts: the index entry at or before it
+ * (position and first offset), or the segment's start. */
+static void index_start(const struct segment *s, uint64_t offset, size_t limit, size_t *pos,
+                        uint64_t *expect)
+{
+    struct idx_entry e;
+    *pos = 0;
+    *expect = s->base;
+    if (offset - s->base <= UINT32_MAX &&
+        topic__index_find_rel(&s->idx, (uint32_t)(offset - s->base), &e) && e.pos < limit) {
+        *pos = e.pos;
+        *expect = s->base + e.rel;
+    }
+}
+
+/* The walk from there.  A damaged index entry must not make good records
+ * unreadable: the segment is then walked from its start, slower but
+ * sure. */
+static int walk_from(const struct segment *s, size_t pos, uint64_t expect, size_t limit,
+                     uint64_t offset, struct batch_ref *ref)
+{
+    int rc = walk_to(s, pos, expect, limit, offset, ref);
+    if (rc == TOPIC_ECORRUPT && pos != 0)
+        rc = walk_to(s, 0, s->base, limit, offset, ref);
+    return rc;
+}
+
 int topic__segment_batch_at(const struct segment *s, uint64_t offset, size_t limit, size_t *pos,
                             uint64_t *base)
 {
-    struct idx_entry e;
     struct batch_ref ref;
-    size_t from = 0;
-    uint64_t expect = s->base;
-    if (offset - s->base <= UINT32_MAX &&
-        topic__index_find_rel(&s->idx, (uint32_t)(offset - s->base), &e) && e.pos < limit) {
-        from = e.pos;
-        expect = s->base + e.rel;
-    }
-    int rc = walk_to(s, from, expect, limit, offset, &ref);
-    if (rc == TOPIC_ECORRUPT && from != 0)
-        rc = walk_to(s, 0, s->base, limit, offset, &ref);
-    TRY(rc);
+    size_t from;
+    uint64_t expect;
+    index_start(s, offset, limit, &from, &expect);
+    TRY(walk_from(s, from, expect, limit, offset, &ref));
     *pos = ref.pos;
     *base = ref.h.base_offset;
     return 0;
@@ -92,7 +111,6 @@ int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
 static int locate_in(topic *t, struct segment *s, uint64_t offset, struct batch_ref *ref)
 {
     TRY(topic__segment_load(t, s));
-    int rc;
     size_t limit = atomic_load_explicit(&s->len, memory_order_acquire);
     size_t mapped = atomic_load_explicit(&s->map_len, memory_order_relaxed);
     if (limit > mapped)
@@ -115,14 +133,9 @@ static int locate_in(topic *t, struct segment *s, uint64_t offset, struct batch_
         if (g > half)
             __builtin_prefetch(s->map + g - half);
     }
-    struct idx_entry e;
-    size_t pos = 0;
-    uint64_t expect = s->base;
-    if (offset - s->base <= UINT32_MAX &&
-        topic__index_find_rel(&s->idx, (uint32_t)(offset - s->base), &e) && e.pos < limit) {
-        pos = e.pos;
-        expect = s->base + e.rel;
-    }
+    size_t pos;
+    uint64_t expect;
+    index_start(s, offset, limit, &pos, &expect);
     /* The record lies within about one index interval of pos.  Ask for
      * those cache lines at once, so that the walk below waits for memory
      * once rather than once per header; no more than PREFETCH_MAX bytes of
@@ -133,12 +146,7 @@ static int locate_in(topic *t, struct segment *s, uint64_t offset, struct batch_
     for (size_t q = pos; q < ahead && q < limit; q += 64)
         __builtin_prefetch(s->map + q);
     ref->seg = s;
-    rc = walk_to(s, pos, expect, limit, offset, ref);
-    /* A damaged index entry must not make good records unreadable: walk
-     * from the start of the segment instead, slower but sure. */
-    if (rc == TOPIC_ECORRUPT && pos != 0)
-        rc = walk_to(s, 0, s->base, limit, offset, ref);
-    TRY(rc);
+    TRY(walk_from(s, pos, expect, limit, offset, ref));
     return topic__batch_verify(s->map + ref->pos, &ref->h) ? 0 : TOPIC_ECORRUPT;
 }
 
