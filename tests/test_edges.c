@@ -1066,6 +1066,53 @@ static void test_log_damaged_under_killed_writer(void **state)
     }
 }
 
+/* Creates a topic, appends 30 records, removes every .log and dies
+ * without a close. */
+static int all_logs_removed_run(void *arg)
+{
+    const char *dir = arg;
+    topic *t = NULL;
+    if (topic_open(dir, TOPIC_CREATE, NULL, &t) != 0)
+        return 10;
+    for (int i = 0; i < 30; i++)
+        if (put_next(t, NULL) != 0)
+            return 11;
+    char *log = tu_segment_path(dir, 0, "log");
+    int rc = unlink(log);
+    free(log);
+    if (rc != 0)
+        return 12;
+    _exit(0);
+}
+
+/* A topic never closed cleanly, whose every .log is removed under its
+ * writer before that writer is killed: the next writer started again at
+ * offset 0 and handed out the dead writer's offsets a second time (recheck
+ * tester F1 of snap14).  It starts at the dead writer's end, with the
+ * lost offsets below the start offset. */
+static void test_all_logs_removed_under_killed_writer(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(tu_run_child(all_logs_removed_run, f->dir, 20000), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        topic *t = open_with(f->dir, 0, NULL);
+        assert_u64(topic_start_offset(t), 30);
+        assert_u64(topic_end_offset(t), 30 + (uint64_t)pass);
+        unsigned char buf[600];
+        size_t len;
+        assert_rc(topic_read(t, 0, buf, sizeof buf, &len), TOPIC_EGONE);
+        assert_rc(topic_read(t, 29, buf, sizeof buf, &len), TOPIC_EGONE);
+        if (pass == 0) {
+            uint64_t off;
+            assert_ok(put_next(t, &off));
+            assert_u64(off, 30);
+        } else {
+            check_value(t, 30);
+        }
+        assert_ok(topic_close(t));
+    }
+}
+
 /* An lz4 batch of many megabytes needs scratch memory of about twice its
  * size; the handle gives it back after that append instead of holding it
  * until topic_close (tester D: 287 MB kept after a 300 MB batch).  Small
@@ -4586,6 +4633,7 @@ int main(void)
         T(test_active_log_removed_under_writer),
         T(test_rolled_segment_removed_under_writer),
         T(test_log_damaged_under_killed_writer),
+        T(test_all_logs_removed_under_killed_writer),
         T(test_active_index_not_a_file),
         T(test_rebuilt_index_closed_exact),
         T(test_lz4_scratch_given_back),
