@@ -43,7 +43,7 @@ static struct live *live_area(topic *t)
 }
 
 /* Bytes 128-151: which files the live area describes, for the next writer
- * of the same boot (topic__live_floor); written under the same sequence
+ * of the same boot (topic__live_last); written under the same sequence
  * lock.  Zeros where unknown, and in files of releases before them. */
 struct live_files {
     uint64_t dir[2];              /* the topic directory's device and inode */
@@ -188,51 +188,66 @@ uint64_t topic__follow_published_base(topic *t)
     return live_read(t, &v) ? v.base : UINT64_MAX;
 }
 
-/* Whether the .log of the segment at `base` is not the file `ino`: gone,
- * or another file put in its place.  1, 0 or a negative error. */
-static int log_replaced(topic *t, uint64_t base, uint64_t ino)
+/*
+ * What became of the .log of the segment at `base`, which the writer
+ * published as the file `ino`: TOPIC__LIVE_REPLACED when it is gone or
+ * another file is in its place, TOPIC__LIVE_SAME with its size in *size
+ * when it is that file, or a negative error.
+ */
+static int log_fate(topic *t, uint64_t base, uint64_t ino, size_t *size)
 {
     char name[64];
     topic__segment_name(name, sizeof name, base, ".log");
     int fd = topic__openat(t->dirfd, name, O_RDONLY, 0);
     if (fd == -ENOENT || fd == -ELOOP || fd == TOPIC_ECORRUPT)
-        return 1;
+        return TOPIC__LIVE_REPLACED;
     TRY(fd);
-    size_t size;
     uint64_t id[2] = { 0, 0 };
-    int rc = topic__fsize_id(fd, &size, id);
+    int rc = topic__fsize_id(fd, size, id);
     topic__close(fd);
-    if (rc < 0 && rc != TOPIC_ECORRUPT)   /* not a regular file: another one */
-        return rc;
-    return ino != 0 && id[1] != ino;
+    if (rc == TOPIC_ECORRUPT)   /* not a regular file: another one */
+        return TOPIC__LIVE_REPLACED;
+    TRY(rc);
+    if (ino == 0)   /* written by a release that did not publish it */
+        return TOPIC__LIVE_UNKNOWN;
+    return id[1] == ino ? TOPIC__LIVE_SAME : TOPIC__LIVE_REPLACED;
 }
 
 /*
  * A writer publishes its end offset before an append returns, into a page
  * of the page cache that outlives the writer's process.  So when the last
  * writer of this boot has died, its published end is at or past every
- * offset it handed out.  If its active segment's .log was then removed or
- * replaced (an older copy renamed over it) before a sync could notice,
- * the files end below offsets it handed out, and the next writer starts
- * at the published end instead (recheck tester F3).
+ * offset it handed out, and its active segment's .log held every batch up
+ * to the published length when it died: nothing of that can be torn.  The
+ * next writer learns here what it may rely on:
  *
- * Only then: a file cut short in place is what a test of a torn tail
- * makes, and a loss of power (a new boot) leaves; its records are
- * recovered up to the cut, as after any crash.  And only in the
- * directory the area was written in, not in a copy of it made while the
- * writer ran.
+ *   - TOPIC__LIVE_REPLACED: the .log was removed or replaced (an older copy
+ *     renamed over it) before a sync could notice.  The files end below
+ *     offsets the dead writer handed out, and the next writer starts at the
+ *     published end instead (recheck tester F3).
+ *   - TOPIC__LIVE_SAME: it is the file the writer wrote.  A batch that fails
+ *     its checksum below the published length was damaged since, not torn
+ *     by the crash, and the records after it stay (accept tester F1 of
+ *     snap14; topic__segment_open_active).  Unless the file is now shorter
+ *     than that length: a file cut short in place is what a test of a torn
+ *     tail makes, and is recovered up to the cut, as after any crash.
+ *
+ * Only in the directory the area was written in, not in a copy of it made
+ * while the writer ran, and only in the boot it was written in: a loss of
+ * power leaves the page of a later boot's writer, or none.  TOPIC__LIVE_
+ * UNKNOWN (0) when any of this is unknown.
  *
  * Read without the sequence lock: the writer is dead (the caller holds the
  * lock it held), and one killed inside topic__publish left either the old
- * end or the new one, both at or past what it handed out.  *floor is 0
- * when any of this is unknown.
+ * value or the new one of each field, each at or below what the files held
+ * and at or past what it handed out.
  */
-int topic__live_floor(topic *t, uint64_t *floor)
+int topic__live_last(topic *t, struct live_last *out)
 {
     struct live *l = live_area(t);
     struct live_files *f = live_files(t);
     uint8_t mine[16];
-    *floor = 0;
+    memset(out, 0, sizeof *out);
     if (!boot_id(mine) || __atomic_load_n(&l->seq, __ATOMIC_ACQUIRE) == 0)
         return 0;
     for (int i = 0; i < 16; i++)
@@ -241,11 +256,16 @@ int topic__live_floor(topic *t, uint64_t *floor)
     if (t->dir_id[1] == 0 || __atomic_load_n(&f->dir[0], __ATOMIC_RELAXED) != t->dir_id[0] ||
         __atomic_load_n(&f->dir[1], __ATOMIC_RELAXED) != t->dir_id[1])
         return 0;
-    int rc = log_replaced(t, __atomic_load_n(&l->active_base, __ATOMIC_RELAXED),
-                          __atomic_load_n(&f->log_ino, __ATOMIC_RELAXED));
+    out->base = __atomic_load_n(&l->active_base, __ATOMIC_RELAXED);
+    out->len = __atomic_load_n(&l->active_len, __ATOMIC_RELAXED);
+    out->end = __atomic_load_n(&l->end, __ATOMIC_RELAXED);
+    out->same_boot = true;
+    size_t size = 0;
+    int rc = log_fate(t, out->base, __atomic_load_n(&f->log_ino, __ATOMIC_RELAXED), &size);
     TRY(rc);
-    if (rc == 1)
-        *floor = __atomic_load_n(&l->end, __ATOMIC_RELAXED);
+    out->fate = rc;
+    if (rc == TOPIC__LIVE_SAME && size < out->len)
+        out->fate = TOPIC__LIVE_UNKNOWN;   /* cut short in place */
     return 0;
 }
 

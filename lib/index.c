@@ -38,6 +38,11 @@ static inline void entry_at(const struct index *ix, uint32_t i, struct idx_entry
     e->pos = topic__load32(p + 4);
 }
 
+void topic__index_entry(const struct index *ix, uint32_t i, struct idx_entry *e)
+{
+    entry_at(ix, i, e);
+}
+
 /* Entry i, and the one before it or the segment's start (0, 0, INT64_MIN). */
 static void entry_and_prev(const struct index *ix, uint32_t i, struct idx_entry *e,
                            struct idx_entry *prev)

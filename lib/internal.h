@@ -68,6 +68,8 @@ struct idx_entry {
 };
 
 void topic__index_put(struct index *ix, const struct idx_entry *e);
+/* Entry i (below ix->n), decoded. */
+void topic__index_entry(const struct index *ix, uint32_t i, struct idx_entry *e);
 /* Last entry whose rel <= rel (offset index); false if none. */
 bool topic__index_find_rel(const struct index *ix, uint32_t rel, struct idx_entry *e);
 /* Last entry whose max_ts_before < ts (time index); false if none.  *prev
@@ -469,10 +471,17 @@ int  topic__follow_load(topic *t, struct segment *s);
  * (topic__follow_trim: the listing may miss segments created during it). */
 uint64_t topic__follow_published_base(topic *t);
 size_t topic__follow_trim(const uint64_t *bases, size_t n, uint64_t published);
-/* Writer, at open: the end offset below which the last writer of this
- * boot handed out offsets that its removed or replaced active file took
- * with it; 0 if none. */
-int topic__live_floor(topic *t, uint64_t *floor);
+/* Writer, at open: what the last writer of this boot published about its
+ * active segment, when it was this directory's (same_boot), and what became
+ * of that segment's .log since (fate: see follow.c). */
+enum { TOPIC__LIVE_UNKNOWN, TOPIC__LIVE_SAME, TOPIC__LIVE_REPLACED };
+struct live_last {
+    bool same_boot;
+    int fate;
+    uint64_t base, end;
+    size_t len;
+};
+int topic__live_last(topic *t, struct live_last *out);
 int  topic__list_segments(topic *t, uint64_t **out, size_t *count);
 
 /* ------------------------------------------------------------------------ */

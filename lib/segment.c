@@ -221,6 +221,57 @@ static int64_t reopened_born_ms(int fd)
 }
 
 /*
+ * The verifying walk of a segment that a record vouches for stopped at a bad
+ * batch (at *len, offset *end) below the record's end offset `stop`: the
+ * batch was damaged after it was written whole.  The walk resumes past it at
+ * the first entry of the segment's old offset index (`old`, written by the
+ * writer that wrote the batches) that names an intact batch of the offset
+ * the entry says, and again past each further bad batch, adding entries for
+ * the intact batches found to the new indexes so that readers reach them.
+ * The damaged batches' records read TOPIC_ECORRUPT.
+ *
+ * Only an index entry is trusted to say where a batch starts: a search for
+ * the next batch header would take a batch held inside a record's value
+ * (a topic that stores another topic's batches) for one of the log's own.
+ * Without an entry past the damage, the records after it stay unreadable,
+ * and their offsets stay taken.
+ */
+static void resume_past_damage(topic *t, struct segment *s, const struct index *old,
+                               size_t limit, uint64_t stop, size_t *len, uint64_t *end)
+{
+    uint32_t n = atomic_load(&old->n);
+    for (uint32_t i = 0; i < n && *end < stop; i++) {
+        struct idx_entry e;
+        struct batch_header h;
+        topic__index_entry(old, i, &e);
+        uint64_t at = s->base + e.rel;
+        if (e.pos <= *len || e.pos >= limit || at <= *end || at >= stop ||
+            topic__header_parse(s->map + e.pos, limit - e.pos, &h) < 0 || h.base_offset != at ||
+            !topic__batch_verify(s->map + e.pos, &h) || topic__batch_walk(s->map + e.pos, &h) < 0)
+            continue;
+        /* The entry's max_ts_before leaves out the damaged batches'
+         * timestamps, which nobody can read: the segment is marked as
+         * missing records, and time searches pass over it with that in
+         * mind (topic__segment_note_missing). */
+        struct idx_entry mark = { e.rel, e.pos, atomic_load(&s->max_ts) };
+        topic__index_put(&s->idx, &mark);
+        topic__index_put(&s->tidx, &mark);
+        s->last_index_pos = e.pos;
+        if (topic__segment_scan(t, s, limit, TOPIC__SCAN_VERIFY | TOPIC__SCAN_INDEX, len, end) < 0)
+            return;   /* a batch of a newer format: the walk ends there */
+    }
+}
+
+/* Where the data of a file that may hold a reserved tail of zeros ends,
+ * at or past `from`. */
+static size_t data_end(const struct segment *s, size_t from, size_t size)
+{
+    while (size > from && s->map[size - 1] == 0)
+        size--;
+    return size;
+}
+
+/*
  * Opens the last segment for appending.  After a clean close (`vouched`) its
  * length and end offset are known, and its indexes are trusted when the walk
  * of the batches after their last entry lands exactly there: nothing else is
@@ -229,22 +280,24 @@ static int64_t reopened_born_ms(int fd)
  * and the indexes are rebuilt.
  *
  * Cutting is recovery from a crash: what follows the first bad byte was never
- * known to be whole.  After a clean close it is not: the close synced every
- * byte the record vouches for, so a segment that no longer holds them all
- * (cut short, or a batch damaged since) lost acknowledged records, and their
- * offsets must not be handed out again.  Then nothing is cut: the segment
- * keeps its bytes up to the recorded length, is given the recorded end
- * offset, and TOPIC__LOST tells the caller to seal it as it is (readers get
- * TOPIC_ECORRUPT where records are missing, as in any damaged sealed
- * segment) and to append in a new segment from that offset on.
+ * known to be whole.  When a record vouches for the segment it is not: a
+ * clean close synced every byte its record vouches for, and a writer killed
+ * in this boot had written every byte up to the length it published (the
+ * page cache outlives its process: topic__live_last).  A segment that no
+ * longer holds them all (cut short under a clean close's record, or a batch
+ * damaged since) lost acknowledged records, and their offsets must not be
+ * handed out again.  Then nothing is cut: the segment keeps its bytes up to
+ * the recorded length, the walk resumes past each damaged batch where the
+ * old index says the next batch starts (resume_past_damage), the segment is
+ * given the recorded end offset, and TOPIC__LOST tells the caller to seal it
+ * as it is (readers get TOPIC_ECORRUPT where records are missing, as in any
+ * damaged sealed segment) and to append in a new segment from that offset on.
  */
-int topic__segment_open_active(topic *t, struct segment *s, bool scan,
-                               const struct seg_record *vouched)
+static int open_active(topic *t, struct segment *s, bool scan, const struct seg_record *vouched,
+                       struct index *old, size_t size, size_t capacity)
 {
-    size_t size, len = 0, capacity = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
+    size_t len = 0;
     uint64_t end = s->base;
-    TRY(map_log(t, s, capacity, 0, &size));
-    capacity = s->capacity;
     if (!scan) {
         /* An index that is not a regular file (TOPIC_ECORRUPT; -ELOOP for
          * a symbolic link, which is not followed) is made afresh by the
@@ -260,15 +313,30 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan,
                topic__segment_scan(t, s, vouched->len, TOPIC__SCAN_INDEX, &len, &end) < 0 ||
                len != vouched->len || end != vouched->end ||
                atomic_load(&s->tidx_state) == 2;   /* a damaged time index: rebuild */
-        if (scan)
+        if (scan) {
+            *old = s->idx;
+            s->idx = (struct index){ .fd = -1, .entry_size = TOPIC__IDX_ENTRY };
             reset_indexes(s);
+        }
+    } else if (vouched != NULL) {
+        char name[64];
+        topic__segment_name(name, sizeof name, s->base, ".index");
+        if (topic__index_map(old, t->dirfd, name, 0, false) < 0)
+            *old = (struct index){ .fd = -1, .entry_size = TOPIC__IDX_ENTRY };
     }
     if (scan) {
         TRY(map_indexes(t, s, index_cap(t, capacity), true));
         TRY(topic__segment_scan(t, s, size, TOPIC__SCAN_VERIFY | TOPIC__SCAN_INDEX, &len, &end));
         atomic_store(&s->tidx_state, 1);
         if (vouched != NULL && end < vouched->end) {
-            atomic_store(&s->len, size < vouched->len ? size : vouched->len);
+            size_t limit = size < vouched->len ? size : vouched->len;
+            resume_past_damage(t, s, old, limit, vouched->end, &len, &end);
+            /* A segment a writer rolled away from in this boot holds
+             * whole batches to its end, but its length is not recorded:
+             * its data end where the zeros of its reserved tail begin. */
+            if (vouched->len == SIZE_MAX)
+                limit = data_end(s, len, size);
+            atomic_store(&s->len, limit);
             atomic_store(&s->end, vouched->end);
             atomic_store(&s->missing, true);
             s->reserved = size;
@@ -293,6 +361,20 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan,
     s->born_ms = reopened_born_ms(s->fd);
     atomic_store(&s->loaded, true);
     return 0;
+}
+
+int topic__segment_open_active(topic *t, struct segment *s, bool scan,
+                               const struct seg_record *vouched)
+{
+    size_t size, capacity = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
+    /* The offset index as it was before this open remade it: where to
+     * resume past a damaged batch (resume_past_damage). */
+    struct index old = { .fd = -1, .entry_size = TOPIC__IDX_ENTRY };
+    TRY(map_log(t, s, capacity, 0, &size));
+    capacity = s->capacity;
+    int rc = open_active(t, s, scan, vouched, &old, size, capacity);
+    topic__index_unmap(&old);
+    return rc;
 }
 
 /*

@@ -202,8 +202,9 @@ int topic__list_segments(topic *t, uint64_t **out, size_t *count)
 
 /* Opens (a writer) or learns the extent of (a reader) the last segment.
  * A writer's open returns TOPIC__LOST when the segment lost records a clean
- * close had synced (see topic__segment_open_active). */
-static int open_last(topic *t, struct segment *s)
+ * close had synced, or that the last writer of this boot had written to
+ * it before it died (`live`; see topic__segment_open_active). */
+static int open_last(topic *t, struct segment *s, const struct live_last *live)
 {
     struct state_page snap;
     bool clean = topic__state_clean(t, &snap) && snap.active_base == s->base;
@@ -224,6 +225,11 @@ static int open_last(topic *t, struct segment *s)
     if (t->flags & TOPIC_RDONLY)
         return topic__follow_open_last(t, s);
     struct seg_record rec = { (size_t)snap.active_len, snap.end_offset };
+    if (!clean && live->fate == TOPIC__LIVE_SAME && live->base == s->base &&
+        (!vouched || live->end >= rec.end)) {
+        rec = (struct seg_record){ live->len, live->end };
+        vouched = true;
+    }
     return topic__segment_open_active(t, s, !clean, vouched ? &rec : NULL);
 }
 
@@ -275,10 +281,19 @@ static bool indexes_present(topic *t, uint64_t base)
  * after any loss of synced records, and none is given out twice.  The same
  * when the segment is the one a clean close's record (its flag cleared by
  * a writer since: `vouched`) names, and it lost records that close synced.
+ *
+ * And the same when the writer that rolled away from it died in this boot
+ * (`same_boot`): it wrote every batch of the segment before it created the
+ * next one, and a crash of the process alone loses nothing the page cache
+ * holds, so nothing of it can be torn.  A batch that fails its checksum
+ * there was damaged since, and the batches after it stay.
  */
 static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, size_t nlater,
-                          bool stale, const struct seg_record *vouched)
+                          bool stale, const struct seg_record *vouched, bool same_boot)
 {
+    struct seg_record whole = { SIZE_MAX, later[0] };
+    if (same_boot)
+        vouched = &whole;
     int rc = topic__segment_open_active(t, s, true, vouched);
     TRY(rc);
     if (atomic_load(&s->end) == later[0] || stale || rc == TOPIC__LOST) {
@@ -408,12 +423,14 @@ static int open_segments(topic *t)
     bool recovering = !(t->flags & TOPIC_RDONLY) && !clean;
     int rc = 0;
     bool lost = false;
-    /* What the last writer of this boot handed out (topic__live_floor). */
-    uint64_t floor = 0;
-    if (!(t->flags & TOPIC_RDONLY) && (rc = topic__live_floor(t, &floor)) < 0) {
+    /* What the last writer of this boot handed out and wrote
+     * (topic__live_last). */
+    struct live_last live = { 0 };
+    if (!(t->flags & TOPIC_RDONLY) && (rc = topic__live_last(t, &live)) < 0) {
         topic__free(bases);
         return rc;
     }
+    uint64_t floor = live.fate == TOPIC__LIVE_REPLACED ? live.end : 0;
     bool but_flag = !clean && topic__state_clean_but_flag(t, &snap);
     struct seg_record rec = { (size_t)snap.active_len, snap.end_offset };
     if (!(t->flags & TOPIC_RDONLY) && (clean || but_flag)) {
@@ -439,7 +456,7 @@ static int open_segments(topic *t)
             break;
         }
         if (i + 1 == n) {
-            rc = open_last(t, s);
+            rc = open_last(t, s, &live);
             if (rc == TOPIC__LOST) {
                 lost = true;
                 if (atomic_load(&s->end) < floor)
@@ -448,7 +465,8 @@ static int open_segments(topic *t)
             }
         } else if (recovering && bases[i] >= unsealed_from) {
             rc = recover_rolled(t, s, bases + i + 1, n - i - 1, stale,
-                                but_flag && bases[i] == snap.active_base ? &rec : NULL);
+                                but_flag && bases[i] == snap.active_base ? &rec : NULL,
+                                live.same_boot);
             if (rc == 1) {
                 n = i + 1;
                 rc = 0;
@@ -750,9 +768,13 @@ static int open_once(const char *dir, int flags, const topic_config *conf, topic
         return rc;
     }
     if (!(flags & TOPIC_RDONLY)) {
+        /* The position first: a writer killed between the two leaves the
+         * recovered position under the last boot's id, which the next
+         * writer does not rely on, rather than a position of an earlier
+         * boot under this one's (topic__live_last). */
         pthread_mutex_lock(&t->append_lock);
-        topic__publish_boot(t);
         topic__publish(t);
+        topic__publish_boot(t);
         pthread_mutex_unlock(&t->append_lock);
     }
     topic__handles_add(t);

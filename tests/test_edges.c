@@ -1113,6 +1113,143 @@ static void test_all_logs_removed_under_killed_writer(void **state)
     }
 }
 
+struct damaged_writer {
+    const char *dir;
+    const char *segment_bytes;   /* NULL: the default, one segment */
+};
+
+/* Appends 200 records to a new topic, syncs, appends 10 more and dies
+ * without a close or a flusher's tick (flush.ms is a minute): kill -9.
+ * With a small segment.bytes it rolls. */
+static int damaged_writer_run(void *arg)
+{
+    const struct damaged_writer *w = arg;
+    topic_config *c = topic_config_new();
+    topic *t = NULL;
+    if (c == NULL || topic_config_set(c, "flush.ms", "60000") != 0 ||
+        topic_config_set(c, "index.interval.bytes", "1024") != 0 ||
+        (w->segment_bytes != NULL && topic_config_set(c, "segment.bytes", w->segment_bytes) != 0) ||
+        topic_open(w->dir, TOPIC_CREATE, c, &t) != 0)
+        return 10;
+    for (int i = 0; i < 200; i++)
+        if (put_next(t, NULL) != 0)
+            return 11;
+    if (topic_sync(t) != 0)
+        return 12;
+    for (int i = 0; i < 10; i++)
+        if (put_next(t, NULL) != 0)
+            return 13;
+    _exit(0);
+}
+
+/* What a damaged_rounds round does to the batch of offset 50. */
+enum { DMG_PAYLOAD, DMG_LENGTH, DMG_MAGIC, DMG_ZEROS };
+
+/*
+ * A writer is killed, and then one batch in the middle of a segment it
+ * wrote is damaged (a flipped bit of its payload, of its length or of its
+ * magic, or zeros over it) before the next writer opens the topic.  The
+ * crash tore nothing: the process died, the page cache kept every byte it
+ * wrote.  So the damage is not a torn tail, and is not cut off with all
+ * the records after it, acknowledged and synced ones included, whose
+ * offsets the next appends were given again (accept tester F1 of snap14:
+ * end offset 33 of 1000).  Every offset keeps its record: the damaged
+ * batch's records, and those up to the next index entry, read
+ * TOPIC_ECORRUPT, every other record reads back, and appends go on at the
+ * dead writer's end.  The same in a segment the writer had rolled away
+ * from and not sealed yet.
+ *
+ * After a reboot the page cache is gone, and a bad batch of the active
+ * segment cannot be told from one that a loss of power tore: it is cut
+ * off, with what follows it, as before.
+ */
+static void test_damage_after_killed_writer(void **state)
+{
+    fx *f = *state;
+    static const struct {
+        int what;
+        bool rolled, reboot;
+    } rounds[] = {
+        { DMG_PAYLOAD, false, false }, { DMG_LENGTH, false, false }, { DMG_MAGIC, false, false },
+        { DMG_ZEROS, false, false },   { DMG_PAYLOAD, true, false },  { DMG_LENGTH, true, false },
+        { DMG_PAYLOAD, false, true },
+    };
+    for (int round = 0; round < (int)(sizeof rounds / sizeof rounds[0]); round++) {
+        char name[64];
+        snprintf(name, sizeof name, "damaged-%d", round);
+        char *dir = tu_path(f->root, name);
+        struct damaged_writer w = { dir, rounds[round].rolled ? "8192" : NULL };
+        int child = tu_run_child(damaged_writer_run, &w, 20000);
+        if (child != 0)
+            fail_msg("round %d: the writer's child returned %d", round, child);
+        uint64_t *bases = NULL;
+        int nseg = tu_list_segments(dir, &bases);
+        assert_true(rounds[round].rolled ? nseg > 3 : nseg == 1);
+        int at = 0;   /* the segment holding offset 50 */
+        while (at + 1 < nseg && bases[at + 1] <= 50)
+            at++;
+        assert_true(at + 1 < nseg || !rounds[round].rolled);
+        /* The flusher seals a segment as soon as appends roll away from
+         * it: the dead writer did not get to seal this one (recovery walks
+         * it, as the active one). */
+        if (rounds[round].rolled)
+            patch_state(dir, 56, &bases[at], sizeof bases[at]);
+        char *log = tu_segment_path(dir, bases[at], "log");
+        unsigned char *data;
+        size_t size;
+        assert_ok(tu_read_file(log, &data, &size));
+        size_t pos = batch_pos(data, size, 50);
+        assert_true(pos != (size_t)-1);
+        switch (rounds[round].what) {
+        case DMG_PAYLOAD: data[pos + 60] ^= 0x10; break;
+        case DMG_LENGTH: data[pos + 5] ^= 0x01; break;
+        case DMG_MAGIC: data[pos] ^= 0x80; break;
+        default: memset(data + pos, 0, 80); break;
+        }
+        assert_ok(tu_overwrite_file(log, data, size));
+        free(data);
+        free(log);
+        if (rounds[round].reboot) {
+            unsigned char boot[16];   /* a live area of an earlier boot */
+            memset(boot, 0xa5, sizeof boot);
+            patch_state(dir, 104, boot, sizeof boot);
+        }
+        uint64_t end = rounds[round].reboot ? 50 : 210;
+        for (int pass = 0; pass < 3; pass++) {
+            topic *t = open_with(dir, pass == 1 ? TOPIC_RDONLY : 0, NULL);
+            if (topic_end_offset(t) != end)
+                fail_msg("round %d pass %d: end %" PRIu64 ", want %" PRIu64, round, pass,
+                         topic_end_offset(t), end);
+            unsigned char buf[600];
+            size_t len;
+            uint64_t bad = 0;
+            for (uint64_t o = 0; o < end; o++) {
+                int rc = topic_read(t, o, buf, sizeof buf, &len);
+                if (rc == 0) {
+                    check_value(t, o);
+                    continue;
+                }
+                /* Only the damaged batch and those up to the next index
+                 * entry (1024 bytes on, batches of at least 148) fail. */
+                if (rc != TOPIC_ECORRUPT || o < 50 || o >= 50 + 1024 / 148 + 2)
+                    fail_msg("round %d pass %d: offset %" PRIu64 " read %d", round, pass, o, rc);
+                bad++;
+            }
+            if (!rounds[round].reboot && bad == 0)
+                fail_msg("round %d pass %d: the damaged record read back", round, pass);
+            if (pass != 1) {
+                uint64_t off;
+                assert_ok(put_next(t, &off));
+                assert_u64(off, end);
+                end++;
+            }
+            assert_ok(topic_close(t));
+        }
+        free(bases);
+        free(dir);
+    }
+}
+
 /* An lz4 batch of many megabytes needs scratch memory of about twice its
  * size; the handle gives it back after that append instead of holding it
  * until topic_close (tester D: 287 MB kept after a 300 MB batch).  Small
@@ -4634,6 +4771,7 @@ int main(void)
         T(test_rolled_segment_removed_under_writer),
         T(test_log_damaged_under_killed_writer),
         T(test_all_logs_removed_under_killed_writer),
+        T(test_damage_after_killed_writer),
         T(test_active_index_not_a_file),
         T(test_rebuilt_index_closed_exact),
         T(test_lz4_scratch_given_back),
