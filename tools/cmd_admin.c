@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "walk.h"
 
 /* Applies "NAME=VALUE" to c; returns 0 or a usage exit status. */
 static int apply_setting(const char *cmd, topic_config *c, const char *arg)
@@ -239,7 +240,9 @@ static const char recover_usage[] =
     "close cleanly (the active segment is verified, a torn tail cut off and the\n"
     "indexes rebuilt), then closes it cleanly.  Prints what changed: the start\n"
     "and end offsets as a reader saw them before and as they are after, and the\n"
-    "segment files removed, added or resized.\n"
+    "segment files removed, added or resized.  A damaged batch that the crash\n"
+    "did not tear is kept, with the records after it, and reported: the exit\n"
+    "status is then 1, as the damage remains.\n"
     "\n"
     "  -h, --help  show this help\n";
 
@@ -395,6 +398,32 @@ static bool report_index_dirs(const char *dir)
     return true;
 }
 
+/*
+ * Whether the recovered segment `b` still holds bytes that are not an intact
+ * batch: the library keeps a batch damaged after a crash, rather than cut
+ * it off with the records after it as if the crash had torn it.  The first
+ * such range goes to *pos, with the offset the log expects there (*off,
+ * UINT64_MAX when unknown).
+ */
+static bool kept_damage(const char *dir, const struct seg_file *b, size_t *pos, uint64_t *off)
+{
+    struct seg_map m;
+    if (seg_map_open(dir, b, &m) != 0)
+        return false;
+    struct walker w;
+    struct walk_item it;
+    bool bad = false;
+    walker_init(&w, &m, b->base);
+    while (!bad && walker_next(&w, &it))
+        if (it.kind == ITEM_BAD) {
+            bad = true;
+            *pos = it.pos;
+            *off = it.expect_known ? it.expect : UINT64_MAX;
+        }
+    seg_map_close(&m);
+    return bad;
+}
+
 int cmd_recover(int argc, char **argv)
 {
     static const struct opt_spec specs[] = { { NULL, 0, false, 0 } };
@@ -442,7 +471,7 @@ int cmd_recover(int argc, char **argv)
     rc = close_topic(t, dir);
     snapshot_files(dir, &after);
 
-    bool changed = false;
+    bool changed = false, damage_kept = false;
     if (!before.opened) {
         printf("before: a reader could not open the topic: %s\n", topic_strerror(before.err));
         changed = true;
@@ -475,8 +504,21 @@ int cmd_recover(int argc, char **argv)
                 changed = true;
             }
         } else if (b->size != a->size) {
+            size_t pos;
+            uint64_t off;
+            bool damaged = b->size < a->size && kept_damage(dir, b, &pos, &off);
             printf("%s: %" PRIu64 " -> %" PRIu64 " bytes%s\n", a->name, a->size, b->size,
-                   b->size < a->size ? " (cut to its intact batches)" : "");
+                   damaged               ? " (cut after its last batch)"
+                   : b->size < a->size ? " (cut to its intact batches)"
+                                       : "");
+            if (damaged) {
+                damage_kept = true;
+                printf("%s: kept damaged bytes at position %zu", a->name, pos);
+                if (off != UINT64_MAX)
+                    printf(" (offset %" PRIu64 ")", off);
+                printf(": the crash did not tear them, so the records after them were kept;"
+                       " topic verify shows which offsets are unreadable\n");
+            }
             changed = true;
         }
         if (b != NULL && before.idx != NULL && after.idx != NULL &&
@@ -500,6 +542,8 @@ int cmd_recover(int argc, char **argv)
      * place (a FIFO...) is damage that remains. */
     if (seg_report_irregular("recover", dir, after.segs, after.nsegs) > 0 && rc == 0)
         rc = TOOL_NOTFOUND;
+    if (damage_kept && rc == 0)
+        rc = TOOL_NOTFOUND;   /* the damage remains, as above */
     if (lerr != 0 && rc == 0)
         rc = lerr;
     snapshot_free(&before);

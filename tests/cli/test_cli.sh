@@ -1086,6 +1086,49 @@ expect 0 "recover on a cleanly closed topic" recover "$D"
 check "...changes nothing" grep -q '^nothing changed' "$W/out"
 expect 3 "recover on a directory that is not a topic fails" recover "$W/nothing-here"
 
+# A batch damaged after its writer was killed: the crash tore nothing, so
+# recover keeps it and the records after it, says so, and exits 1.
+PK=$W/killed-damage
+expect 0 "create a topic whose every batch is indexed" create "$PK" --config index.interval.bytes=1
+mkfifo "$W/kd.in"
+"$TOPIC" append "$PK" <"$W/kd.in" >/dev/null 2>&1 &
+BG_PID=$!
+exec 7>"$W/kd.in"
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	printf 'batch %s record a\nbatch %s record b\n' "$i" "$i" >&7
+	sleep 0.05
+done
+kd_end=
+for _ in $(seq 200); do
+	"$TOPIC" info "$PK" --json >"$W/kd.info" 2>/dev/null &&
+		kd_end=$("$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["end_offset"])' <"$W/kd.info")
+	[ "$kd_end" = 20 ] && break
+	sleep 0.05
+done
+kill -9 "$BG_PID" 2>/dev/null
+wait "$BG_PID" 2>/dev/null
+BG_PID=
+exec 7>&-
+check "the killed appender had appended all 20 records" test "$kd_end" = 20
+kd_pos=$("$PYTHON" - "$PK/00000000000000000000.log" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+pos, starts = 0, []
+while pos + 51 <= len(data) and struct.unpack_from("<I", data, pos)[0] != 0:
+    starts.append(pos)
+    pos += struct.unpack_from("<I", data, pos + 4)[0]
+print(starts[len(starts) // 2] + 60 if len(starts) > 2 else -1)
+PY
+)
+check "the segment holds several batches" test "$kd_pos" -gt 0
+forge put "$PK/00000000000000000000.log" "$kd_pos" ff
+expect 1 "recover after a kill and a damaged batch exits 1: the damage remains" recover "$PK"
+check "...says it kept the damaged bytes" grep -q '^00000000000000000000.log: kept damaged bytes at position [0-9]* (offset [0-9]*): the crash did not tear them' "$W/out"
+check "...and kept every offset" grep -q '^start offset 0, end offset 20, closed cleanly$' "$W/out"
+expect 0 "the last record reads back" read "$PK" --from 19
+check "...as it was appended" test "$(cat "$W/out")" = "batch 10 record b"
+expect 1 "verify reports the damaged batch" verify "$PK" --quiet
+
 # --------------------------------------------------------------------------
 # delete-before
 
