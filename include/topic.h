@@ -201,8 +201,11 @@ TOPIC_API void topic_config_free(topic_config *c);
  * last writer did not close cleanly, the active segment and any segment it
  * had not finished sealing are scanned, every batch verified, torn tails cut
  * off and indexes rebuilt, so that every record whose append returned is
- * there and the next append continues the dense offsets.  After a clean
- * close nothing is scanned.
+ * there and the next append continues the dense offsets.  A batch damaged
+ * since the last writer was killed is not a torn tail (a process that dies
+ * tears nothing) and is kept with the records after it: its records read
+ * TOPIC_ECORRUPT, and no offset is handed out twice (topic_open(3)).  After
+ * a clean close nothing is scanned.
  *
  * A writer handle runs up to two background threads: "topic-flush" carries
  * out flush.ms, seals the segments appends have rolled away from and applies
