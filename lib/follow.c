@@ -642,31 +642,22 @@ static int follow_roll(topic *t, struct segment *last, uint64_t published, struc
  * follows: about 24 bytes per index entry, 2.3% of a log of 100-byte
  * records, kept until the handle closed (scale tester F1: 23.7 MB after
  * following 1.05 GB, 117 MB at index.interval.bytes=1).  So at each roll,
- * the segments before the one just rolled away from give back that memory
- * and their mappings, unless a cursor or a read holds them: those are
- * tried again at the next roll.  The one just rolled away from waits for
- * the next roll, as its last records were found only now, and the reader
- * has yet to read them.  A segment given back is loaded again when it is
- * next read, from the writer's index files once the writer has sealed it.
- * Under append_lock.
+ * every segment before the one just rolled away from gives back that memory
+ * and its mappings, unless a cursor or a read holds it.  The one just
+ * rolled away from waits for the next roll, as its last records were found
+ * only now, and the reader has yet to read them.  A segment given back is
+ * loaded again when it is next read, from the writer's index files once
+ * the writer has sealed it, and given back again at a later roll: a cursor
+ * that lags behind the writer, or reads the log again from its start, holds
+ * the segments it passed through only until then (recheck tester F3 of
+ * snap14: a second, lagging cursor kept the whole log mapped).  Each roll
+ * looks at every segment, a pointer each: rolls are rare.  Under
+ * append_lock.
  */
 static void release_behind(topic *t, const struct segment *old)
 {
-    size_t cap = sizeof t->busy_q / sizeof t->busy_q[0];
-    uint64_t busy[sizeof t->busy_q / sizeof t->busy_q[0]];
-    size_t kept = 0;
-    for (size_t i = 0; i < t->busy_n; i++)
-        kept += topic__seglist_unload_range(t, t->busy_q[i], t->busy_q[i] + 1, busy + kept,
-                                            cap - kept);
-    if (old != NULL && old->base > t->behind_from) {
-        /* Past cap, a busy segment is forgotten: topic__seglist_unload_idle
-         * may still give it back. */
-        kept += topic__seglist_unload_range(t, t->behind_from, old->base, busy + kept,
-                                            cap - kept);
-        t->behind_from = old->base;
-    }
-    memcpy(t->busy_q, busy, kept * sizeof busy[0]);
-    t->busy_n = kept;
+    if (old != NULL)
+        (void)topic__seglist_unload_below(t, old->base);
 }
 
 void topic__refresh(topic *t)

@@ -289,12 +289,6 @@ struct topic {
      * segments (-EMFILE, -ENOMEM, ...), or 0.  Reads at its end offset
      * report it instead of TOPIC_END, until a refresh succeeds. */
     _Atomic int follow_err;
-    /* A reader: segments it has left behind and that give back their
-     * memory once nobody uses them (follow.c, release_behind): those below
-     * behind_from were, but for the bases in busy_q; append_lock. */
-    uint64_t behind_from;
-    uint64_t busy_q[16];
-    size_t busy_n;
 
     struct wait_page *wait;       /* topic.wait, or NULL: poll (wait.c) */
     unsigned wake_misses;         /* appends in a row whose wake woke nobody; append_lock */
@@ -339,11 +333,8 @@ int  topic__seglist_drop_before(topic *t, uint64_t start, bool unlink);
 /* Unloads the loaded segments that nobody reads and that no longer change;
  * returns how many (seglist.c). */
 int  topic__seglist_unload_idle(topic *t);
-/* Unloads, as topic__seglist_unload_idle would, the segments whose bases
- * lie in [from, to); stores in busy (up to cap) the bases of those in use,
- * and returns how many it stored. */
-size_t topic__seglist_unload_range(topic *t, uint64_t from, uint64_t to, uint64_t *busy,
-                                   size_t cap);
+/* The same for the segments whose bases lie below `below`. */
+int  topic__seglist_unload_below(topic *t, uint64_t below);
 /* How many segments topic__seglist_unload_idle has unloaded so far. */
 unsigned topic__seglist_unloads(topic *t);
 /* After a mapping was refused (-ENOMEM, topic__maps_refused): gives back

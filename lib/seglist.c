@@ -213,10 +213,15 @@ int topic__seglist_drop_before(topic *t, uint64_t start, bool unlink)
  */
 int topic__seglist_unload_idle(topic *t)
 {
+    return topic__seglist_unload_below(t, UINT64_MAX);
+}
+
+int topic__seglist_unload_below(topic *t, uint64_t below)
+{
     struct seglist *l = &t->segs;
     int n = 0;
     pthread_rwlock_wrlock(&l->lock);
-    for (size_t i = 0; i + 1 < l->n; i++) {
+    for (size_t i = 0; i + 1 < l->n && l->v[i]->base < below; i++) {
         struct segment *s = l->v[i];
         if (atomic_load(&s->refs) != 1 || !atomic_load(&s->loaded) || s->writable ||
             (s->follow && !atomic_load(&s->settled)))
@@ -227,32 +232,6 @@ int topic__seglist_unload_idle(topic *t)
     atomic_fetch_add(&l->unloads, (unsigned)n);
     pthread_rwlock_unlock(&l->lock);
     return n;
-}
-
-size_t topic__seglist_unload_range(topic *t, uint64_t from, uint64_t to, uint64_t *busy,
-                                   size_t cap)
-{
-    struct seglist *l = &t->segs;
-    size_t nbusy = 0;
-    unsigned n = 0;
-    pthread_rwlock_wrlock(&l->lock);
-    size_t i = find(l, from);
-    i = i == l->n ? 0 : l->v[i]->base < from ? i + 1 : i;
-    for (; i + 1 < l->n && l->v[i]->base < to; i++) {
-        struct segment *s = l->v[i];
-        if (!atomic_load(&s->loaded) || s->writable)
-            continue;
-        if (atomic_load(&s->refs) != 1 || (s->follow && !atomic_load(&s->settled))) {
-            if (nbusy < cap)
-                busy[nbusy++] = s->base;
-            continue;
-        }
-        topic__segment_unload(s);
-        n++;
-    }
-    atomic_fetch_add(&l->unloads, n);
-    pthread_rwlock_unlock(&l->lock);
-    return nbusy;
 }
 
 unsigned topic__seglist_unloads(topic *t)
