@@ -285,6 +285,19 @@ static void verify_range(topic *t, uint64_t from, uint64_t end, int check_end, c
     topic_cursor_close(c);
 }
 
+/* A new append after recovery gets exactly the end offset. */
+static void append_at_end(topic *t, uint64_t end, const char *what)
+{
+    size_t len = tu_value_len(end, SEED, MAXLEN);
+    unsigned char v[MAXLEN];
+    tu_fill(end, SEED, v, len);
+    uint64_t off = UINT64_MAX;
+    int rc = topic_append(t, v, len, &off);
+    if (rc != 0 || off != end)
+        fail_msg("%s: append after recovery = %d (%s), offset %llu, expected %llu", what, rc,
+                 topic_strerror(rc), (unsigned long long)off, (unsigned long long)end);
+}
+
 /* Where to start checking: a little before `end`, on a batch start is not
  * needed (verify_range accepts a partial batch at `from`). */
 static uint64_t back_off(uint64_t end, uint64_t by)
@@ -457,15 +470,7 @@ static void crash_loop(const char *dir, unsigned long n, uint64_t seed, int rdon
         /* A new append gets exactly the end offset. */
         PHASE("iteration %lu: append and close after recovery (end %llu)", it,
               (unsigned long long)end);
-        size_t len = tu_value_len(end, SEED, MAXLEN);
-        unsigned char v[MAXLEN];
-        tu_fill(end, SEED, v, len);
-        uint64_t off = UINT64_MAX;
-        rc = topic_append(t, v, len, &off);
-        if (rc != 0 || off != end)
-            fail_msg("iteration %lu: append after recovery = %d (%s), offset %llu, "
-                     "expected %llu", it, rc, topic_strerror(rc), (unsigned long long)off,
-                     (unsigned long long)end);
+        append_at_end(t, end, what);
         verify_range(t, end, end + 1, 1, what);
         rc = topic_close(t);
         if (rc != 0)
@@ -658,14 +663,7 @@ static void test_crash_then_damage(void **state)
                  (unsigned long long)acked, (unsigned long long)end);
         uint64_t bad = 0;
         verify_or_corrupt(t, back_off(prev_end, 400), end, what, &bad);
-        size_t len = tu_value_len(end, SEED, MAXLEN);
-        unsigned char v[MAXLEN];
-        tu_fill(end, SEED, v, len);
-        uint64_t off = UINT64_MAX;
-        rc = topic_append(t, v, len, &off);
-        if (rc != 0 || off != end)
-            fail_msg("%s: append after recovery = %d (%s), offset %llu", what, rc,
-                     topic_strerror(rc), (unsigned long long)off);
+        append_at_end(t, end, what);
         assert_ok(topic_close(t));
         prev_end = end + 1;
     }
