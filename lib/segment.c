@@ -262,6 +262,37 @@ static void resume_past_damage(topic *t, struct segment *s, const struct index *
     }
 }
 
+/*
+ * A recovery that a record vouches for begins the segment's indexes afresh,
+ * and resumes past a damaged batch by the entries of the offset index as the
+ * writer of the batches left it (resume_past_damage).  A recovery killed
+ * between the two would leave the next one an index without those entries,
+ * and the records after the damage unreachable for good.  So the old index
+ * stays under a second name, <base>.index.prev, until the walk is done with
+ * it (drop_old_index), and *old maps it.  A .prev already there is from a
+ * recovery killed that way, and holds the entries of the writer itself: it
+ * is the one kept.  Best effort, not through topic__os: without the link
+ * (a file system without hard links) the index is read where it is.
+ */
+static void keep_old_index(topic *t, struct segment *s, struct index *old)
+{
+    char name[64], prev[64];
+    topic__segment_name(name, sizeof name, s->base, ".index");
+    topic__segment_name(prev, sizeof prev, s->base, ".index.prev");
+    bool linked = linkat(t->dirfd, name, t->dirfd, prev, 0) == 0 || errno == EEXIST;
+    if (topic__index_map(old, t->dirfd, linked ? prev : name, 0, false) < 0)
+        *old = (struct index){ .fd = -1, .entry_size = TOPIC__IDX_ENTRY };
+}
+
+/* The end of keep_old_index's care, and of a .prev an earlier recovery
+ * left, whether or not this one needed it. */
+static void drop_old_index(topic *t, struct segment *s)
+{
+    char prev[64];
+    topic__segment_name(prev, sizeof prev, s->base, ".index.prev");
+    topic__os.unlinkat(t->dirfd, prev, 0);
+}
+
 /* Where the data of a file that may hold a reserved tail of zeros ends,
  * at or past `from`. */
 static size_t data_end(const struct segment *s, size_t from, size_t size)
@@ -313,24 +344,19 @@ static int open_active(topic *t, struct segment *s, bool scan, const struct seg_
                topic__segment_scan(t, s, vouched->len, TOPIC__SCAN_INDEX, &len, &end) < 0 ||
                len != vouched->len || end != vouched->end ||
                atomic_load(&s->tidx_state) == 2;   /* a damaged time index: rebuild */
-        if (scan) {
-            *old = s->idx;
-            s->idx = (struct index){ .fd = -1, .entry_size = TOPIC__IDX_ENTRY };
+        if (scan)
             reset_indexes(s);
-        }
-    } else if (vouched != NULL) {
-        char name[64];
-        topic__segment_name(name, sizeof name, s->base, ".index");
-        if (topic__index_map(old, t->dirfd, name, 0, false) < 0)
-            *old = (struct index){ .fd = -1, .entry_size = TOPIC__IDX_ENTRY };
     }
     if (scan) {
+        if (vouched != NULL)
+            keep_old_index(t, s, old);
         TRY(map_indexes(t, s, index_cap(t, capacity), true));
         TRY(topic__segment_scan(t, s, size, TOPIC__SCAN_VERIFY | TOPIC__SCAN_INDEX, &len, &end));
         atomic_store(&s->tidx_state, 1);
         if (vouched != NULL && end < vouched->end) {
             size_t limit = size < vouched->len ? size : vouched->len;
             resume_past_damage(t, s, old, limit, vouched->end, &len, &end);
+            drop_old_index(t, s);
             /* A segment a writer rolled away from in this boot holds
              * whole batches to its end, but its length is not recorded:
              * its data end where the zeros of its reserved tail begin. */
@@ -343,6 +369,7 @@ static int open_active(topic *t, struct segment *s, bool scan, const struct seg_
             atomic_store(&s->loaded, true);
             return TOPIC__LOST;
         }
+        drop_old_index(t, s);
         /* Cut whatever follows the last whole batch; reserving the file
          * again zeroes the rest, so no stale byte is ever read as a batch. */
         if (len < size) {

@@ -1262,6 +1262,67 @@ static void test_damage_after_killed_writer(void **state)
     }
 }
 
+/* The recovering writer's death: its process ends at the first growth of
+ * an index file, which the open's walk makes right after it began the
+ * indexes afresh, before it reached the damaged batch. */
+static int die_at_index_growth(int fd, int mode, off_t off, off_t len)
+{
+    char link[64], path[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    if (n > 6 && memcmp(path + n - 6, ".index", 6) == 0)
+        _exit(0);
+    return fallocate(fd, mode, off, len);
+}
+
+static int recovering_writer_run(void *arg)
+{
+    topic__os.fallocate = die_at_index_growth;
+    topic *t = NULL;
+    topic_open(arg, 0, NULL, &t);
+    return 9;   /* the open never grew an index */
+}
+
+/*
+ * A writer is killed, a batch of its active segment is damaged, and the
+ * next writer is killed in turn while its open walks the segment, after it
+ * began the indexes afresh and before it found the damage.  The writer
+ * after it still finds the batches past the damage where the first dead
+ * writer's index said they begin: the recovery keeps that index aside
+ * until it is done with it.  Without it, the records past the damage,
+ * acknowledged and synced, read TOPIC_ECORRUPT for good.
+ */
+static void test_recovery_killed_midway(void **state)
+{
+    fx *f = *state;
+    struct damaged_writer w = { f->dir, NULL };
+    assert_int_equal(tu_run_child(damaged_writer_run, &w, 20000), 0);
+    char *log = tu_segment_path(f->dir, 0, "log");
+    unsigned char *data;
+    size_t size;
+    assert_ok(tu_read_file(log, &data, &size));
+    size_t pos = batch_pos(data, size, 150);
+    assert_true(pos != (size_t)-1 && pos > 4096);
+    /* Its length: a reader cannot walk past it to the batches after it. */
+    unsigned char b = (unsigned char)(data[pos + 5] ^ 0x01);
+    free(data);
+    int fd = open(log, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, &b, 1, (off_t)(pos + 5)), 1);
+    close(fd);
+    free(log);
+    assert_int_equal(tu_run_child(recovering_writer_run, f->dir, 20000), 0);
+    topic *t = open_with(f->dir, 0, NULL);
+    assert_u64(topic_end_offset(t), 210);
+    unsigned char buf[600];
+    size_t len;
+    assert_rc(topic_read(t, 150, buf, sizeof buf, &len), TOPIC_ECORRUPT);
+    for (uint64_t o = 0; o < 210; o++)
+        if (o < 150 || o > 150 + 1024 / 148 + 1)
+            check_value(t, o);
+    assert_ok(topic_close(t));
+}
+
 /* An lz4 batch of many megabytes needs scratch memory of about twice its
  * size; the handle gives it back after that append instead of holding it
  * until topic_close (tester D: 287 MB kept after a 300 MB batch).  Small
@@ -4784,6 +4845,7 @@ int main(void)
         T(test_log_damaged_under_killed_writer),
         T(test_all_logs_removed_under_killed_writer),
         T(test_damage_after_killed_writer),
+        T(test_recovery_killed_midway),
         T(test_active_index_not_a_file),
         T(test_rebuilt_index_closed_exact),
         T(test_lz4_scratch_given_back),
