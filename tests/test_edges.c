@@ -1142,8 +1142,30 @@ static int damaged_writer_run(void *arg)
     _exit(0);
 }
 
-/* What a damaged_rounds round does to the batch of offset 50. */
+/* What a round does to the batch of one offset. */
 enum { DMG_PAYLOAD, DMG_LENGTH, DMG_MAGIC, DMG_ZEROS };
+
+/* Damages, in place (the same file), the batch holding `offset` in the
+ * segment at `base`; returns the batch's position. */
+static size_t damage_batch(const char *dir, uint64_t base, uint64_t offset, int what)
+{
+    char *log = tu_segment_path(dir, base, "log");
+    unsigned char *data;
+    size_t size;
+    assert_ok(tu_read_file(log, &data, &size));
+    size_t pos = batch_pos(data, size, offset);
+    assert_true(pos != (size_t)-1);
+    switch (what) {
+    case DMG_PAYLOAD: data[pos + 60] ^= 0x10; break;
+    case DMG_LENGTH: data[pos + 5] ^= 0x01; break;
+    case DMG_MAGIC: data[pos] ^= 0x80; break;
+    default: memset(data + pos, 0, 80); break;
+    }
+    assert_ok(tu_overwrite_file(log, data, size));
+    free(data);
+    free(log);
+    return pos;
+}
 
 /*
  * A writer is killed, and then one batch in the middle of a segment it
@@ -1194,21 +1216,7 @@ static void test_damage_after_killed_writer(void **state)
          * it, as the active one). */
         if (rounds[round].rolled)
             patch_state(dir, 56, &bases[at], sizeof bases[at]);
-        char *log = tu_segment_path(dir, bases[at], "log");
-        unsigned char *data;
-        size_t size;
-        assert_ok(tu_read_file(log, &data, &size));
-        size_t pos = batch_pos(data, size, 50);
-        assert_true(pos != (size_t)-1);
-        switch (rounds[round].what) {
-        case DMG_PAYLOAD: data[pos + 60] ^= 0x10; break;
-        case DMG_LENGTH: data[pos + 5] ^= 0x01; break;
-        case DMG_MAGIC: data[pos] ^= 0x80; break;
-        default: memset(data + pos, 0, 80); break;
-        }
-        assert_ok(tu_overwrite_file(log, data, size));
-        free(data);
-        free(log);
+        damage_batch(dir, bases[at], 50, rounds[round].what);
         if (rounds[round].reboot) {
             unsigned char boot[16];   /* a live area of an earlier boot */
             memset(boot, 0xa5, sizeof boot);
@@ -1297,20 +1305,9 @@ static void test_recovery_killed_midway(void **state)
     fx *f = *state;
     struct damaged_writer w = { f->dir, NULL };
     assert_int_equal(tu_run_child(damaged_writer_run, &w, 20000), 0);
-    char *log = tu_segment_path(f->dir, 0, "log");
-    unsigned char *data;
-    size_t size;
-    assert_ok(tu_read_file(log, &data, &size));
-    size_t pos = batch_pos(data, size, 150);
-    assert_true(pos != (size_t)-1 && pos > 4096);
-    /* Its length: a reader cannot walk past it to the batches after it. */
-    unsigned char b = (unsigned char)(data[pos + 5] ^ 0x01);
-    free(data);
-    int fd = open(log, O_WRONLY);
-    assert_true(fd >= 0);
-    assert_int_equal(pwrite(fd, &b, 1, (off_t)(pos + 5)), 1);
-    close(fd);
-    free(log);
+    /* Its length: a reader cannot walk past it to the batches after it.
+     * Past the first index entry, which the walk makes before the damage. */
+    assert_true(damage_batch(f->dir, 0, 150, DMG_LENGTH) > 4096);
     assert_int_equal(tu_run_child(recovering_writer_run, f->dir, 20000), 0);
     topic *t = open_with(f->dir, 0, NULL);
     assert_u64(topic_end_offset(t), 210);
