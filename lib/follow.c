@@ -228,9 +228,11 @@ static int log_fate(topic *t, uint64_t base, uint64_t ino, size_t *size)
  *   - TOPIC__LIVE_SAME: it is the file the writer wrote.  A batch that fails
  *     its checksum below the published length was damaged since, not torn
  *     by the crash, and the records after it stay (accept tester F1 of
- *     snap14; topic__segment_open_active).  Unless the file is now shorter
- *     than that length: a file cut short in place is what a test of a torn
- *     tail makes, and is recovered up to the cut, as after any crash.
+ *     snap14; topic__segment_open_active).
+ *   - TOPIC__LIVE_CUT: the same file, now shorter than that length.  A file
+ *     cut short in place is what a test of a torn tail makes, and is
+ *     recovered as one from the cut on, as after any crash; below the cut
+ *     a bad batch is damage, as for TOPIC__LIVE_SAME (recover tester F2).
  *
  * Only in the directory the area was written in, not in a copy of it made
  * while the writer ran, and only in the boot it was written in: a loss of
@@ -264,8 +266,9 @@ int topic__live_last(topic *t, struct live_last *out)
     int rc = log_fate(t, out->base, __atomic_load_n(&f->log_ino, __ATOMIC_RELAXED), &size);
     TRY(rc);
     out->fate = rc;
+    out->size = size;
     if (rc == TOPIC__LIVE_SAME && size < out->len)
-        out->fate = TOPIC__LIVE_UNKNOWN;   /* cut short in place */
+        out->fate = TOPIC__LIVE_CUT;
     return 0;
 }
 

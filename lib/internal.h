@@ -156,10 +156,14 @@ int  topic__segment_load(topic *t, struct segment *s);
 /* Undoes a load of s, which nobody may be reading (seglist.c). */
 void topic__segment_unload(struct segment *s);
 /* What a clean close recorded of its active segment: every byte below
- * `len` was synced, and the records there end at offset `end`. */
+ * `len` was synced, and the records there end at offset `end`.  Or what a
+ * writer killed in this boot had written (topic__live_last): the same, and
+ * when `cut`, the file was cut short in place at `len` since, and only the
+ * bytes below `len` were whole when it died. */
 struct seg_record {
     size_t len;
     uint64_t end;
+    bool cut;
 };
 /* Opens the last segment for appending, scanning it when `scan` is set (see
  * segment.c).  Returns 0, a negative error, or TOPIC__LOST when the segment
@@ -465,12 +469,12 @@ size_t topic__follow_trim(const uint64_t *bases, size_t n, uint64_t published);
 /* Writer, at open: what the last writer of this boot published about its
  * active segment, when it was this directory's (same_boot), and what became
  * of that segment's .log since (fate: see follow.c). */
-enum { TOPIC__LIVE_UNKNOWN, TOPIC__LIVE_SAME, TOPIC__LIVE_REPLACED };
+enum { TOPIC__LIVE_UNKNOWN, TOPIC__LIVE_SAME, TOPIC__LIVE_REPLACED, TOPIC__LIVE_CUT };
 struct live_last {
     bool same_boot;
     int fate;
     uint64_t base, end;
-    size_t len;
+    size_t len, size;   /* published length; the file's size (SAME, CUT) */
 };
 int topic__live_last(topic *t, struct live_last *out);
 int  topic__list_segments(topic *t, uint64_t **out, size_t *count);

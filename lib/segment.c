@@ -323,6 +323,9 @@ static size_t data_end(const struct segment *s, size_t from, size_t size)
  * given the recorded end offset, and TOPIC__LOST tells the caller to seal it
  * as it is (readers get TOPIC_ECORRUPT where records are missing, as in any
  * damaged sealed segment) and to append in a new segment from that offset on.
+ * A file cut short in place since the writer died (`vouched->cut`) keeps
+ * the batches below the cut the same way, but from the cut on it is a torn
+ * tail: the segment ends with the last whole batch before it.
  */
 static int open_active(topic *t, struct segment *s, bool scan, const struct seg_record *vouched,
                        struct index *old, size_t size, size_t capacity)
@@ -353,23 +356,37 @@ static int open_active(topic *t, struct segment *s, bool scan, const struct seg_
         TRY(map_indexes(t, s, index_cap(t, capacity), true));
         TRY(topic__segment_scan(t, s, size, TOPIC__SCAN_VERIFY | TOPIC__SCAN_INDEX, &len, &end));
         atomic_store(&s->tidx_state, 1);
+        size_t stop = len;
         if (vouched != NULL && end < vouched->end) {
             size_t limit = size < vouched->len ? size : vouched->len;
             resume_past_damage(t, s, old, limit, vouched->end, &len, &end);
-            drop_old_index(t, s);
+        }
+        drop_old_index(t, s);
+        /* Past damage, and the file was not cut in place, or the walk
+         * resumed past damage below the cut. */
+        if (vouched != NULL && end < vouched->end && (!vouched->cut || len > stop)) {
+            uint64_t last = vouched->end;
+            size_t limit = size < vouched->len ? size : vouched->len;
             /* A segment a writer rolled away from in this boot holds
              * whole batches to its end, but its length is not recorded:
              * its data end where the zeros of its reserved tail begin. */
             if (vouched->len == SIZE_MAX)
                 limit = data_end(s, len, size);
+            /* A file cut in place ends in a torn tail, which goes when the
+             * segment is sealed at `len`, the end of the walk past the
+             * damage below the cut: from there on, as after any crash,
+             * the offsets are given out again. */
+            if (vouched->cut) {
+                limit = len;
+                last = end;
+            }
             atomic_store(&s->len, limit);
-            atomic_store(&s->end, vouched->end);
+            atomic_store(&s->end, last);
             atomic_store(&s->missing, true);
             s->reserved = size;
             atomic_store(&s->loaded, true);
             return TOPIC__LOST;
         }
-        drop_old_index(t, s);
         /* Cut whatever follows the last whole batch; reserving the file
          * again zeroes the rest, so no stale byte is ever read as a batch. */
         if (len < size) {

@@ -1270,6 +1270,98 @@ static void test_damage_after_killed_writer(void **state)
     }
 }
 
+/*
+ * As above, and the file is also cut short in place, inside a batch after
+ * the damaged one, before the next writer opens (recover tester F2).  The
+ * cut is a torn tail, and recovered as one: the segment ends at the last
+ * whole batch before it, and the offsets past it are given out again.  The
+ * damage below the cut is still damage: the records between it and the
+ * cut, acknowledged ones, stay where they were and read back.  The writer
+ * used to cut at the damage instead, and gave those offsets out again.
+ * The same when the damage came before the writer opened the topic after
+ * a clean close, and appended past it.  After a reboot the damage is a
+ * torn tail too, and the topic ends at it.
+ */
+static void test_damage_then_cut_after_killed_writer(void **state)
+{
+    fx *f = *state;
+    static const struct {
+        int what;
+        bool closed_first, reboot;
+    } rounds[] = {
+        { DMG_PAYLOAD, false, false }, { DMG_LENGTH, false, false }, { DMG_ZEROS, false, false },
+        { DMG_PAYLOAD, true, false },  { DMG_PAYLOAD, false, true },
+    };
+    for (int round = 0; round < (int)(sizeof rounds / sizeof rounds[0]); round++) {
+        char name[64];
+        snprintf(name, sizeof name, "damaged-cut-%d", round);
+        char *dir = tu_path(f->root, name);
+        uint64_t damaged = 50, cut = 180;
+        if (rounds[round].closed_first) {
+            /* 50 records closed cleanly; batch 10 damaged; a writer
+             * opens the topic without a scan, appends 210 and dies. */
+            topic *t = open_with(dir, TOPIC_CREATE, "index.interval.bytes", "1024", NULL);
+            for (int i = 0; i < 50; i++)
+                assert_ok(put_next(t, NULL));
+            assert_ok(topic_close(t));
+            damaged = 10;
+            cut = 200;
+            damage_batch(dir, 0, damaged, rounds[round].what);
+        }
+        struct damaged_writer w = { dir, NULL };
+        int child = tu_run_child(damaged_writer_run, &w, 20000);
+        if (child != 0)
+            fail_msg("round %d: the writer's child returned %d", round, child);
+        char *log = tu_segment_path(dir, 0, "log");
+        unsigned char *data;
+        size_t size;
+        assert_ok(tu_read_file(log, &data, &size));
+        size_t pos = batch_pos(data, size, cut);
+        if (pos == (size_t)-1)
+            fail_msg("round %d: no batch %" PRIu64 " in %zu bytes", round, cut, size);
+        free(data);
+        if (!rounds[round].closed_first)
+            damage_batch(dir, 0, damaged, rounds[round].what);
+        assert_ok(tu_truncate(log, (off_t)pos + 20));
+        free(log);
+        if (rounds[round].reboot) {
+            unsigned char boot[16];   /* a live area of an earlier boot */
+            memset(boot, 0xa5, sizeof boot);
+            patch_state(dir, 104, boot, sizeof boot);
+        }
+        uint64_t end = rounds[round].reboot ? damaged : cut;
+        for (int pass = 0; pass < 3; pass++) {
+            topic *t = open_with(dir, pass == 1 ? TOPIC_RDONLY : 0, NULL);
+            if (topic_end_offset(t) != end)
+                fail_msg("round %d pass %d: end %" PRIu64 ", want %" PRIu64, round, pass,
+                         topic_end_offset(t), end);
+            unsigned char buf[600];
+            size_t len;
+            uint64_t bad = 0;
+            for (uint64_t o = 0; o < end; o++) {
+                int rc = topic_read(t, o, buf, sizeof buf, &len);
+                if (rc == 0) {
+                    check_value(t, o);
+                    continue;
+                }
+                if (rc != TOPIC_ECORRUPT || o < damaged || o >= damaged + 1024 / 148 + 2)
+                    fail_msg("round %d pass %d: offset %" PRIu64 " read %d", round, pass, o, rc);
+                bad++;
+            }
+            if (!rounds[round].reboot && bad == 0)
+                fail_msg("round %d pass %d: the damaged record read back", round, pass);
+            if (pass != 1) {
+                uint64_t off;
+                assert_ok(put_next(t, &off));
+                assert_u64(off, end);
+                end++;
+            }
+            assert_ok(topic_close(t));
+        }
+        free(dir);
+    }
+}
+
 /* The recovering writer's death: its process ends at the first growth of
  * an index file, which the open's walk makes right after it began the
  * indexes afresh, before it reached the damaged batch. */
@@ -4842,6 +4934,7 @@ int main(void)
         T(test_log_damaged_under_killed_writer),
         T(test_all_logs_removed_under_killed_writer),
         T(test_damage_after_killed_writer),
+        T(test_damage_then_cut_after_killed_writer),
         T(test_recovery_killed_midway),
         T(test_active_index_not_a_file),
         T(test_rebuilt_index_closed_exact),
