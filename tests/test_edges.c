@@ -1168,6 +1168,48 @@ static size_t damage_batch(const char *dir, uint64_t base, uint64_t offset, int 
 }
 
 /*
+ * Opens the damaged topic at `dir` three times: a writer, a reader, a
+ * writer.  Each must find the end offset `end`, read every record below it
+ * back except those of the damaged batch at offset `damaged` and up to the
+ * next index entry (1024 bytes on, batches of at least 148), which read
+ * TOPIC_ECORRUPT (at least one when `expect_bad`); each writer appends one
+ * record at the end.  Returns the end after those appends.
+ */
+static uint64_t reopen_damaged(const char *dir, int round, uint64_t end, uint64_t damaged,
+                               bool expect_bad)
+{
+    for (int pass = 0; pass < 3; pass++) {
+        topic *t = open_with(dir, pass == 1 ? TOPIC_RDONLY : 0, NULL);
+        if (topic_end_offset(t) != end)
+            fail_msg("round %d pass %d: end %" PRIu64 ", want %" PRIu64, round, pass,
+                     topic_end_offset(t), end);
+        unsigned char buf[600];
+        size_t len;
+        uint64_t bad = 0;
+        for (uint64_t o = 0; o < end; o++) {
+            int rc = topic_read(t, o, buf, sizeof buf, &len);
+            if (rc == 0) {
+                check_value(t, o);
+                continue;
+            }
+            if (rc != TOPIC_ECORRUPT || o < damaged || o >= damaged + 1024 / 148 + 2)
+                fail_msg("round %d pass %d: offset %" PRIu64 " read %d", round, pass, o, rc);
+            bad++;
+        }
+        if (expect_bad && bad == 0)
+            fail_msg("round %d pass %d: the damaged record read back", round, pass);
+        if (pass != 1) {
+            uint64_t off;
+            assert_ok(put_next(t, &off));
+            assert_u64(off, end);
+            end++;
+        }
+        assert_ok(topic_close(t));
+    }
+    return end;
+}
+
+/*
  * A writer is killed, and then one batch in the middle of a segment it
  * wrote is damaged (a flipped bit of its payload, of its length or of its
  * magic, or zeros over it) before the next writer opens the topic.  The
@@ -1226,36 +1268,7 @@ static void test_damage_after_killed_writer(void **state)
         /* A reader opened before the recovery stops at the damage; once
          * the writer has recovered the topic, it reads on past it. */
         topic *early = open_with(dir, TOPIC_RDONLY, NULL);
-        for (int pass = 0; pass < 3; pass++) {
-            topic *t = open_with(dir, pass == 1 ? TOPIC_RDONLY : 0, NULL);
-            if (topic_end_offset(t) != end)
-                fail_msg("round %d pass %d: end %" PRIu64 ", want %" PRIu64, round, pass,
-                         topic_end_offset(t), end);
-            unsigned char buf[600];
-            size_t len;
-            uint64_t bad = 0;
-            for (uint64_t o = 0; o < end; o++) {
-                int rc = topic_read(t, o, buf, sizeof buf, &len);
-                if (rc == 0) {
-                    check_value(t, o);
-                    continue;
-                }
-                /* Only the damaged batch and those up to the next index
-                 * entry (1024 bytes on, batches of at least 148) fail. */
-                if (rc != TOPIC_ECORRUPT || o < 50 || o >= 50 + 1024 / 148 + 2)
-                    fail_msg("round %d pass %d: offset %" PRIu64 " read %d", round, pass, o, rc);
-                bad++;
-            }
-            if (!rounds[round].reboot && bad == 0)
-                fail_msg("round %d pass %d: the damaged record read back", round, pass);
-            if (pass != 1) {
-                uint64_t off;
-                assert_ok(put_next(t, &off));
-                assert_u64(off, end);
-                end++;
-            }
-            assert_ok(topic_close(t));
-        }
+        end = reopen_damaged(dir, round, end, 50, !rounds[round].reboot);
         unsigned char buf[600];
         size_t len;
         uint64_t want = rounds[round].reboot ? 49 : 199;
@@ -1330,34 +1343,7 @@ static void test_damage_then_cut_after_killed_writer(void **state)
             patch_state(dir, 104, boot, sizeof boot);
         }
         uint64_t end = rounds[round].reboot ? damaged : cut;
-        for (int pass = 0; pass < 3; pass++) {
-            topic *t = open_with(dir, pass == 1 ? TOPIC_RDONLY : 0, NULL);
-            if (topic_end_offset(t) != end)
-                fail_msg("round %d pass %d: end %" PRIu64 ", want %" PRIu64, round, pass,
-                         topic_end_offset(t), end);
-            unsigned char buf[600];
-            size_t len;
-            uint64_t bad = 0;
-            for (uint64_t o = 0; o < end; o++) {
-                int rc = topic_read(t, o, buf, sizeof buf, &len);
-                if (rc == 0) {
-                    check_value(t, o);
-                    continue;
-                }
-                if (rc != TOPIC_ECORRUPT || o < damaged || o >= damaged + 1024 / 148 + 2)
-                    fail_msg("round %d pass %d: offset %" PRIu64 " read %d", round, pass, o, rc);
-                bad++;
-            }
-            if (!rounds[round].reboot && bad == 0)
-                fail_msg("round %d pass %d: the damaged record read back", round, pass);
-            if (pass != 1) {
-                uint64_t off;
-                assert_ok(put_next(t, &off));
-                assert_u64(off, end);
-                end++;
-            }
-            assert_ok(topic_close(t));
-        }
+        reopen_damaged(dir, round, end, damaged, !rounds[round].reboot);
         free(dir);
     }
 }
