@@ -7,8 +7,17 @@
  *
  * Input: records of [u8 file][u16 length][bytes], where file picks one of
  * topic.state, topic.conf and the three files of segments 0, 40 and 80.
+ * When the top bit of any record's first byte is set, the live area of
+ * topic.state (FORMAT.md section 4.2) is then made this boot's, this
+ * directory's and the named .log's, as a writer killed a moment ago left
+ * it: the recovery that trusts what such a writer published is reached.
  */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "fuzz.h"
 #include "topic.h"
@@ -35,11 +44,63 @@ static void read_all(topic *t)
         topic_read(t, o, buf, sizeof buf, &len);
 }
 
+/* This boot's id as the 16 bytes its hex digits spell; false if unknown. */
+static int boot_id(uint8_t out[16])
+{
+    char text[64];
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(text, 1, sizeof text - 1, f), k = 0;
+    fclose(f);
+    for (size_t i = 0; i < n && k < 32; i++) {
+        char c = text[i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0)
+            continue;
+        out[k / 2] = (uint8_t)(k % 2 ? out[k / 2] | v : v << 4);
+        k++;
+    }
+    return k == 32;
+}
+
+/* Stamps the live area of dir/topic.state with this boot, the directory
+ * and the inode of the .log of the active_base it names. */
+static void stamp_live(const char *dir)
+{
+    char path[4096];
+    uint8_t page[152], boot[16];
+    snprintf(path, sizeof path, "%s/topic.state", dir);
+    int fd = open(path, O_RDWR);
+    if (fd < 0)
+        return;
+    struct stat st;
+    if (pread(fd, page, sizeof page, 0) == (ssize_t)sizeof page && boot_id(boot) &&
+        stat(dir, &st) == 0) {
+        uint64_t id[3] = { (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0 }, base, seq = 0;
+        memcpy(&base, page + 72, sizeof base);
+        memcpy(&seq, page + 64, 4);
+        snprintf(path, sizeof path, "%s/%020llu.log", dir, (unsigned long long)base);
+        if (stat(path, &st) == 0)
+            id[2] = (uint64_t)st.st_ino;
+        if (seq == 0 || seq & 1)
+            seq = (seq | 1) + 1;
+        memcpy(page + 64, &seq, 4);
+        memcpy(page + 104, boot, sizeof boot);
+        memcpy(page + 128, id, sizeof id);
+        if (pwrite(fd, page, sizeof page, 0) != (ssize_t)sizeof page)
+            abort();
+    }
+    close(fd);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *dir = fuzz_scratch();
+    int stamp = 0;
     while (size >= 3) {
-        size_t which = data[0] % (sizeof names / sizeof names[0]);
+        stamp |= data[0] & 0x80;
+        size_t which = (data[0] & 0x7f) % (sizeof names / sizeof names[0]);
         size_t len = (size_t)(data[1] | data[2] << 8);
         data += 3, size -= 3;
         if (len > size)
@@ -47,6 +108,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_write(dir, names[which], data, len);
         data += len, size -= len;
     }
+    if (stamp)
+        stamp_live(dir);
     topic *t;
     if (topic_open(dir, 0, NULL, &t) == 0) {
         read_all(t);
