@@ -569,9 +569,36 @@ static void verify_or_corrupt(topic *t, uint64_t from, uint64_t end, const char 
     }
 }
 
-/* Flips one random bit among the data (not the reserved zeros after it) of
- * the last or the second last segment.  Returns whether it did. */
-static bool damage_one(const char *dir, tu_rng *rng)
+/* The base offset of the batch of `data` (a segment's bytes) that holds
+ * byte `at`, by a walk of the batch headers from the start (FORMAT.md
+ * section 3: the length at byte 4, the base offset at byte 16); UINT64_MAX
+ * when the walk cannot get there. */
+static uint64_t batch_base_at(const unsigned char *data, size_t size, size_t at)
+{
+    size_t pos = 0;
+    while (pos + 48 <= size) {
+        uint32_t magic, len;
+        uint64_t base;
+        memcpy(&magic, data + pos, 4);
+        memcpy(&len, data + pos + 4, 4);
+        memcpy(&base, data + pos + 16, 8);
+        if (magic == 0 || len < 48)
+            return UINT64_MAX;
+        if (at < pos + len)
+            return base;
+        pos += len;
+    }
+    return UINT64_MAX;
+}
+
+/*
+ * Flips one random bit among the data (not the reserved zeros after it) of
+ * the last or the second last segment.  Returns whether it did.  In some
+ * rounds (`cut` not NULL) it also cuts the last segment short in place,
+ * well past the flip, and stores in *cut the base offset of the batch the
+ * cut falls in (UINT64_MAX when not known), or leaves it untouched.
+ */
+static bool damage_one(const char *dir, tu_rng *rng, uint64_t *cut)
 {
     uint64_t *bases = NULL;
     int n = tu_list_segments(dir, &bases);
@@ -586,11 +613,23 @@ static bool damage_one(const char *dir, tu_rng *rng)
     if (tu_read_file(path, &data, &size) == 0) {
         while (size > 0 && data[size - 1] == 0)
             size--;
+        /* A cut comes far enough past the flip that the writer's index
+         * has an entry between the two (every 512 bytes, batches of up
+         * to about 2 KiB). */
+        const size_t gap = 5000;
+        if (cut != NULL && (which != n - 1 || size <= gap))
+            cut = NULL;
         if (size > 0) {
-            size_t at = (size_t)tu_rng_below(rng, size);
+            size_t at = (size_t)tu_rng_below(rng, cut != NULL ? size - gap : size);
             unsigned char b = (unsigned char)(data[at] ^ (1u << tu_rng_below(rng, 8)));
             int fd = open(path, O_WRONLY);   /* in place: the same file */
             done = fd >= 0 && pwrite(fd, &b, 1, (off_t)at) == 1;
+            if (done && cut != NULL) {
+                size_t to = at + gap + (size_t)tu_rng_below(rng, size - at - gap);
+                *cut = batch_base_at(data, size, to);
+                if (ftruncate(fd, (off_t)to) != 0)
+                    fail_msg("cutting %s at %zu: %s", path, to, strerror(errno));
+            }
             if (fd >= 0)
                 close(fd);
         }
@@ -609,6 +648,9 @@ static bool damage_one(const char *dir, tu_rng *rng)
  * acknowledged (an offset handed out again would), every record reads back
  * or reads TOPIC_ECORRUPT, the records of each damage are a few (its batch
  * and those up to the next index entry), and appends go on at the end.
+ * In a third of the rounds the active file is also cut short in place well
+ * past the flip: the cut is a torn tail, and the topic must end exactly at
+ * the batch it falls in, keeping the records between the flip and the cut.
  */
 static void test_crash_then_damage(void **state)
 {
@@ -627,7 +669,7 @@ static void test_crash_then_damage(void **state)
     unsigned long n = iterations() / 4;
     if (n < 50)
         n = 50;
-    uint64_t prev_end = 0, damaged = 0;
+    uint64_t prev_end = 0, damaged = 0, cuts = 0;
     char what[160];
     for (unsigned long it = 0; it < n; it++) {
         atomic_store(&sh->acked, prev_end);
@@ -646,7 +688,10 @@ static void test_crash_then_damage(void **state)
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
         uint64_t acked = atomic_load(&sh->acked);
-        damaged += damage_one(f->dir, &rng);
+        const uint64_t not_cut = UINT64_MAX - 1;
+        uint64_t cut = not_cut;
+        damaged += damage_one(f->dir, &rng, tu_rng_below(&rng, 3) == 0 ? &cut : NULL);
+        cuts += cut != not_cut;
 
         PHASE("iteration %lu: writer reopen after a kill and a flipped bit (acked %llu)", it,
               (unsigned long long)acked);
@@ -655,10 +700,20 @@ static void test_crash_then_damage(void **state)
             fail_msg("iteration %lu: reopen after kill and damage = %d (%s)", it, rc,
                      topic_strerror(rc));
         uint64_t end = topic_end_offset(t);
-        if (end < acked)
+        if (end < acked && cut == not_cut)
             fail_msg("iteration %lu: end offset %llu after reopen, but %llu records were "
                      "acknowledged: the damage was cut off as a torn tail", it,
                      (unsigned long long)end, (unsigned long long)acked);
+        /* A cut in place is a torn tail from the batch it falls in, and
+         * only from there: the records between the flip and the cut stay
+         * (recover tester F2).  Unless it cut into what the last clean
+         * close synced (here: below prev_end), a loss of synced records
+         * whose offsets stay taken, up to the close's end. */
+        uint64_t want = cut != not_cut && cut != UINT64_MAX && cut < prev_end ? prev_end : cut;
+        if (cut != not_cut && cut != UINT64_MAX && end != want)
+            fail_msg("iteration %lu: end offset %llu after a flip and a cut in the batch of "
+                     "offset %llu, want %llu", it, (unsigned long long)end,
+                     (unsigned long long)cut, (unsigned long long)want);
         snprintf(what, sizeof what, "iteration %lu (acked %llu, end %llu)", it,
                  (unsigned long long)acked, (unsigned long long)end);
         uint64_t bad = 0;
@@ -680,8 +735,9 @@ static void test_crash_then_damage(void **state)
         fail_msg("%llu records of %llu read TOPIC_ECORRUPT after %llu flipped bits",
                  (unsigned long long)final_bad, (unsigned long long)prev_end,
                  (unsigned long long)damaged);
-    print_message("kill -9 then a flipped bit: %lu kills, %llu bits flipped, %llu records, "
-                  "%llu of them unreadable\n", n, (unsigned long long)damaged,
+    print_message("kill -9 then a flipped bit: %lu kills, %llu bits flipped, %llu files cut "
+                  "after the flip, %llu records, %llu of them unreadable\n", n,
+                  (unsigned long long)damaged, (unsigned long long)cuts,
                   (unsigned long long)prev_end, (unsigned long long)final_bad);
     munmap(sh, sizeof *sh);
     phase[0] = 0;
@@ -707,3 +763,4 @@ int main(void)
     };
     return cmocka_run_group_tests_name("libtopic crash", tests, NULL, NULL);
 }
+
