@@ -2230,11 +2230,16 @@ struct limited_reader {
     uint64_t n;
     unsigned seed;
     long enomem, bad;
+    pthread_barrier_t *start;
 };
 
 static void *limited_reader_run(void *arg)
 {
     struct limited_reader *r = arg;
+    /* Not before every thread exists: the reads fill the address space up
+     * to its limit, and a thread created after that had no room for its
+     * stack (pthread_create failed in about 1 run in 6). */
+    pthread_barrier_wait(r->start);
     uint64_t x = r->seed;
     unsigned char buf[1000];
     for (int i = 0; i < READS; i++) {
@@ -2299,8 +2304,12 @@ static void test_threads_share_limited_address_space(void **state)
         }
         struct limited_reader rd[THREADS];
         pthread_t th[THREADS];
+        pthread_barrier_t start;
+        if (pthread_barrier_init(&start, NULL, THREADS) != 0)
+            _exit(4);
         for (int i = 0; i < THREADS; i++) {
-            rd[i] = (struct limited_reader){ .t = r, .n = N, .seed = 7u + (unsigned)i };
+            rd[i] = (struct limited_reader){ .t = r, .n = N, .seed = 7u + (unsigned)i,
+                                             .start = &start };
             if (pthread_create(&th[i], &attr, limited_reader_run, &rd[i]) != 0)
                 _exit(4);
         }
