@@ -50,6 +50,7 @@ static int roll(topic *t, size_t need)
 {
     struct segment *old = t->active, *s;
     uint64_t base = atomic_load(&t->end);
+    topic__open_seal(t);   /* a sealed segment holds only whole batches */
     (void)need;   /* any batch fits an empty segment */
     /* A reference of the roll's own until the sealer holds one: from the
      * moment the new segment is listed, old is no longer the last, and a
@@ -146,6 +147,137 @@ static int compress(topic *t, const topic_record *recs, size_t n, int64_t first_
 }
 
 /*
+ * The open batch.  A batch per topic_append() cost a 48-byte header and an
+ * XXH3 pass over every record, half of an append of 100 bytes, and made a
+ * scan verify a checksum per record.  So consecutive topic_append() calls
+ * share one batch, up to OPEN_MAX bytes.  The first writes an open header
+ * ("TPO1", the base offset and the first timestamp) and its record; the next
+ * ones write their record after it.  Readers find the records below the
+ * published length (read.c), as for any batch.  The writer seals the batch
+ * (topic__open_seal) before any other batch, a roll, a sync or a close:
+ * it fills in the header and its checksum, and the batch is an ordinary one.
+ *
+ * An open batch has no checksum yet.  Instead each append folds its record
+ * into a chain of XXH3 values (topic__chain_step) and publishes the chain
+ * with the length in the live area of topic.state, where a reader in
+ * another process verifies the records before it uses them (follow.c), and
+ * where the next writer of this boot finds them after a crash and seals
+ * them for the dead writer, or reports them damaged (segment.c).
+ */
+
+#define OPEN_MAX TOPIC__OPEN_MAX
+
+void topic__open_seal(topic *t)
+{
+    struct segment *s = t->active;
+    size_t pos = s == NULL ? TOPIC__NO_OPEN
+                           : atomic_load_explicit(&s->open_pos, memory_order_relaxed);
+    if (pos == TOPIC__NO_OPEN)
+        return;
+    size_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
+    struct batch_header h = { .base_offset = t->open.base, .count = t->open.count,
+                              .first_ts = t->open.first_ts, .max_ts = t->open.max_ts };
+    /* The header is made on the writer's copy, checksum included, and
+     * copied into the file: a record changed there since it was written
+     * fails the checksum, instead of being sealed in. */
+    topic__open_seal_header(t->open.copy, len - pos, h.count, h.max_ts);
+    memcpy(s->map + pos + 4, t->open.copy + 4, TOPIC__HEADER_SIZE - 4);
+    __atomic_store_n((uint32_t *)(void *)(s->map + pos), topic__le32(TOPIC__BATCH_MAGIC),
+                     __ATOMIC_RELEASE);
+    topic__segment_index_batch_after(t, s, pos, &h, t->open.seg_max_ts);
+    atomic_store_explicit(&s->open_pos, TOPIC__NO_OPEN, memory_order_release);
+    topic__publish(t);
+}
+
+/* The published length, end offset, live area and sleepers' wake-up, after
+ * the bytes of a record or batch below `len` were written. */
+static void publish_append(topic *t, struct segment *s, size_t len, uint64_t end, int64_t mono)
+{
+    atomic_store_explicit(&s->len, len, memory_order_release);
+    atomic_store_explicit(&s->end, end, memory_order_release);
+    atomic_store_explicit(&t->end, end, memory_order_release);
+    topic__publish(t);
+    topic__wait_notify(t);
+    if (t->unsynced_since_ms == 0) {
+        t->unsynced_since_ms = mono;
+        if (t->cfg.v[TOPIC_K_FLUSH_MS] > 0)
+            pthread_cond_signal(&t->flush_cond);   /* its flush.ms starts now */
+    }
+}
+
+/*
+ * topic_append()'s record, into the open batch (joining the one there is,
+ * or starting one), under append_lock; *done is false when it does not
+ * belong in one (too large), after sealing any that was open.
+ */
+static int append_open(topic *t, const void *value, size_t vlen, int64_t now, int64_t mono,
+                       uint64_t *first, bool *done)
+{
+    struct segment *s = t->active;
+    size_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
+    size_t pos = atomic_load_explicit(&s->open_pos, memory_order_relaxed);
+    uint64_t base = atomic_load_explicit(&t->end, memory_order_relaxed);
+    *done = false;
+    if (pos != TOPIC__NO_OPEN) {
+        size_t rsize = topic__value_record_size(vlen, now, t->open.first_ts);
+        if (len - pos + rsize <= OPEN_MAX && !needs_roll(t, s, rsize, mono) &&
+            t->open.count < UINT32_MAX) {
+            if (len + rsize > s->reserved)
+                TRY(topic__segment_reserve(t, s, len + rsize));
+            topic__bg_prepare(t, s, len + rsize, mono);
+            uint8_t *rec = t->open.copy + (len - pos);
+            topic__value_record_encode(rec, value, vlen, now, t->open.first_ts);
+            t->open.chain = topic__chain_step(t->open.chain, rec, rsize);
+            memcpy(s->map + len, rec, rsize);
+            t->open.count++;
+            if (now > t->open.max_ts)
+                t->open.max_ts = now;
+            if (now > atomic_load_explicit(&s->max_ts, memory_order_relaxed))
+                atomic_store_explicit(&s->max_ts, now, memory_order_relaxed);
+            publish_append(t, s, len + rsize, base + 1, mono);
+            if (first != NULL)
+                *first = base;
+            *done = true;
+            return 0;
+        }
+        topic__open_seal(t);
+    }
+    size_t rsize = topic__value_record_size(vlen, now, now);
+    size_t size = TOPIC__HEADER_SIZE + rsize;
+    if (size > OPEN_MAX)
+        return 0;   /* a batch of its own, sealed at once */
+    if (needs_roll(t, s, size, mono)) {
+        TRY(roll(t, size));
+        s = t->active;
+        len = atomic_load_explicit(&s->len, memory_order_relaxed);
+    }
+    if (len + size > s->reserved)
+        TRY(topic__segment_reserve(t, s, len + size));
+    topic__bg_prepare(t, s, len + size, mono);
+    uint8_t *copy = t->open.copy;
+    topic__open_header(copy, base, now);
+    topic__value_record_encode(copy + TOPIC__HEADER_SIZE, value, vlen, now, now);
+    memcpy(s->map + len, copy, size);
+    t->open.base = base;
+    t->open.first_ts = t->open.max_ts = now;
+    t->open.count = 1;
+    /* Searches by time see the open batch's records (cursor.c); its index
+     * entry, made when it is sealed, says what came before it. */
+    t->open.seg_max_ts = atomic_load_explicit(&s->max_ts, memory_order_relaxed);
+    if (now > t->open.seg_max_ts)
+        atomic_store_explicit(&s->max_ts, now, memory_order_relaxed);
+    t->open.chain = topic__chain_step(topic__chain_start(base, now), copy + TOPIC__HEADER_SIZE,
+                                      rsize);
+    /* Before the length that covers it: see read.c. */
+    atomic_store_explicit(&s->open_pos, len, memory_order_release);
+    publish_append(t, s, len + size, base + 1, mono);
+    if (first != NULL)
+        *first = base;
+    *done = true;
+    return 0;
+}
+
+/*
  * Appends one batch, under append_lock.  recs == NULL is topic_append()'s
  * common case, one record with no key stamped now, whose value is `value`
  * (vlen bytes; n is 1): it skips the general checks and encoder, and is never
@@ -185,6 +317,14 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, const voi
             return rc;
         }
     }
+    if (recs == NULL) {
+        bool done;
+        TRY(append_open(t, value, vlen, now, mono, first, &done));
+        if (done)
+            return 0;
+    } else {
+        topic__open_seal(t);   /* batches stay in the order of their offsets */
+    }
     size_t packed = 0;
     if (recs != NULL && t->cfg.v[TOPIC_K_COMPRESSION] == TOPIC__COMPRESS_LZ4 &&
         size >= LZ4_WORTH_IT)
@@ -212,16 +352,7 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, const voi
     topic__segment_index_batch(t, s, pos, &h);
     /* Publish: the bytes above, then the segment length, then the end
      * offset; readers load them in the opposite order. */
-    atomic_store_explicit(&s->len, pos + size, memory_order_release);
-    atomic_store_explicit(&s->end, base + n, memory_order_release);
-    atomic_store_explicit(&t->end, base + n, memory_order_release);
-    topic__publish(t);
-    topic__wait_notify(t);
-    if (t->unsynced_since_ms == 0) {
-        t->unsynced_since_ms = mono;
-        if (t->cfg.v[TOPIC_K_FLUSH_MS] > 0)
-            pthread_cond_signal(&t->flush_cond);   /* its flush.ms starts now */
-    }
+    publish_append(t, s, pos + size, base + n, mono);
     if (first != NULL)
         *first = base;
     return 0;

@@ -104,7 +104,10 @@ static bool next_in_segment(topic_cursor *c)
      * bytes after it in this file are not records of the log, even when
      * they look like the next batch (a damaged or overlapping file), and
      * the next segment holds the real ones. */
-    if (b->seg == NULL || c->next != b->h.base_offset + b->h.count ||
+    /* An open batch may have grown, or been sealed with more records, since
+     * the cursor found it: the general path finds it again. */
+    if (b->seg == NULL || b->h.magic == TOPIC__OPEN_MAGIC ||
+        c->next != b->h.base_offset + b->h.count ||
         c->next >= atomic_load_explicit(&c->t->end, memory_order_acquire) ||
         c->next >= atomic_load_explicit(&b->seg->end, memory_order_acquire))
         return false;
@@ -178,14 +181,18 @@ TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec)
 /* Walks the batches of s from pos (offset `expect`) to the first record
  * whose timestamp is >= ts. */
 static int time_walk(topic_cursor *c, struct segment *s, size_t pos, uint64_t expect,
-                     size_t limit, int64_t ts, bool *found)
+                     size_t limit, uint64_t end, int64_t ts, bool *found)
 {
     uint64_t start = topic_start_offset(c->t);
     while (pos < limit) {
         struct batch_header h;
-        if (topic__header_parse(s->map + pos, limit - pos, &h) < 0 || h.base_offset != expect ||
-            !topic__batch_verify(s->map + pos, &h))
+        if (topic__open_at(s, pos, limit - pos, end, &h)) {
+            if (h.base_offset != expect || h.count == 0)
+                return expect < end ? TOPIC_ECORRUPT : 0;
+        } else if (topic__header_parse(s->map + pos, limit - pos, &h) < 0 ||
+                   h.base_offset != expect || !topic__batch_verify(s->map + pos, &h)) {
             return TOPIC_ECORRUPT;
+        }
         if (h.max_ts >= ts && h.base_offset + h.count > start) {
             const uint8_t *rp, *bend;
             int rc = topic__batch_records(s->map + pos, &h, &c->z, &rp, &bend);
@@ -202,7 +209,7 @@ static int time_walk(topic_cursor *c, struct segment *s, size_t pos, uint64_t ex
             }
             if (rc < 0)
                 return rc;
-            if (h.base_offset >= start)
+            if (h.base_offset >= start && h.magic != TOPIC__OPEN_MAGIC)
                 return TOPIC_ECORRUPT;  /* max_ts promised a record that is not there */
         }
         pos += h.length;
@@ -227,6 +234,9 @@ static int time_walk(topic_cursor *c, struct segment *s, size_t pos, uint64_t ex
 static int seek_time_in(topic_cursor *c, struct segment *s, int64_t ts, bool *found)
 {
     struct idx_entry e, p;
+    /* The end offset first: the records below it are below the length
+     * loaded after it (see topic__open_at). */
+    uint64_t end = topic_end_offset(c->t);
     size_t limit = atomic_load_explicit(&s->len, memory_order_acquire);
     uint64_t start = topic_start_offset(c->t), from_off = s->base;
     size_t from = 0;
@@ -241,13 +251,14 @@ static int seek_time_in(topic_cursor *c, struct segment *s, int64_t ts, bool *fo
         if (topic__tidx_entry_wrong(s, &e, &p, limit)) {
             atomic_store_explicit(&s->tidx_state, 2, memory_order_release);
         } else {
-            int rc = e.pos > from ? time_walk(c, s, e.pos, s->base + e.rel, limit, ts, found)
-                                  : time_walk(c, s, from, from_off, limit, ts, found);
+            int rc = e.pos > from
+                         ? time_walk(c, s, e.pos, s->base + e.rel, limit, end, ts, found)
+                         : time_walk(c, s, from, from_off, limit, end, ts, found);
             if (rc != TOPIC_ECORRUPT)
                 return rc;
         }
     }
-    return time_walk(c, s, from, from_off, limit, ts, found);
+    return time_walk(c, s, from, from_off, limit, end, ts, found);
 }
 
 /*

@@ -55,9 +55,23 @@ static struct live_files *live_files(topic *t)
     return (struct live_files *)(void *)((uint8_t *)topic__state_page(t) + 128);
 }
 
+/* Bytes 152-167: the active segment's open batch (append.c), under the same
+ * sequence lock: one more than its position (0: none), and the chain value
+ * of its records below the published length. */
+struct live_open {
+    uint64_t pos1;
+    uint64_t chain;
+};
+
+static struct live_open *live_open(topic *t)
+{
+    return (struct live_open *)(void *)((uint8_t *)topic__state_page(t) + 152);
+}
+
 /* What a reader learns from the live area (live_read). */
 struct live_view {
     uint64_t base, len, end, start;
+    uint64_t open_pos1, chain;    /* the open batch (append.c) */
     bool this_boot;               /* the writer published it since this boot */
 };
 
@@ -138,6 +152,10 @@ void topic__publish(topic *t)
     __atomic_store_n(&l->start, atomic_load_explicit(&t->start, memory_order_relaxed),
                      __ATOMIC_RELAXED);
     __atomic_store_n(&live_files(t)->log_ino, t->active->file_id[1], __ATOMIC_RELAXED);
+    size_t open = atomic_load_explicit(&t->active->open_pos, memory_order_relaxed);
+    struct live_open *o = live_open(t);
+    __atomic_store_n(&o->pos1, open == TOPIC__NO_OPEN ? 0 : (uint64_t)open + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&o->chain, t->open.chain, __ATOMIC_RELAXED);
     live_end(l, seq);
 }
 
@@ -261,6 +279,8 @@ int topic__live_last(topic *t, struct live_last *out)
     out->base = __atomic_load_n(&l->active_base, __ATOMIC_RELAXED);
     out->len = __atomic_load_n(&l->active_len, __ATOMIC_RELAXED);
     out->end = __atomic_load_n(&l->end, __ATOMIC_RELAXED);
+    out->open_pos1 = __atomic_load_n(&live_open(t)->pos1, __ATOMIC_RELAXED);
+    out->chain = __atomic_load_n(&live_open(t)->chain, __ATOMIC_RELAXED);
     out->same_boot = true;
     size_t size = 0;
     int rc = log_fate(t, out->base, __atomic_load_n(&f->log_ino, __ATOMIC_RELAXED), &size);
@@ -308,6 +328,8 @@ static bool live_read(topic *t, struct live_view *v)
         v->len = __atomic_load_n(&l->active_len, __ATOMIC_RELAXED);
         v->end = __atomic_load_n(&l->end, __ATOMIC_RELAXED);
         v->start = __atomic_load_n(&l->start, __ATOMIC_RELAXED);
+        v->open_pos1 = __atomic_load_n(&live_open(t)->pos1, __ATOMIC_RELAXED);
+        v->chain = __atomic_load_n(&live_open(t)->chain, __ATOMIC_RELAXED);
         for (int i = 0; i < 16; i++)
             theirs[i] = __atomic_load_n(&l->boot[i], __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
@@ -351,6 +373,56 @@ static void release_past_file(struct segment *s)
     if (s->fd < 0 || topic__fsize(s->fd, &size) < 0)
         return;
     topic__segment_unmap_tail(s, size > len ? size : len);
+}
+
+/*
+ * The writer's open batch (append.c) has no checksum yet.  When the walk of
+ * the active segment s stopped at its open header, the reader checks the
+ * records below the published length against the chain value published
+ * with it, and only then takes them in: the length, the end offset, and
+ * their largest timestamp.  Records that do not give the chain were damaged
+ * since the writer wrote them (or belong to a later append than the value
+ * read): s->bad_open tells the reading path not to use them, and
+ * trust_published has whoever reads them told TOPIC_ECORRUPT.  At most one
+ * open batch is checked per look, a few hundred bytes.
+ */
+static void follow_open(struct segment *s, const struct live_view *v)
+{
+    size_t pos = (size_t)(v->open_pos1 - 1), len = atomic_load(&s->len);
+    if (v->open_pos1 == 0 || v->base != s->base || pos != len || v->len <= len ||
+        v->len - pos < TOPIC__HEADER_SIZE || v->len - pos > TOPIC__MAX_BATCH ||
+        v->len > file_limit(s) || s->walked_end >= v->end)
+        return;
+    const uint8_t *p = s->map + pos;
+    if (topic__load32(p) != TOPIC__OPEN_MAGIC)
+        return;   /* sealed since: the next walk takes it in */
+    uint64_t base, count = 0;
+    int64_t first_ts, max_ts = INT64_MIN;
+    topic__open_fields(p, &base, &first_ts);
+    uint64_t chain = topic__chain_start(base, first_ts);
+    const uint8_t *rp = p + TOPIC__HEADER_SIZE, *end = s->map + v->len;
+    bool good = base == s->walked_end;
+    while (good && rp < end) {
+        const uint8_t *r0 = rp;
+        struct record_view r;
+        good = topic__record_decode(&rp, end, first_ts, &r) == 0;
+        if (good) {
+            chain = topic__chain_step(chain, r0, (size_t)(rp - r0));
+            max_ts = r.ts > max_ts ? r.ts : max_ts;
+            count++;
+        }
+    }
+    if (!good || chain != v->chain || base + count != v->end) {
+        /* Sealed (or moved on) between the walk and now: the next look
+         * sees it.  Otherwise the bytes are not what the writer wrote. */
+        if (topic__load32(p) == TOPIC__OPEN_MAGIC && v->this_boot)
+            atomic_store_explicit(&s->bad_open, pos, memory_order_release);
+        return;
+    }
+    if (max_ts > atomic_load(&s->max_ts))
+        atomic_store(&s->max_ts, max_ts);
+    atomic_store_explicit(&s->len, (size_t)v->len, memory_order_release);
+    s->walked_end = v->end;
 }
 
 static void trust_published(struct segment *s, const struct live_view *v)
@@ -491,12 +563,22 @@ static bool prefill_indexes(topic *t, struct segment *s, size_t limit, uint64_t 
  * them that does not land exactly on `limit` and the end offset `end` drops
  * them and walks again from the segment's start.
  */
-static int walk_from_files(topic *t, struct segment *s, size_t limit, uint64_t end, int how,
-                           size_t *len, uint64_t *walked_end)
+static int walk_from_files(topic *t, struct segment *s, size_t limit, uint64_t end,
+                           size_t open_at, int how, size_t *len, uint64_t *walked_end)
 {
     bool quick = prefill_indexes(t, s, limit, end);
     TRY(topic__segment_scan(t, s, limit, how, len, walked_end));
-    if (quick && (*len != limit || *walked_end != end)) {
+    /* Or on the writer's open batch, which follow_open checks. */
+    uint64_t open_base = 0;
+    int64_t open_ts;
+    bool on_open = open_at != SIZE_MAX && *len == open_at &&
+                   open_at + TOPIC__HEADER_SIZE <= limit &&
+                   topic__load32(s->map + open_at) == TOPIC__OPEN_MAGIC;
+    if (on_open) {
+        topic__open_fields(s->map + open_at, &open_base, &open_ts);
+        on_open = *walked_end == open_base;
+    }
+    if (quick && (*len != limit || *walked_end != end) && !on_open) {
         atomic_store(&s->idx.n, 0);
         atomic_store(&s->tidx.n, 0);
         s->last_index_pos = 0;
@@ -521,7 +603,7 @@ int topic__follow_open_last(topic *t, struct segment *s)
          * the index files to their entries and synced them with the log. */
         size_t walked;
         uint64_t walked_end;
-        TRY(walk_from_files(t, s, size, snap.end_offset, TOPIC__SCAN_INDEX, &walked,
+        TRY(walk_from_files(t, s, size, snap.end_offset, SIZE_MAX, TOPIC__SCAN_INDEX, &walked,
                             &walked_end));
         atomic_store_explicit(&s->len, size, memory_order_release);
         s->walked_end = snap.end_offset;
@@ -543,12 +625,15 @@ int topic__follow_open_last(topic *t, struct segment *s)
     if (live && v.this_boot && v.base == s->base) {
         size_t len;
         uint64_t walked_end;
-        TRY(walk_from_files(t, s, limit, v.end, FOLLOW_SCAN, &len, &walked_end));
+        size_t open_at = v.open_pos1 ? (size_t)(v.open_pos1 - 1) : SIZE_MAX;
+        TRY(walk_from_files(t, s, limit, v.end, open_at, FOLLOW_SCAN, &len, &walked_end));
         atomic_store_explicit(&s->len, len, memory_order_release);
         s->walked_end = walked_end;
     } else {
         TRY(follow_walk(t, s, limit));
     }
+    if (live)
+        follow_open(s, &v);
     if (live)
         trust_published(s, &v);
     atomic_store(&s->loaded, true);
@@ -721,6 +806,7 @@ void topic__refresh(topic *t)
          * batch after it right now. */
         if (s != NULL && s->loaded && v.base == s->base) {
             follow_walk(t, s, v.len < s->map_len ? (size_t)v.len : s->map_len);
+            follow_open(s, &v);
             trust_published(s, &v);
         }
         if (s != NULL && s->walked_end > atomic_load(&t->end))

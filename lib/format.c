@@ -140,6 +140,18 @@ void topic__records_encode(uint8_t *p, const topic_record *recs, size_t n, int64
     }
 }
 
+void topic__open_seal_header(uint8_t *dst, size_t size, size_t n, int64_t max_ts)
+{
+    topic__store32(dst + 4, (uint32_t)size);
+    topic__store32(dst + 24, (uint32_t)n);
+    topic__store64(dst + 40, (uint64_t)max_ts);
+    uint64_t seed = TOPIC__BATCH_MAGIC | (uint64_t)(uint32_t)size << 32;
+    topic__store64(dst + 8, seeded_sum(dst, size, seed));
+    /* Readers that see the open magic read only the base offset and first
+     * timestamp, which stay; one that sees this magic must see the rest. */
+    __atomic_store_n((uint32_t *)(void *)dst, topic__le32(TOPIC__BATCH_MAGIC), __ATOMIC_RELEASE);
+}
+
 void topic__header_encode(uint8_t *dst, size_t size, uint64_t base_offset, size_t n,
                           int64_t first_ts, int64_t max_ts, unsigned attributes)
 {
@@ -183,6 +195,43 @@ void topic__value_batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
     if (len)
         memcpy(p, value, len);
     topic__header_encode(dst, size, base_offset, 1, ts, ts, TOPIC__COMPRESS_NONE);
+}
+
+void topic__open_header(uint8_t *dst, uint64_t base_offset, int64_t first_ts)
+{
+    memset(dst, 0, TOPIC__HEADER_SIZE);
+    topic__store64(dst + 16, base_offset);
+    topic__store64(dst + 32, (uint64_t)first_ts);
+    topic__store32(dst, TOPIC__OPEN_MAGIC);
+}
+
+uint64_t topic__chain_start(uint64_t base_offset, int64_t first_ts)
+{
+    uint8_t b[16];
+    topic__store64(b, base_offset);
+    topic__store64(b + 8, (uint64_t)first_ts);
+    return XXH3_64bits_withSeed(b, sizeof b, TOPIC__OPEN_MAGIC);
+}
+
+uint64_t topic__chain_step(uint64_t chain, const uint8_t *p, size_t n)
+{
+    return XXH3_64bits_withSeed(p, n, chain);
+}
+
+size_t topic__value_record_size(size_t len, int64_t ts, int64_t first_ts)
+{
+    return varint_size(ts_delta(ts, first_ts)) + 1 + varint_size(len) + len;
+}
+
+uint8_t *topic__value_record_encode(uint8_t *dst, const void *value, size_t len, int64_t ts,
+                                    int64_t first_ts)
+{
+    uint8_t *p = varint_put(dst, ts_delta(ts, first_ts));
+    *p++ = 0;   /* no key */
+    p = varint_put(p, len);
+    if (len)
+        memcpy(p, value, len);
+    return p + len;
 }
 
 /* A magic of this format family with a higher version: a newer release's

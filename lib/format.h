@@ -10,6 +10,7 @@
 
 #define TOPIC__BATCH_MAGIC   0x31425054u  /* "TPB1" on disk: format version 1 */
 #define TOPIC__MAGIC_PREFIX  0x00425054u  /* "TPB" with any version byte */
+#define TOPIC__OPEN_MAGIC    0x314f5054u  /* "TPO1": a batch a writer is still filling */
 #define TOPIC__HEADER_SIZE   48u
 #define TOPIC__MIN_BATCH     (TOPIC__HEADER_SIZE + 3u)  /* one empty record */
 #define TOPIC__MAX_BATCH     (1u << 30)
@@ -53,6 +54,16 @@ static inline void topic__store32(uint8_t *p, uint32_t v)
     p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
 }
 
+/* v as the little-endian bytes of a u32 in memory. */
+static inline uint32_t topic__le32(uint32_t v)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return v;
+#else
+    return __builtin_bswap32(v);
+#endif
+}
+
 static inline void topic__store64(uint8_t *p, uint64_t v)
 {
     topic__store32(p, (uint32_t)v);
@@ -90,6 +101,31 @@ void topic__batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
 size_t topic__value_batch_size(size_t len);
 void topic__value_batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
                                const void *value, size_t len, int64_t ts);
+/*
+ * The open batch (see format.c): consecutive topic_append() calls share one
+ * batch, whose header the writer fills in when it seals it.  Until then the
+ * header's place holds an open header: the magic "TPO1", the base offset and
+ * the first timestamp, and zeros.
+ */
+void topic__open_header(uint8_t *dst, uint64_t base_offset, int64_t first_ts);
+/* Seals the open batch of `size` bytes and `n` records at dst: fills in
+ * its header and checksum, then stores the batch magic (a release store). */
+void topic__open_seal_header(uint8_t *dst, size_t size, size_t n, int64_t max_ts);
+/* The base offset and first timestamp of the open header at p. */
+static inline void topic__open_fields(const uint8_t *p, uint64_t *base_offset, int64_t *first_ts)
+{
+    *base_offset = topic__load64(p + 16);
+    *first_ts = (int64_t)topic__load64(p + 32);
+}
+/* The chain value of an open batch with no record yet. */
+uint64_t topic__chain_start(uint64_t base_offset, int64_t first_ts);
+/* The chain value after one more record of `n` bytes at p. */
+uint64_t topic__chain_step(uint64_t chain, const uint8_t *p, size_t n);
+/* The bytes one record with no key takes in an open batch whose first
+ * timestamp is first_ts, and its encoding at dst (returning its end). */
+size_t topic__value_record_size(size_t len, int64_t ts, int64_t first_ts);
+uint8_t *topic__value_record_encode(uint8_t *dst, const void *value, size_t len, int64_t ts,
+                                    int64_t first_ts);
 /* A record's timestamp as stored: 0 means `now`. */
 static inline int64_t topic__rec_ts(const topic_record *r, int64_t now)
 {

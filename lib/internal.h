@@ -105,6 +105,13 @@ void topic__index_unmap(struct index *ix);
  * (segment.c); a new one gets at most one step before its first batch. */
 #define TOPIC__RESERVE_STEP ((size_t)16 << 20)
 
+/* Batches that consecutive topic_append() calls share are sealed before
+ * they would pass this many bytes, header included (append.c).  A read
+ * verifies the whole batch its record is in, so larger ones make random
+ * reads slower; smaller ones make appends and scans pay more headers and
+ * checksums. */
+#define TOPIC__OPEN_MAX ((size_t)1024)
+
 struct segment {
     uint64_t base;                /* offset of its first record */
     int fd;                       /* the .log file, -1 until loaded */
@@ -113,6 +120,10 @@ struct segment {
                                    * shrinks it while readers look */
     size_t capacity;              /* writer: roll once a batch would pass this */
     _Atomic size_t len;           /* bytes of whole batches, published to readers */
+    _Atomic size_t open_pos;      /* writer: where its open batch starts (records up to
+                                   * len), TOPIC__NO_OPEN when it has none (append.c) */
+    _Atomic size_t bad_open;      /* an open batch whose records are not to be used
+                                   * (follow.c), TOPIC__NO_OPEN if none */
     _Atomic uint64_t end;         /* one past its last offset; known when sealed */
     _Atomic int64_t max_ts;       /* largest timestamp in it; INT64_MIN if unknown/empty */
     int64_t born_ms;              /* writer: when its age for segment.ms began, on the
@@ -134,6 +145,8 @@ struct segment {
     _Atomic int refs;             /* the list's, the sealer's, cursors', readers' in flight */
     bool listed;                  /* in t->segs (under its lock): the list holds a ref */
 };
+
+#define TOPIC__NO_OPEN SIZE_MAX
 
 /* File name of a segment's part: "<20-digit base><ext>". */
 void topic__segment_name(char *buf, size_t cap, uint64_t base, const char *ext);
@@ -164,6 +177,8 @@ struct seg_record {
     size_t len;
     uint64_t end;
     bool cut;
+    uint64_t open_pos1;   /* the killed writer's open batch: its position + 1, or 0 */
+    uint64_t chain;       /* and the chain value of its records below len */
 };
 /* Opens the last segment for appending, scanning it when `scan` is set (see
  * segment.c).  Returns 0, a negative error, or TOPIC__LOST when the segment
@@ -196,6 +211,10 @@ int  topic__segment_scan(topic *t, struct segment *s, size_t limit, int how,
 /* Adds index entries for a batch about to be published at pos. */
 void topic__segment_index_batch(topic *t, struct segment *s, size_t pos,
                                 const struct batch_header *h);
+/* The same, when the segment's largest timestamp before the batch was
+ * max_ts (an open batch raises it as its records come: append.c). */
+void topic__segment_index_batch_after(topic *t, struct segment *s, size_t pos,
+                                      const struct batch_header *h, int64_t max_ts);
 
 /* ------------------------------------------------------------------------ */
 /* The topic handle (topic.c)                                                 */
@@ -237,6 +256,17 @@ struct topic {
 
     pthread_mutex_t append_lock;  /* serialises the whole write path */
     struct segment *active;       /* writer only, under append_lock */
+    struct open_batch {           /* the active segment's open batch (append.c) */
+        uint64_t base;            /* its first offset */
+        int64_t first_ts, max_ts;
+        uint32_t count;
+        int64_t seg_max_ts;       /* the segment's largest timestamp before it */
+        uint64_t chain;           /* topic__chain_step over its records so far */
+        /* The batch as the writer wrote it, header's place included: the
+         * seal computes the checksum from this copy, so that bytes changed
+         * in the file meanwhile (by someone else) fail it. */
+        uint8_t copy[TOPIC__OPEN_MAX];
+    } open;
     int failed;                   /* sticky write error, under append_lock */
     bool failure_told;            /* a call has returned `failed` itself */
     struct zbuf zraw, zout;       /* lz4: records, then compressed; under append_lock */
@@ -450,6 +480,9 @@ static inline bool topic__has_retention(const topic *t)
 /* ------------------------------------------------------------------------ */
 /* Following a writer (follow.c)                                              */
 
+/* Writer, under append_lock: seals the active segment's open batch, if it
+ * has one (append.c). */
+void topic__open_seal(topic *t);
 /* Writer, under append_lock: publishes the end of the log to readers. */
 void topic__publish(topic *t);
 /* Writer, once at open: records in the live area the boot it runs in. */
@@ -475,6 +508,7 @@ struct live_last {
     int fate;
     uint64_t base, end;
     size_t len, size;   /* published length; the file's size (SAME, CUT) */
+    uint64_t open_pos1, chain;   /* its open batch (append.c): position + 1, or 0 */
 };
 int topic__live_last(topic *t, struct live_last *out);
 int  topic__list_segments(topic *t, uint64_t **out, size_t *count);
@@ -544,6 +578,9 @@ int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref);
 /* Where in loaded segment s, below `limit`, the batch holding `offset`
  * begins, and its first offset: an index search and a walk of at most an
  * interval of headers, no checksum verified. */
+/* The open batch at pos in s, as read.c explains. */
+bool topic__open_at(const struct segment *s, size_t pos, size_t avail, uint64_t end,
+                    struct batch_header *h);
 int topic__segment_batch_at(const struct segment *s, uint64_t offset, size_t limit, size_t *pos,
                             uint64_t *base);
 

@@ -10,14 +10,61 @@
 /* The most a read asks the memory for ahead of its walk of headers. */
 #define PREFETCH_MAX ((size_t)4096)
 
+/*
+ * The open batch at p (see append.c), with `avail` bytes published after p
+ * and the records below offset `end` published: as a header whose count is
+ * those records, and whose length is the published bytes.  False when p
+ * holds no open batch.
+ *
+ * A reader loads the end offset, then the length (acquire loads), then the
+ * magic.  The writer writes the open header before it publishes a length
+ * past it, and stores the sealed magic only after the length covering the
+ * whole batch; a new batch comes after that.  So while the magic still says
+ * "open", every published byte after the header is a record of this batch.
+ * Those bytes are trusted as they are: in the writer's process they are
+ * what it wrote, and a reader in another process publishes a length past
+ * the open header only once it has checked the chain (follow.c).  A reader
+ * that finds the magic sealed meanwhile reads the batch as any other.
+ */
+bool topic__open_at(const struct segment *s, size_t pos, size_t avail, uint64_t end,
+                    struct batch_header *h)
+{
+    /* Only the writer's active segment and a reader's view of a writer's
+     * segments can hold one: sealing a segment seals its open batch, and
+     * an open header left in a sealed one is damage (segment.c). */
+    if ((!s->writable && !s->follow) || avail < TOPIC__HEADER_SIZE ||
+        __atomic_load_n((const uint32_t *)(const void *)(s->map + pos), __ATOMIC_ACQUIRE) !=
+            topic__le32(TOPIC__OPEN_MAGIC))
+        return false;
+    topic__open_fields(s->map + pos, &h->base_offset, &h->first_ts);
+    h->magic = TOPIC__OPEN_MAGIC;
+    h->length = (uint32_t)avail;
+    h->checksum = 0;
+    h->count = end > h->base_offset && end - h->base_offset < UINT32_MAX
+                   ? (uint32_t)(end - h->base_offset) : 0;
+    h->attributes = h->reserved = 0;
+    h->max_ts = INT64_MAX;   /* unknown: a search by time must look inside */
+    /* Damaged after its writer died (follow.c), or bytes no writer of this
+     * boot vouches for: not records. */
+    if (pos == atomic_load_explicit(&s->bad_open, memory_order_acquire) || avail > TOPIC__MAX_BATCH)
+        h->count = 0;
+    return true;
+}
+
 /* Walks headers from `pos` (where offset `expect` starts) to the batch
  * holding `offset`.  Every header must continue the offsets densely. */
 static int walk_to(const struct segment *s, size_t pos, uint64_t expect, size_t limit,
-                   uint64_t offset, struct batch_ref *ref)
+                   uint64_t end, uint64_t offset, struct batch_ref *ref)
 {
     if (s->map == NULL)
         return TOPIC_ECORRUPT;   /* an empty file where records must be */
     for (;;) {
+        if (topic__open_at(s, pos, limit - pos, end, &ref->h)) {
+            if (ref->h.base_offset != expect || offset - expect >= ref->h.count)
+                return TOPIC_ECORRUPT;
+            ref->pos = pos;
+            return 0;
+        }
         int rc = topic__header_parse(s->map + pos, limit - pos, &ref->h);
         if (rc == TOPIC_EVERSION)
             return rc;
@@ -34,7 +81,8 @@ static int walk_to(const struct segment *s, size_t pos, uint64_t expect, size_t 
     }
 }
 
-static int locate_in(topic *t, struct segment *s, uint64_t offset, struct batch_ref *ref);
+static int locate_in(topic *t, struct segment *s, uint64_t offset, uint64_t end,
+                     struct batch_ref *ref);
 
 /* Where a walk to `offset` in s starts: the index entry at or before it
  * (position and first offset), or the segment's start. */
@@ -55,11 +103,11 @@ static void index_start(const struct segment *s, uint64_t offset, size_t limit, 
  * unreadable: the segment is then walked from its start, slower but
  * sure. */
 static int walk_from(const struct segment *s, size_t pos, uint64_t expect, size_t limit,
-                     uint64_t offset, struct batch_ref *ref)
+                     uint64_t end, uint64_t offset, struct batch_ref *ref)
 {
-    int rc = walk_to(s, pos, expect, limit, offset, ref);
+    int rc = walk_to(s, pos, expect, limit, end, offset, ref);
     if (rc == TOPIC_ECORRUPT && pos != 0)
-        rc = walk_to(s, 0, s->base, limit, offset, ref);
+        rc = walk_to(s, 0, s->base, limit, end, offset, ref);
     return rc;
 }
 
@@ -70,7 +118,7 @@ int topic__segment_batch_at(const struct segment *s, uint64_t offset, size_t lim
     size_t from;
     uint64_t expect;
     index_start(s, offset, limit, &from, &expect);
-    TRY(walk_from(s, from, expect, limit, offset, &ref));
+    TRY(walk_from(s, from, expect, limit, offset + 1, offset, &ref));
     *pos = ref.pos;
     *base = ref.h.base_offset;
     return 0;
@@ -81,7 +129,8 @@ int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
     uint64_t end = atomic_load_explicit(&t->end, memory_order_acquire);
     if (offset >= end) {
         topic__refresh(t);   /* a reader learns of a writer's new records */
-        if (offset >= atomic_load_explicit(&t->end, memory_order_acquire)) {
+        end = atomic_load_explicit(&t->end, memory_order_acquire);
+        if (offset >= end) {
             /* A reader that could not follow may have an end offset below
              * the writer's start: what lies below the start is gone,
              * whatever else went wrong. */
@@ -98,7 +147,7 @@ int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
     struct segment *s = topic__segment_get(t, offset);
     if (s == NULL)
         return TOPIC_EGONE;
-    int rc = locate_in(t, s, offset, ref);
+    int rc = locate_in(t, s, offset, end, ref);
     if (rc < 0)
         topic__segment_put(s);
     /* A segment whose file is gone was deleted by the writer's retention. */
@@ -107,8 +156,10 @@ int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
     return rc;
 }
 
-/* As topic__locate, in segment s; on success ref->seg holds s. */
-static int locate_in(topic *t, struct segment *s, uint64_t offset, struct batch_ref *ref)
+/* As topic__locate, in segment s, where the records below `end` are
+ * published; on success ref->seg holds s. */
+static int locate_in(topic *t, struct segment *s, uint64_t offset, uint64_t end,
+                     struct batch_ref *ref)
 {
     TRY(topic__segment_load(t, s));
     size_t limit = atomic_load_explicit(&s->len, memory_order_acquire);
@@ -146,7 +197,22 @@ static int locate_in(topic *t, struct segment *s, uint64_t offset, struct batch_
     for (size_t q = pos; q < ahead && q < limit; q += 64)
         __builtin_prefetch(s->map + q);
     ref->seg = s;
-    TRY(walk_from(s, pos, expect, limit, offset, ref));
+    int rc = walk_from(s, pos, expect, limit, end, offset, ref);
+    /* The open batch was sealed, and more records appended to it, after
+     * this reader loaded the length: the sealed header says a length past
+     * it.  The length published since covers the batch (topic__open_at);
+     * a reader in another process learns it from the writer first. */
+    if (rc == TOPIC_ECORRUPT && s->follow)
+        topic__refresh(t);
+    if (rc == TOPIC_ECORRUPT && atomic_load_explicit(&s->len, memory_order_acquire) != limit) {
+        limit = atomic_load_explicit(&s->len, memory_order_acquire);
+        if (limit > mapped)
+            limit = mapped;
+        rc = walk_from(s, pos, expect, limit, end, offset, ref);
+    }
+    TRY(rc);
+    if (ref->h.magic == TOPIC__OPEN_MAGIC)
+        return 0;
     return topic__batch_verify(s->map + ref->pos, &ref->h) ? 0 : TOPIC_ECORRUPT;
 }
 

@@ -51,6 +51,8 @@ struct segment *topic__segment_new(uint64_t base)
     s->idx.entry_size = TOPIC__IDX_ENTRY;
     s->tidx.entry_size = TOPIC__TIDX_ENTRY;
     atomic_init(&s->len, 0);
+    atomic_init(&s->open_pos, TOPIC__NO_OPEN);
+    atomic_init(&s->bad_open, TOPIC__NO_OPEN);
     atomic_init(&s->end, UINT64_MAX);   /* unknown until walked or sealed */
     atomic_init(&s->max_ts, INT64_MIN);
     pthread_mutex_init(&s->load_lock, NULL);
@@ -81,14 +83,20 @@ static uint32_t index_cap(const topic *t, size_t capacity)
 void topic__segment_index_batch(topic *t, struct segment *s, size_t pos,
                                 const struct batch_header *h)
 {
-    int64_t max_ts = atomic_load_explicit(&s->max_ts, memory_order_relaxed);
+    topic__segment_index_batch_after(t, s, pos, h,
+                                     atomic_load_explicit(&s->max_ts, memory_order_relaxed));
+}
+
+void topic__segment_index_batch_after(topic *t, struct segment *s, size_t pos,
+                                      const struct batch_header *h, int64_t max_ts)
+{
     if (pos > 0 && pos - s->last_index_pos >= (size_t)t->cfg.v[TOPIC_K_INDEX_INTERVAL]) {
         struct idx_entry e = { (uint32_t)(h->base_offset - s->base), (uint32_t)pos, max_ts };
         topic__index_put(&s->idx, &e);
         topic__index_put(&s->tidx, &e);
         s->last_index_pos = pos;
     }
-    if (h->max_ts > max_ts)
+    if (h->max_ts > atomic_load_explicit(&s->max_ts, memory_order_relaxed))
         atomic_store_explicit(&s->max_ts, h->max_ts, memory_order_relaxed);
 }
 
@@ -407,6 +415,46 @@ static int open_active(topic *t, struct segment *s, bool scan, const struct seg_
     return 0;
 }
 
+/*
+ * A writer killed in this boot left an open batch (append.c): records it
+ * acknowledged, in a batch with no checksum yet.  The chain value it
+ * published with its length in the live area vouches for their bytes: when
+ * the records below that length give the same chain and end at the
+ * published end offset, the batch is sealed for the dead writer, as it
+ * would have sealed it, and the scan that follows finds an ordinary batch.
+ * Otherwise the bytes were damaged since it died (or are not what it
+ * wrote): the open header stays, which no walk takes for a batch, and the
+ * scan treats it as damage below the published length.
+ */
+static void seal_dead_open(struct segment *s, size_t size, const struct seg_record *v)
+{
+    if (v == NULL || v->open_pos1 == 0 || v->cut || v->len > size || v->len > s->map_len ||
+        v->open_pos1 - 1 > v->len - TOPIC__HEADER_SIZE || v->len < TOPIC__HEADER_SIZE)
+        return;
+    size_t pos = (size_t)(v->open_pos1 - 1);
+    uint8_t *p = s->map + pos;
+    if (topic__load32(p) != TOPIC__OPEN_MAGIC || v->len - pos > TOPIC__MAX_BATCH)
+        return;
+    uint64_t base;
+    int64_t first_ts, max_ts = INT64_MIN;
+    topic__open_fields(p, &base, &first_ts);
+    uint64_t chain = topic__chain_start(base, first_ts), count = 0;
+    const uint8_t *rp = p + TOPIC__HEADER_SIZE, *end = s->map + v->len;
+    while (rp < end) {
+        const uint8_t *r0 = rp;
+        struct record_view r;
+        if (topic__record_decode(&rp, end, first_ts, &r) < 0)
+            return;
+        chain = topic__chain_step(chain, r0, (size_t)(rp - r0));
+        if (r.ts > max_ts)
+            max_ts = r.ts;
+        count++;
+    }
+    if (count == 0 || chain != v->chain || base + count != v->end || count > UINT32_MAX)
+        return;
+    topic__open_seal_header(p, v->len - pos, (size_t)count, max_ts);
+}
+
 int topic__segment_open_active(topic *t, struct segment *s, bool scan,
                                const struct seg_record *vouched)
 {
@@ -416,6 +464,8 @@ int topic__segment_open_active(topic *t, struct segment *s, bool scan,
     struct index old = { .fd = -1, .entry_size = TOPIC__IDX_ENTRY };
     TRY(map_log(t, s, capacity, 0, &size));
     capacity = s->capacity;
+    if (scan)
+        seal_dead_open(s, size, vouched);
     int rc = open_active(t, s, scan, vouched, &old, size, capacity);
     topic__index_unmap(&old);
     return rc;

@@ -26,7 +26,9 @@
  *                while the start offset has never moved)
  *   128    24   which directory and active .log the live area describes,
  *                for the next writer of the same boot (follow.c)
- *   152    ...  zero up to 4096 bytes
+ *   152    16   the active segment's open batch and the chain value of its
+ *                records, for readers and the next writer (follow.c)
+ *   168    ...  zero up to 4096 bytes
  *
  * The record is trusted only when the checksum matches, clean is 1 and the
  * active segment's file has exactly the recorded size; anything else means

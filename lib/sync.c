@@ -297,6 +297,9 @@ int topic__sync(topic *t)
     t->syncing = true;
     gather(t);
     int64_t started = topic__mono_ms();
+    /* What reaches the disk is whole batches: a loss of power must not
+     * leave synced records in a batch with no checksum. */
+    topic__open_seal(t);
     uint64_t target = atomic_load(&t->end);
     struct segment *s = t->active;
     topic__segment_ref(s);

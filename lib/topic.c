@@ -224,16 +224,16 @@ static int open_last(topic *t, struct segment *s, const struct live_last *live)
     }
     if (t->flags & TOPIC_RDONLY)
         return topic__follow_open_last(t, s);
-    struct seg_record rec = { (size_t)snap.active_len, snap.end_offset, false };
+    struct seg_record rec = { (size_t)snap.active_len, snap.end_offset, false, 0, 0 };
     if (!clean && live->fate == TOPIC__LIVE_SAME && live->base == s->base &&
         (!vouched || live->end >= rec.end)) {
-        rec = (struct seg_record){ live->len, live->end, false };
+        rec = (struct seg_record){ live->len, live->end, false, live->open_pos1, live->chain };
         vouched = true;
     } else if (!clean && live->fate == TOPIC__LIVE_CUT && live->base == s->base &&
                (!vouched || live->size >= rec.len)) {
         /* Cut short in place, but not below what a clean close synced:
          * a torn tail from the cut on, damage below it (segment.c). */
-        rec = (struct seg_record){ live->size, live->end, true };
+        rec = (struct seg_record){ live->size, live->end, true, 0, 0 };
         vouched = true;
     }
     return topic__segment_open_active(t, s, !clean, vouched ? &rec : NULL);
@@ -297,7 +297,7 @@ static bool indexes_present(topic *t, uint64_t base)
 static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, size_t nlater,
                           bool stale, const struct seg_record *vouched, bool same_boot)
 {
-    struct seg_record whole = { SIZE_MAX, later[0], false };
+    struct seg_record whole = { SIZE_MAX, later[0], false, 0, 0 };
     if (same_boot)
         vouched = &whole;
     int rc = topic__segment_open_active(t, s, true, vouched);
@@ -438,7 +438,7 @@ static int open_segments(topic *t)
     }
     uint64_t floor = live.fate == TOPIC__LIVE_REPLACED ? live.end : 0;
     bool but_flag = !clean && topic__state_clean_but_flag(t, &snap);
-    struct seg_record rec = { (size_t)snap.active_len, snap.end_offset, false };
+    struct seg_record rec = { (size_t)snap.active_len, snap.end_offset, false, 0, 0 };
     if (!(t->flags & TOPIC_RDONLY) && (clean || but_flag)) {
         if (snap.end_offset < floor)
             snap.end_offset = floor;
@@ -830,6 +830,7 @@ static int close_writer(topic *t)
     if (rc == 0 && topic__has_retention(t))
         topic__apply_retention(t);
     pthread_mutex_lock(&t->append_lock);
+    topic__open_seal(t);
     if (rc == 0 && nothing_to_sync(t)) {
         pthread_mutex_unlock(&t->append_lock);
         return 0;

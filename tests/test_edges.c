@@ -194,18 +194,51 @@ static void reseal_batch(unsigned char *b)
     put64(b + 8, XXH3_64bits_withSeed(b + 16, length - 16, le64(b)));
 }
 
-/* Position of the batch holding base offset `base` in a segment image, or
- * (size_t)-1. */
-static size_t batch_pos(const unsigned char *log, size_t size, uint64_t base)
+/* The magic of an open batch, which consecutive topic_append() calls share
+ * until the writer seals it (FORMAT.md section 2.6): "TPO1". */
+#define OPEN_MAGIC 0x314f5054u
+
+/* Position of the batch holding offset `off` in a segment image, or
+ * (size_t)-1.  An open batch, the last one, holds every offset from its
+ * base on. */
+static size_t batch_pos(const unsigned char *log, size_t size, uint64_t off)
 {
     size_t pos = 0;
     while (pos + 48 <= size && le32(log + pos) != 0) {
-        if (le64(log + pos + 16) == base)
+        uint64_t base = le64(log + pos + 16);
+        if (le32(log + pos) == OPEN_MAGIC)
+            return off >= base ? pos : (size_t)-1;
+        if (off >= base && off - base < le32(log + pos + 24))
             return pos;
+        if (le32(log + pos + 4) == 0)
+            break;
         pos += le32(log + pos + 4);
     }
     return (size_t)-1;
 }
+
+/* The offsets [*lo, *hi) of the batch holding `off` in the segment at
+ * `seg`: consecutive topic_append() calls share batches, so damage to the
+ * batch of one record reaches its neighbours too.  An open batch (the
+ * writer's last) ends at *hi = UINT64_MAX. */
+static void batch_span(const char *dir, uint64_t seg, uint64_t off, uint64_t *lo, uint64_t *hi)
+{
+    char *log = tu_segment_path(dir, seg, "log");
+    unsigned char *data;
+    size_t size;
+    assert_ok(tu_read_file(log, &data, &size));
+    size_t pos = batch_pos(data, size, off);
+    assert_true(pos != (size_t)-1);
+    *lo = le64(data + pos + 16);
+    *hi = le32(data + pos) == OPEN_MAGIC ? UINT64_MAX : *lo + le32(data + pos + 24);
+    free(data);
+    free(log);
+}
+
+/* Records of at least 103 bytes (val_len, and a record's framing) in an
+ * index interval of 1024 bytes: how many batches after a damaged one a
+ * reader may be unable to reach, when the damage hides where it ends. */
+#define AFTER_DAMAGE (1024 / 103 + 1)
 
 /* Overwrites n bytes of topic.state at `at` (FORMAT.md section 4). */
 static void patch_state(const char *dir, size_t at, const void *bytes, size_t n)
@@ -797,16 +830,17 @@ static void test_active_log_removed_under_writer(void **state)
                           : open_with(dir, TOPIC_CREATE, NULL);
         put_ok(t, rolled ? 40 : 10);
         assert_ok(topic_close(t));
-        uint64_t *bases = NULL;
-        int nseg = tu_list_segments(dir, &bases);
-        assert_true(rolled ? nseg > 1 : nseg == 1);
-        uint64_t active = bases[nseg - 1];
-        free(bases);
 
         t = open_with(dir, 0, NULL);
         put_ok(t, 3);
         uint64_t confirmed = topic_end_offset(t);
         assert_ok(topic_sync(t));
+        /* The active segment now, which these appends may have rolled to. */
+        uint64_t *bases = NULL;
+        int nseg = tu_list_segments(dir, &bases);
+        assert_true(rolled ? nseg > 1 : nseg == 1);
+        uint64_t active = bases[nseg - 1];
+        free(bases);
         assert_ok(topic_commit(t, "g", confirmed));
         snprintf(name, sizeof name, "%020" PRIu64 ".log", active);
         char *log = tu_path(dir, name);
@@ -1182,7 +1216,7 @@ static size_t damage_batch(const char *dir, uint64_t base, uint64_t offset, int 
  * record at the end.  Returns the end after those appends.
  */
 static uint64_t reopen_damaged(const char *dir, int round, uint64_t end, uint64_t damaged,
-                               bool expect_bad)
+                               uint64_t damaged_end, bool expect_bad)
 {
     for (int pass = 0; pass < 3; pass++) {
         topic *t = open_with(dir, pass == 1 ? TOPIC_RDONLY : 0, NULL);
@@ -1198,7 +1232,7 @@ static uint64_t reopen_damaged(const char *dir, int round, uint64_t end, uint64_
                 check_value(t, o);
                 continue;
             }
-            if (rc != TOPIC_ECORRUPT || o < damaged || o >= damaged + 1024 / 148 + 2)
+            if (rc != TOPIC_ECORRUPT || o < damaged || o >= damaged_end + AFTER_DAMAGE)
                 fail_msg("round %d pass %d: offset %" PRIu64 " read %d", round, pass, o, rc);
             bad++;
         }
@@ -1264,20 +1298,22 @@ static void test_damage_after_killed_writer(void **state)
          * it, as the active one). */
         if (rounds[round].rolled)
             patch_state(dir, 56, &bases[at], sizeof bases[at]);
+        uint64_t lo, hi;
+        batch_span(dir, bases[at], 50, &lo, &hi);
         damage_batch(dir, bases[at], 50, rounds[round].what);
         if (rounds[round].reboot) {
             unsigned char boot[16];   /* a live area of an earlier boot */
             memset(boot, 0xa5, sizeof boot);
             patch_state(dir, 104, boot, sizeof boot);
         }
-        uint64_t end = rounds[round].reboot ? 50 : 210;
+        uint64_t end = rounds[round].reboot ? lo : 210;
         /* A reader opened before the recovery stops at the damage; once
          * the writer has recovered the topic, it reads on past it. */
         topic *early = open_with(dir, TOPIC_RDONLY, NULL);
-        end = reopen_damaged(dir, round, end, 50, !rounds[round].reboot);
+        end = reopen_damaged(dir, round, end, lo, hi, !rounds[round].reboot);
         unsigned char buf[600];
         size_t len;
-        uint64_t want = rounds[round].reboot ? 49 : 199;
+        uint64_t want = rounds[round].reboot ? lo - 1 : 199;
         int rc = topic_read(early, want, buf, sizeof buf, &len);
         if (rc != 0)
             fail_msg("round %d: the early reader read %" PRIu64 ": %d", round, want, rc);
@@ -1315,7 +1351,7 @@ static void test_damage_then_cut_after_killed_writer(void **state)
         char name[64];
         snprintf(name, sizeof name, "damaged-cut-%d", round);
         char *dir = tu_path(f->root, name);
-        uint64_t damaged = 50, cut = 180;
+        uint64_t damaged = 50, cut = 180, damaged_lo = 0, damaged_hi = 0;
         if (rounds[round].closed_first) {
             /* 50 records closed cleanly; batch 10 damaged; a writer
              * opens the topic without a scan, appends 210 and dies. */
@@ -1325,6 +1361,7 @@ static void test_damage_then_cut_after_killed_writer(void **state)
             assert_ok(topic_close(t));
             damaged = 10;
             cut = 200;
+            batch_span(dir, 0, damaged, &damaged_lo, &damaged_hi);
             damage_batch(dir, 0, damaged, rounds[round].what);
         }
         struct damaged_writer w = { dir, NULL };
@@ -1338,9 +1375,13 @@ static void test_damage_then_cut_after_killed_writer(void **state)
         size_t pos = batch_pos(data, size, cut);
         if (pos == (size_t)-1)
             fail_msg("round %d: no batch %" PRIu64 " in %zu bytes", round, cut, size);
+        cut = le64(data + pos + 16);   /* the cut batch's first record */
         free(data);
-        if (!rounds[round].closed_first)
+        uint64_t lo = damaged_lo, hi = damaged_hi;
+        if (!rounds[round].closed_first) {
+            batch_span(dir, 0, damaged, &lo, &hi);
             damage_batch(dir, 0, damaged, rounds[round].what);
+        }
         assert_ok(tu_truncate(log, (off_t)pos + 20));
         free(log);
         if (rounds[round].reboot) {
@@ -1348,8 +1389,8 @@ static void test_damage_then_cut_after_killed_writer(void **state)
             memset(boot, 0xa5, sizeof boot);
             patch_state(dir, 104, boot, sizeof boot);
         }
-        uint64_t end = rounds[round].reboot ? damaged : cut;
-        reopen_damaged(dir, round, end, damaged, !rounds[round].reboot);
+        uint64_t end = rounds[round].reboot ? lo : cut;
+        reopen_damaged(dir, round, end, lo, hi, !rounds[round].reboot);
         free(dir);
     }
 }
@@ -1391,6 +1432,8 @@ static void test_recovery_killed_midway(void **state)
     assert_int_equal(tu_run_child(damaged_writer_run, &w, 20000), 0);
     /* Its length: a reader cannot walk past it to the batches after it.
      * Past the first index entry, which the walk makes before the damage. */
+    uint64_t lo, hi;
+    batch_span(f->dir, 0, 150, &lo, &hi);
     assert_true(damage_batch(f->dir, 0, 150, DMG_LENGTH) > 4096);
     assert_int_equal(tu_run_child(recovering_writer_run, f->dir, 20000), 0);
     topic *t = open_with(f->dir, 0, NULL);
@@ -1399,7 +1442,7 @@ static void test_recovery_killed_midway(void **state)
     size_t len;
     assert_rc(topic_read(t, 150, buf, sizeof buf, &len), TOPIC_ECORRUPT);
     for (uint64_t o = 0; o < 210; o++)
-        if (o < 150 || o > 150 + 1024 / 148 + 1)
+        if (o < lo || o >= hi + AFTER_DAMAGE)
             check_value(t, o);
     assert_ok(topic_close(t));
 }
@@ -2508,7 +2551,10 @@ static void test_rebuilt_index_closed_exact(void **state)
 {
     fx *f = *state;
     topic *t = open_with(f->dir, TOPIC_CREATE, "index.interval.bytes", "1", NULL);
-    put_ok(t, 5);
+    for (int i = 0; i < 5; i++) {   /* five batches: a sync seals the open one */
+        put_ok(t, 1);
+        assert_ok(topic_sync(t));
+    }
     assert_ok(topic_close(t));
     char *ix = tu_segment_path(f->dir, 0, "index"), *tix = tu_segment_path(f->dir, 0, "timeindex");
     long long ix_size = tu_file_size(ix), tix_size = tu_file_size(tix);

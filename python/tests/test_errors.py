@@ -104,6 +104,7 @@ def test_gone(topic):
 def damage_first_record(path):
     with libtopic.Topic(path, create=True) as t:
         t.append(b"A" * 100)
+        t.sync()                # seals the batch consecutive appends share
         t.append(b"B" * 100)
     seg = path / ("0" * 20 + ".log")
     data = bytearray(seg.read_bytes())
