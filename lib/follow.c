@@ -389,7 +389,10 @@ static void release_past_file(struct segment *s)
 static void follow_open(struct segment *s, const struct live_view *v)
 {
     size_t pos = (size_t)(v->open_pos1 - 1), len = atomic_load(&s->len);
-    if (v->open_pos1 == 0 || v->base != s->base || pos != len || v->len <= len ||
+    /* After a reboot the next writer cuts an open batch off as a torn
+     * tail (the chain vouches for what a process wrote, not for what
+     * reached the disk): a reader does not show its records either. */
+    if (!v->this_boot || v->open_pos1 == 0 || v->base != s->base || pos != len || v->len <= len ||
         v->len - pos < TOPIC__HEADER_SIZE || v->len - pos > TOPIC__MAX_BATCH ||
         v->len > file_limit(s) || s->walked_end >= v->end)
         return;
@@ -415,7 +418,7 @@ static void follow_open(struct segment *s, const struct live_view *v)
     if (!good || chain != v->chain || base + count != v->end) {
         /* Sealed (or moved on) between the walk and now: the next look
          * sees it.  Otherwise the bytes are not what the writer wrote. */
-        if (topic__load32(p) == TOPIC__OPEN_MAGIC && v->this_boot)
+        if (topic__load32(p) == TOPIC__OPEN_MAGIC)
             atomic_store_explicit(&s->bad_open, pos, memory_order_release);
         return;
     }

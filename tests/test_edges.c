@@ -1395,6 +1395,159 @@ static void test_damage_then_cut_after_killed_writer(void **state)
     }
 }
 
+/* Appends 30 records of 20 bytes, which share one open batch of 738 bytes
+ * (FORMAT.md section 2.6), and dies: kill -9 before any seal. */
+static int open_batch_writer_run(void *dir)
+{
+    topic *t = NULL;
+    if (topic_open(dir, TOPIC_CREATE, NULL, &t) != 0)
+        return 10;
+    for (uint64_t o = 0; o < 30; o++) {
+        unsigned char v[20];
+        memset(v, (int)('a' + o % 26), sizeof v);
+        if (topic_append(t, v, sizeof v, NULL) != 0)
+            return 11;
+    }
+    _exit(0);
+}
+
+/* What a read of the open batch's offset o gives: 0 with its bytes, or the
+ * error; a wrong byte fails the test. */
+static int read_small(topic *t, uint64_t o)
+{
+    unsigned char buf[64];
+    size_t len = 0;
+    int rc = topic_read(t, o, buf, sizeof buf, &len);
+    if (rc == 0) {
+        assert_int_equal(len, 20);
+        for (size_t i = 0; i < len; i++)
+            assert_int_equal(buf[i], 'a' + o % 26);
+    }
+    return rc;
+}
+
+/*
+ * A writer killed with its last records in an open batch, which it had not
+ * sealed: no checksum covers them yet.  The chain it published with its
+ * length vouches for them.  A reader opened before the next writer reads
+ * them all, and the next writer seals the batch for the dead one, and
+ * appends after it.  Rounds: as left; a record's byte flipped after the
+ * kill (the chain no longer holds: those records read TOPIC_ECORRUPT, in
+ * the reader and after the recovery, and their offsets stay taken); and
+ * after a reboot, where nothing vouches for them and the batch is a torn
+ * tail, cut off whole.
+ */
+static void test_open_batch_after_killed_writer(void **state)
+{
+    fx *f = *state;
+    for (int round = 0; round < 3; round++) {
+        bool flip = round == 1, reboot = round == 2;
+        char name[64];
+        snprintf(name, sizeof name, "open-killed-%d", round);
+        char *dir = tu_path(f->root, name);
+        assert_int_equal(tu_run_child(open_batch_writer_run, dir, 20000), 0);
+        char *log = tu_segment_path(dir, 0, "log");
+        unsigned char *data;
+        size_t size;
+        assert_ok(tu_read_file(log, &data, &size));
+        assert_true(size >= 48 + 30 * 23);
+        assert_int_equal(le32(data), OPEN_MAGIC);   /* not sealed */
+        assert_true(le64(data + 16) == 0);
+        free(data);
+        if (flip)
+            assert_ok(tu_flip_bit(log, 48 + 23 * 12 + 3 + 5, 1));   /* record 12's value */
+        if (reboot) {
+            unsigned char boot[16];   /* a live area of an earlier boot */
+            memset(boot, 0xa5, sizeof boot);
+            patch_state(dir, 104, boot, sizeof boot);
+        }
+        uint64_t end = reboot ? 0 : 30;
+        topic *r = open_with(dir, TOPIC_RDONLY, NULL);
+        assert_u64(topic_end_offset(r), end);
+        for (uint64_t o = 0; o < end; o++)
+            assert_int_equal(read_small(r, o), flip ? TOPIC_ECORRUPT : 0);
+        assert_ok(topic_close(r));
+        topic *t = open_with(dir, 0, NULL);
+        assert_u64(topic_end_offset(t), end);
+        for (uint64_t o = 0; o < end; o++)
+            assert_int_equal(read_small(t, o), flip ? TOPIC_ECORRUPT : 0);
+        uint64_t off = UINT64_MAX;
+        assert_ok(topic_append(t, "after", 5, &off));
+        assert_u64(off, end);
+        assert_ok(topic_close(t));
+        if (!flip && !reboot) {   /* sealed as one batch of the 30 */
+            assert_ok(tu_read_file(log, &data, &size));
+            assert_int_equal(le32(data), 0x31425054u);
+            assert_int_equal(le32(data + 4), 48 + 30 * 23);
+            assert_int_equal(le32(data + 24), 30);
+            free(data);
+        }
+        free(log);
+        free(dir);
+    }
+}
+
+/* A byte of the live writer's open batch changes in the file (someone else
+ * writes it).  The seal computes the checksum from the writer's own copy,
+ * so the batch then fails it: its records read TOPIC_ECORRUPT through any
+ * handle, instead of the changed byte being sealed in as data. */
+static void test_open_batch_changed_under_writer(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    for (uint64_t o = 0; o < 5; o++) {
+        unsigned char v[20];
+        memset(v, (int)('a' + o), sizeof v);
+        assert_ok(topic_append(t, v, sizeof v, NULL));
+    }
+    char *log = tu_segment_path(f->dir, 0, "log");
+    assert_ok(tu_flip_bit(log, 48 + 23 * 2 + 3 + 7, 4));   /* record 2's value */
+    free(log);
+    assert_ok(topic_sync(t));   /* seals the batch */
+    topic *r = open_with(f->dir, TOPIC_RDONLY, NULL);
+    for (uint64_t o = 0; o < 5; o++) {
+        assert_int_equal(read_small(t, o), TOPIC_ECORRUPT);
+        assert_int_equal(read_small(r, o), TOPIC_ECORRUPT);
+    }
+    uint64_t off = 0;
+    assert_ok(topic_append(t, "next", 4, &off));
+    assert_u64(off, 5);
+    assert_ok(topic_close(r));
+    assert_ok(topic_close(t));
+}
+
+/* A search by time finds records of the writer's open batch, through the
+ * writer's handle and a reader's, before and after the seal. */
+static void test_open_batch_seek_time(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
+    assert_ok(topic_append_batch(t, &(topic_record){ .timestamp = 1000, .value = "old",
+                                                     .value_len = 3 }, 1, NULL));
+    int64_t before = tu_now_ms();
+    for (int i = 0; i < 5; i++)
+        assert_ok(topic_append(t, "now", 3, NULL));
+    topic *r = open_with(f->dir, TOPIC_RDONLY, NULL);
+    for (int pass = 0; pass < 2; pass++) {
+        topic *h[2] = { t, r };
+        for (int i = 0; i < 2; i++) {
+            topic_cursor *c = NULL;
+            topic_record rec;
+            assert_ok(topic_cursor_open(h[i], 0, &c));
+            assert_ok(topic_cursor_seek_time(c, 2000));
+            assert_u64(topic_cursor_offset(c), 1);
+            assert_ok(topic_cursor_next(c, &rec));
+            assert_true(rec.timestamp >= before && rec.value_len == 3);
+            assert_ok(topic_cursor_seek_time(c, before + 3600 * 1000));
+            assert_u64(topic_cursor_offset(c), 6);
+            topic_cursor_close(c);
+        }
+        assert_ok(topic_sync(t));   /* the second pass after the seal */
+    }
+    assert_ok(topic_close(r));
+    assert_ok(topic_close(t));
+}
+
 /* The recovering writer's death: its process ends at the first growth of
  * an index file, which the open's walk makes right after it began the
  * indexes afresh, before it reached the damaged batch. */
@@ -4974,6 +5127,9 @@ int main(void)
         T(test_damage_after_killed_writer),
         T(test_damage_then_cut_after_killed_writer),
         T(test_recovery_killed_midway),
+        T(test_open_batch_after_killed_writer),
+        T(test_open_batch_changed_under_writer),
+        T(test_open_batch_seek_time),
         T(test_active_index_not_a_file),
         T(test_rebuilt_index_closed_exact),
         T(test_lz4_scratch_given_back),
