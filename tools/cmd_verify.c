@@ -750,12 +750,12 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
     static struct walker w;
     static struct walk_item it;
     static struct zbuf z;
-    static uint64_t batches, records;
+    static uint64_t batches, records, open_records;
     static size_t damaged, tail;
     static struct seg_check c;
     static bool bussed, index_bad;
     z = (struct zbuf){ NULL, 0 };
-    batches = records = 0;
+    batches = records = open_records = 0;
     damaged = tail = 0;
     c.nspans = c.npend = 0;
     bussed = index_bad = false;
@@ -795,6 +795,24 @@ static void verify_segment(struct verify *v, const char *dir, const struct seg_f
             snprintf(d->what, sizeof d->what, "a batch of a newer format version "
                      "(this release cannot check it)");
             note_unreadable(v, d);
+            continue;
+        }
+        if (it.kind == ITEM_OPEN && next != NULL) {
+            /* A writer seals its open batch before it rolls. */
+            struct damage *d = pend_damage(&c, s->name, it.pos, it.len);
+            d->has_offset = true;
+            d->offset = it.h.base_offset;
+            snprintf(d->what, sizeof d->what, "an open batch (%" PRIu32 " records, never "
+                     "sealed) in a segment that was rolled away from", it.h.count);
+            continue;
+        }
+        if (it.kind == ITEM_OPEN) {
+            /* A writer's last appends, which it seals, or the next writer
+             * of this boot seals for it: not damage.  Its records have no
+             * checksum to verify yet. */
+            open_records += it.h.count;
+            records += it.h.count;
+            add_span(&c, &it, true);
             continue;
         }
         if (it.kind == ITEM_BATCH) {
@@ -903,6 +921,8 @@ walked:
         FILE *f = v->out;
         fprintf(f, "%s: %" PRIu64 " batch%s, %" PRIu64 " record%s", s->name, batches,
                 batches == 1 ? "" : "es", records, records == 1 ? "" : "s");
+        if (open_records > 0)
+            fprintf(f, " (%" PRIu64 " in an open batch, not sealed yet)", open_records);
         if (*end_known && *end > s->base)
             fprintf(f, ", offsets %" PRIu64 "-%" PRIu64, s->base, *end - 1);
         fprintf(f, ", %zu bytes", m.size - tail);
@@ -1379,6 +1399,14 @@ static void dump_segment(const char *dir, const struct seg_file *s, const struct
                 dump_records(m.p + it.pos, &it.h, &z, true, full);
             break;
         }
+        case ITEM_OPEN:
+            printf("  open batch at position %zu: base offset %" PRIu64 ", %" PRIu32
+                   " records, %zu bytes, first_ts %" PRId64 ": a writer's last appends, not "
+                   "sealed yet (no checksum)\n", it.pos, it.h.base_offset, it.h.count, it.len,
+                   it.h.first_ts);
+            if (!headers)
+                dump_records(m.p + it.pos, &it.h, &z, false, full);
+            break;
         case ITEM_BAD:
             if (it.header_ok) {
                 dump_header(&it, false);

@@ -127,6 +127,43 @@ static const char *header_problem(const struct seg_map *m, size_t pos)
     return "damaged batch header (a field is out of range)";
 }
 
+/*
+ * The open batch of a writer (FORMAT.md section 2.6): the records
+ * consecutive appends share until the writer seals them, with no checksum
+ * yet.  Only the writer's published length says where they end; this walk
+ * takes every record that starts before the last non-zero byte of the
+ * file, so it misses trailing records that are all zeros (an empty value
+ * with a zero timestamp delta).  What follows them is walked as usual.
+ */
+static void open_batch(struct walker *w, struct walk_item *it)
+{
+    struct seg_map *m = w->m;
+    size_t pos = it->pos, end = data_end(m);
+    struct batch_header *h = &it->h;
+    memset(h, 0, sizeof *h);
+    h->magic = TOPIC__OPEN_MAGIC;
+    topic__open_fields(m->p + pos, &h->base_offset, &h->first_ts);
+    h->max_ts = INT64_MIN;
+    const uint8_t *rp = m->p + pos + TOPIC__HEADER_SIZE, *lim = m->p + m->size;
+    while ((size_t)(rp - m->p) < end && h->count < UINT32_MAX) {
+        const uint8_t *q = rp;
+        struct record_view r;
+        if (topic__record_decode(&q, lim, h->first_ts, &r) < 0)
+            break;
+        rp = q;
+        h->count++;
+        if (r.ts > h->max_ts)
+            h->max_ts = r.ts;
+    }
+    it->kind = ITEM_OPEN;
+    it->header_ok = true;
+    it->len = (size_t)(rp - m->p) - pos;
+    h->length = (uint32_t)it->len;
+    w->pos = pos + it->len;
+    w->expect = h->base_offset + h->count;
+    w->expect_known = true;
+}
+
 /* The item ends at q: notes whether an intact batch follows, moves on. */
 static void end_bad(struct walker *w, struct walk_item *it, size_t q)
 {
@@ -152,6 +189,11 @@ bool walker_next(struct walker *w, struct walk_item *it)
     it->expect = w->expect;
     it->expect_known = w->expect_known;
     struct batch_header h;
+    if (data_end(m) > pos && m->size - pos >= TOPIC__HEADER_SIZE &&
+        topic__load32(m->p + pos) == TOPIC__OPEN_MAGIC) {
+        open_batch(w, it);
+        return true;
+    }
     int rc = topic__header_parse(m->p + pos, m->size - pos, &h);
     if (data_end(m) <= pos) {
         it->kind = ITEM_TAIL;

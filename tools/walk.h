@@ -30,6 +30,7 @@ enum item_kind {
     ITEM_BATCH,               /* a batch whose checksum verifies */
     ITEM_BAD,                 /* bytes that are not an intact batch */
     ITEM_NEWER,               /* an intact batch of a newer format version */
+    ITEM_OPEN,                /* a writer's open batch, not sealed yet (h.count records) */
     ITEM_TAIL                 /* zero bytes to the end of the file */
 };
 

@@ -1129,6 +1129,29 @@ expect 0 "the last record reads back" read "$PK" --from 19
 check "...as it was appended" test "$(cat "$W/out")" = "batch 10 record b"
 expect 1 "verify reports the damaged batch" verify "$PK" --quiet
 
+# A writer killed with its last appends in an open batch (FORMAT.md section
+# 2.6), which only it, or the next writer, seals: verify counts its records
+# and finds nothing wrong, dump shows it, and recover seals it.
+if [ -n "$LIBTOPIC_PATH" ] && [ -f "$LIBTOPIC_PATH" ] && [ -n "$PYTHONPATH" ]; then
+	PO=$W/killed-open
+	"$PYTHON" -c '
+import os, sys, libtopic
+t = libtopic.Topic(sys.argv[1], create=True)
+for i in range(5):
+    t.append(b"open record %d" % i)
+os._exit(0)' "$PO" >"$W/py.out" 2>&1
+	check "a killed Python writer left five records" test -s "$PO/00000000000000000000.log"
+	expect 0 "verify with a killed writer's open batch exits 0" verify "$PO"
+	check "...and counts its records as open" \
+		grep -q '^00000000000000000000.log: 0 batches, 5 records (5 in an open batch, not sealed yet), offsets 0-4' "$W/out"
+	expect 0 "dump shows the open batch" dump "$PO"
+	check "...as one" grep -q '^  open batch at position 0: base offset 0, 5 records' "$W/out"
+	check "...with its records" grep -q 'offset 4 (unverified) .*value \[13\] "open record 4"' "$W/out"
+	expect 0 "recover seals it for the dead writer" recover "$PO"
+	expect 0 "...after which verify sees one sealed batch" verify "$PO"
+	check "...of the five records" grep -q '^00000000000000000000.log: 1 batch, 5 records, offsets 0-4' "$W/out"
+fi
+
 # --------------------------------------------------------------------------
 # delete-before
 
