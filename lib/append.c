@@ -181,9 +181,13 @@ void topic__open_seal(topic *t)
      * copied into the file: a record changed there since it was written
      * fails the checksum, instead of being sealed in. */
     topic__open_seal_header(t->open.copy, len - pos, h.count, h.max_ts);
-    memcpy(s->map + pos + 4, t->open.copy + 4, TOPIC__HEADER_SIZE - 4);
-    __atomic_store_n((uint32_t *)(void *)(s->map + pos), topic__le32(TOPIC__BATCH_MAGIC),
-                     __ATOMIC_RELEASE);
+    /* Not the base offset and first timestamp, which readers of the open
+     * batch may be reading now (their values stay). */
+    uint8_t *dst = s->map + pos;
+    memcpy(dst + 4, t->open.copy + 4, 12);      /* length, checksum */
+    memcpy(dst + 24, t->open.copy + 24, 8);     /* count, attributes, reserved */
+    memcpy(dst + 40, t->open.copy + 40, 8);     /* max_ts */
+    __atomic_store_n((uint32_t *)(void *)dst, topic__le32(TOPIC__BATCH_MAGIC), __ATOMIC_RELEASE);
     topic__segment_index_batch_after(t, s, pos, &h, t->open.seg_max_ts);
     atomic_store_explicit(&s->open_pos, TOPIC__NO_OPEN, memory_order_release);
     topic__publish(t);
