@@ -110,7 +110,7 @@ void topic__index_unmap(struct index *ix);
  * verifies the whole batch its record is in, so larger ones make random
  * reads slower; smaller ones make appends and scans pay more headers and
  * checksums. */
-#define TOPIC__OPEN_MAX ((size_t)1024)
+#define TOPIC__OPEN_MAX ((size_t)512)
 
 struct segment {
     uint64_t base;                /* offset of its first record */
@@ -182,10 +182,11 @@ struct seg_record {
 };
 /* Opens the last segment for appending, scanning it when `scan` is set (see
  * segment.c).  Returns 0, a negative error, or TOPIC__LOST when the segment
- * no longer holds what `vouched` says it did. */
+ * no longer holds what `vouched` says it did.  Sealing a killed writer's
+ * open batch may correct `vouched` by a record (seal_dead_open). */
 #define TOPIC__LOST 1
 int  topic__segment_open_active(topic *t, struct segment *s, bool scan,
-                                const struct seg_record *vouched);
+                                struct seg_record *vouched);
 /* Unmaps the pages of s's mapping past its first `len` bytes, in place:
  * readers' pointers into the data stay valid. */
 void topic__segment_unmap_tail(struct segment *s, size_t len);

@@ -419,17 +419,26 @@ static int open_active(topic *t, struct segment *s, bool scan, const struct seg_
  * A writer killed in this boot left an open batch (append.c): records it
  * acknowledged, in a batch with no checksum yet.  The chain value it
  * published with its length in the live area vouches for their bytes: when
- * the records below that length give the same chain and end at the
- * published end offset, the batch is sealed for the dead writer, as it
- * would have sealed it, and the scan that follows finds an ordinary batch.
- * Otherwise the bytes were damaged since it died (or are not what it
- * wrote): the open header stays, which no walk takes for a batch, and the
- * scan treats it as damage below the published length.
+ * the records give the same chain and end where the writer said, the batch
+ * is sealed for the dead writer, as it would have sealed it, and the scan
+ * that follows finds an ordinary batch.  Otherwise the bytes were damaged
+ * since it died (or are not what it wrote): the open header stays, which no
+ * walk takes for a batch, and the scan treats it as damage below the
+ * published length.
+ *
+ * A writer killed inside topic__publish left each field of the live area
+ * old or new: a length one record past the chain's, or short of it, with
+ * an end offset of either.  So the chain may hold one record before the
+ * published length, or one record after it (whose bytes the writer wrote
+ * before it published anything of it).  The batch is then sealed where the
+ * chain holds, and *v says so: that last record's append had not returned,
+ * and whether it stays is the recovery's choice, as for a batch that was
+ * whole when its writer died.
  */
-static void seal_dead_open(struct segment *s, size_t size, const struct seg_record *v)
+static void seal_dead_open(struct segment *s, size_t size, struct seg_record *v)
 {
     if (v == NULL || v->open_pos1 == 0 || v->cut || v->len > size || v->len > s->map_len ||
-        v->open_pos1 - 1 > v->len - TOPIC__HEADER_SIZE || v->len < TOPIC__HEADER_SIZE)
+        v->len < TOPIC__HEADER_SIZE || v->open_pos1 - 1 > v->len - TOPIC__HEADER_SIZE)
         return;
     size_t pos = (size_t)(v->open_pos1 - 1);
     uint8_t *p = s->map + pos;
@@ -439,24 +448,43 @@ static void seal_dead_open(struct segment *s, size_t size, const struct seg_reco
     int64_t first_ts, max_ts = INT64_MIN;
     topic__open_fields(p, &base, &first_ts);
     uint64_t chain = topic__chain_start(base, first_ts), count = 0;
-    const uint8_t *rp = p + TOPIC__HEADER_SIZE, *end = s->map + v->len;
-    while (rp < end) {
+    size_t limit = size < s->map_len ? size : s->map_len;
+    if (limit - pos > TOPIC__MAX_BATCH)
+        limit = pos + TOPIC__MAX_BATCH;
+    const uint8_t *rp = p + TOPIC__HEADER_SIZE, *end = s->map + limit, *at = s->map + v->len;
+    /* Boundaries between records, counted: n_at is the one at the
+     * published length (0 if none is), n_good the last where the chain
+     * holds. */
+    uint64_t n_at = rp == at ? 1 : 0, n_good = 0, good_count = 0, n = 1;
+    const uint8_t *good = NULL;
+    int64_t good_max = INT64_MIN;
+    while (rp < end && rp <= at) {   /* every record to the length, and one more */
         const uint8_t *r0 = rp;
         struct record_view r;
         if (topic__record_decode(&rp, end, first_ts, &r) < 0)
-            return;
+            break;
         chain = topic__chain_step(chain, r0, (size_t)(rp - r0));
-        if (r.ts > max_ts)
-            max_ts = r.ts;
+        max_ts = r.ts > max_ts ? r.ts : max_ts;
         count++;
+        n++;
+        if (rp == at)
+            n_at = n;
+        if (chain == v->chain && count <= UINT32_MAX) {
+            good = rp;
+            n_good = n;
+            good_count = count;
+            good_max = max_ts;
+        }
     }
-    if (count == 0 || chain != v->chain || base + count != v->end || count > UINT32_MAX)
+    if (good == NULL || n_at == 0 || n_good + 1 < n_at || n_good > n_at + 1)
         return;
-    topic__open_seal_header(p, v->len - pos, (size_t)count, max_ts);
+    topic__open_seal_header(p, (size_t)(good - p), (size_t)good_count, good_max);
+    v->len = (size_t)(good - s->map);
+    v->end = base + good_count;
 }
 
 int topic__segment_open_active(topic *t, struct segment *s, bool scan,
-                               const struct seg_record *vouched)
+                               struct seg_record *vouched)
 {
     size_t size, capacity = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
     /* The offset index as it was before this open remade it: where to

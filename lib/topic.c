@@ -295,7 +295,7 @@ static bool indexes_present(topic *t, uint64_t base)
  * there was damaged since, and the batches after it stay.
  */
 static int recover_rolled(topic *t, struct segment *s, const uint64_t *later, size_t nlater,
-                          bool stale, const struct seg_record *vouched, bool same_boot)
+                          bool stale, struct seg_record *vouched, bool same_boot)
 {
     struct seg_record whole = { SIZE_MAX, later[0], false, 0, 0 };
     if (same_boot)

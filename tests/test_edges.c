@@ -1395,14 +1395,14 @@ static void test_damage_then_cut_after_killed_writer(void **state)
     }
 }
 
-/* Appends 30 records of 20 bytes, which share one open batch of 738 bytes
+/* Appends 15 records of 20 bytes, which share one open batch of 393 bytes
  * (FORMAT.md section 2.6), and dies: kill -9 before any seal. */
 static int open_batch_writer_run(void *dir)
 {
     topic *t = NULL;
     if (topic_open(dir, TOPIC_CREATE, NULL, &t) != 0)
         return 10;
-    for (uint64_t o = 0; o < 30; o++) {
+    for (uint64_t o = 0; o < 15; o++) {
         unsigned char v[20];
         memset(v, (int)('a' + o % 26), sizeof v);
         if (topic_append(t, v, sizeof v, NULL) != 0)
@@ -1450,7 +1450,7 @@ static void test_open_batch_after_killed_writer(void **state)
         unsigned char *data;
         size_t size;
         assert_ok(tu_read_file(log, &data, &size));
-        assert_true(size >= 48 + 30 * 23);
+        assert_true(size >= 48 + 15 * 23);
         assert_int_equal(le32(data), OPEN_MAGIC);   /* not sealed */
         assert_true(le64(data + 16) == 0);
         free(data);
@@ -1461,7 +1461,7 @@ static void test_open_batch_after_killed_writer(void **state)
             memset(boot, 0xa5, sizeof boot);
             patch_state(dir, 104, boot, sizeof boot);
         }
-        uint64_t end = reboot ? 0 : 30;
+        uint64_t end = reboot ? 0 : 15;
         topic *r = open_with(dir, TOPIC_RDONLY, NULL);
         assert_u64(topic_end_offset(r), end);
         for (uint64_t o = 0; o < end; o++)
@@ -1475,14 +1475,71 @@ static void test_open_batch_after_killed_writer(void **state)
         assert_ok(topic_append(t, "after", 5, &off));
         assert_u64(off, end);
         assert_ok(topic_close(t));
-        if (!flip && !reboot) {   /* sealed as one batch of the 30 */
+        if (!flip && !reboot) {   /* sealed as one batch of the 15 */
             assert_ok(tu_read_file(log, &data, &size));
             assert_int_equal(le32(data), 0x31425054u);
-            assert_int_equal(le32(data + 4), 48 + 30 * 23);
-            assert_int_equal(le32(data + 24), 30);
+            assert_int_equal(le32(data + 4), 48 + 15 * 23);
+            assert_int_equal(le32(data + 24), 15);
             free(data);
         }
         free(log);
+        free(dir);
+    }
+}
+
+/* The chain of the open batch in a segment image after its first k
+ * records of 23 bytes (FORMAT.md section 2.6). */
+static uint64_t open_chain(const unsigned char *log, int k)
+{
+    unsigned char seed[16];
+    memcpy(seed, log + 16, 8);
+    memcpy(seed + 8, log + 32, 8);
+    uint64_t chain = XXH3_64bits_withSeed(seed, sizeof seed, 0x314f5054u);
+    for (int i = 0; i < k; i++)
+        chain = XXH3_64bits_withSeed(log + 48 + 23 * i, 23, chain);
+    return chain;
+}
+
+/*
+ * A writer killed inside its publication of an append: the live area holds
+ * the new length with the old chain, or the new chain with the old length
+ * and end offset.  The records give the chain one record before or after
+ * the published length, and the next writer seals the batch there, keeping
+ * every record whose append had returned: 14 of the 15 with the old chain
+ * (the 15th append had not returned), all 15 with the new one.  A chain
+ * that holds nowhere near the length is damage, as before.
+ */
+static void test_open_batch_killed_while_publishing(void **state)
+{
+    fx *f = *state;
+    for (int round = 0; round < 3; round++) {
+        char name[64];
+        snprintf(name, sizeof name, "open-publishing-%d", round);
+        char *dir = tu_path(f->root, name);
+        assert_int_equal(tu_run_child(open_batch_writer_run, dir, 20000), 0);
+        char *log = tu_segment_path(dir, 0, "log");
+        unsigned char *data;
+        size_t size;
+        assert_ok(tu_read_file(log, &data, &size));
+        assert_int_equal(le32(data), OPEN_MAGIC);
+        uint64_t chain = open_chain(data, round == 0 ? 14 : round == 1 ? 15 : 12);
+        free(data);
+        free(log);
+        patch_state(dir, 160, &chain, sizeof chain);
+        if (round == 1) {   /* the length and end offset of 14 records */
+            uint64_t len = 48 + 23 * 14, end = 14;
+            patch_state(dir, 80, &len, sizeof len);
+            patch_state(dir, 88, &end, sizeof end);
+        }
+        topic *t = open_with(dir, 0, NULL);
+        uint64_t end = round == 0 ? 14 : 15;
+        assert_u64(topic_end_offset(t), end);
+        for (uint64_t o = 0; o < end; o++)
+            assert_int_equal(read_small(t, o), round == 2 ? TOPIC_ECORRUPT : 0);
+        uint64_t off = UINT64_MAX;
+        assert_ok(topic_append(t, "after", 5, &off));
+        assert_u64(off, end);
+        assert_ok(topic_close(t));
         free(dir);
     }
 }
@@ -5128,6 +5185,7 @@ int main(void)
         T(test_damage_then_cut_after_killed_writer),
         T(test_recovery_killed_midway),
         T(test_open_batch_after_killed_writer),
+        T(test_open_batch_killed_while_publishing),
         T(test_open_batch_changed_under_writer),
         T(test_open_batch_seek_time),
         T(test_active_index_not_a_file),
