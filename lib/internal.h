@@ -110,7 +110,7 @@ void topic__index_unmap(struct index *ix);
  * verifies the whole batch its record is in, so larger ones make random
  * reads slower; smaller ones make appends and scans pay more headers and
  * checksums. */
-#define TOPIC__OPEN_MAX ((size_t)512)
+#define TOPIC__OPEN_MAX ((size_t)1024)
 
 struct segment {
     uint64_t base;                /* offset of its first record */
