@@ -131,6 +131,8 @@ struct segment {
     size_t last_index_pos;        /* file position of the last index entry */
     struct index idx, tidx;
     bool writable;                /* the writer's active segment */
+    bool may_open;                /* made or opened for appends by this handle: may hold
+                                   * its open batch (set before readers see it, kept) */
     uint64_t file_id[2];          /* writer: the .log's device and inode (topic__publish) */
     size_t reserved;              /* writer: bytes of the file allocated (<= map_len) */
     _Atomic size_t dropped;       /* writer: page tables dropped below this (sync.c) */

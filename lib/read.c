@@ -32,7 +32,7 @@ bool topic__open_at(const struct segment *s, size_t pos, size_t avail, uint64_t 
     /* Only the writer's active segment and a reader's view of a writer's
      * segments can hold one: sealing a segment seals its open batch, and
      * an open header left in a sealed one is damage (segment.c). */
-    if ((!s->writable && !s->follow) || avail < TOPIC__HEADER_SIZE ||
+    if ((!s->may_open && !s->follow) || avail < TOPIC__HEADER_SIZE ||
         __atomic_load_n((const uint32_t *)(const void *)(s->map + pos), __ATOMIC_ACQUIRE) !=
             topic__le32(TOPIC__OPEN_MAGIC))
         return false;

@@ -187,7 +187,7 @@ int topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segme
         topic__segment_unlink(t, base);   /* best effort: rc is what matters */
         return rc;
     }
-    s->writable = true;
+    s->writable = s->may_open = true;
     atomic_store(&s->end, base);
     s->born_ms = topic__mono_ms();
     atomic_store(&s->tidx_state, 1);
@@ -409,7 +409,7 @@ static int open_active(topic *t, struct segment *s, bool scan, const struct seg_
     atomic_store(&s->len, len);
     atomic_store(&s->end, end);
     s->reserved = size;   /* more on the first append */
-    s->writable = true;
+    s->writable = s->may_open = true;
     s->born_ms = reopened_born_ms(s->fd);
     atomic_store(&s->loaded, true);
     return 0;
