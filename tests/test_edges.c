@@ -1395,20 +1395,52 @@ static void test_damage_then_cut_after_killed_writer(void **state)
     }
 }
 
-/* Appends 15 records of 20 bytes, which share one open batch of 393 bytes
- * (FORMAT.md section 2.6), and dies: kill -9 before any seal. */
+/* Appends n records of 20 bytes with topic_append(), from offset 0: the
+ * value of offset o is 20 times the letter 'a' + o % 26.  Records of 23
+ * bytes each, which consecutive appends put in one open batch of up to 42
+ * of them (FORMAT.md section 2.6). */
+static int put_small(topic *t, uint64_t n)
+{
+    for (uint64_t o = 0; o < n; o++) {
+        unsigned char v[20];
+        memset(v, (int)('a' + o % 26), sizeof v);
+        int rc = topic_append(t, v, sizeof v, NULL);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Appends 15 small records, which share one open batch of 393 bytes, and
+ * dies: kill -9 before any seal. */
 static int open_batch_writer_run(void *dir)
 {
     topic *t = NULL;
     if (topic_open(dir, TOPIC_CREATE, NULL, &t) != 0)
         return 10;
-    for (uint64_t o = 0; o < 15; o++) {
-        unsigned char v[20];
-        memset(v, (int)('a' + o % 26), sizeof v);
-        if (topic_append(t, v, sizeof v, NULL) != 0)
-            return 11;
-    }
+    if (put_small(t, 15) != 0)
+        return 11;
     _exit(0);
+}
+
+/* Runs open_batch_writer_run in a fresh directory <root>/<prefix>-<round>
+ * and returns it, with the image of its .log in *data: the dead writer's
+ * open batch, unsealed, at position 0. */
+static char *killed_open_writer(const char *root, const char *prefix, int round,
+                                unsigned char **data)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s-%d", prefix, round);
+    char *dir = tu_path(root, name);
+    assert_int_equal(tu_run_child(open_batch_writer_run, dir, 20000), 0);
+    char *log = tu_segment_path(dir, 0, "log");
+    size_t size;
+    assert_ok(tu_read_file(log, data, &size));
+    free(log);
+    assert_true(size >= 48 + 15 * 23);
+    assert_int_equal(le32(*data), OPEN_MAGIC);   /* not sealed */
+    assert_true(le64(*data + 16) == 0);
+    return dir;
 }
 
 /* What a read of the open batch's offset o gives: 0 with its bytes, or the
@@ -1442,18 +1474,11 @@ static void test_open_batch_after_killed_writer(void **state)
     fx *f = *state;
     for (int round = 0; round < 3; round++) {
         bool flip = round == 1, reboot = round == 2;
-        char name[64];
-        snprintf(name, sizeof name, "open-killed-%d", round);
-        char *dir = tu_path(f->root, name);
-        assert_int_equal(tu_run_child(open_batch_writer_run, dir, 20000), 0);
-        char *log = tu_segment_path(dir, 0, "log");
         unsigned char *data;
         size_t size;
-        assert_ok(tu_read_file(log, &data, &size));
-        assert_true(size >= 48 + 15 * 23);
-        assert_int_equal(le32(data), OPEN_MAGIC);   /* not sealed */
-        assert_true(le64(data + 16) == 0);
+        char *dir = killed_open_writer(f->root, "open-killed", round, &data);
         free(data);
+        char *log = tu_segment_path(dir, 0, "log");
         if (flip)
             assert_ok(tu_flip_bit(log, 48 + 23 * 12 + 3 + 5, 1));   /* record 12's value */
         if (reboot) {
@@ -1513,18 +1538,10 @@ static void test_open_batch_killed_while_publishing(void **state)
 {
     fx *f = *state;
     for (int round = 0; round < 3; round++) {
-        char name[64];
-        snprintf(name, sizeof name, "open-publishing-%d", round);
-        char *dir = tu_path(f->root, name);
-        assert_int_equal(tu_run_child(open_batch_writer_run, dir, 20000), 0);
-        char *log = tu_segment_path(dir, 0, "log");
         unsigned char *data;
-        size_t size;
-        assert_ok(tu_read_file(log, &data, &size));
-        assert_int_equal(le32(data), OPEN_MAGIC);
+        char *dir = killed_open_writer(f->root, "open-publishing", round, &data);
         uint64_t chain = open_chain(data, round == 0 ? 14 : round == 1 ? 15 : 12);
         free(data);
-        free(log);
         patch_state(dir, 160, &chain, sizeof chain);
         if (round == 1) {   /* the length and end offset of 14 records */
             uint64_t len = 48 + 23 * 14, end = 14;
@@ -1552,11 +1569,7 @@ static void test_open_batch_changed_under_writer(void **state)
 {
     fx *f = *state;
     topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
-    for (uint64_t o = 0; o < 5; o++) {
-        unsigned char v[20];
-        memset(v, (int)('a' + o), sizeof v);
-        assert_ok(topic_append(t, v, sizeof v, NULL));
-    }
+    assert_ok(put_small(t, 5));
     char *log = tu_segment_path(f->dir, 0, "log");
     assert_ok(tu_flip_bit(log, 48 + 23 * 2 + 3 + 7, 4));   /* record 2's value */
     free(log);
