@@ -187,7 +187,7 @@ void topic__open_seal(topic *t)
     memcpy(dst + 4, t->open.copy + 4, 12);      /* length, checksum */
     memcpy(dst + 24, t->open.copy + 24, 8);     /* count, attributes, reserved */
     memcpy(dst + 40, t->open.copy + 40, 8);     /* max_ts */
-    __atomic_store_n((uint32_t *)(void *)dst, topic__le32(TOPIC__BATCH_MAGIC), __ATOMIC_RELEASE);
+    __atomic_store_n(dst + TOPIC__MAGIC_KIND_AT, (uint8_t)TOPIC__KIND_BATCH, __ATOMIC_RELEASE);
     topic__segment_index_batch_after(t, s, pos, &h, t->open.seg_max_ts);
     atomic_store_explicit(&s->open_pos, TOPIC__NO_OPEN, memory_order_release);
     topic__publish(t);

@@ -397,7 +397,7 @@ static void follow_open(struct segment *s, const struct live_view *v)
         v->len > file_limit(s) || s->walked_end >= v->end)
         return;
     const uint8_t *p = s->map + pos;
-    if (topic__load32(p) != TOPIC__OPEN_MAGIC)
+    if (!topic__is_open(p))
         return;   /* sealed since: the next walk takes it in */
     uint64_t base, count = 0;
     int64_t first_ts, max_ts = INT64_MIN;
@@ -418,7 +418,7 @@ static void follow_open(struct segment *s, const struct live_view *v)
     if (!good || chain != v->chain || base + count != v->end) {
         /* Sealed (or moved on) between the walk and now: the next look
          * sees it.  Otherwise the bytes are not what the writer wrote. */
-        if (topic__load32(p) == TOPIC__OPEN_MAGIC)
+        if (topic__is_open(p))
             atomic_store_explicit(&s->bad_open, pos, memory_order_release);
         return;
     }
@@ -576,7 +576,7 @@ static int walk_from_files(topic *t, struct segment *s, size_t limit, uint64_t e
     int64_t open_ts;
     bool on_open = open_at != SIZE_MAX && *len == open_at &&
                    open_at + TOPIC__HEADER_SIZE <= limit &&
-                   topic__load32(s->map + open_at) == TOPIC__OPEN_MAGIC;
+                   topic__is_open(s->map + open_at);
     if (on_open) {
         topic__open_fields(s->map + open_at, &open_base, &open_ts);
         on_open = *walked_end == open_base;

@@ -149,7 +149,7 @@ void topic__open_seal_header(uint8_t *dst, size_t size, size_t n, int64_t max_ts
     topic__store64(dst + 8, seeded_sum(dst, size, seed));
     /* Readers that see the open magic read only the base offset and first
      * timestamp, which stay; one that sees this magic must see the rest. */
-    __atomic_store_n((uint32_t *)(void *)dst, topic__le32(TOPIC__BATCH_MAGIC), __ATOMIC_RELEASE);
+    __atomic_store_n(dst + TOPIC__MAGIC_KIND_AT, (uint8_t)TOPIC__KIND_BATCH, __ATOMIC_RELEASE);
 }
 
 void topic__header_encode(uint8_t *dst, size_t size, uint64_t base_offset, size_t n,

@@ -11,6 +11,25 @@
 #define TOPIC__BATCH_MAGIC   0x31425054u  /* "TPB1" on disk: format version 1 */
 #define TOPIC__MAGIC_PREFIX  0x00425054u  /* "TPB" with any version byte */
 #define TOPIC__OPEN_MAGIC    0x314f5054u  /* "TPO1": a batch a writer is still filling */
+/* The one byte in which the two magics differ (byte 2: 'O' or 'B').  A seal
+ * stores it last, with a release store, and readers that may meet an open
+ * batch load it with an acquire load: one byte, so never torn, and never
+ * unaligned (batches start anywhere). */
+#define TOPIC__MAGIC_KIND_AT 2
+#define TOPIC__KIND_OPEN     0x4fu        /* 'O' */
+#define TOPIC__KIND_BATCH    0x42u        /* 'B' */
+
+static inline uint8_t topic__magic_kind(const uint8_t *p)
+{
+    return __atomic_load_n(p + TOPIC__MAGIC_KIND_AT, __ATOMIC_ACQUIRE);
+}
+
+/* Whether p holds an open header ("TPO1") that nobody has sealed since. */
+static inline bool topic__is_open(const uint8_t *p)
+{
+    return topic__magic_kind(p) == TOPIC__KIND_OPEN && p[0] == 0x54 && p[1] == 0x50 &&
+           p[3] == 0x31;
+}
 #define TOPIC__HEADER_SIZE   48u
 #define TOPIC__MIN_BATCH     (TOPIC__HEADER_SIZE + 3u)  /* one empty record */
 #define TOPIC__MAX_BATCH     (1u << 30)
@@ -52,16 +71,6 @@ static inline uint64_t topic__load64(const uint8_t *p)
 static inline void topic__store32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
-}
-
-/* v as the little-endian bytes of a u32 in memory. */
-static inline uint32_t topic__le32(uint32_t v)
-{
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    return v;
-#else
-    return __builtin_bswap32(v);
-#endif
 }
 
 static inline void topic__store64(uint8_t *p, uint64_t v)
@@ -179,13 +188,19 @@ static inline int topic__header_parse(const uint8_t *p, size_t avail, struct bat
 {
     if (avail < 4)
         return avail == 0 ? TOPIC_END : TOPIC_ECORRUPT;
-    h->magic = topic__load32(p);
+    /* Byte 2 first, by itself: an open batch's writer may be sealing it
+     * right now (see topic__magic_kind), and its other fields are read only
+     * once this says the batch is sealed. */
+    uint8_t kind = topic__magic_kind(p);
+    h->magic = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)kind << 16 | (uint32_t)p[3] << 24;
     if (h->magic == 0)
         return TOPIC_END;
     if (avail < TOPIC__HEADER_SIZE)
         return TOPIC_ECORRUPT;
     if ((h->magic & 0x00ffffffu) == TOPIC__MAGIC_PREFIX && h->magic > TOPIC__BATCH_MAGIC)
         return topic__header_newer(p, avail);
+    if (h->magic != TOPIC__BATCH_MAGIC)
+        return TOPIC_ECORRUPT;
     h->length = topic__load32(p + 4);
     h->checksum = topic__load64(p + 8);
     h->base_offset = topic__load64(p + 16);

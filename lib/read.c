@@ -32,9 +32,9 @@ bool topic__open_at(const struct segment *s, size_t pos, size_t avail, uint64_t 
     /* Only the writer's active segment and a reader's view of a writer's
      * segments can hold one: sealing a segment seals its open batch, and
      * an open header left in a sealed one is damage (segment.c). */
+    const uint8_t *p = s->map + pos;
     if ((!s->may_open && !s->follow) || avail < TOPIC__HEADER_SIZE ||
-        __atomic_load_n((const uint32_t *)(const void *)(s->map + pos), __ATOMIC_ACQUIRE) !=
-            topic__le32(TOPIC__OPEN_MAGIC))
+        !topic__is_open(p))
         return false;
     topic__open_fields(s->map + pos, &h->base_offset, &h->first_ts);
     h->magic = TOPIC__OPEN_MAGIC;

@@ -442,7 +442,7 @@ static void seal_dead_open(struct segment *s, size_t size, struct seg_record *v)
         return;
     size_t pos = (size_t)(v->open_pos1 - 1);
     uint8_t *p = s->map + pos;
-    if (topic__load32(p) != TOPIC__OPEN_MAGIC || v->len - pos > TOPIC__MAX_BATCH)
+    if (!topic__is_open(p) || v->len - pos > TOPIC__MAX_BATCH)
         return;
     uint64_t base;
     int64_t first_ts, max_ts = INT64_MIN;

@@ -1412,11 +1412,15 @@ static int put_small(topic *t, uint64_t n)
 }
 
 /* Appends 15 small records, which share one open batch of 393 bytes, and
- * dies: kill -9 before any seal. */
+ * dies: kill -9 before any seal.  flush.ms is a minute: under a sanitizer
+ * the appends can take longer than the default second, whose sync would
+ * seal the batch. */
 static int open_batch_writer_run(void *dir)
 {
     topic *t = NULL;
-    if (topic_open(dir, TOPIC_CREATE, NULL, &t) != 0)
+    topic_config *c = topic_config_new();
+    if (c == NULL || topic_config_set(c, "flush.ms", "60000") != 0 ||
+        topic_open(dir, TOPIC_CREATE, c, &t) != 0)
         return 10;
     if (put_small(t, 15) != 0)
         return 11;
