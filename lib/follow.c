@@ -141,21 +141,33 @@ void topic__publish_boot(topic *t)
     live_end(l, seq);
 }
 
+/*
+ * Readers take the fields under the sequence lock, but the next writer after
+ * a crash reads them without it (topic__live_last), and a writer killed in
+ * here left a prefix of these stores done.  So the open batch's position and
+ * chain go before the length and end offset that cover its records, and the
+ * length is a release store: a length that covers a new open batch comes
+ * with its position.  Stored the other way round, a writer killed between
+ * them left a length over an open batch that the published position did not
+ * name; nothing vouched for its records, and the next writer reported its
+ * last record TOPIC_ECORRUPT where it should have dropped it as a torn tail
+ * (the crash test found it, under ThreadSanitizer).
+ */
 void topic__publish(topic *t)
 {
     struct live *l = live_area(t);
     uint32_t seq = live_begin(l);
     __atomic_store_n(&l->active_base, t->active->base, __ATOMIC_RELAXED);
-    __atomic_store_n(&l->active_len, atomic_load_explicit(&t->active->len, memory_order_relaxed),
-                     __ATOMIC_RELAXED);
-    __atomic_store_n(&l->end, atomic_load_explicit(&t->end, memory_order_relaxed), __ATOMIC_RELAXED);
-    __atomic_store_n(&l->start, atomic_load_explicit(&t->start, memory_order_relaxed),
-                     __ATOMIC_RELAXED);
-    __atomic_store_n(&live_files(t)->log_ino, t->active->file_id[1], __ATOMIC_RELAXED);
     size_t open = atomic_load_explicit(&t->active->open_pos, memory_order_relaxed);
     struct live_open *o = live_open(t);
     __atomic_store_n(&o->pos1, open == TOPIC__NO_OPEN ? 0 : (uint64_t)open + 1, __ATOMIC_RELAXED);
     __atomic_store_n(&o->chain, t->open.chain, __ATOMIC_RELAXED);
+    __atomic_store_n(&l->active_len, atomic_load_explicit(&t->active->len, memory_order_relaxed),
+                     __ATOMIC_RELEASE);
+    __atomic_store_n(&l->end, atomic_load_explicit(&t->end, memory_order_relaxed), __ATOMIC_RELAXED);
+    __atomic_store_n(&l->start, atomic_load_explicit(&t->start, memory_order_relaxed),
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&live_files(t)->log_ino, t->active->file_id[1], __ATOMIC_RELAXED);
     live_end(l, seq);
 }
 
@@ -176,6 +188,7 @@ uint64_t topic__live_start(topic *t)
 }
 
 static bool live_read(topic *t, struct live_view *v);
+static bool live_read_torn(topic *t, struct live_view *v);
 
 /*
  * A listing of the directory made while a writer creates segments may miss
@@ -260,7 +273,8 @@ static int log_fate(topic *t, uint64_t base, uint64_t ino, size_t *size)
  * Read without the sequence lock: the writer is dead (the caller holds the
  * lock it held), and one killed inside topic__publish left either the old
  * value or the new one of each field, each at or below what the files held
- * and at or past what it handed out.
+ * and at or past what it handed out; a new length only with the open
+ * batch's new position and chain (see there).
  */
 int topic__live_last(topic *t, struct live_last *out)
 {
@@ -314,6 +328,21 @@ static void follow_settle(struct segment *s)
     atomic_store_explicit(&s->settled, true, memory_order_release);
 }
 
+/* The fields of the live area, as they are now, into v, and the writer's
+ * boot id into theirs. */
+static void live_load(topic *t, struct live_view *v, uint8_t theirs[16])
+{
+    struct live *l = live_area(t);
+    v->base = __atomic_load_n(&l->active_base, __ATOMIC_RELAXED);
+    v->len = __atomic_load_n(&l->active_len, __ATOMIC_RELAXED);
+    v->end = __atomic_load_n(&l->end, __ATOMIC_RELAXED);
+    v->start = __atomic_load_n(&l->start, __ATOMIC_RELAXED);
+    v->open_pos1 = __atomic_load_n(&live_open(t)->pos1, __ATOMIC_RELAXED);
+    v->chain = __atomic_load_n(&live_open(t)->chain, __ATOMIC_RELAXED);
+    for (int i = 0; i < 16; i++)
+        theirs[i] = __atomic_load_n(&l->boot[i], __ATOMIC_RELAXED);
+}
+
 /* Reads the writer's published position; false if there is none yet. */
 static bool live_read(topic *t, struct live_view *v)
 {
@@ -324,14 +353,7 @@ static bool live_read(topic *t, struct live_view *v)
         uint32_t s1 = __atomic_load_n(&l->seq, __ATOMIC_ACQUIRE);
         if (s1 & 1)
             continue;
-        v->base = __atomic_load_n(&l->active_base, __ATOMIC_RELAXED);
-        v->len = __atomic_load_n(&l->active_len, __ATOMIC_RELAXED);
-        v->end = __atomic_load_n(&l->end, __ATOMIC_RELAXED);
-        v->start = __atomic_load_n(&l->start, __ATOMIC_RELAXED);
-        v->open_pos1 = __atomic_load_n(&live_open(t)->pos1, __ATOMIC_RELAXED);
-        v->chain = __atomic_load_n(&live_open(t)->chain, __ATOMIC_RELAXED);
-        for (int i = 0; i < 16; i++)
-            theirs[i] = __atomic_load_n(&l->boot[i], __ATOMIC_RELAXED);
+        live_load(t, v, theirs);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&l->seq, __ATOMIC_RELAXED) == s1) {
             v->this_boot = known && memcmp(mine, theirs, sizeof mine) == 0;
@@ -339,6 +361,29 @@ static bool live_read(topic *t, struct live_view *v)
         }
     }
     return false;
+}
+
+/*
+ * After live_read() failed on a sequence that stayed odd: the fields as
+ * they are, without the lock.  A writer that died inside topic__publish
+ * leaves the sequence odd until the next writer opens, and each field old
+ * or new (see there).  The records of its open batch are in no checksum,
+ * and a reader that opens then would not see the last ones it had
+ * acknowledged, which the next writer keeps: follow_open() takes what the
+ * chain vouches for from this view, as that writer will.  (A live writer
+ * that was only slow to finish its update gives a view mixed from its
+ * updates, which vouches for records it wrote, or for nothing.)  False
+ * when the sequence is even or the area was never written.
+ */
+static bool live_read_torn(topic *t, struct live_view *v)
+{
+    struct live *l = live_area(t);
+    uint8_t mine[16], theirs[16];
+    if (!(__atomic_load_n(&l->seq, __ATOMIC_ACQUIRE) & 1) || !boot_id(mine))
+        return false;
+    live_load(t, v, theirs);
+    v->this_boot = memcmp(mine, theirs, sizeof mine) == 0;
+    return true;
 }
 
 /*
@@ -385,8 +430,14 @@ static void release_past_file(struct segment *s)
  * read): s->bad_open tells the reading path not to use them, and
  * trust_published has whoever reads them told TOPIC_ECORRUPT.  At most one
  * open batch is checked per look, a few hundred bytes.
+ *
+ * A torn view (live_read_torn: a writer that died inside topic__publish)
+ * is taken as the next writer's recovery takes it (segment.c): the records
+ * up to where the chain holds, within one record of the published length,
+ * are in; nothing else is learnt from it, and a chain that holds nowhere
+ * there is no sign of damage.
  */
-static void follow_open(struct segment *s, const struct live_view *v)
+static void follow_open(struct segment *s, const struct live_view *v, bool torn)
 {
     size_t pos = (size_t)(v->open_pos1 - 1), len = atomic_load(&s->len);
     /* After a reboot the next writer cuts an open batch off as a torn
@@ -394,38 +445,30 @@ static void follow_open(struct segment *s, const struct live_view *v)
      * reached the disk): a reader does not show its records either. */
     if (!v->this_boot || v->open_pos1 == 0 || v->base != s->base || pos != len || v->len <= len ||
         v->len - pos < TOPIC__HEADER_SIZE || v->len - pos > TOPIC__MAX_BATCH ||
-        v->len > file_limit(s) || s->walked_end >= v->end)
+        v->len > file_limit(s) || (!torn && s->walked_end >= v->end))
         return;
     const uint8_t *p = s->map + pos;
     if (!topic__is_open(p))
         return;   /* sealed since: the next walk takes it in */
-    uint64_t base, count = 0;
-    int64_t first_ts, max_ts = INT64_MIN;
+    uint64_t base;
+    int64_t first_ts;
     topic__open_fields(p, &base, &first_ts);
-    uint64_t chain = topic__chain_start(base, first_ts);
-    const uint8_t *rp = p + TOPIC__HEADER_SIZE, *end = s->map + v->len;
-    bool good = base == s->walked_end;
-    while (good && rp < end) {
-        const uint8_t *r0 = rp;
-        struct record_view r;
-        good = topic__record_decode(&rp, end, first_ts, &r) == 0;
-        if (good) {
-            chain = topic__chain_step(chain, r0, (size_t)(rp - r0));
-            max_ts = r.ts > max_ts ? r.ts : max_ts;
-            count++;
-        }
-    }
-    if (!good || chain != v->chain || base + count != v->end) {
+    struct open_vouched o;
+    const uint8_t *limit = s->map + (torn ? file_limit(s) : (size_t)v->len);
+    bool good = base == s->walked_end &&
+                topic__open_vouched(p, (size_t)v->len - pos, limit, v->chain, torn, &o) &&
+                (torn || base + o.count == v->end);
+    if (!good) {
         /* Sealed (or moved on) between the walk and now: the next look
          * sees it.  Otherwise the bytes are not what the writer wrote. */
-        if (topic__is_open(p))
+        if (!torn && topic__is_open(p))
             atomic_store_explicit(&s->bad_open, pos, memory_order_release);
         return;
     }
-    if (max_ts > atomic_load(&s->max_ts))
-        atomic_store(&s->max_ts, max_ts);
-    atomic_store_explicit(&s->len, (size_t)v->len, memory_order_release);
-    s->walked_end = v->end;
+    if (o.max_ts > atomic_load(&s->max_ts))
+        atomic_store(&s->max_ts, o.max_ts);
+    atomic_store_explicit(&s->len, pos + o.len, memory_order_release);
+    s->walked_end = base + o.count;
 }
 
 static void trust_published(struct segment *s, const struct live_view *v)
@@ -635,10 +678,12 @@ int topic__follow_open_last(topic *t, struct segment *s)
     } else {
         TRY(follow_walk(t, s, limit));
     }
-    if (live)
-        follow_open(s, &v);
-    if (live)
+    if (live) {
+        follow_open(s, &v, false);
         trust_published(s, &v);
+    } else if (live_read_torn(t, &v)) {
+        follow_open(s, &v, true);
+    }
     atomic_store(&s->loaded, true);
     return 0;
 }
@@ -809,7 +854,7 @@ void topic__refresh(topic *t)
          * batch after it right now. */
         if (s != NULL && s->loaded && v.base == s->base) {
             follow_walk(t, s, v.len < s->map_len ? (size_t)v.len : s->map_len);
-            follow_open(s, &v);
+            follow_open(s, &v, false);
             trust_published(s, &v);
         }
         if (s != NULL && s->walked_end > atomic_load(&t->end))

@@ -218,6 +218,47 @@ uint64_t topic__chain_step(uint64_t chain, const uint8_t *p, size_t n)
     return XXH3_64bits_withSeed(p, n, chain);
 }
 
+bool topic__open_vouched(const uint8_t *p, size_t at, const uint8_t *end, uint64_t chain,
+                         bool slack, struct open_vouched *out)
+{
+    if (at < TOPIC__HEADER_SIZE || at > TOPIC__MAX_BATCH || (size_t)(end - p) < at)
+        return false;
+    if (!slack)
+        end = p + at;
+    else if ((size_t)(end - p) > TOPIC__MAX_BATCH)
+        end = p + TOPIC__MAX_BATCH;
+    uint64_t base;
+    int64_t first_ts, max_ts = INT64_MIN;
+    topic__open_fields(p, &base, &first_ts);
+    uint64_t c = topic__chain_start(base, first_ts), count = 0;
+    const uint8_t *rp = p + TOPIC__HEADER_SIZE, *atp = p + at;
+    /* Boundaries between records, counted from 1 (after the header): n_at
+     * is the one at `at` (0 while none is), n_good the last where the
+     * chain holds. */
+    uint64_t n = 1, n_at = rp == atp ? 1 : 0, n_good = 0;
+    while (rp < end && rp <= atp) {   /* every record to `at`, and one more */
+        const uint8_t *r0 = rp;
+        struct record_view r;
+        if (topic__record_decode(&rp, end, first_ts, &r) < 0)
+            break;
+        c = topic__chain_step(c, r0, (size_t)(rp - r0));
+        max_ts = r.ts > max_ts ? r.ts : max_ts;
+        count++;
+        n++;
+        if (rp == atp)
+            n_at = n;
+        if (c == chain && count <= UINT32_MAX) {
+            n_good = n;
+            out->len = (size_t)(rp - p);
+            out->count = count;
+            out->max_ts = max_ts;
+        }
+    }
+    if (n_good == 0 || n_at == 0)
+        return false;
+    return slack ? n_good + 1 >= n_at && n_good <= n_at + 1 : n_good == n_at;
+}
+
 size_t topic__value_record_size(size_t len, int64_t ts, int64_t first_ts)
 {
     return varint_size(ts_delta(ts, first_ts)) + 1 + varint_size(len) + len;

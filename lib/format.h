@@ -130,6 +130,26 @@ static inline void topic__open_fields(const uint8_t *p, uint64_t *base_offset, i
 uint64_t topic__chain_start(uint64_t base_offset, int64_t first_ts);
 /* The chain value after one more record of `n` bytes at p. */
 uint64_t topic__chain_step(uint64_t chain, const uint8_t *p, size_t n);
+/* What a chain value vouches for in an open batch (topic__open_vouched):
+ * its first `len` bytes, header included, holding `count` records whose
+ * largest timestamp is max_ts. */
+struct open_vouched {
+    size_t len;
+    uint64_t count;
+    int64_t max_ts;
+};
+/*
+ * Walks the records of the open batch at p, whose published length is `at`
+ * bytes, and finds where they give `chain`: true with *out when they give
+ * it at `at`.  With slack, which readers of a live area a writer died while
+ * updating need (follow.c, segment.c), also one record short of `at` or one
+ * past it, as far as `end`; without, no byte at or past `at` is read (the
+ * writer may be writing there).  False when they give it nowhere there: the
+ * records are not what the writer wrote, or not the ones the chain was
+ * published for.
+ */
+bool topic__open_vouched(const uint8_t *p, size_t at, const uint8_t *end, uint64_t chain,
+                         bool slack, struct open_vouched *out);
 /* The bytes one record with no key takes in an open batch whose first
  * timestamp is first_ts, and its encoding at dst (returning its end). */
 size_t topic__value_record_size(size_t len, int64_t ts, int64_t first_ts);

@@ -427,13 +427,15 @@ static int open_active(topic *t, struct segment *s, bool scan, const struct seg_
  * published length.
  *
  * A writer killed inside topic__publish left each field of the live area
- * old or new: a length one record past the chain's, or short of it, with
- * an end offset of either.  So the chain may hold one record before the
- * published length, or one record after it (whose bytes the writer wrote
- * before it published anything of it).  The batch is then sealed where the
- * chain holds, and *v says so: that last record's append had not returned,
- * and whether it stays is the recovery's choice, as for a batch that was
- * whole when its writer died.
+ * old or new, and a new length only after the new position and chain: the
+ * chain may hold one record after the published length (whose bytes the
+ * writer wrote before it published anything of it).  One record before it
+ * is taken too, as a live area written in the other order would leave it.
+ * The batch is then sealed where the chain holds, and *v says so: that last
+ * record's append had not returned, and whether it stays is the recovery's
+ * choice, as for a batch that was whole when its writer died.  A new open
+ * batch whose position and chain were published without its length lies
+ * past the published length: a torn tail, cut as any other.
  */
 static void seal_dead_open(struct segment *s, size_t size, struct seg_record *v)
 {
@@ -442,45 +444,17 @@ static void seal_dead_open(struct segment *s, size_t size, struct seg_record *v)
         return;
     size_t pos = (size_t)(v->open_pos1 - 1);
     uint8_t *p = s->map + pos;
-    if (!topic__is_open(p) || v->len - pos > TOPIC__MAX_BATCH)
+    size_t limit = size < s->map_len ? size : s->map_len;
+    struct open_vouched o;
+    if (!topic__is_open(p) || !topic__open_vouched(p, v->len - pos, s->map + limit, v->chain,
+                                                   true, &o))
         return;
     uint64_t base;
-    int64_t first_ts, max_ts = INT64_MIN;
+    int64_t first_ts;
     topic__open_fields(p, &base, &first_ts);
-    uint64_t chain = topic__chain_start(base, first_ts), count = 0;
-    size_t limit = size < s->map_len ? size : s->map_len;
-    if (limit - pos > TOPIC__MAX_BATCH)
-        limit = pos + TOPIC__MAX_BATCH;
-    const uint8_t *rp = p + TOPIC__HEADER_SIZE, *end = s->map + limit, *at = s->map + v->len;
-    /* Boundaries between records, counted: n_at is the one at the
-     * published length (0 if none is), n_good the last where the chain
-     * holds. */
-    uint64_t n_at = rp == at ? 1 : 0, n_good = 0, good_count = 0, n = 1;
-    const uint8_t *good = NULL;
-    int64_t good_max = INT64_MIN;
-    while (rp < end && rp <= at) {   /* every record to the length, and one more */
-        const uint8_t *r0 = rp;
-        struct record_view r;
-        if (topic__record_decode(&rp, end, first_ts, &r) < 0)
-            break;
-        chain = topic__chain_step(chain, r0, (size_t)(rp - r0));
-        max_ts = r.ts > max_ts ? r.ts : max_ts;
-        count++;
-        n++;
-        if (rp == at)
-            n_at = n;
-        if (chain == v->chain && count <= UINT32_MAX) {
-            good = rp;
-            n_good = n;
-            good_count = count;
-            good_max = max_ts;
-        }
-    }
-    if (good == NULL || n_at == 0 || n_good + 1 < n_at || n_good > n_at + 1)
-        return;
-    topic__open_seal_header(p, (size_t)(good - p), (size_t)good_count, good_max);
-    v->len = (size_t)(good - s->map);
-    v->end = base + good_count;
+    topic__open_seal_header(p, o.len, (size_t)o.count, o.max_ts);
+    v->len = pos + o.len;
+    v->end = base + o.count;
 }
 
 int topic__segment_open_active(topic *t, struct segment *s, bool scan,

@@ -1411,39 +1411,55 @@ static int put_small(topic *t, uint64_t n)
     return 0;
 }
 
-/* Appends 15 small records, which share one open batch of 393 bytes, and
- * dies: kill -9 before any seal.  flush.ms is a minute: under a sanitizer
- * the appends can take longer than the default second, whose sync would
- * seal the batch. */
-static int open_batch_writer_run(void *dir)
+/* What open_batch_writer_run does: n records into the topic at dir. */
+struct open_writer {
+    const char *dir;
+    uint64_t n;
+};
+
+/* Appends small records (put_small) and dies: kill -9 before any seal but
+ * those the appends made (15 records share one open batch of 393 bytes;
+ * the 43rd starts a second one, at 1014).  flush.ms is a minute: under a
+ * sanitizer the appends can take longer than the default second, whose
+ * sync would seal the batch. */
+static int open_batch_writer_run(void *arg)
 {
+    const struct open_writer *w = arg;
     topic *t = NULL;
     topic_config *c = topic_config_new();
     if (c == NULL || topic_config_set(c, "flush.ms", "60000") != 0 ||
-        topic_open(dir, TOPIC_CREATE, c, &t) != 0)
+        topic_open(w->dir, TOPIC_CREATE, c, &t) != 0)
         return 10;
-    if (put_small(t, 15) != 0)
+    if (put_small(t, w->n) != 0)
         return 11;
     _exit(0);
 }
 
-/* Runs open_batch_writer_run in a fresh directory <root>/<prefix>-<round>
- * and returns it, with the image of its .log in *data: the dead writer's
- * open batch, unsealed, at position 0. */
-static char *killed_open_writer(const char *root, const char *prefix, int round,
+/* Where the open batch of a writer killed after n small records begins. */
+static size_t open_batch_at(uint64_t n)
+{
+    return n > 42 ? 1014 : 0;
+}
+
+/* Runs open_batch_writer_run for n records (at most 84) in a fresh
+ * directory <root>/<prefix>-<round> and returns it, with the image of its
+ * .log in *data: the dead writer's open batch, unsealed, at
+ * open_batch_at(n). */
+static char *killed_open_writer(const char *root, const char *prefix, int round, uint64_t n,
                                 unsigned char **data)
 {
     char name[64];
     snprintf(name, sizeof name, "%s-%d", prefix, round);
     char *dir = tu_path(root, name);
-    assert_int_equal(tu_run_child(open_batch_writer_run, dir, 20000), 0);
+    struct open_writer w = { dir, n };
+    assert_int_equal(tu_run_child(open_batch_writer_run, &w, 20000), 0);
     char *log = tu_segment_path(dir, 0, "log");
-    size_t size;
+    size_t size, at = open_batch_at(n);
     assert_ok(tu_read_file(log, data, &size));
     free(log);
-    assert_true(size >= 48 + 15 * 23);
-    assert_int_equal(le32(*data), OPEN_MAGIC);   /* not sealed */
-    assert_true(le64(*data + 16) == 0);
+    assert_true(size >= 48 * (at ? 2 : 1) + n * 23);
+    assert_int_equal(le32(*data + at), OPEN_MAGIC);   /* not sealed */
+    assert_true(le64(*data + at + 16) == (at ? 42 : 0));
     return dir;
 }
 
@@ -1480,7 +1496,7 @@ static void test_open_batch_after_killed_writer(void **state)
         bool flip = round == 1, reboot = round == 2;
         unsigned char *data;
         size_t size;
-        char *dir = killed_open_writer(f->root, "open-killed", round, &data);
+        char *dir = killed_open_writer(f->root, "open-killed", round, 15, &data);
         free(data);
         char *log = tu_segment_path(dir, 0, "log");
         if (flip)
@@ -1516,16 +1532,16 @@ static void test_open_batch_after_killed_writer(void **state)
     }
 }
 
-/* The chain of the open batch in a segment image after its first k
- * records of 23 bytes (FORMAT.md section 2.6). */
-static uint64_t open_chain(const unsigned char *log, int k)
+/* The chain of the open batch at `at` in a segment image after its first
+ * k records of 23 bytes (FORMAT.md section 2.6). */
+static uint64_t open_chain_at(const unsigned char *log, size_t at, int k)
 {
     unsigned char seed[16];
-    memcpy(seed, log + 16, 8);
-    memcpy(seed + 8, log + 32, 8);
+    memcpy(seed, log + at + 16, 8);
+    memcpy(seed + 8, log + at + 32, 8);
     uint64_t chain = XXH3_64bits_withSeed(seed, sizeof seed, 0x314f5054u);
     for (int i = 0; i < k; i++)
-        chain = XXH3_64bits_withSeed(log + 48 + 23 * i, 23, chain);
+        chain = XXH3_64bits_withSeed(log + at + 48 + 23 * i, 23, chain);
     return chain;
 }
 
@@ -1543,8 +1559,8 @@ static void test_open_batch_killed_while_publishing(void **state)
     fx *f = *state;
     for (int round = 0; round < 3; round++) {
         unsigned char *data;
-        char *dir = killed_open_writer(f->root, "open-publishing", round, &data);
-        uint64_t chain = open_chain(data, round == 0 ? 14 : round == 1 ? 15 : 12);
+        char *dir = killed_open_writer(f->root, "open-publishing", round, 15, &data);
+        uint64_t chain = open_chain_at(data, 0, round == 0 ? 14 : round == 1 ? 15 : 12);
         free(data);
         patch_state(dir, 160, &chain, sizeof chain);
         if (round == 1) {   /* the length and end offset of 14 records */
@@ -1561,6 +1577,105 @@ static void test_open_batch_killed_while_publishing(void **state)
         assert_ok(topic_append(t, "after", 5, &off));
         assert_u64(off, end);
         assert_ok(topic_close(t));
+        free(dir);
+    }
+}
+
+/*
+ * A writer killed inside the publication of the first record of its second
+ * open batch (the 43rd record, at 1014, after the seal of the first batch
+ * of 42).  It publishes the batch's position and chain before the length
+ * and end offset that cover it, so a kill leaves: the new position with
+ * the old chain, or with the new one, over the old length (the record is a
+ * torn tail, cut); or the new length with the old end offset (the chain
+ * vouches for the record, which stays).  The 42 records before it read back
+ * in every case, and the next append takes the next offset.
+ */
+static void test_second_open_batch_killed_while_publishing(void **state)
+{
+    fx *f = *state;
+    for (int round = 0; round < 4; round++) {
+        unsigned char *data;
+        char *dir = killed_open_writer(f->root, "open-second", round, 43, &data);
+        uint64_t pos1 = 1014 + 1, len = 1014, end = 42;
+        uint64_t chain = round == 0 ? open_chain_at(data, 0, 42) : open_chain_at(data, 1014, 1);
+        free(data);
+        if (round >= 2)
+            len = 1014 + 48 + 23;
+        if (round == 3)
+            end = 43;
+        patch_state(dir, 80, &len, sizeof len);
+        patch_state(dir, 88, &end, sizeof end);
+        patch_state(dir, 152, &pos1, sizeof pos1);
+        patch_state(dir, 160, &chain, sizeof chain);
+        uint64_t kept = round >= 2 ? 43 : 42;
+        for (int pass = 0; pass < 2; pass++) {   /* recovery, then a clean reopen */
+            topic *t = open_with(dir, 0, NULL);
+            assert_u64(topic_end_offset(t), kept + pass);
+            for (uint64_t o = 0; o < kept; o++)
+                assert_int_equal(read_small(t, o), 0);
+            if (pass == 0) {
+                uint64_t off = UINT64_MAX;
+                assert_ok(topic_append(t, "after", 5, &off));
+                assert_u64(off, kept);
+            } else {
+                unsigned char buf[8];
+                size_t n = 0;
+                assert_ok(topic_read(t, kept, buf, sizeof buf, &n));
+                assert_int_equal(n, 5);
+                assert_memory_equal(buf, "after", 5);
+            }
+            assert_ok(topic_close(t));
+        }
+        free(dir);
+    }
+}
+
+/*
+ * A writer killed inside its publication of an append leaves the live
+ * area's sequence odd, until the next writer opens.  A reader opened then
+ * cannot take the area under its lock; it takes what the chain vouches
+ * for as the next writer will, and sees every record whose append had
+ * returned, though none of them is in a checksum yet.  Rounds: killed
+ * after its last store but the sequence's (15 records); with the new
+ * chain over the old length and end offset (the 15th append had not
+ * returned: it is kept, by reader and writer alike); with a chain that
+ * holds nowhere near the length (the reader learns nothing from it and
+ * sees no record; the writer reports them damaged).
+ */
+static void test_open_batch_reader_after_torn_publish(void **state)
+{
+    fx *f = *state;
+    for (int round = 0; round < 3; round++) {
+        unsigned char *data;
+        size_t size;
+        char *dir = killed_open_writer(f->root, "open-torn", round, 15, &data);
+        uint64_t chain = open_chain_at(data, 0, round == 2 ? 12 : 15);
+        free(data);
+        char *sp = tu_path(dir, "topic.state");
+        assert_ok(tu_read_file(sp, &data, &size));
+        uint32_t seq = le32(data + 64) | 1u;
+        free(data);
+        free(sp);
+        patch_state(dir, 64, &seq, sizeof seq);
+        patch_state(dir, 160, &chain, sizeof chain);
+        if (round == 1) {
+            uint64_t len = 48 + 23 * 14, end = 14;
+            patch_state(dir, 80, &len, sizeof len);
+            patch_state(dir, 88, &end, sizeof end);
+        }
+        uint64_t seen = round == 2 ? 0 : 15;
+        topic *r = open_with(dir, TOPIC_RDONLY, NULL);
+        assert_u64(topic_end_offset(r), seen);
+        for (uint64_t o = 0; o < seen; o++)
+            assert_int_equal(read_small(r, o), 0);
+        assert_int_equal(read_small(r, seen), TOPIC_END);
+        topic *t = open_with(dir, 0, NULL);
+        assert_u64(topic_end_offset(t), 15);
+        for (uint64_t o = 0; o < 15; o++)
+            assert_int_equal(read_small(t, o), round == 2 ? TOPIC_ECORRUPT : 0);
+        assert_ok(topic_close(t));
+        assert_ok(topic_close(r));
         free(dir);
     }
 }
@@ -5203,6 +5318,8 @@ int main(void)
         T(test_recovery_killed_midway),
         T(test_open_batch_after_killed_writer),
         T(test_open_batch_killed_while_publishing),
+        T(test_second_open_batch_killed_while_publishing),
+        T(test_open_batch_reader_after_torn_publish),
         T(test_open_batch_changed_under_writer),
         T(test_open_batch_seek_time),
         T(test_active_index_not_a_file),
