@@ -571,22 +571,29 @@ static void verify_or_corrupt(topic *t, uint64_t from, uint64_t end, const char 
 
 /* The base offset of the batch of `data` (a segment's bytes) that holds
  * byte `at`, by a walk of the batch headers from the start (FORMAT.md
- * section 3: the length at byte 4, the base offset at byte 16); UINT64_MAX
- * when the walk cannot get there. */
+ * section 2: the length at byte 4, the base offset at byte 16, the count at
+ * byte 24); UINT64_MAX when the walk cannot get there, or reaches a batch
+ * whose base offset does not follow from the one before. */
 static uint64_t batch_base_at(const unsigned char *data, size_t size, size_t at)
 {
     size_t pos = 0;
+    uint64_t expect = UINT64_MAX;
     while (pos + 48 <= size) {
-        uint32_t magic, len;
+        uint32_t magic, len, count;
         uint64_t base;
         memcpy(&magic, data + pos, 4);
         memcpy(&len, data + pos + 4, 4);
         memcpy(&base, data + pos + 16, 8);
-        if (magic == 0 || len < 48)
+        memcpy(&count, data + pos + 24, 4);
+        /* A batch that an earlier round's flip damaged (its length, base
+         * or count) sends the walk astray: past it, where the cut falls
+         * is not known. */
+        if (magic == 0 || len < 48 || (expect != UINT64_MAX && base != expect))
             return UINT64_MAX;
         if (at < pos + len)
             return base;
         pos += len;
+        expect = base + count;
     }
     return UINT64_MAX;
 }
