@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <xxhash.h>
 
 #include "topic.h"
 #include "testutil.h"
@@ -571,29 +572,28 @@ static void verify_or_corrupt(topic *t, uint64_t from, uint64_t end, const char 
 
 /* The base offset of the batch of `data` (a segment's bytes) that holds
  * byte `at`, by a walk of the batch headers from the start (FORMAT.md
- * section 2: the length at byte 4, the base offset at byte 16, the count at
- * byte 24); UINT64_MAX when the walk cannot get there, or reaches a batch
- * whose base offset does not follow from the one before. */
+ * section 2: the length at byte 4, the checksum at byte 8, the base offset
+ * at byte 16); UINT64_MAX when the walk cannot get there.  The flips of
+ * earlier rounds stay in the file, and one in a batch's length sends the
+ * walk astray (or makes the batch seem to hold `at`), so the walk goes
+ * only through batches whose checksum holds. */
 static uint64_t batch_base_at(const unsigned char *data, size_t size, size_t at)
 {
     size_t pos = 0;
-    uint64_t expect = UINT64_MAX;
     while (pos + 48 <= size) {
-        uint32_t magic, len, count;
-        uint64_t base;
+        uint32_t magic, len;
+        uint64_t base, sum, seed;
         memcpy(&magic, data + pos, 4);
         memcpy(&len, data + pos + 4, 4);
+        memcpy(&sum, data + pos + 8, 8);
+        memcpy(&seed, data + pos, 8);
         memcpy(&base, data + pos + 16, 8);
-        memcpy(&count, data + pos + 24, 4);
-        /* A batch that an earlier round's flip damaged (its length, base
-         * or count) sends the walk astray: past it, where the cut falls
-         * is not known. */
-        if (magic == 0 || len < 48 || (expect != UINT64_MAX && base != expect))
+        if (magic == 0 || len < 48 || len > size - pos ||
+            XXH3_64bits_withSeed(data + pos + 16, len - 16, seed) != sum)
             return UINT64_MAX;
         if (at < pos + len)
             return base;
         pos += len;
-        expect = base + count;
     }
     return UINT64_MAX;
 }
