@@ -3,7 +3,8 @@
  * decoding, on arbitrary bytes.  When the first input byte is odd the
  * checksum is recomputed first, so that the fuzzer gets past it and
  * explores what lies behind (records, lz4 blocks, counts, lengths).
- * Whatever the input, nothing may read outside it or crash.
+ * The bytes are also walked as an open batch's records.  Whatever the
+ * input, nothing may read outside it or crash.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             topic__zbuf_free(&z);
         }
         pos += h.length;
+    }
+    /* The same bytes as an open batch (FORMAT.md section 2.6), whose
+     * records recovery and readers walk against a published chain
+     * (topic__open_vouched): the published length from bytes 4-7, the
+     * chain from bytes 8-15.  Without slack it must read nothing at or
+     * past that length, so it gets a copy of exactly that many bytes. */
+    if (size >= TOPIC__HEADER_SIZE) {
+        size_t at = topic__load32(p + 4) % (size + 1);
+        uint64_t chain = topic__load64(p + 8);
+        struct open_vouched o;
+        uint8_t *q = malloc(at ? at : 1);
+        if (q != NULL) {
+            memcpy(q, p, at);
+            if (topic__open_vouched(q, at, q + at, chain, false, &o) && o.len != at)
+                __builtin_trap();
+            free(q);
+        }
+        if (topic__open_vouched(p, at, p + size, chain, true, &o) &&
+            (o.len < TOPIC__HEADER_SIZE || o.len > size || o.count == 0))
+            __builtin_trap();
     }
     free(p);
     return 0;
