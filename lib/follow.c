@@ -18,6 +18,7 @@
  */
 #include <fcntl.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -370,16 +371,24 @@ static bool live_read(topic *t, struct live_view *v)
  * or new (see there).  The records of its open batch are in no checksum,
  * and a reader that opens then would not see the last ones it had
  * acknowledged, which the next writer keeps: follow_open() takes what the
- * chain vouches for from this view, as that writer will.  (A live writer
- * that was only slow to finish its update gives a view mixed from its
- * updates, which vouches for records it wrote, or for nothing.)  False
- * when the sequence is even or the area was never written.
+ * chain vouches for from this view, as that writer will.  A writer that
+ * is alive finishes its update in microseconds: the sequence must stay
+ * the same odd value for a millisecond, or this is not a dead writer's
+ * (and the reader's next look takes the update whole).  One stopped for
+ * longer gives a view mixed from its updates, which vouches for records
+ * it wrote, or for nothing.  False when the sequence is even, moves, or
+ * was never written.  Only a reader's open, after a crash, waits here.
  */
 static bool live_read_torn(topic *t, struct live_view *v)
 {
     struct live *l = live_area(t);
     uint8_t mine[16], theirs[16];
-    if (!(__atomic_load_n(&l->seq, __ATOMIC_ACQUIRE) & 1) || !boot_id(mine))
+    uint32_t s1 = __atomic_load_n(&l->seq, __ATOMIC_ACQUIRE);
+    if (!(s1 & 1) || !boot_id(mine))
+        return false;
+    struct timespec ms = { 0, 1000000 };
+    nanosleep(&ms, NULL);
+    if (__atomic_load_n(&l->seq, __ATOMIC_ACQUIRE) != s1)
         return false;
     live_load(t, v, theirs);
     v->this_boot = memcmp(mine, theirs, sizeof mine) == 0;
