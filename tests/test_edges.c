@@ -1737,6 +1737,99 @@ static void test_open_batch_seek_time(void **state)
     assert_ok(topic_close(t));
 }
 
+/* Appends 17 batches of one record of 200 bytes (252 bytes each: 16 fill
+ * a segment of 4 KiB, and the 17th is the first of the second segment,
+ * whose base offset is 16), and dies. */
+static int roll_writer_run(void *dir)
+{
+    topic *t = open_with(dir, TOPIC_CREATE, "segment.bytes", "4096", NULL);
+    for (uint64_t o = 0; o < 17; o++) {
+        unsigned char v[200];
+        memset(v, (int)('a' + o % 26), sizeof v);
+        topic_record r = { .value = v, .value_len = sizeof v };
+        if (topic_append_batch(t, &r, 1, NULL) != 0)
+            return 10;
+    }
+    _exit(0);
+}
+
+/*
+ * A writer killed while it published a roll: the live area may name the
+ * new, empty segment with the old one's length, end offset and inode
+ * (topic__publish stores active_base first and log_ino last).  The next
+ * writer then takes the .log for one replaced under the dead writer, whose
+ * published end it keeps as a floor: that end is where the new segment
+ * begins, so nothing is lost or handed out twice.  The test makes that
+ * moment from a writer killed after the first batch of the new segment:
+ * the batch's bytes zeroed (the reservation the roll left) and the live
+ * area as the roll's publication left it.  Rounds: the publication whole;
+ * the base alone new; all but the inode new.
+ */
+static void test_killed_while_publishing_a_roll(void **state)
+{
+    fx *f = *state;
+    for (int round = 0; round < 3; round++) {
+        char name[32];
+        snprintf(name, sizeof name, "roll-torn-%d", round);
+        char *dir = tu_path(f->root, name);
+        assert_int_equal(tu_run_child(roll_writer_run, dir, 20000), 0);
+        char *log0 = tu_segment_path(dir, 0, "log"), *log1 = tu_segment_path(dir, 16, "log");
+        struct stat st0, st1;
+        assert_int_equal(stat(log0, &st0), 0);
+        assert_int_equal(stat(log1, &st1), 0);
+        uint64_t base = 0, len = 0, end = 0, ino = 0;
+        char *sp = tu_path(dir, "topic.state");
+        unsigned char *page;
+        size_t size;
+        assert_ok(tu_read_file(sp, &page, &size));
+        memcpy(&base, page + 72, 8);
+        memcpy(&len, page + 80, 8);
+        memcpy(&end, page + 88, 8);
+        memcpy(&ino, page + 144, 8);
+        free(page);
+        free(sp);
+        assert_u64(base, 16);   /* as published after the 17th batch */
+        assert_u64(len, 252);
+        assert_u64(end, 17);
+        assert_u64(ino, (uint64_t)st1.st_ino);
+        unsigned char zeros[252] = { 0 };
+        int fd = open(log1, O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, zeros, sizeof zeros, 0), (ssize_t)sizeof zeros);
+        close(fd);
+        uint64_t old_ino = (uint64_t)st0.st_ino, old_len = 16 * 252, new_len = 0;
+        end = 16;
+        patch_state(dir, 80, &new_len, sizeof new_len);
+        patch_state(dir, 88, &end, sizeof end);
+        if (round >= 1)
+            patch_state(dir, 144, &old_ino, sizeof old_ino);
+        if (round == 1)
+            patch_state(dir, 80, &old_len, sizeof old_len);
+        for (int pass = 0; pass < 2; pass++) {   /* the recovery, then a clean reopen */
+            topic *t = open_with(dir, 0, NULL);
+            assert_u64(topic_end_offset(t), 16 + pass);
+            for (uint64_t o = 0; o < 16 + (uint64_t)pass; o++) {
+                unsigned char buf[256];
+                size_t n = 0;
+                assert_ok(topic_read(t, o, buf, sizeof buf, &n));
+                assert_int_equal(n, o < 16 ? 200 : 5);
+                for (size_t i = 0; i < n; i++)
+                    assert_int_equal(buf[i], o < 16 ? (unsigned char)('a' + o % 26)
+                                                    : (unsigned char)"after"[i]);
+            }
+            if (pass == 0) {
+                uint64_t off = UINT64_MAX;
+                assert_ok(topic_append(t, "after", 5, &off));
+                assert_u64(off, 16);
+            }
+            assert_ok(topic_close(t));
+        }
+        free(log0);
+        free(log1);
+        free(dir);
+    }
+}
+
 /* The recovering writer's death: its process ends at the first growth of
  * an index file, which the open's walk makes right after it began the
  * indexes afresh, before it reached the damaged batch. */
@@ -5320,6 +5413,7 @@ int main(void)
         T(test_open_batch_killed_while_publishing),
         T(test_second_open_batch_killed_while_publishing),
         T(test_open_batch_reader_after_torn_publish),
+        T(test_killed_while_publishing_a_roll),
         T(test_open_batch_changed_under_writer),
         T(test_open_batch_seek_time),
         T(test_active_index_not_a_file),
