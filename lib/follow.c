@@ -189,7 +189,6 @@ uint64_t topic__live_start(topic *t)
 }
 
 static bool live_read(topic *t, struct live_view *v);
-static bool live_read_torn(topic *t, struct live_view *v);
 
 /*
  * A listing of the directory made while a writer creates segments may miss
@@ -454,19 +453,17 @@ static void follow_open(struct segment *s, const struct live_view *v, bool torn)
      * reached the disk): a reader does not show its records either. */
     if (!v->this_boot || v->open_pos1 == 0 || v->base != s->base || pos != len || v->len <= len ||
         v->len - pos < TOPIC__HEADER_SIZE || v->len - pos > TOPIC__MAX_BATCH ||
-        v->len > file_limit(s) || (!torn && s->walked_end >= v->end))
+        (!torn && s->walked_end >= v->end))
         return;
+    size_t size = file_limit(s);
     const uint8_t *p = s->map + pos;
-    if (!topic__is_open(p))
-        return;   /* sealed since: the next walk takes it in */
-    uint64_t base;
-    int64_t first_ts;
-    topic__open_fields(p, &base, &first_ts);
+    /* Cut short since the writer published; or sealed since, and the next
+     * walk takes it in. */
+    if (v->len > size || !topic__is_open(p))
+        return;
     struct open_vouched o;
-    const uint8_t *limit = s->map + (torn ? file_limit(s) : (size_t)v->len);
-    bool good = base == s->walked_end &&
-                topic__open_vouched(p, (size_t)v->len - pos, limit, v->chain, torn, &o) &&
-                (torn || base + o.count == v->end);
+    bool good = topic__open_vouched(p, (size_t)v->len - pos, s->map + size, v->chain, torn, &o) &&
+                o.base == s->walked_end && (torn || o.base + o.count == v->end);
     if (!good) {
         /* Sealed (or moved on) between the walk and now: the next look
          * sees it.  Otherwise the bytes are not what the writer wrote. */
@@ -477,7 +474,7 @@ static void follow_open(struct segment *s, const struct live_view *v, bool torn)
     if (o.max_ts > atomic_load(&s->max_ts))
         atomic_store(&s->max_ts, o.max_ts);
     atomic_store_explicit(&s->len, pos + o.len, memory_order_release);
-    s->walked_end = base + o.count;
+    s->walked_end = o.base + o.count;
 }
 
 static void trust_published(struct segment *s, const struct live_view *v)

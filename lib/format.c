@@ -227,10 +227,9 @@ bool topic__open_vouched(const uint8_t *p, size_t at, const uint8_t *end, uint64
         end = p + at;
     else if ((size_t)(end - p) > TOPIC__MAX_BATCH)
         end = p + TOPIC__MAX_BATCH;
-    uint64_t base;
     int64_t first_ts, max_ts = INT64_MIN;
-    topic__open_fields(p, &base, &first_ts);
-    uint64_t c = topic__chain_start(base, first_ts), count = 0;
+    topic__open_fields(p, &out->base, &first_ts);
+    uint64_t c = topic__chain_start(out->base, first_ts), count = 0;
     const uint8_t *rp = p + TOPIC__HEADER_SIZE, *atp = p + at;
     /* Boundaries between records, counted from 1 (after the header): n_at
      * is the one at `at` (0 while none is), n_good the last where the

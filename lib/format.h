@@ -131,9 +131,10 @@ uint64_t topic__chain_start(uint64_t base_offset, int64_t first_ts);
 /* The chain value after one more record of `n` bytes at p. */
 uint64_t topic__chain_step(uint64_t chain, const uint8_t *p, size_t n);
 /* What a chain value vouches for in an open batch (topic__open_vouched):
- * its first `len` bytes, header included, holding `count` records whose
- * largest timestamp is max_ts. */
+ * its first `len` bytes, header included, holding `count` records from
+ * offset `base` on, whose largest timestamp is max_ts. */
 struct open_vouched {
+    uint64_t base;
     size_t len;
     uint64_t count;
     int64_t max_ts;
@@ -230,7 +231,7 @@ static inline int topic__header_parse(const uint8_t *p, size_t avail, struct bat
     h->first_ts = (int64_t)topic__load64(p + 32);
     h->max_ts = (int64_t)topic__load64(p + 40);
     unsigned comp = h->attributes & TOPIC__ATTR_COMPRESSION_MASK;
-    if (h->magic != TOPIC__BATCH_MAGIC || h->length < TOPIC__MIN_BATCH ||
+    if (h->length < TOPIC__MIN_BATCH ||
         h->length > TOPIC__MAX_BATCH || h->length > avail || h->count == 0 ||
         (comp == TOPIC__COMPRESS_NONE && h->count > (h->length - TOPIC__HEADER_SIZE) / 3) ||
         comp > TOPIC__COMPRESS_LZ4 || h->attributes != comp || h->reserved != 0)

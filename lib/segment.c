@@ -449,12 +449,9 @@ static void seal_dead_open(struct segment *s, size_t size, struct seg_record *v)
     if (!topic__is_open(p) || !topic__open_vouched(p, v->len - pos, s->map + limit, v->chain,
                                                    true, &o))
         return;
-    uint64_t base;
-    int64_t first_ts;
-    topic__open_fields(p, &base, &first_ts);
     topic__open_seal_header(p, o.len, (size_t)o.count, o.max_ts);
     v->len = pos + o.len;
-    v->end = base + o.count;
+    v->end = o.base + o.count;
 }
 
 int topic__segment_open_active(topic *t, struct segment *s, bool scan,
