@@ -254,6 +254,15 @@ static void patch_state(const char *dir, size_t at, const void *bytes, size_t n)
     free(p);
 }
 
+/* Overwrites the live area's published length and end offset (FORMAT.md
+ * 4.2: active_len at byte 80, end at 88), as a writer's publication left
+ * them. */
+static void patch_published(const char *dir, uint64_t len, uint64_t end)
+{
+    uint64_t v[2] = { len, end };
+    patch_state(dir, 80, v, sizeof v);
+}
+
 /* Clears the clean-shutdown flag of topic.state (FORMAT.md 4.1: u32 at 16),
  * as a writer killed after its first append leaves it. */
 static void mark_unclean(const char *dir)
@@ -1563,11 +1572,8 @@ static void test_open_batch_killed_while_publishing(void **state)
         uint64_t chain = open_chain_at(data, 0, round == 0 ? 14 : round == 1 ? 15 : 12);
         free(data);
         patch_state(dir, 160, &chain, sizeof chain);
-        if (round == 1) {   /* the length and end offset of 14 records */
-            uint64_t len = 48 + 23 * 14, end = 14;
-            patch_state(dir, 80, &len, sizeof len);
-            patch_state(dir, 88, &end, sizeof end);
-        }
+        if (round == 1)   /* the length and end offset of 14 records */
+            patch_published(dir, 48 + 23 * 14, 14);
         topic *t = open_with(dir, 0, NULL);
         uint64_t end = round == 0 ? 14 : 15;
         assert_u64(topic_end_offset(t), end);
@@ -1604,8 +1610,7 @@ static void test_second_open_batch_killed_while_publishing(void **state)
             len = 1014 + 48 + 23;
         if (round == 3)
             end = 43;
-        patch_state(dir, 80, &len, sizeof len);
-        patch_state(dir, 88, &end, sizeof end);
+        patch_published(dir, len, end);
         patch_state(dir, 152, &pos1, sizeof pos1);
         patch_state(dir, 160, &chain, sizeof chain);
         uint64_t kept = round >= 2 ? 43 : 42;
@@ -1659,11 +1664,8 @@ static void test_open_batch_reader_after_torn_publish(void **state)
         free(sp);
         patch_state(dir, 64, &seq, sizeof seq);
         patch_state(dir, 160, &chain, sizeof chain);
-        if (round == 1) {
-            uint64_t len = 48 + 23 * 14, end = 14;
-            patch_state(dir, 80, &len, sizeof len);
-            patch_state(dir, 88, &end, sizeof end);
-        }
+        if (round == 1)
+            patch_published(dir, 48 + 23 * 14, 14);
         uint64_t seen = round == 2 ? 0 : 15;
         topic *r = open_with(dir, TOPIC_RDONLY, NULL);
         assert_u64(topic_end_offset(r), seen);
@@ -1797,14 +1799,10 @@ static void test_killed_while_publishing_a_roll(void **state)
         assert_true(fd >= 0);
         assert_int_equal(pwrite(fd, zeros, sizeof zeros, 0), (ssize_t)sizeof zeros);
         close(fd);
-        uint64_t old_ino = (uint64_t)st0.st_ino, old_len = 16 * 252, new_len = 0;
-        end = 16;
-        patch_state(dir, 80, &new_len, sizeof new_len);
-        patch_state(dir, 88, &end, sizeof end);
+        uint64_t old_ino = (uint64_t)st0.st_ino;
+        patch_published(dir, round == 1 ? 16 * 252 : 0, 16);   /* the old length, or none */
         if (round >= 1)
             patch_state(dir, 144, &old_ino, sizeof old_ino);
-        if (round == 1)
-            patch_state(dir, 80, &old_len, sizeof old_len);
         for (int pass = 0; pass < 2; pass++) {   /* the recovery, then a clean reopen */
             topic *t = open_with(dir, 0, NULL);
             assert_u64(topic_end_offset(t), 16 + pass);
