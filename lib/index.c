@@ -54,8 +54,13 @@ static void entry_and_prev(const struct index *ix, uint32_t i, struct idx_entry 
         *prev = (struct idx_entry){ 0, 0, INT64_MIN };
 }
 
-/* Entries' worth of file allocated at a time: 4096 of them. */
+/* Entries' worth of file allocated at a time: 4096 of them at first, and
+ * as much as the index already has from then on, up to 1 MiB.  Every call
+ * to fallocate() is one an append waits for, and on ext4 each took about
+ * 0.15 ms, whatever its size: in steps of 4096 entries, the indexes of a
+ * run of small appends took 50 ms of every 0.7 s. */
 #define RESERVE_ENTRIES 4096u
+#define RESERVE_MAX_STEP ((size_t)1 << 20)
 
 void topic__index_put(struct index *ix, const struct idx_entry *e)
 {
@@ -66,7 +71,10 @@ void topic__index_put(struct index *ix, const struct idx_entry *e)
     if (need > ix->reserved) {
         /* A file-backed index grows in steps; where the disk is full the
          * entry is left out, which costs lookups time, never correctness. */
-        size_t want = ix->reserved + (size_t)RESERVE_ENTRIES * ix->entry_size;
+        size_t step = (size_t)RESERVE_ENTRIES * ix->entry_size;
+        if (step < ix->reserved)
+            step = ix->reserved < RESERVE_MAX_STEP ? ix->reserved : RESERVE_MAX_STEP;
+        size_t want = ix->reserved + step;
         if (want > ix->map_len)
             want = ix->map_len;
         if (topic__fallocate_range(ix->fd, (off_t)ix->reserved, (off_t)(want - ix->reserved)) < 0)
