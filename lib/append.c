@@ -63,8 +63,8 @@ static int roll(topic *t, size_t need)
      * that) before the new segment takes one.  Otherwise a roll needs two
      * reservations at once, and a process whose address space is limited
      * to less than about 4.1 GiB could not roll at all. */
-    size_t keep = atomic_load(&old->len);
-    topic__segment_unmap_tail(old, old->reserved > keep ? old->reserved : keep);
+    size_t keep = atomic_load(&old->len), reserved = topic__segment_reserve_shut(t, old);
+    topic__segment_unmap_tail(old, reserved > keep ? reserved : keep);
     int rc;
     for (int tries = 0; tries < TOPIC__RECLAIM_TRIES; tries++) {
         unsigned refused = topic__maps_refused(), unloads = topic__seglist_unloads(t);
@@ -226,7 +226,7 @@ static int append_open(topic *t, const void *value, size_t vlen, int64_t now, in
         size_t rsize = topic__value_record_size(vlen, now, t->open.first_ts);
         if (len - pos + rsize <= OPEN_MAX && !needs_roll(t, s, rsize, mono) &&
             t->open.count < UINT32_MAX) {
-            if (len + rsize > s->reserved)
+            if (len + rsize > atomic_load_explicit(&s->reserved, memory_order_acquire))
                 TRY(topic__segment_reserve(t, s, len + rsize));
             topic__bg_prepare(t, s, len + rsize, mono);
             uint8_t *rec = t->open.copy + (len - pos);
@@ -255,7 +255,7 @@ static int append_open(topic *t, const void *value, size_t vlen, int64_t now, in
         s = t->active;
         len = atomic_load_explicit(&s->len, memory_order_relaxed);
     }
-    if (len + size > s->reserved)
+    if (len + size > atomic_load_explicit(&s->reserved, memory_order_acquire))
         TRY(topic__segment_reserve(t, s, len + size));
     topic__bg_prepare(t, s, len + size, mono);
     uint8_t *copy = t->open.copy;
@@ -339,7 +339,7 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, const voi
         TRY(roll(t, size));
     struct segment *s = t->active;
     size_t pos = atomic_load_explicit(&s->len, memory_order_relaxed);
-    if (pos + size > s->reserved)
+    if (pos + size > atomic_load_explicit(&s->reserved, memory_order_acquire))
         TRY(topic__segment_reserve(t, s, pos + size));
     uint64_t base = atomic_load_explicit(&t->end, memory_order_relaxed);
     topic__bg_prepare(t, s, pos + size, mono);

@@ -18,20 +18,22 @@
  * much as copying its 4 KiB.  The thread maps the pages of the active
  * segment ahead of the append position with MADV_POPULATE_WRITE, so that
  * on a machine with a spare core an append is a copy into memory that is
- * already there.  How far ahead follows the appends' speed: 4 MiB, doubled
- * up to 64 MiB while appends use up half of it in under 50 ms, and halved
- * again when they take over a second.  A preparer only 4 MiB ahead of an
- * appender writing 1.5 GB/s has under 3 ms in hand, and any pause (the
- * flusher or the kernel's writeback on the other core) let the appender
- * pass it: it took 12-19% of the log's page faults itself, and 3% with
- * 64 MiB.  A slow topic keeps the small distance, because each prepared
- * page is reserved on disk and, if a sync comes first, written as zeros.
- * When it falls behind, or the
- * kernel lacks MADV_POPULATE_WRITE (before 5.14), appends take the faults
- * themselves: slower, never wrong.  It touches a segment only between
- * topic__bg_prepare() and topic__bg_release(), and the sealer waits for it
- * to let go (topic__bg_wait_released) before shrinking the file: touching a
- * page past the end of a file raises SIGBUS.
+ * already there.  It allocates the file's space there first (see
+ * topic__segment_reserve_ahead), which appends used to wait for.  How far
+ * ahead follows the appends' speed: 4 MiB, doubled up to 64 MiB while
+ * appends use up half of it in under 50 ms, and halved again when they
+ * take over a second.  A preparer only 4 MiB ahead of an appender writing
+ * 1.5 GB/s has under 3 ms in hand, and any pause (the flusher or the
+ * kernel's writeback on the other core) let the appender pass it: it took
+ * 12-19% of the log's page faults itself, and 3% with 64 MiB.  A slow
+ * topic keeps the small distance, because each prepared page is reserved
+ * on disk and, if a sync comes first, written as zeros.  When it falls
+ * behind, or the kernel lacks MADV_POPULATE_WRITE (before 5.14), appends
+ * take the faults (and reserve the space) themselves: slower, never wrong.
+ * It touches a segment only between topic__bg_prepare() and
+ * topic__bg_release(), and the sealer waits for it to let go
+ * (topic__bg_wait_released) before shrinking the file: touching a page
+ * past the end of a file raises SIGBUS.
  */
 #include <errno.h>
 #include <sys/mman.h>
@@ -153,17 +155,25 @@ static void prepare_step(topic *t)
         n = PREPARE_STEP;
     t->prep_cur = s;
     pthread_mutex_unlock(&t->prep_lock);
-    /* The appender reserved the file up to pf_target before asking, and
-     * nobody shrinks s while prep_cur points at it. */
-    int rc = topic__os.madvise(s->map + from, n, MADV_POPULATE_WRITE);
+    /* The space first: pages past the allocated part of the file would
+     * raise SIGBUS.  It stops short where the disk is full, or where a
+     * roll has shut the segment's reservation (and kept the pages up to
+     * it mapped).  Nobody shrinks s while prep_cur points at it. */
+    size_t have = topic__segment_reserve_ahead(t, s, from + n) & ~PAGE_MASK;
+    bool whole = from + n <= have;
+    if (!whole)
+        n = have > from ? have - from : 0;
+    int rc = n > 0 ? topic__os.madvise(s->map + from, n, MADV_POPULATE_WRITE) : 0;
     int err = rc < 0 ? errno : 0;
     pthread_mutex_lock(&t->prep_lock);
     t->prep_cur = NULL;
     pthread_cond_broadcast(&t->prep_idle);
     if (err == EINVAL || err == ENOSYS || err == EPERM)
         t->prep_ok = false;   /* an older kernel: leave it to the faults */
+    /* After a failure, nothing more until the appender asks again: on a
+     * full disk, one try per request rather than one per step. */
     if (t->pf_seg == s)
-        t->pf_done = rc == 0 ? from + n : t->pf_target;
+        t->pf_done = rc == 0 && whole ? from + n : t->pf_target;
 }
 
 static void *preparer_main(void *arg)
@@ -206,18 +216,11 @@ void topic__bg_prepare(topic *t, struct segment *s, size_t upto, int64_t mono_ms
     }
     t->pf_asked_ms = mono_ms;
     /* Whole pages only: madvise() refuses a start that is not page-aligned.
-     * Pages past the allocated part of the file would not be prepared (and
-     * would raise SIGBUS if touched), so the space comes first; if that
+     * The preparer reserves the space itself (prepare_step); if that
      * fails, the append that needs it reports the error. */
     size_t want = (upto + t->pf_ahead) & ~PAGE_MASK, limit = s->capacity & ~PAGE_MASK;
     if (want > limit)
         want = limit;
-    size_t target = want;
-    if (target > s->reserved && topic__segment_reserve(t, s, target) < 0)
-        target = s->reserved & ~PAGE_MASK;
-    /* Not asking again before the appends come near `want` holds for a
-     * failed allocation too: on a full disk the appends would otherwise
-     * retry it one by one, where the append that needs the space does. */
     t->pf_asked_seg = s;
     t->pf_asked = want;
     pthread_mutex_lock(&t->prep_lock);
@@ -225,8 +228,8 @@ void topic__bg_prepare(topic *t, struct segment *s, size_t upto, int64_t mono_ms
         t->pf_seg = s;
         t->pf_done = upto & ~PAGE_MASK;
     }
-    if (target > t->pf_target)
-        t->pf_target = target;
+    if (want > t->pf_target)
+        t->pf_target = want;
     if (t->pf_done < t->pf_target)
         pthread_cond_signal(&t->prep_cond);
     pthread_mutex_unlock(&t->prep_lock);
@@ -271,6 +274,7 @@ void topic__bg_init(topic *t)
     pthread_cond_init(&t->prep_cond, NULL);
     pthread_cond_init(&t->prep_idle, NULL);
     pthread_mutex_init(&t->prep_lock, NULL);
+    pthread_mutex_init(&t->reserve_lock, NULL);
     pthread_mutex_init(&t->append_lock, NULL);
     pthread_mutex_init(&t->seal_lock, NULL);
     pthread_mutex_init(&t->drop_lock, NULL);
@@ -331,6 +335,7 @@ void topic__bg_destroy(topic *t)
     pthread_cond_destroy(&t->prep_cond);
     pthread_cond_destroy(&t->prep_idle);
     pthread_mutex_destroy(&t->prep_lock);
+    pthread_mutex_destroy(&t->reserve_lock);
     pthread_mutex_destroy(&t->append_lock);
     pthread_mutex_destroy(&t->seal_lock);
     pthread_mutex_destroy(&t->drop_lock);

@@ -134,7 +134,9 @@ struct segment {
     bool may_open;                /* made or opened for appends by this handle: may hold
                                    * its open batch (set before readers see it, kept) */
     uint64_t file_id[2];          /* writer: the .log's device and inode (topic__publish) */
-    size_t reserved;              /* writer: bytes of the file allocated (<= map_len) */
+    _Atomic size_t reserved;      /* writer: bytes of the file allocated (<= map_len);
+                                   * grows under topic.reserve_lock */
+    bool reserve_shut;            /* under reserve_lock: rolled away from, grows no more */
     _Atomic size_t dropped;       /* writer: page tables dropped below this (sync.c) */
     struct segment *next_unsealed; /* see topic.unsealed */
     bool follow;                  /* a reader's view of a segment that may grow */
@@ -195,6 +197,12 @@ void topic__segment_unmap_tail(struct segment *s, size_t len);
 /* Writer, under append_lock: makes sure the first `upto` bytes of the active
  * segment's file are allocated on disk, reserving ahead in steps. */
 int  topic__segment_reserve(topic *t, struct segment *s, size_t upto);
+/* The page preparer: reserves the file up to `upto` (in steps, as above)
+ * unless s was rolled away from, and returns how much of it is allocated;
+ * a failure only means less is (the append that needs it reports it). */
+size_t topic__segment_reserve_ahead(topic *t, struct segment *s, size_t upto);
+/* A roll: stops s's reservation growing and returns its final size. */
+size_t topic__segment_reserve_shut(topic *t, struct segment *s);
 /* Writer: drops this process's page tables for the whole pages of the
  * mapping below `upto` (already written) when at least `min` bytes have
  * accumulated, so that syncing them needs no per-page TLB shootdown. */
@@ -313,6 +321,7 @@ struct topic {
     const struct segment *prep_cur; /* the segment it is touching right now */
     struct segment *pf_seg;       /* segment whose pages it prepares */
     size_t pf_target, pf_done;    /* prepare up to pf_target; done up to pf_done */
+    pthread_mutex_t reserve_lock; /* grows a segment's file (segment.c); taken last */
 
     /* Mapping of topic.state.  A reader that found the file missing or not
      * yet written (a writer creating the topic) reads an anonymous page
