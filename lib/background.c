@@ -46,6 +46,7 @@
 #define PREPARE_FAST_MS   50            /* half of it used this fast: look further */
 #define PREPARE_SLOW_MS   1000          /* half of it used this slowly: less far */
 #define PREPARE_STEP      (1u << 20)    /* one madvise() call; the lock is free between */
+#define PREPARE_LEAP      (4u << 20)    /* how far past an appender that overtook it */
 #define PAGE_MASK     ((size_t)4095)
 
 static void deadline_after(struct timespec *ts, int64_t ms)
@@ -150,7 +151,17 @@ static void *flusher_main(void *arg)
 static void prepare_step(topic *t)
 {
     struct segment *s = t->pf_seg;
-    size_t from = t->pf_done, n = t->pf_target - from;
+    size_t from = t->pf_done;
+    /* An appender that has passed the preparer (held up by the disk's
+     * block allocator, say) takes the faults of the pages ahead of it
+     * anyway, and a preparer that followed it would touch the very pages
+     * it was faulting: each waited for the other's page locks (3400 waits
+     * of the appender in two runs of batches of 100 B, when the preparer
+     * allocated all the space).  The preparer jumps ahead of it instead. */
+    size_t at = atomic_load_explicit(&s->len, memory_order_relaxed);
+    if (from < at && ((at + PREPARE_LEAP) & ~PAGE_MASK) < t->pf_target)
+        from = (at + PREPARE_LEAP) & ~PAGE_MASK;
+    size_t target = t->pf_target, n = target - from;
     if (n > PREPARE_STEP)
         n = PREPARE_STEP;
     t->prep_cur = s;
@@ -159,7 +170,9 @@ static void prepare_step(topic *t)
      * raise SIGBUS.  It stops short where the disk is full, or where a
      * roll has shut the segment's reservation (and kept the pages up to
      * it mapped).  Nobody shrinks s while prep_cur points at it. */
-    size_t have = topic__segment_reserve_ahead(t, s, from + n) & ~PAGE_MASK;
+    size_t have = atomic_load_explicit(&s->reserved, memory_order_acquire) & ~PAGE_MASK;
+    if (from + n > have)
+        have = topic__segment_reserve_ahead(t, s, target) & ~PAGE_MASK;
     bool whole = from + n <= have;
     if (!whole)
         n = have > from ? have - from : 0;
@@ -216,13 +229,22 @@ void topic__bg_prepare(topic *t, struct segment *s, size_t upto, int64_t mono_ms
     }
     t->pf_asked_ms = mono_ms;
     /* Whole pages only: madvise() refuses a start that is not page-aligned.
-     * The preparer reserves the space itself (prepare_step); if that
-     * fails, the append that needs it reports the error. */
+     * Pages past the allocated part of the file are not prepared (they
+     * would raise SIGBUS if touched), so the space comes first.  A
+     * preparer well ahead allocates it itself (prepare_step), off the
+     * appends' path; one that is not (appends of large batches outrun it)
+     * would only fall further behind, and the appender allocates it here.
+     * If that fails, the append that needs the space reports the error. */
     size_t want = (upto + t->pf_ahead) & ~PAGE_MASK, limit = s->capacity & ~PAGE_MASK;
     if (want > limit)
         want = limit;
     t->pf_asked_seg = s;
     t->pf_asked = want;
+    pthread_mutex_lock(&t->prep_lock);
+    bool ahead = t->pf_seg == s && t->pf_done >= upto + t->pf_ahead / 4;
+    pthread_mutex_unlock(&t->prep_lock);
+    if (!ahead)
+        (void)topic__segment_reserve(t, s, want);
     pthread_mutex_lock(&t->prep_lock);
     if (t->pf_seg != s) {
         t->pf_seg = s;

@@ -148,14 +148,16 @@ static int map_log(topic *t, struct segment *s, size_t capacity, int oflags, siz
  * price to pay up front.  Every byte is reserved before it is written, so a
  * full disk is still an error of the append that meets it, never SIGBUS.
  *
- * The page preparer (background.c) reserves ahead of the appends, so that
- * an append seldom waits for fallocate(): that call allocates blocks, and
- * on ext4 it took a fifth of the time of a run of small appends, at times
- * 100 ms in one call while the allocator read its bitmaps from the disk.
- * The appender reserves for itself only when it overtakes the preparer, or
- * when there is none.  reserve_lock makes the two take turns; a roll shuts
- * the old segment's reservation under it (topic__segment_reserve_shut), so
- * that the size it keeps mapped covers every page the preparer may touch.
+ * A page preparer (background.c) that is well ahead of the appends
+ * reserves the space ahead of them, so that a small append seldom waits for
+ * fallocate(): that call allocates blocks, and on ext4 it took a fifth of
+ * the time of a run of small appends, at times 100 ms in one call while the
+ * allocator read its bitmaps from the disk.  Otherwise the appender
+ * reserves, as it does when there is no preparer, or when it needs space
+ * the preparer has not reserved.  reserve_lock makes the two take turns;
+ * a roll shuts the old segment's reservation under it
+ * (topic__segment_reserve_shut), so that the size it keeps mapped covers
+ * every page the preparer may touch.
  */
 size_t topic__reserve_target(const struct segment *s, size_t reserved, size_t upto)
 {

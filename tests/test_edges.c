@@ -5019,12 +5019,14 @@ static void test_close_without_changes_syncs_nothing(void **state)
 }
 
 /*
- * The disk fills in the middle of a large segment.  The writer allocates
- * its .log ahead of the appends in steps (16 MiB), and its page-preparing
- * thread works a few MiB ahead of them, inside what is allocated.  Once no
- * more can be allocated, the appends use up what was and then fail with
- * -ENOSPC: never SIGBUS from a page past the end of the file, never a lost
- * or damaged record, and not sticky, so appends go on once there is room.
+ * The disk fills in the middle of a large segment.  Its .log is allocated
+ * ahead of the appends in steps (16 MiB), by the page-preparing thread
+ * when it is well ahead of them (as with these small appends) and by the
+ * appender otherwise, and the preparer touches only pages inside what is
+ * allocated.  Once no more can be allocated, the appends use up what was
+ * and then fail with -ENOSPC: never SIGBUS from a page past the end of the
+ * file, never a lost or damaged record, and not sticky, so appends go on
+ * once there is room.
  */
 static void test_disk_full_mid_segment(void **state)
 {
