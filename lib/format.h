@@ -244,7 +244,11 @@ bool topic__batch_verify(const uint8_t *p, const struct batch_header *h);
  * that build batches by hand). */
 void topic__batch_seal(uint8_t *p, size_t length);
 
-/* Decodes one record at *pos (advanced past it) inside [payload, end). */
+/* Decodes one record at *pos (advanced past it) inside [payload, end).
+ * Always inlined: a cursor over small records decodes one per call, and
+ * GCC made it a call of its own, which cost a scan of 100 B records an
+ * eighth of its speed (65 against 75 M records/s). */
+__attribute__((always_inline))
 static inline int topic__record_decode(const uint8_t **pos, const uint8_t *end, int64_t first_ts,
                                        struct record_view *r)
 {
