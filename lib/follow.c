@@ -857,9 +857,14 @@ void topic__refresh(topic *t)
         }
         atomic_store_explicit(&t->follow_err, rc, memory_order_release);
         /* Only below the published length: the writer may be copying the
-         * batch after it right now. */
+         * batch after it right now.  Nor past the end of the file: a
+         * length beyond it was published before the file was cut (or is
+         * damage in topic.state), and a walk there read the mapping past
+         * the file, SIGBUS (fuzz_recover found it: an empty .log, 2 GiB
+         * published). */
         if (s != NULL && s->loaded && v.base == s->base) {
-            follow_walk(t, s, v.len < s->map_len ? (size_t)v.len : s->map_len);
+            size_t size = file_limit(s);
+            follow_walk(t, s, v.len < size ? (size_t)v.len : size);
             follow_open(s, &v, false);
             trust_published(s, &v);
         }

@@ -1588,6 +1588,73 @@ static void test_open_batch_killed_while_publishing(void **state)
 }
 
 /*
+ * A reader must not walk past the end of the file when the published length
+ * says there is more: a writer of this boot killed after six batches of one
+ * 5000-byte record, whose .log is then cut by hand through its fourth batch
+ * while a reader that had seen three is open.  Walking to the published
+ * length touched the mapping past the file's end, and the reader died of
+ * SIGBUS (fuzz_recover found it, with an empty .log).  Now the walk stops
+ * at the file's end: the reader learns the published end offset, its three
+ * records read back, and the ones past the cut read TOPIC_ECORRUPT.
+ */
+static void test_reader_walk_stops_at_a_cut_file(void **state)
+{
+    fx *f = *state;
+    enum { BIG = 5000 };
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        topic *w = NULL;
+        static unsigned char v[BIG];
+        if (topic_open(f->dir, TOPIC_CREATE, NULL, &w) != 0)
+            _exit(2);
+        for (uint64_t i = 0; i < 6; i++) {
+            val_fill(i, v, BIG);
+            topic_record r = { 0, 0, NULL, 0, v, BIG };
+            if (topic_append_batch(w, &r, 1, NULL) != 0)
+                _exit(3);
+        }
+        raise(SIGKILL);
+        _exit(4);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    char *log = tu_segment_path(f->dir, 0, "log");
+    int fd = open(log, O_RDWR);
+    assert_true(fd >= 0);
+    unsigned char h[8];
+    assert_int_equal(pread(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+    uint64_t batch = (uint64_t)h[4] | (uint64_t)h[5] << 8 | (uint64_t)h[6] << 16 |
+                     (uint64_t)h[7] << 24;
+    assert_true(batch > 4096 + 200 && batch < 2 * 4096);
+    patch_published(f->dir, 3 * batch, 3);
+    topic *t = open_with(f->dir, TOPIC_RDONLY, NULL);
+    assert_u64(topic_end_offset(t), 3);
+    /* The dead writer's six batches are published again, and the file is
+     * cut 100 bytes into the fourth: its header is there, its record ends
+     * more than a page past the end of the file. */
+    patch_published(f->dir, 6 * batch, 6);
+    assert_int_equal(ftruncate(fd, (off_t)(3 * batch + 100)), 0);
+    close(fd);
+    free(log);
+    assert_u64(topic_end_offset(t), 6);
+    unsigned char buf[BIG], want[BIG];
+    for (uint64_t o = 0; o < 3; o++) {
+        size_t len = 0;
+        assert_ok(topic_read(t, o, buf, sizeof buf, &len));
+        assert_int_equal(len, BIG);
+        val_fill(o, want, BIG);
+        assert_memory_equal(buf, want, BIG);
+    }
+    for (uint64_t o = 3; o < 6; o++) {
+        size_t len = 0;
+        assert_rc(topic_read(t, o, buf, sizeof buf, &len), TOPIC_ECORRUPT);
+    }
+    assert_ok(topic_close(t));
+}
+
+/*
  * A writer killed inside the publication of the first record of its second
  * open batch (the 43rd record, at 1014, after the seal of the first batch
  * of 42).  It publishes the batch's position and chain before the length
@@ -5412,6 +5479,7 @@ int main(void)
         T(test_open_batch_after_killed_writer),
         T(test_open_batch_killed_while_publishing),
         T(test_second_open_batch_killed_while_publishing),
+        T(test_reader_walk_stops_at_a_cut_file),
         T(test_open_batch_reader_after_torn_publish),
         T(test_killed_while_publishing_a_roll),
         T(test_open_batch_changed_under_writer),
