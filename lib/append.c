@@ -226,8 +226,7 @@ static int append_open(topic *t, const void *value, size_t vlen, int64_t now, in
         size_t rsize = topic__value_record_size(vlen, now, t->open.first_ts);
         if (len - pos + rsize <= OPEN_MAX && !needs_roll(t, s, rsize, mono) &&
             t->open.count < UINT32_MAX) {
-            if (len + rsize > atomic_load_explicit(&s->reserved, memory_order_acquire))
-                TRY(topic__segment_reserve(t, s, len + rsize));
+            TRY(topic__segment_reserve(t, s, len + rsize));
             topic__bg_prepare(t, s, len + rsize, mono);
             uint8_t *rec = t->open.copy + (len - pos);
             topic__value_record_encode(rec, value, vlen, now, t->open.first_ts);
@@ -255,8 +254,7 @@ static int append_open(topic *t, const void *value, size_t vlen, int64_t now, in
         s = t->active;
         len = atomic_load_explicit(&s->len, memory_order_relaxed);
     }
-    if (len + size > atomic_load_explicit(&s->reserved, memory_order_acquire))
-        TRY(topic__segment_reserve(t, s, len + size));
+    TRY(topic__segment_reserve(t, s, len + size));
     topic__bg_prepare(t, s, len + size, mono);
     uint8_t *copy = t->open.copy;
     topic__open_header(copy, base, now);
@@ -339,8 +337,7 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, const voi
         TRY(roll(t, size));
     struct segment *s = t->active;
     size_t pos = atomic_load_explicit(&s->len, memory_order_relaxed);
-    if (pos + size > atomic_load_explicit(&s->reserved, memory_order_acquire))
-        TRY(topic__segment_reserve(t, s, pos + size));
+    TRY(topic__segment_reserve(t, s, pos + size));
     uint64_t base = atomic_load_explicit(&t->end, memory_order_relaxed);
     topic__bg_prepare(t, s, pos + size, mono);
     if (recs == NULL) {

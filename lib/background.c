@@ -159,8 +159,9 @@ static void prepare_step(topic *t)
      * of the appender in two runs of batches of 100 B, when the preparer
      * allocated all the space).  The preparer jumps ahead of it instead. */
     size_t at = atomic_load_explicit(&s->len, memory_order_relaxed);
-    if (from < at && ((at + PREPARE_LEAP) & ~PAGE_MASK) < t->pf_target)
-        from = (at + PREPARE_LEAP) & ~PAGE_MASK;
+    size_t past = (at + PREPARE_LEAP) & ~PAGE_MASK;
+    if (from < at && past < t->pf_target)
+        from = past;
     size_t target = t->pf_target, n = target - from;
     if (n > PREPARE_STEP)
         n = PREPARE_STEP;
@@ -241,11 +242,11 @@ void topic__bg_prepare(topic *t, struct segment *s, size_t upto, int64_t mono_ms
     t->pf_asked_seg = s;
     t->pf_asked = want;
     pthread_mutex_lock(&t->prep_lock);
-    bool ahead = t->pf_seg == s && t->pf_done >= upto + t->pf_ahead / 4;
-    pthread_mutex_unlock(&t->prep_lock);
-    if (!ahead)
+    if (t->pf_seg != s || t->pf_done < upto + t->pf_ahead / 4) {   /* not well ahead */
+        pthread_mutex_unlock(&t->prep_lock);
         (void)topic__segment_reserve(t, s, want);
-    pthread_mutex_lock(&t->prep_lock);
+        pthread_mutex_lock(&t->prep_lock);
+    }
     if (t->pf_seg != s) {
         t->pf_seg = s;
         t->pf_done = upto & ~PAGE_MASK;

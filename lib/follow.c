@@ -443,9 +443,10 @@ static void release_past_file(struct segment *s)
  * is taken as the next writer's recovery takes it (segment.c): the records
  * up to where the chain holds, within one record of the published length,
  * are in; nothing else is learnt from it, and a chain that holds nowhere
- * there is no sign of damage.
+ * there is no sign of damage.  `size` is how far s may be read
+ * (file_limit, taken once by the caller for the walk and this).
  */
-static void follow_open(struct segment *s, const struct live_view *v, bool torn)
+static void follow_open(struct segment *s, const struct live_view *v, bool torn, size_t size)
 {
     size_t pos = (size_t)(v->open_pos1 - 1), len = atomic_load(&s->len);
     /* After a reboot the next writer cuts an open batch off as a torn
@@ -455,7 +456,6 @@ static void follow_open(struct segment *s, const struct live_view *v, bool torn)
         v->len - pos < TOPIC__HEADER_SIZE || v->len - pos > TOPIC__MAX_BATCH ||
         (!torn && s->walked_end >= v->end))
         return;
-    size_t size = file_limit(s);
     const uint8_t *p = s->map + pos;
     /* Cut short since the writer published; or sealed since, and the next
      * walk takes it in. */
@@ -477,7 +477,8 @@ static void follow_open(struct segment *s, const struct live_view *v, bool torn)
     s->walked_end = o.base + o.count;
 }
 
-static void trust_published(struct segment *s, const struct live_view *v)
+/* `size` as for follow_open. */
+static void trust_published(struct segment *s, const struct live_view *v, size_t size)
 {
     if (!v->this_boot || v->base != s->base || v->len > s->map_len ||
         v->len <= atomic_load(&s->len) || v->end <= s->walked_end)
@@ -485,7 +486,7 @@ static void trust_published(struct segment *s, const struct live_view *v)
     /* A file cut short since the writer published (by hand, after its
      * close): no further than the file, and the records past it read
      * TOPIC_ECORRUPT; touching the mapping past the file is SIGBUS. */
-    size_t len = (size_t)v->len, size = file_limit(s);
+    size_t len = (size_t)v->len;
     if (len > size)
         len = size;
     if (len > atomic_load(&s->len))
@@ -685,10 +686,11 @@ int topic__follow_open_last(topic *t, struct segment *s)
         TRY(follow_walk(t, s, limit));
     }
     if (live) {
-        follow_open(s, &v, false);
-        trust_published(s, &v);
+        size = file_limit(s);
+        follow_open(s, &v, false, size);
+        trust_published(s, &v, size);
     } else if (live_read_torn(t, &v)) {
-        follow_open(s, &v, true);
+        follow_open(s, &v, true, file_limit(s));
     }
     atomic_store(&s->loaded, true);
     return 0;
@@ -865,8 +867,8 @@ void topic__refresh(topic *t)
         if (s != NULL && s->loaded && v.base == s->base) {
             size_t size = file_limit(s);
             follow_walk(t, s, v.len < size ? (size_t)v.len : size);
-            follow_open(s, &v, false);
-            trust_published(s, &v);
+            follow_open(s, &v, false, size);
+            trust_published(s, &v, size);
         }
         if (s != NULL && s->walked_end > atomic_load(&t->end))
             atomic_store_explicit(&t->end, s->walked_end, memory_order_release);

@@ -195,8 +195,16 @@ int  topic__segment_open_active(topic *t, struct segment *s, bool scan,
  * readers' pointers into the data stay valid. */
 void topic__segment_unmap_tail(struct segment *s, size_t len);
 /* Writer, under append_lock: makes sure the first `upto` bytes of the active
- * segment's file are allocated on disk, reserving ahead in steps. */
-int  topic__segment_reserve(topic *t, struct segment *s, size_t upto);
+ * segment's file are allocated on disk, reserving ahead in steps.  Inline
+ * for the appends' common case: the space is there already (most often the
+ * page preparer's doing), an atomic load. */
+int  topic__segment_reserve_more(topic *t, struct segment *s, size_t upto);
+static inline int topic__segment_reserve(topic *t, struct segment *s, size_t upto)
+{
+    if (upto <= atomic_load_explicit(&s->reserved, memory_order_acquire))
+        return 0;
+    return topic__segment_reserve_more(t, s, upto);
+}
 /* The page preparer: reserves the file up to `upto` (in steps, as above)
  * unless s was rolled away from, and returns how much of it is allocated;
  * a failure only means less is (the append that needs it reports it). */

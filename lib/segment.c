@@ -179,10 +179,8 @@ static int reserve_locked(struct segment *s, size_t upto)
     return 0;
 }
 
-int topic__segment_reserve(topic *t, struct segment *s, size_t upto)
+int topic__segment_reserve_more(topic *t, struct segment *s, size_t upto)
 {
-    if (upto <= atomic_load_explicit(&s->reserved, memory_order_acquire))
-        return 0;   /* most often the preparer's doing */
     pthread_mutex_lock(&t->reserve_lock);
     int rc = reserve_locked(s, upto);
     pthread_mutex_unlock(&t->reserve_lock);

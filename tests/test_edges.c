@@ -1587,11 +1587,30 @@ static void test_open_batch_killed_while_publishing(void **state)
     }
 }
 
+enum { CUT_BIG = 5000 };
+
+/* A writer of six batches of one CUT_BIG-byte record into the topic at
+ * arg, which dies without closing it. */
+static int cut_file_writer_run(void *arg)
+{
+    static unsigned char v[CUT_BIG];
+    topic *w = NULL;
+    if (topic_open(arg, TOPIC_CREATE, NULL, &w) != 0)
+        return 10;
+    for (uint64_t i = 0; i < 6; i++) {
+        val_fill(i, v, CUT_BIG);
+        topic_record r = { 0, 0, NULL, 0, v, CUT_BIG };
+        if (topic_append_batch(w, &r, 1, NULL) != 0)
+            return 11;
+    }
+    _exit(0);
+}
+
 /*
  * A reader must not walk past the end of the file when the published length
- * says there is more: a writer of this boot killed after six batches of one
- * 5000-byte record, whose .log is then cut by hand through its fourth batch
- * while a reader that had seen three is open.  Walking to the published
+ * says there is more: a writer of this boot that died after six batches of
+ * one 5000-byte record, whose .log is then cut by hand through its fourth
+ * batch while a reader that had seen three is open.  Walking to the published
  * length touched the mapping past the file's end, and the reader died of
  * SIGBUS (fuzz_recover found it, with an empty .log).  Now the walk stops
  * at the file's end: the reader learns the published end offset, its three
@@ -1600,33 +1619,13 @@ static void test_open_batch_killed_while_publishing(void **state)
 static void test_reader_walk_stops_at_a_cut_file(void **state)
 {
     fx *f = *state;
-    enum { BIG = 5000 };
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        topic *w = NULL;
-        static unsigned char v[BIG];
-        if (topic_open(f->dir, TOPIC_CREATE, NULL, &w) != 0)
-            _exit(2);
-        for (uint64_t i = 0; i < 6; i++) {
-            val_fill(i, v, BIG);
-            topic_record r = { 0, 0, NULL, 0, v, BIG };
-            if (topic_append_batch(w, &r, 1, NULL) != 0)
-                _exit(3);
-        }
-        raise(SIGKILL);
-        _exit(4);
-    }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    assert_int_equal(tu_run_child(cut_file_writer_run, f->dir, 20000), 0);
     char *log = tu_segment_path(f->dir, 0, "log");
     int fd = open(log, O_RDWR);
     assert_true(fd >= 0);
     unsigned char h[8];
     assert_int_equal(pread(fd, h, sizeof h, 0), (ssize_t)sizeof h);
-    uint64_t batch = (uint64_t)h[4] | (uint64_t)h[5] << 8 | (uint64_t)h[6] << 16 |
-                     (uint64_t)h[7] << 24;
+    uint64_t batch = le32(h + 4);
     assert_true(batch > 4096 + 200 && batch < 2 * 4096);
     patch_published(f->dir, 3 * batch, 3);
     topic *t = open_with(f->dir, TOPIC_RDONLY, NULL);
@@ -1639,13 +1638,13 @@ static void test_reader_walk_stops_at_a_cut_file(void **state)
     close(fd);
     free(log);
     assert_u64(topic_end_offset(t), 6);
-    unsigned char buf[BIG], want[BIG];
+    unsigned char buf[CUT_BIG], want[CUT_BIG];
     for (uint64_t o = 0; o < 3; o++) {
         size_t len = 0;
         assert_ok(topic_read(t, o, buf, sizeof buf, &len));
-        assert_int_equal(len, BIG);
-        val_fill(o, want, BIG);
-        assert_memory_equal(buf, want, BIG);
+        assert_int_equal(len, CUT_BIG);
+        val_fill(o, want, CUT_BIG);
+        assert_memory_equal(buf, want, CUT_BIG);
     }
     for (uint64_t o = 3; o < 6; o++) {
         size_t len = 0;
