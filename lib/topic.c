@@ -42,8 +42,17 @@ static int64_t clock_ns(clockid_t id)
  * ever runs backwards (another CPU, a clock step), the clock is read every
  * time.  Each reading of the wall clock also reads the monotonic one, so an
  * append gets both for the price of one.
+ *
+ * The cache is in initial-exec thread-local storage.  The default model in
+ * a shared library finds a thread's variable through __tls_get_addr(), a
+ * call through the PLT on every append; initial-exec is one load at a
+ * fixed distance from the thread pointer.  A library loaded by dlopen()
+ * (Python's ctypes does) takes such variables from the few hundred bytes
+ * of static TLS that glibc keeps spare for that case (the tunable
+ * glibc.rtld.optional_static_tls, 512 bytes by default); these 56 bytes are
+ * the library's only use of it.
  */
-static _Thread_local struct {
+static _Thread_local __attribute__((tls_model("initial-exec"))) struct {
     uint64_t deadline;      /* reuse clk.ms while the counter is below this */
     uint64_t tsc;           /* the counter at the last reading */
     uint64_t calib_tsc;
