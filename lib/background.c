@@ -205,7 +205,7 @@ static void *preparer_main(void *arg)
     return NULL;
 }
 
-void topic__bg_prepare(topic *t, struct segment *s, size_t upto, int64_t mono_ms)
+void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mono_ms)
 {
     if (!t->preparer_running) {
         /* Started by the first append that asks, not by topic_open(): a
@@ -218,8 +218,6 @@ void topic__bg_prepare(topic *t, struct segment *s, size_t upto, int64_t mono_ms
             return;
         t->preparer_running = true;
     }
-    if (s == t->pf_asked_seg && upto + t->pf_ahead / 2 <= t->pf_asked)
-        return;   /* most appends: enough is on its way */
     if (s == t->pf_asked_seg) {
         /* Half the distance used since the last request: how fast? */
         int64_t took = mono_ms - t->pf_asked_ms;
@@ -241,6 +239,7 @@ void topic__bg_prepare(topic *t, struct segment *s, size_t upto, int64_t mono_ms
         want = limit;
     t->pf_asked_seg = s;
     t->pf_asked = want;
+    t->pf_next = want > t->pf_ahead / 2 ? want - t->pf_ahead / 2 : 0;
     pthread_mutex_lock(&t->prep_lock);
     if (t->pf_seg != s || t->pf_done < upto + t->pf_ahead / 4) {   /* not well ahead */
         pthread_mutex_unlock(&t->prep_lock);

@@ -319,6 +319,7 @@ struct topic {
     pthread_cond_t flush_cond;    /* wakes the flusher: a segment to seal, or stop */
     const struct segment *pf_asked_seg; /* what the appender last asked the */
     size_t pf_asked;                    /* preparer for: segment, bytes */
+    size_t pf_next;               /* appends up to here need not ask again */
     size_t pf_ahead;              /* how far past the appends it prepares */
     int64_t pf_asked_ms;          /* when it last asked (monotonic) */
     /* The page preparer's own state, under prep_lock (after append_lock). */
@@ -462,7 +463,16 @@ void topic__bg_stop(topic *t);
 void topic__bg_seal_later(topic *t, struct segment *s);
 /* Under append_lock: the active segment s is filled up to `upto`; mono_ms
  * is the monotonic clock's reading for this append. */
-void topic__bg_prepare(topic *t, struct segment *s, size_t upto, int64_t mono_ms);
+void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mono_ms);
+/* Writer, under append_lock, before writing below `upto`: asks the preparer
+ * for more of segment s when the appends have used up half of the distance
+ * it was last asked to keep ahead.  Most appends only compare. */
+static inline void topic__bg_prepare(topic *t, struct segment *s, size_t upto, int64_t mono_ms)
+{
+    if (s == t->pf_asked_seg && upto <= t->pf_next)
+        return;
+    topic__bg_prepare_more(t, s, upto, mono_ms);
+}
 /* Under append_lock: prepare no more of the segment being prepared. */
 void topic__bg_release(topic *t);
 /* Returns once the preparer is not touching s, which it has been told to
@@ -474,8 +484,31 @@ void topic__bg_wait_released(topic *t, const struct segment *s);
 
 int  topic__wait_open(topic *t);
 void topic__wait_close(topic *t);
-/* Writer, after publishing new records: wakes whoever waits for them. */
-void topic__wait_notify(topic *t);
+/* The shared page of topic.wait (wait.c). */
+struct wait_page {
+    uint32_t wake;
+    uint32_t waiters;             /* epoch << WAITERS_BITS | count */
+};
+#define WAITERS_BITS 20
+#define WAITERS_MASK ((1u << WAITERS_BITS) - 1)
+
+/* Wakes the sleepers that `waiters` (a value of wait_page.waiters) counts. */
+void topic__wait_wake(topic *t, uint32_t waiters);
+
+/* Writer, after publishing new records: wakes whoever waits for them.  An
+ * append with nobody waiting pays a fence and a load, inline. */
+static inline void topic__wait_notify(topic *t)
+{
+    struct wait_page *w = t->wait;
+    if (w == NULL)
+        return;
+    /* Pairs with the waiter's registration: see the comment at the top of
+     * wait.c. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    uint32_t cur = __atomic_load_n(&w->waiters, __ATOMIC_RELAXED);
+    if ((cur & WAITERS_MASK) != 0)
+        topic__wait_wake(t, cur);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Consumer groups (offsets.c)                                                */

@@ -36,13 +36,6 @@
 
 #include "internal.h"
 
-struct wait_page {
-    uint32_t wake;
-    uint32_t waiters;             /* epoch << WAITERS_BITS | count */
-};
-
-#define WAITERS_BITS 20
-#define WAITERS_MASK ((1u << WAITERS_BITS) - 1)
 #define WAKE_MISSES  64
 
 #define WAIT_FILE 4096
@@ -86,16 +79,9 @@ static long wake_all(struct wait_page *w)
     return futex(&w->wake, FUTEX_WAKE, INT_MAX, NULL);
 }
 
-void topic__wait_notify(topic *t)
+void topic__wait_wake(topic *t, uint32_t cur)
 {
     struct wait_page *w = t->wait;
-    if (w == NULL)
-        return;
-    /* Pairs with the waiter's registration: see the comment at the top. */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    uint32_t cur = __atomic_load_n(&w->waiters, __ATOMIC_RELAXED);
-    if ((cur & WAITERS_MASK) == 0)
-        return;
     if (wake_all(w) != 0) {
         t->wake_misses = 0;
         return;
