@@ -57,38 +57,6 @@
 
 #include "format.h"
 
-static size_t varint_size(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *varint_put(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
-static uint64_t zigzag(int64_t v)
-{
-    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-}
-
-static uint64_t ts_delta(int64_t ts, int64_t first_ts)
-{
-    /* Wrapping subtraction: any two int64 timestamps have a delta that
-     * round-trips through uint64 arithmetic. */
-    return zigzag((int64_t)((uint64_t)ts - (uint64_t)first_ts));
-}
-
 /* Batches of more than this many hashed bytes go through the vector copy
  * of XXH3 in xxh3_wide.c when the CPU has AVX2; XXH3 of up to 240 bytes is
  * scalar code whatever the CPU. */
@@ -114,9 +82,9 @@ size_t topic__records_size(const topic_record *recs, size_t n, int64_t first_ts,
     size_t size = 0;
     for (size_t i = 0; i < n; i++) {
         const topic_record *r = &recs[i];
-        size += varint_size(ts_delta(topic__rec_ts(r, now), first_ts));
-        size += varint_size(r->key ? (uint64_t)r->key_len + 1 : 0) + (r->key ? r->key_len : 0);
-        size += varint_size(r->value_len) + r->value_len;
+        size += topic__varint_size(topic__ts_delta(topic__rec_ts(r, now), first_ts));
+        size += topic__varint_size(r->key ? (uint64_t)r->key_len + 1 : 0) + (r->key ? r->key_len : 0);
+        size += topic__varint_size(r->value_len) + r->value_len;
     }
     return size;
 }
@@ -126,13 +94,13 @@ void topic__records_encode(uint8_t *p, const topic_record *recs, size_t n, int64
 {
     for (size_t i = 0; i < n; i++) {
         const topic_record *r = &recs[i];
-        p = varint_put(p, ts_delta(topic__rec_ts(r, now), first_ts));
-        p = varint_put(p, r->key ? (uint64_t)r->key_len + 1 : 0);
+        p = topic__varint_put(p, topic__ts_delta(topic__rec_ts(r, now), first_ts));
+        p = topic__varint_put(p, r->key ? (uint64_t)r->key_len + 1 : 0);
         if (r->key && r->key_len) {
             memcpy(p, r->key, r->key_len);
             p += r->key_len;
         }
-        p = varint_put(p, r->value_len);
+        p = topic__varint_put(p, r->value_len);
         if (r->value_len) {
             memcpy(p, r->value, r->value_len);
             p += r->value_len;
@@ -180,18 +148,13 @@ void topic__batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
     topic__header_encode(dst, size, base_offset, n, first_ts, max_ts, TOPIC__COMPRESS_NONE);
 }
 
-size_t topic__value_batch_size(size_t len)
-{
-    return TOPIC__HEADER_SIZE + 2 + varint_size(len) + len;
-}
-
 void topic__value_batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
                                const void *value, size_t len, int64_t ts)
 {
     uint8_t *p = dst + TOPIC__HEADER_SIZE;
     *p++ = 0;   /* timestamp delta: the batch's first_ts is the record's */
     *p++ = 0;   /* no key */
-    p = varint_put(p, len);
+    p = topic__varint_put(p, len);
     if (len)
         memcpy(p, value, len);
     topic__header_encode(dst, size, base_offset, 1, ts, ts, TOPIC__COMPRESS_NONE);
@@ -256,22 +219,6 @@ bool topic__open_vouched(const uint8_t *p, size_t at, const uint8_t *end, uint64
     if (n_good == 0 || n_at == 0)
         return false;
     return slack ? n_good + 1 >= n_at && n_good <= n_at + 1 : n_good == n_at;
-}
-
-size_t topic__value_record_size(size_t len, int64_t ts, int64_t first_ts)
-{
-    return varint_size(ts_delta(ts, first_ts)) + 1 + varint_size(len) + len;
-}
-
-uint8_t *topic__value_record_encode(uint8_t *dst, const void *value, size_t len, int64_t ts,
-                                    int64_t first_ts)
-{
-    uint8_t *p = varint_put(dst, ts_delta(ts, first_ts));
-    *p++ = 0;   /* no key */
-    p = varint_put(p, len);
-    if (len)
-        memcpy(p, value, len);
-    return p + len;
 }
 
 /* A magic of this format family with a higher version: a newer release's

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "topic.h"
 
@@ -107,7 +108,6 @@ void topic__batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
 /* The same for the common case of one record with no key and the
  * timestamp ts, as topic_append() writes it: the size of that batch, and
  * its encoding. */
-size_t topic__value_batch_size(size_t len);
 void topic__value_batch_encode(uint8_t *dst, size_t size, uint64_t base_offset,
                                const void *value, size_t len, int64_t ts);
 /*
@@ -151,17 +151,74 @@ struct open_vouched {
  */
 bool topic__open_vouched(const uint8_t *p, size_t at, const uint8_t *end, uint64_t chain,
                          bool slack, struct open_vouched *out);
-/* The bytes one record with no key takes in an open batch whose first
- * timestamp is first_ts, and its encoding at dst (returning its end). */
-size_t topic__value_record_size(size_t len, int64_t ts, int64_t first_ts);
-uint8_t *topic__value_record_encode(uint8_t *dst, const void *value, size_t len, int64_t ts,
-                                    int64_t first_ts);
 /* A record's timestamp as stored: 0 means `now`. */
 static inline int64_t topic__rec_ts(const topic_record *r, int64_t now)
 {
     return r->timestamp ? r->timestamp : now;
 }
 #define TOPIC__MAX_VARINT 10   /* bytes of a LEB128 uint64 */
+
+/*
+ * The writer's encoding of a record follows, inline for the same reason as
+ * the readers' steps below: topic_append() runs it once per record.
+ */
+
+/* The bytes of v as a LEB128 varint. */
+static inline size_t topic__varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* Writes v as a LEB128 varint at p; returns the byte after it. */
+static inline uint8_t *topic__varint_put(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* A record's timestamp delta as stored: zigzag coded, so that small
+ * negative deltas take one byte.  The subtraction wraps: any two int64
+ * timestamps have a delta that round-trips through uint64 arithmetic. */
+static inline uint64_t topic__ts_delta(int64_t ts, int64_t first_ts)
+{
+    int64_t d = (int64_t)((uint64_t)ts - (uint64_t)first_ts);
+    return ((uint64_t)d << 1) ^ (uint64_t)(d >> 63);
+}
+
+/* The size of the batch that topic_append() writes for one record of len
+ * bytes with no key, sealed at once (topic__value_batch_encode). */
+static inline size_t topic__value_batch_size(size_t len)
+{
+    return TOPIC__HEADER_SIZE + 2 + topic__varint_size(len) + len;
+}
+
+/* The bytes one record with no key takes in an open batch whose first
+ * timestamp is first_ts. */
+static inline size_t topic__value_record_size(size_t len, int64_t ts, int64_t first_ts)
+{
+    return topic__varint_size(topic__ts_delta(ts, first_ts)) + 1 + topic__varint_size(len) + len;
+}
+
+/* Encodes that record at dst; returns its end. */
+static inline uint8_t *topic__value_record_encode(uint8_t *dst, const void *value, size_t len,
+                                                  int64_t ts, int64_t first_ts)
+{
+    uint8_t *p = topic__varint_put(dst, topic__ts_delta(ts, first_ts));
+    *p++ = 0;   /* no key */
+    p = topic__varint_put(p, len);
+    if (len)
+        memcpy(p, value, len);
+    return p + len;
+}
 
 /*
  * The readers' per-batch and per-record steps follow.  They are inline
