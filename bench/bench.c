@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -415,12 +416,40 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 /* ------------------------------------------------------------------------ */
 /* Baselines                                                                 */
 
-/* write() `total` bytes in 64 KiB chunks to a fresh file; no fsync. */
-static double bench_write(const char *path, uint64_t total)
+/*
+ * CPU seconds of the whole process (every thread: an appender, libtopic's
+ * page preparer and flusher) in user and in kernel mode.  The append runs
+ * report what they used: on the VMs this was written on, a slow run is one
+ * whose kernel time grew (the pages of a fresh file cost several times more
+ * to set up in some runs than in others), not its user time.
+ */
+struct cpu_use {
+    double user_s, sys_s;
+};
+
+static struct cpu_use cpu_now(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        die("getrusage: %s", strerror(errno));
+    return (struct cpu_use){ (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
+                             (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6 };
+}
+
+static struct cpu_use cpu_since(struct cpu_use a)
+{
+    struct cpu_use b = cpu_now();
+    return (struct cpu_use){ b.user_s - a.user_s, b.sys_s - a.sys_s };
+}
+
+/* write() `total` bytes in 64 KiB chunks to a fresh file; no fsync.  *cpu
+ * is the CPU time of the writes. */
+static double bench_write(const char *path, uint64_t total, struct cpu_use *cpu)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0)
         die("open %s: %s", path, strerror(errno));
+    struct cpu_use c0 = cpu_now();
     double t0 = now_sec();
     uint64_t done = 0;
     while (done < total) {
@@ -431,6 +460,7 @@ static double bench_write(const char *path, uint64_t total)
         done += (uint64_t)w;
     }
     double t1 = now_sec();
+    *cpu = cpu_since(c0);
     if (close(fd) != 0)
         die("close %s: %s", path, strerror(errno));
     if (unlink(path) != 0)
@@ -597,6 +627,7 @@ struct append_result {
     double create_s;  /* topic_open(TOPIC_CREATE|TOPIC_EXCL), untimed part */
     double append_s;  /* the appends: the timed part */
     double close_s;   /* topic_close (durable: syncs), reported apart */
+    struct cpu_use cpu;   /* the process's CPU time during the appends */
 };
 
 /* One topic_append per record on a fresh topic in `dir`. */
@@ -605,6 +636,7 @@ static void bench_append(const char *dir, uint64_t n, size_t len, struct append_
     topic *t = NULL;
     double t0 = now_sec();
     TCHECK(topic_open(dir, TOPIC_CREATE | TOPIC_EXCL, NULL, &t));
+    struct cpu_use c0 = cpu_now();
     double t1 = now_sec();
     for (uint64_t i = 0; i < n; i++) {
         uint64_t off;
@@ -615,6 +647,7 @@ static void bench_append(const char *dir, uint64_t n, size_t len, struct append_
             die("topic_append #%" PRIu64 " got offset %" PRIu64, i, off);
     }
     double t2 = now_sec();
+    res->cpu = cpu_since(c0);
     if (topic_end_offset(t) != n)
         die("end offset %" PRIu64 " after %" PRIu64 " appends", topic_end_offset(t), n);
     double t3 = now_sec();
@@ -633,6 +666,7 @@ static void bench_batch(const char *dir, uint64_t n, size_t len, struct append_r
     topic *t = NULL;
     double t0 = now_sec();
     TCHECK(topic_open(dir, TOPIC_CREATE | TOPIC_EXCL, NULL, &t));
+    struct cpu_use c0 = cpu_now();
     double t1 = now_sec();
     for (uint64_t base = 0; base < n; base += BATCH_N) {
         size_t k = n - base < BATCH_N ? (size_t)(n - base) : BATCH_N;
@@ -652,6 +686,7 @@ static void bench_batch(const char *dir, uint64_t n, size_t len, struct append_r
             die("topic_append_batch at %" PRIu64 " got first offset %" PRIu64, base, first);
     }
     double t2 = now_sec();
+    res->cpu = cpu_since(c0);
     if (topic_end_offset(t) != n)
         die("end offset %" PRIu64 " after %" PRIu64 " batched records",
             topic_end_offset(t), n);
@@ -1763,8 +1798,9 @@ static void run_append_workload(const struct opts *o, const char *scratch,
         uint64_t logb;
         count_logs(dir, &nseg, &logb);
         progress(w->name, r, o->runs, "%.0f records/s, %.1f MB/s, close %.1f ms; "
-                 "%zu segment(s), %.1f MB of *.log", recs, mbps, res.close_s * 1e3,
-                 nseg, (double)logb / MB);
+                 "%zu segment(s), %.1f MB of *.log; CPU user %.2f s, sys %.2f s",
+                 recs, mbps, res.close_s * 1e3, nseg, (double)logb / MB,
+                 res.cpu.user_s, res.cpu.sys_s);
         rm_rf(dir);
         free(dir);
     }
@@ -1828,9 +1864,11 @@ int main(int argc, char **argv)
     if (selected(&o, "write")) {
         char *p = path_join(scratch, "write.bin");
         for (int r = 0; r < o.runs; r++) {
-            double t = bench_write(p, base_bytes);
+            struct cpu_use cpu;
+            double t = bench_write(p, base_bytes, &cpu);
             record(M_WRITE_MBPS, (double)base_bytes / t / MB);
-            progress("write", r, o.runs, "%.1f MB/s", (double)base_bytes / t / MB);
+            progress("write", r, o.runs, "%.1f MB/s; CPU user %.2f s, sys %.2f s",
+                     (double)base_bytes / t / MB, cpu.user_s, cpu.sys_s);
         }
         free(p);
     }
