@@ -143,8 +143,8 @@ static void *flusher_main(void *arg)
  *
  * Under prep_lock: pf_seg, pf_target, pf_done, prep_cur, prep_ok and
  * prep_stopping.  The appender remembers what it last asked for
- * (pf_asked_seg, pf_asked, under append_lock) so that most appends decide
- * without taking prep_lock at all.
+ * (pf_asked_seg, and pf_next, where it must ask again; under append_lock)
+ * so that most appends decide without taking prep_lock at all.
  */
 
 /* Prepares one step of pages; called and returns with prep_lock held. */
@@ -238,7 +238,6 @@ void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mo
     if (want > limit)
         want = limit;
     t->pf_asked_seg = s;
-    t->pf_asked = want;
     t->pf_next = want > t->pf_ahead / 2 ? want - t->pf_ahead / 2 : 0;
     pthread_mutex_lock(&t->prep_lock);
     if (t->pf_seg != s || t->pf_done < upto + t->pf_ahead / 4) {   /* not well ahead */

@@ -317,9 +317,9 @@ struct topic {
     bool flusher_running, preparer_running, bg_stopping;
     bool preparer_wanted;         /* start the preparer at the first append */
     pthread_cond_t flush_cond;    /* wakes the flusher: a segment to seal, or stop */
-    const struct segment *pf_asked_seg; /* what the appender last asked the */
-    size_t pf_asked;                    /* preparer for: segment, bytes */
-    size_t pf_next;               /* appends up to here need not ask again */
+    const struct segment *pf_asked_seg; /* the segment the appender last asked the
+                                         * preparer for */
+    size_t pf_next;               /* appends up to here in it need not ask again */
     size_t pf_ahead;              /* how far past the appends it prepares */
     int64_t pf_asked_ms;          /* when it last asked (monotonic) */
     /* The page preparer's own state, under prep_lock (after append_lock). */
