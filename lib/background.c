@@ -141,8 +141,9 @@ static void *flusher_main(void *arg)
  * behind the very appends it was meant to run ahead of, and they took the
  * faults themselves.  Lock order: append_lock, then prep_lock.
  *
- * Under prep_lock: pf_seg, pf_target, pf_done, prep_cur, prep_ok and
- * prep_stopping.  The appender remembers what it last asked for
+ * Under prep_lock: pf_seg, pf_target, pf_done, pf_ready_lo and _hi (the
+ * pages it has finished, for topic__bg_ready), pf_leap, prep_cur, prep_ok
+ * and prep_stopping.  The appender remembers what it last asked for
  * (pf_asked_seg, and pf_next, where it must ask again; under append_lock)
  * so that most appends decide without taking prep_lock at all.
  */
@@ -157,9 +158,13 @@ static void prepare_step(topic *t)
      * anyway, and a preparer that followed it would touch the very pages
      * it was faulting: each waited for the other's page locks (3400 waits
      * of the appender in two runs of batches of 100 B, when the preparer
-     * allocated all the space).  The preparer jumps ahead of it instead. */
+     * allocated all the space).  The preparer jumps ahead of it instead:
+     * 4 MiB, or half its distance when large batches have asked it to
+     * (topic__bg_ready). */
     size_t at = atomic_load_explicit(&s->len, memory_order_relaxed);
-    size_t past = (at + PREPARE_LEAP) & ~PAGE_MASK;
+    size_t leap = t->pf_leap > PREPARE_LEAP ? t->pf_leap : PREPARE_LEAP;
+    t->pf_leap = 0;
+    size_t past = (at + leap) & ~PAGE_MASK;
     if (from < at && past < t->pf_target)
         from = past;
     size_t target = t->pf_target, n = target - from;
@@ -186,8 +191,14 @@ static void prepare_step(topic *t)
         t->prep_ok = false;   /* an older kernel: leave it to the faults */
     /* After a failure, nothing more until the appender asks again: on a
      * full disk, one try per request rather than one per step. */
-    if (t->pf_seg == s)
+    if (t->pf_seg == s) {
         t->pf_done = rc == 0 && whole ? from + n : t->pf_target;
+        if (rc == 0 && n > 0) {
+            if (from != t->pf_ready_hi)   /* a jump: pages below it were not done */
+                t->pf_ready_lo = from;
+            t->pf_ready_hi = from + n;
+        }
+    }
 }
 
 static void *preparer_main(void *arg)
@@ -247,7 +258,8 @@ void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mo
     }
     if (t->pf_seg != s) {
         t->pf_seg = s;
-        t->pf_done = upto & ~PAGE_MASK;
+        t->pf_done = t->pf_ready_lo = t->pf_ready_hi = upto & ~PAGE_MASK;
+        t->pf_leap = 0;
     }
     if (want > t->pf_target)
         t->pf_target = want;
@@ -256,13 +268,26 @@ void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mo
     pthread_mutex_unlock(&t->prep_lock);
 }
 
+bool topic__bg_ready(topic *t, const struct segment *s, size_t from, size_t upto)
+{
+    if (!t->preparer_running)
+        return false;
+    pthread_mutex_lock(&t->prep_lock);
+    bool ready = t->pf_seg == s && t->pf_ready_lo <= (from & ~PAGE_MASK) &&
+                 upto <= t->pf_ready_hi;
+    if (!ready && t->pf_seg == s)
+        t->pf_leap = t->pf_ahead / 2;
+    pthread_mutex_unlock(&t->prep_lock);
+    return ready;
+}
+
 void topic__bg_release(topic *t)
 {
     if (!t->preparer_running)
         return;
     pthread_mutex_lock(&t->prep_lock);
     t->pf_seg = NULL;
-    t->pf_done = t->pf_target = 0;
+    t->pf_done = t->pf_target = t->pf_ready_lo = t->pf_ready_hi = t->pf_leap = 0;
     pthread_mutex_unlock(&t->prep_lock);
     t->pf_asked_seg = NULL;
 }

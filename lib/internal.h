@@ -330,6 +330,8 @@ struct topic {
     const struct segment *prep_cur; /* the segment it is touching right now */
     struct segment *pf_seg;       /* segment whose pages it prepares */
     size_t pf_target, pf_done;    /* prepare up to pf_target; done up to pf_done */
+    size_t pf_ready_lo, pf_ready_hi; /* the run of pf_seg's pages it has finished */
+    size_t pf_leap;               /* how far past the appends its next step may jump */
     pthread_mutex_t reserve_lock; /* grows a segment's file (segment.c); taken last */
 
     /* Mapping of topic.state.  A reader that found the file missing or not
@@ -473,6 +475,12 @@ static inline void topic__bg_prepare(topic *t, struct segment *s, size_t upto, i
         return;
     topic__bg_prepare_more(t, s, upto, mono_ms);
 }
+/* Under append_lock, before writing bytes [from, upto) of s: true when the
+ * preparer has set up every page they lie on.  When it has not, the
+ * appender is about to make those pages itself (append.c's large batches),
+ * and the preparer's next step jumps half its distance past the appends
+ * rather than follow them. */
+bool topic__bg_ready(topic *t, const struct segment *s, size_t from, size_t upto);
 /* Under append_lock: prepare no more of the segment being prepared. */
 void topic__bg_release(topic *t);
 /* Returns once the preparer is not touching s, which it has been told to

@@ -1309,6 +1309,121 @@ static void test_unload_idle_segments(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* 4c. Large batches written with pwrite()                                   */
+
+/*
+ * A batch of 64 KiB or more whose pages the page preparer has not set up
+ * is written with pwrite() rather than through the mapping (lib/append.c).
+ * Under flush.messages there is no preparer, so every such batch goes that
+ * way; under the default settings, batches go one way or the other as the
+ * preparer keeps up or not, across segment rolls.  Every record must read
+ * back byte for byte, through the writer and after a reopen.  A pwrite()
+ * of the log that fails must fail its append with the error and nothing
+ * of it readable, refuse the appends after it (TOPIC_EFAILED: a failed
+ * write is sticky), and leave a topic that reopens with every acknowledged
+ * record and takes appends again.
+ */
+enum { PW_RECS = 100, PW_LEN = 1000 };
+
+static int pw_batch(topic *t, uint64_t first, uint64_t seed, uint64_t *got)
+{
+    static unsigned char vals[PW_RECS][PW_LEN];
+    topic_record recs[PW_RECS];
+    memset(recs, 0, sizeof recs);
+    for (int i = 0; i < PW_RECS; i++) {
+        tu_fill(first + (uint64_t)i, seed, vals[i], PW_LEN);
+        recs[i].value = vals[i];
+        recs[i].value_len = PW_LEN;
+    }
+    return topic_append_batch(t, recs, PW_RECS, got);
+}
+
+/* Every record below `end` is PW_LEN bytes of tu_fill(offset, seed). */
+static void pw_check(topic *t, uint64_t end, uint64_t seed, const char *when)
+{
+    unsigned char buf[PW_LEN + 1];
+    REQUIRE(topic_end_offset(t) == end, "[%s] %s: end offset %" PRIu64 ", expected %" PRIu64,
+            scenario, when, topic_end_offset(t), end);
+    for (uint64_t o = 0; o < end; o++) {
+        size_t len = 0;
+        int rc = topic_read(t, o, buf, sizeof buf, &len);
+        REQUIRE(rc == 0 && len == PW_LEN && tu_check_fill(o, seed, buf, len) == 1,
+                "[%s] %s: topic_read(%" PRIu64 ") = %d (%s), %zu bytes, %s", scenario, when, o,
+                rc, topic_strerror(rc), len, rc == 0 ? "wrong bytes" : "no record");
+    }
+}
+
+static void pw_child(void *arg)
+{
+    bool durable = *(const bool *)arg;
+    static const char *const kv_durable[] = { "flush.messages", "1", NULL };
+    static const char *const kv_rolls[] = { "segment.bytes", "1048576", NULL };
+    topic_config *conf = make_conf(durable ? kv_durable : kv_rolls);
+    const uint64_t seed = durable ? 11 : 12;
+    int batches = durable ? 6 : 60;
+    tu_rmrf(tdir);
+    tf_reset();
+    topic *t = NULL;
+    int rc = topic_open(tdir, TOPIC_CREATE, conf, &t);
+    REQUIRE(rc == 0, "[%s] topic_open = %d", scenario, rc);
+    uint64_t end = 0, got = 0;
+    for (int b = 0; b < batches; b++, end += PW_RECS) {
+        rc = pw_batch(t, end, seed, &got);
+        REQUIRE(rc == 0 && got == end, "[%s] batch %d: topic_append_batch = %d (%s), first %" PRIu64,
+                scenario, b, rc, topic_strerror(rc), got);
+    }
+    pw_check(t, end, seed, "after the batches");
+    if (!durable)
+        REQUIRE(tu_count_suffix(tdir, ".log") > 2, "[%s] %d segments: the batches did not roll",
+                scenario, tu_count_suffix(tdir, ".log"));
+    /* The next pwrite() of a log file fails.  Under flush.messages the
+     * next batch is certain to take it. */
+    if (durable) {
+        tf_arm_suffix(TF_PWRITE, ".log", 1, EIO, false);
+        rc = pw_batch(t, end, seed, &got);
+        REQUIRE(rc == -EIO, "[%s] the batch whose pwrite() failed = %d (%s), expected -EIO",
+                scenario, rc, topic_strerror(rc));
+        REQUIRE(tf_fired() == 1, "[%s] %ld failures injected", scenario, tf_fired());
+        tf_disarm();
+        rc = pw_batch(t, end, seed, &got);
+        REQUIRE(rc == TOPIC_EFAILED, "[%s] the batch after it = %d (%s), expected TOPIC_EFAILED",
+                scenario, rc, topic_strerror(rc));
+        pw_check(t, end, seed, "after the failed pwrite()");
+        (void)topic_close(t);   /* may report the failure again */
+        rc = topic_open(tdir, 0, conf, &t);
+        REQUIRE(rc == 0, "[%s] reopen after the failure = %d (%s)", scenario, rc,
+                topic_strerror(rc));
+        pw_check(t, end, seed, "reopened after the failure");
+        rc = pw_batch(t, end, seed, &got);
+        REQUIRE(rc == 0 && got == end, "[%s] a batch after the reopen = %d (%s), first %" PRIu64,
+                scenario, rc, topic_strerror(rc), got);
+        end += PW_RECS;
+    }
+    rc = topic_close(t);
+    REQUIRE(rc == 0, "[%s] topic_close = %d (%s)", scenario, rc, topic_strerror(rc));
+    rc = topic_open(tdir, 0, conf, &t);
+    REQUIRE(rc == 0, "[%s] reopen = %d (%s)", scenario, rc, topic_strerror(rc));
+    pw_check(t, end, seed, "reopened");
+    rc = topic_close(t);
+    REQUIRE(rc == 0, "[%s] topic_close = %d (%s)", scenario, rc, topic_strerror(rc));
+    topic_config_free(conf);
+}
+
+static void test_batch_pwrite(void **state)
+{
+    (void)state;
+    static const bool modes[2] = { true, false };
+    static const char *const names[2] = {
+        "batches of 100 KB under flush.messages=1, then a failed pwrite()",
+        "batches of 100 KB with the page preparer, 1 MiB segments" };
+    for (int k = 0; k < 2; k++) {
+        snprintf(scenario, sizeof scenario, "%s", names[k]);
+        isolated(pw_child, (void *)&modes[k], 120);
+    }
+    end_test("batch_pwrite");
+}
+
+/* ------------------------------------------------------------------------ */
 /* 5. Power loss                                                             */
 
 static void crash_workload(model *m, const topic_config *conf, int rounds)
@@ -1517,6 +1632,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_short_writes_eintr, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_enospc_at_roll, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_unload_idle_segments, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_pwrite, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_power_loss_flush_messages, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_power_loss_explicit_sync, fx_setup, fx_teardown),
     };
