@@ -29,7 +29,8 @@
  * topic keeps the small distance, because each prepared page is reserved
  * on disk and, if a sync comes first, written as zeros.  When it falls
  * behind, or the kernel lacks MADV_POPULATE_WRITE (before 5.14), appends
- * take the faults (and reserve the space) themselves: slower, never wrong.
+ * take the faults (and reserve the space) themselves, and large batches
+ * are written with pwrite() (append.c): slower, never wrong.
  * It touches a segment only between topic__bg_prepare() and
  * topic__bg_release(), and the sealer waits for it to let go
  * (topic__bg_wait_released) before shrinking the file: touching a page
