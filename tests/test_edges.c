@@ -4245,6 +4245,81 @@ static void test_pread_eof_pwrite_zero(void **state)
     assert_ok(topic_close(t));
 }
 
+/*
+ * A batch of 64 KiB or more whose pages the page preparer has not set up is
+ * written with pwrite() (append.c).  Under flush.messages there is no
+ * preparer, so a batch of 100 KB always goes that way: it reads back, and
+ * a pwrite() of the log that fails (EIO) fails its batch, which leaves no
+ * record behind, and every later append (TOPIC_EFAILED), until a reopen.
+ * Under the default settings the preparer is asked which pages it has
+ * ready, across rolls of 1 MiB segments.  In the test process rather than
+ * test_faults' children, so that coverage counts these paths.
+ */
+enum { LB_RECS = 100, LB_LEN = 1000 };
+
+static void lb_append(topic *t, uint64_t first, int expect)
+{
+    static unsigned char vals[LB_RECS][LB_LEN];
+    topic_record recs[LB_RECS];
+    memset(recs, 0, sizeof recs);
+    for (int i = 0; i < LB_RECS; i++) {
+        tu_fill(first + (uint64_t)i, SEED, vals[i], LB_LEN);
+        recs[i].value = vals[i];
+        recs[i].value_len = LB_LEN;
+    }
+    uint64_t got = UINT64_MAX;
+    assert_rc(topic_append_batch(t, recs, LB_RECS, &got), expect);
+    if (expect == 0)
+        assert_u64(got, first);
+}
+
+static void lb_check(topic *t, uint64_t end)
+{
+    assert_u64(topic_end_offset(t), end);
+    unsigned char buf[LB_LEN + 1];
+    for (uint64_t o = 0; o < end; o++) {
+        size_t len = 0;
+        assert_ok(topic_read(t, o, buf, sizeof buf, &len));
+        assert_int_equal(len, LB_LEN);
+        assert_int_equal(tu_check_fill(o, SEED, buf, len), 1);
+    }
+}
+
+static void test_large_batch_pwrite(void **state)
+{
+    fx *f = *state;
+    tf_install(true);
+    topic *t = open_with(f->dir, TOPIC_CREATE, "flush.messages", "1", NULL);
+    lb_append(t, 0, 0);
+    lb_check(t, LB_RECS);
+    tf_arm_suffix(TF_PWRITE, ".log", 1, EIO, false);
+    lb_append(t, LB_RECS, -EIO);
+    assert_int_equal(tf_fired(), 1);
+    tf_disarm();
+    lb_append(t, LB_RECS, TOPIC_EFAILED);
+    assert_rc(topic_append(t, "x", 1, NULL), TOPIC_EFAILED);
+    lb_check(t, LB_RECS);
+    (void)topic_close(t);   /* may tell the failure once more */
+    tf_uninstall();
+    t = open_with(f->dir, 0, NULL);
+    lb_check(t, LB_RECS);
+    lb_append(t, LB_RECS, 0);
+    lb_check(t, 2 * LB_RECS);
+    assert_ok(topic_close(t));
+
+    char *other = tu_path(f->root, "u");
+    t = open_with(other, TOPIC_CREATE, "segment.bytes", "1048576", NULL);
+    for (int b = 0; b < 40; b++)
+        lb_append(t, (uint64_t)b * LB_RECS, 0);
+    lb_check(t, 40 * LB_RECS);
+    assert_true(tu_count_suffix(other, ".log") > 2);
+    assert_ok(topic_close(t));
+    t = open_with(other, 0, NULL);
+    lb_check(t, 40 * LB_RECS);
+    assert_ok(topic_close(t));
+    free(other);
+}
+
 static int no_fallocate(int fd, int mode, off_t off, off_t len)
 {
     (void)fd, (void)mode, (void)off, (void)len;
@@ -5518,6 +5593,7 @@ int main(void)
         T(test_wait_without_wait_page),
         T(test_eintr_and_short_io),
         T(test_pread_eof_pwrite_zero),
+        T(test_large_batch_pwrite),
         T(test_no_fallocate),
         T(test_durable_append_failure_codes),
         T(test_start_past_end_after_power_loss),
