@@ -5639,5 +5639,8 @@ int main(void)
         T(test_sweep_rename_flock_mkdir),
     };
 #undef T
+    /* TOPIC_TEST_FILTER=test_sweep* runs only the tests whose names match. */
+    if (getenv("TOPIC_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TOPIC_TEST_FILTER"));
     return cmocka_run_group_tests_name("libtopic edges", tests, NULL, NULL);
 }
