@@ -4259,16 +4259,8 @@ enum { LB_RECS = 100, LB_LEN = 1000 };
 
 static void lb_append(topic *t, uint64_t first, int expect)
 {
-    static unsigned char vals[LB_RECS][LB_LEN];
-    topic_record recs[LB_RECS];
-    memset(recs, 0, sizeof recs);
-    for (int i = 0; i < LB_RECS; i++) {
-        tu_fill(first + (uint64_t)i, SEED, vals[i], LB_LEN);
-        recs[i].value = vals[i];
-        recs[i].value_len = LB_LEN;
-    }
     uint64_t got = UINT64_MAX;
-    assert_rc(topic_append_batch(t, recs, LB_RECS, &got), expect);
+    assert_rc(tu_append_fill_batch(t, LB_RECS, LB_LEN, first, SEED, &got), expect);
     if (expect == 0)
         assert_u64(got, first);
 }

@@ -1327,15 +1327,7 @@ enum { PW_RECS = 100, PW_LEN = 1000 };
 
 static int pw_batch(topic *t, uint64_t first, uint64_t seed, uint64_t *got)
 {
-    static unsigned char vals[PW_RECS][PW_LEN];
-    topic_record recs[PW_RECS];
-    memset(recs, 0, sizeof recs);
-    for (int i = 0; i < PW_RECS; i++) {
-        tu_fill(first + (uint64_t)i, seed, vals[i], PW_LEN);
-        recs[i].value = vals[i];
-        recs[i].value_len = PW_LEN;
-    }
-    return topic_append_batch(t, recs, PW_RECS, got);
+    return tu_append_fill_batch(t, PW_RECS, PW_LEN, first, seed, got);
 }
 
 /* Every record below `end` is PW_LEN bytes of tu_fill(offset, seed). */

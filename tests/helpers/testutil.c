@@ -424,6 +424,25 @@ int tu_check_fill(uint64_t offset, uint64_t seed, const void *buf, size_t len)
     return 1;
 }
 
+int tu_append_fill_batch(topic *t, size_t n, size_t len, uint64_t first, uint64_t seed,
+                         uint64_t *first_offset)
+{
+    topic_record *recs = calloc(n > 0 ? n : 1, sizeof *recs);
+    unsigned char *vals = malloc(n * len > 0 ? n * len : 1);
+    int rc = -ENOMEM;
+    if (recs != NULL && vals != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            tu_fill(first + i, seed, vals + i * len, len);
+            recs[i].value = vals + i * len;
+            recs[i].value_len = len;
+        }
+        rc = topic_append_batch(t, recs, n, first_offset);
+    }
+    free(recs);
+    free(vals);
+    return rc;
+}
+
 int tu_under_valgrind(void)
 {
     return getenv("TOPIC_UNDER_VALGRIND") != NULL;

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "topic.h"
+
 /* Creates a fresh directory /tmp/libtopic-<tag>-XXXXXX and returns its path
  * (malloc'd; free it), or NULL. */
 char *tu_mkdtemp(const char *tag);
@@ -106,6 +108,13 @@ void   tu_fill(uint64_t offset, uint64_t seed, void *buf, size_t len);
 
 /* Returns 1 when buf[0..len) equals tu_fill(offset, seed, ., len), else 0. */
 int tu_check_fill(uint64_t offset, uint64_t seed, const void *buf, size_t len);
+
+/* topic_append_batch() of n records whose values are `len` bytes each,
+ * tu_fill(first + i, seed, ., len) for record i, with no keys and
+ * timestamp 0 (now); its result, or -ENOMEM when the values cannot be
+ * allocated. */
+int tu_append_fill_batch(topic *t, size_t n, size_t len, uint64_t first, uint64_t seed,
+                         uint64_t *first_offset);
 
 /* ------------------------------------------------------------------------ */
 /* Child processes                                                           */
