@@ -274,8 +274,7 @@ bool topic__bg_ready(topic *t, const struct segment *s, size_t from, size_t upto
     if (!t->preparer_running)
         return false;
     pthread_mutex_lock(&t->prep_lock);
-    bool ready = t->pf_seg == s && t->pf_ready_lo <= (from & ~PAGE_MASK) &&
-                 upto <= t->pf_ready_hi;
+    bool ready = t->pf_seg == s && t->pf_ready_lo <= from && upto <= t->pf_ready_hi;
     if (!ready && t->pf_seg == s)
         t->pf_leap = t->pf_ahead / 2;
     pthread_mutex_unlock(&t->prep_lock);
