@@ -193,7 +193,8 @@ check-tsan:
 # and TSan in CI instead.  VALGRIND_TESTS picks others.
 VALGRIND ?= valgrind
 VALGRIND_FLAGS := --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-                  --track-origins=yes --trace-children=yes --child-silent-after-fork=no
+                  --track-origins=yes --trace-children=yes --trace-children-skip=/bin/sh \
+                  --child-silent-after-fork=no
 VALGRIND_TESTS ?= test_format test_config test_golden test_edges test_api
 check-valgrind:
 	$(MAKE) B=build/valgrind CFLAGS="-O1 -g" \

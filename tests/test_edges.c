@@ -1008,7 +1008,7 @@ static int killed_writer_run(void *arg)
     for (int i = 0; i < k->after; i++)
         if (put_next(t, NULL) != 0 && !k->flush_each)
             return 14;
-    _exit(0);
+    tu_die(0);
 }
 
 /*
@@ -1131,7 +1131,7 @@ static int all_logs_removed_run(void *arg)
     free(log);
     if (rc != 0)
         return 12;
-    _exit(0);
+    tu_die(0);
 }
 
 /* A topic never closed cleanly, whose every .log is removed under its
@@ -1188,7 +1188,7 @@ static int damaged_writer_run(void *arg)
     for (int i = 0; i < 10; i++)
         if (put_next(t, NULL) != 0)
             return 13;
-    _exit(0);
+    tu_die(0);
 }
 
 /* What a round does to the batch of one offset. */
@@ -1441,7 +1441,7 @@ static int open_batch_writer_run(void *arg)
         return 10;
     if (put_small(t, w->n) != 0)
         return 11;
-    _exit(0);
+    tu_die(0);
 }
 
 /* Where the open batch of a writer killed after n small records begins. */
@@ -1603,7 +1603,7 @@ static int cut_file_writer_run(void *arg)
         if (topic_append_batch(w, &r, 1, NULL) != 0)
             return 11;
     }
-    _exit(0);
+    tu_die(0);
 }
 
 /*
@@ -1818,7 +1818,7 @@ static int roll_writer_run(void *dir)
         if (topic_append_batch(t, &r, 1, NULL) != 0)
             return 10;
     }
-    _exit(0);
+    tu_die(0);
 }
 
 /*
@@ -1903,7 +1903,7 @@ static int die_at_index_growth(int fd, int mode, off_t off, off_t len)
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(link, path, sizeof path - 1);
     if (n > 6 && memcmp(path + n - 6, ".index", 6) == 0)
-        _exit(0);
+        tu_die(0);
     return fallocate(fd, mode, off, len);
 }
 
@@ -3159,7 +3159,7 @@ static long unlink_calls, unlink_death;
 static int unlinkat_or_die(int dirfd, const char *path, int flags)
 {
     if (++unlink_calls == unlink_death)
-        _exit(0);
+        tu_die(0);
     return topic__os_default.unlinkat(dirfd, path, flags);
 }
 
@@ -3212,7 +3212,7 @@ static void test_killed_while_deleting_leaves_no_orphans(void **state)
             unlink_death = death;
             topic__os.unlinkat = unlinkat_or_die;
             (void)topic_delete_before(w, 30);   /* removes two or three segments */
-            _exit(0);
+            tu_die(0);
         }
         int st;
         assert_int_equal(waitpid(pid, &st, 0), pid);
@@ -4708,8 +4708,8 @@ static void test_recovery_takes_a_new_segment_size(void **state)
             _exit(2);
         for (int i = 0; i < 100; i++)
             if (put_next(t, NULL) != 0)
-                _exit(3);
-        _exit(0);   /* no close: the writer dies with its space reserved */
+                tu_die(3);
+        tu_die(0);   /* no close: the writer dies with its space reserved */
     }
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -4902,7 +4902,7 @@ static void test_writer_lock_not_kept_by_children(void **state)
         if (kid < 0)
             (void)write(done[1], "f", 1);
         pause();
-        _exit(0);
+        tu_die(0);
     }
     assert_int_equal(byte_from_child(done[0]), 'k');
     assert_int_equal(kill(writer, SIGKILL), 0);

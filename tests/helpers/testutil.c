@@ -457,6 +457,23 @@ uint64_t tu_limit_us(uint64_t us)
     return tu_under_valgrind() ? us * VALGRIND_SLOWDOWN : us;
 }
 
+void tu_die(int status)
+{
+    if (tu_under_valgrind()) {
+        char arg[] = "exit 255", *p = arg + 5;
+        unsigned s = (unsigned)status & 0xffu;
+        if (s >= 100)
+            *p++ = (char)('0' + s / 100);
+        if (s >= 10)
+            *p++ = (char)('0' + s / 10 % 10);
+        *p++ = (char)('0' + s % 10);
+        *p = '\0';
+        execl("/bin/sh", "sh", "-c", arg, (char *)NULL);
+        /* Without a shell, the leak check is slow but the status is right. */
+    }
+    _exit(status & 0xff);
+}
+
 int tu_wait_child(pid_t pid, int timeout_ms)
 {
     uint64_t deadline = tu_mono_us() + tu_limit_us((uint64_t)timeout_ms * 1000u);
