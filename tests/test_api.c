@@ -2157,7 +2157,7 @@ static void test_rdonly_other_process(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0)
-        _exit(child_reader(&a) & 0xff);
+        tu_child_exit(child_reader(&a));
     char b;
     assert_int_equal(read(pfd[0], &b, 1), 1);
     for (int i = 0; i < 600; i++)
@@ -2241,7 +2241,7 @@ static void test_lock_other_process(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0)
-        _exit(child_hold_writer(&a) & 0xff);
+        tu_child_exit(child_hold_writer(&a));
     char b = 1;
     assert_int_equal(read(ready[0], &b, 1), 1);
     assert_int_equal(b, 0);
@@ -2264,7 +2264,7 @@ static void test_lock_other_process(void **state)
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0)
-        _exit(child_hold_writer(&a) & 0xff);
+        tu_child_exit(child_hold_writer(&a));
     assert_int_equal(read(ready[0], &b, 1), 1);
     assert_int_equal(b, 0);
     assert_rc(topic_open(f->dir, 0, NULL, &t2), TOPIC_ELOCKED);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -457,6 +458,67 @@ uint64_t tu_limit_us(uint64_t us)
     return tu_under_valgrind() ? us * VALGRIND_SLOWDOWN : us;
 }
 
+/* The start and end of a line "start-end perms ..." of /proc/self/maps. */
+static int maps_range(const char *line, uintptr_t *start, uintptr_t *end)
+{
+    uintptr_t v[2] = { 0, 0 };
+    for (int i = 0; i < 2; i++) {
+        int digits = 0;
+        for (;; line++, digits++) {
+            int d = *line >= '0' && *line <= '9'   ? *line - '0'
+                    : *line >= 'a' && *line <= 'f' ? *line - 'a' + 10
+                                                   : -1;
+            if (d < 0)
+                break;
+            v[i] = v[i] << 4 | (uintptr_t)d;
+        }
+        if (digits == 0 || *line++ != (i == 0 ? '-' : ' '))
+            return -1;
+    }
+    *start = v[0];
+    *end = v[1];
+    return 0;
+}
+
+/* Unmaps every mapping of a file whose path holds "/libtopic-", with system
+ * calls only.  Rereads the list until a pass finds none, as it may not fit
+ * the buffer in one go. */
+static void unmap_topic_files(void)
+{
+    static char buf[1 << 16];
+    for (int pass = 0; pass < 64; pass++) {
+        int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return;
+        size_t n = 0;
+        ssize_t r;
+        while (n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
+            n += (size_t)r;
+        close(fd);
+        buf[n] = '\0';
+        int found = 0;
+        for (char *line = buf, *nl; *line != '\0'; line = nl + 1) {
+            nl = strchr(line, '\n');
+            if (nl == NULL)
+                break;   /* cut off by the buffer: the next pass reads it */
+            *nl = '\0';
+            uintptr_t start, end;
+            if (strstr(line, "/libtopic-") != NULL && maps_range(line, &start, &end) == 0 &&
+                munmap((void *)start, end - start) == 0)
+                found++;
+        }
+        if (found == 0)
+            return;
+    }
+}
+
+void tu_child_exit(int status)
+{
+    if (tu_under_valgrind())
+        unmap_topic_files();
+    _exit(status & 0xff);
+}
+
 void tu_die(int status)
 {
     if (tu_under_valgrind()) {
@@ -506,8 +568,7 @@ int tu_run_child(int (*fn)(void *), void *arg, int timeout_ms)
     if (pid < 0)
         return -errno;
     if (pid == 0) {
-        int rc = fn(arg);
-        _exit(rc & 0xff);
+        tu_child_exit(fn(arg));
     }
     return tu_wait_child(pid, timeout_ms);
 }

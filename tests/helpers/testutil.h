@@ -137,6 +137,18 @@ int tu_under_valgrind(void);
 uint64_t tu_limit_us(uint64_t us);
 
 /*
+ * Ends a forked child with exit status `status` (0..255), without exit
+ * handlers, as _exit() does.  Under valgrind it first unmaps the files of
+ * the tests' topics (/tmp/libtopic-*) that the child inherited: a writer's
+ * mapping of its active segment reaches past the end of the file, and
+ * memcheck's leak check at exit would take a SIGBUS on every word of it for
+ * many minutes.  It makes only system calls, so it is safe in a child
+ * forked from a process with threads; the child must have no threads of
+ * its own (a writer it opened itself ends with tu_die()).
+ */
+void tu_child_exit(int status) __attribute__((noreturn));
+
+/*
  * Ends a child process that plays a writer killed in mid-flight: at once,
  * with exit status `status` (0..255), without exit handlers and with its
  * topics still open.  Under valgrind it execs "/bin/sh -c 'exit N'" instead,
