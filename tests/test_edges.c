@@ -3527,6 +3527,23 @@ static void test_rdonly_follows_past_deleted_segments(void **state)
     }
 }
 
+/* A child's alarm of `s` seconds, so that a hang fails the test: 30 times
+ * longer under valgrind (tu_limit_us). */
+static unsigned child_alarm_s(unsigned s)
+{
+    return (unsigned)(tu_limit_us((uint64_t)s * 1000000u) / 1000000u);
+}
+
+/* Fails unless a child's wait status says it exited with 0, naming what
+ * happened to it otherwise. */
+static void assert_exited_zero(int status)
+{
+    if (WIFSIGNALED(status))
+        fail_msg("the child died of signal %d", WTERMSIG(status));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("the child exited with %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
 /* How many segment files dir holds. */
 static int count_segments(const char *dir)
 {
@@ -4716,7 +4733,7 @@ static void test_recovery_takes_a_new_segment_size(void **state)
     }
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_exited_zero(status);
     assert_int_equal(tu_count_suffix(f->dir, ".log"), 1);
     topic *t = open_with(f->dir, 0, "segment.bytes", "4096", NULL);
     assert_u64(topic_end_offset(t), 100);
@@ -4792,7 +4809,7 @@ static void test_writer_handle_after_fork(void **state)
         /* The copy reads the log as it was at the fork, and must not sleep
          * for a record of the parent's, which it would never see: old
          * code slept for ever here (the alarm ends that). */
-        alarm(10);
+        alarm(child_alarm_s(10));
         int bad = topic_end_offset(t) != 10 || topic_read(t, 9, buf, sizeof buf, &len) != 0 ||
                   topic_read(t, 10, buf, sizeof buf, &len) != TOPIC_END ||
                   topic_wait(t, 9, -1) != 0 || topic_wait(t, 10, -1) != TOPIC_EFAILED;
@@ -4805,7 +4822,7 @@ static void test_writer_handle_after_fork(void **state)
     }
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_exited_zero(status);
     put_ok(t, 100);   /* some 30 KB: past any length the child could have cut */
     assert_u64(topic_start_offset(t), 0);
     uint64_t pos = 0;
@@ -4857,7 +4874,7 @@ static void test_writer_lock_not_kept_by_children(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         /* A child that lives on past the parent's close, then writes. */
-        alarm(30);   /* not for ever if the test fails */
+        alarm(child_alarm_s(30));   /* not for ever if the test fails */
         char ch;
         int bad = read(go[0], &ch, 1) != 1;
         topic *c = NULL;
@@ -4883,7 +4900,7 @@ static void test_writer_lock_not_kept_by_children(void **state)
     assert_int_equal(write(go[1], "x", 1), 1);
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_exited_zero(status);
 
     /* A writer process killed while a child it forked lives on. */
     pid_t writer = fork();
@@ -4896,7 +4913,7 @@ static void test_writer_lock_not_kept_by_children(void **state)
         if (kid == 0) {
             /* fork() has returned here, so the library's handlers for the
              * child have run: only now is the lock the parent's alone. */
-            alarm(30);
+            alarm(child_alarm_s(30));
             (void)write(done[1], "k", 1);
             char c2;
             (void)read(go[0], &c2, 1);   /* lives until the test is done */
@@ -4941,7 +4958,7 @@ static void test_writer_lock_released_by_close(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         char ch;
-        alarm(30);
+        alarm(child_alarm_s(30));
         (void)read(go[0], &ch, 1);   /* only async-signal-safe calls here */
         tu_child_exit(0);
     }
@@ -5523,7 +5540,7 @@ static void test_sweep_rename_flock_mkdir(void **state)
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
-    const struct CMUnitTest tests[] = {
+    struct CMUnitTest tests[] = {
         T(test_config_values_refused),
         T(test_config_new_out_of_memory),
         T(test_conf_file_crlf_and_unknown),
@@ -5637,5 +5654,22 @@ int main(void)
     /* TOPIC_TEST_FILTER=test_sweep* runs only the tests whose names match. */
     if (getenv("TOPIC_TEST_FILTER"))
         cmocka_set_test_filter(getenv("TOPIC_TEST_FILTER"));
+    /* TOPIC_TEST_SHARD=i/n runs the tests whose place in the list is i modulo
+     * n (0 <= i < n): n processes run them all in parallel, which is how
+     * the hour this program takes under valgrind is shared between cores. */
+    const char *shard = getenv("TOPIC_TEST_SHARD");
+    if (shard != NULL) {
+        unsigned i, n;
+        char end;
+        if (sscanf(shard, "%u/%u%c", &i, &n, &end) != 2 || n == 0 || i >= n) {
+            fprintf(stderr, "TOPIC_TEST_SHARD=%s: want i/n with 0 <= i < n\n", shard);
+            return 2;
+        }
+        size_t k = 0;
+        for (size_t j = 0; j < sizeof tests / sizeof tests[0]; j++)
+            if (j % n == i)
+                tests[k++] = tests[j];
+        return _cmocka_run_group_tests("libtopic edges", tests, k, NULL, NULL);
+    }
     return cmocka_run_group_tests_name("libtopic edges", tests, NULL, NULL);
 }
