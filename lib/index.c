@@ -256,22 +256,16 @@ int topic__index_map(struct index *ix, int dirfd, const char *name, uint32_t cap
     int fd = topic__openat(dirfd, name, writable ? O_RDWR | O_CREAT : O_RDONLY, TOPIC__FILE_MODE);
     if (fd < 0)
         return fd;
-    /* A file that is not a regular one (a FIFO in its place) has no size:
-     * nothing below may use one. */
-    size_t size;
+    /* 0 for a file that has no size (a FIFO in its place): the failure is
+     * returned below, and nothing may branch on a value never set. */
+    size_t size = 0;
     int rc = topic__fsize(fd, &size);
-    if (rc < 0) {
-        topic__close(fd);
-        ix->map = NULL;
-        ix->map_len = 0;
-        return rc;
-    }
     uint32_t in_file = (uint32_t)(size / ix->entry_size);
     if (!writable || in_file > cap)
         cap = in_file;
     ix->map = NULL;
     ix->map_len = (size_t)cap * ix->entry_size;
-    if (ix->map_len > 0) {
+    if (rc == 0 && ix->map_len > 0) {
         void *p;
         rc = topic__mmap(ix->map_len, writable ? PROT_READ | PROT_WRITE : PROT_READ, fd, &p);
         if (rc == 0)
