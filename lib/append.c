@@ -33,6 +33,26 @@ static int check_records(const topic *t, const topic_record *recs, size_t n, int
     return *size > TOPIC__MAX_BATCH ? TOPIC_ETOOBIG : 0;
 }
 
+/* The next segment: the spare the flusher made ahead (segment.c), renamed,
+ * when there is one of the right size; else one made here. */
+static int next_segment(topic *t, uint64_t base, size_t capacity, struct segment **out)
+{
+    struct segment *sp = t->spare;
+    if (sp != NULL) {
+        t->spare = NULL;
+        /* Counted before the renames: after a failed one, the new names
+         * made so far are the fresh segment's to replace. */
+        atomic_fetch_add(&t->dir_gen, 1);
+        if (sp->capacity == capacity && topic__spare_adopt(t, sp, base) == 0) {
+            *out = sp;
+            return 0;
+        }
+        topic__segment_free(sp);
+        topic__spare_unlink(t);
+    }
+    return topic__segment_create(t, base, capacity, out);
+}
+
 /*
  * Starts the next segment; the flusher seals the old one in the background,
  * so that an append never waits for a segment's worth of data to reach the
@@ -68,7 +88,7 @@ static int roll(topic *t, size_t need)
     int rc;
     for (int tries = 0; tries < TOPIC__RECLAIM_TRIES; tries++) {
         unsigned refused = topic__maps_refused(), unloads = topic__seglist_unloads(t);
-        rc = topic__segment_create(t, base, (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &s);
+        rc = next_segment(t, base, (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES], &s);
         /* Out of address space or map areas: see seglist.c. */
         if (rc != -ENOMEM || topic__maps_refused() == refused ||
             !topic__seglist_reclaim(t, unloads))

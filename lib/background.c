@@ -7,10 +7,12 @@
  * under append_lock.
  *
  * "topic-flush" seals the segments appends have rolled away from (see
- * sync.c), every flush.ms makes the records appended since the last sync
- * durable, so that a power loss loses at most that window, and applies the
- * retention settings after every seal and once a second (and close_writer
- * once more, after sealing what the flusher had not).
+ * sync.c), makes the next segment's files ahead of the roll once a large
+ * active segment is half full (the spare, segment.c), every flush.ms
+ * makes the records appended since the last sync durable, so that a power
+ * loss loses at most that window, and applies the retention settings
+ * after every seal and once a second (and close_writer once more, after
+ * sealing what the flusher had not).
  *
  * "topic-prep" (not under flush.messages, see topic__bg_start) prepares
  * pages.  A page of a shared file mapping costs a fault (allocation,
@@ -49,6 +51,7 @@
 #define PREPARE_STEP      (1u << 20)    /* one madvise() call; the lock is free between */
 #define PREPARE_LEAP      (4u << 20)    /* how far past an appender that overtook it */
 #define PAGE_MASK     ((size_t)4095)
+#define SPARE_MIN     ((size_t)64 << 20)  /* segments this large get a spare made ahead */
 
 static void deadline_after(struct timespec *ts, int64_t ms)
 {
@@ -88,6 +91,22 @@ static void *flusher_main(void *arg)
             if (topic__seal_one(t) > 0 && retention)
                 topic__apply_retention(t);
             pthread_mutex_lock(&t->append_lock);
+            continue;
+        }
+        /* spare_wanted stays set while the spare is made, so that no
+         * second request comes for the same names. */
+        if (t->spare_wanted && t->spare == NULL && t->failed == 0) {
+            size_t cap = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
+            /* What the first appends to it reserve (topic__bg_prepare). */
+            size_t reserve = TOPIC__RESERVE_STEP + t->pf_ahead;
+            pthread_mutex_unlock(&t->append_lock);
+            struct segment *sp = NULL;
+            /* A spare that cannot be made is no error: the roll makes
+             * the segment itself, and reports what fails then. */
+            (void)topic__spare_create(t, cap, reserve, &sp);
+            pthread_mutex_lock(&t->append_lock);
+            t->spare = sp;   /* or none: a later append asks again */
+            t->spare_wanted = false;
             continue;
         }
         /* flush.ms counts from the oldest record not yet synced. */
@@ -178,8 +197,17 @@ static void prepare_step(topic *t)
      * roll has shut the segment's reservation (and kept the pages up to
      * it mapped).  Nobody shrinks s while prep_cur points at it. */
     size_t have = atomic_load_explicit(&s->reserved, memory_order_acquire) & ~PAGE_MASK;
-    if (from + n > have)
-        have = topic__segment_reserve_ahead(t, s, target) & ~PAGE_MASK;
+    /* Further ahead still: an allocation can wait for the disk (ext4
+     * reading its block bitmaps behind a sync's writeback, 20-260 ms in
+     * bench runs), and one that the appends reach first holds them up,
+     * in the allocation or behind reserve_lock.  Keeping two to three of
+     * the preparer's distances allocated past the pages it prepares lets
+     * such a wait fall on this thread alone. */
+    size_t ahead = target > at ? target - at : 0, far = target + 3 * ahead;
+    if (far > s->capacity)
+        far = target > s->capacity ? target : s->capacity;   /* the file's limit */
+    if (from + n > have || have < target + ahead)
+        have = topic__segment_reserve_ahead(t, s, far) & ~PAGE_MASK;
     bool whole = from + n <= have;
     if (!whole)
         n = have > from ? have - from : 0;
@@ -219,6 +247,14 @@ static void *preparer_main(void *arg)
 
 void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mono_ms)
 {
+    /* Half full: time for the flusher to make the next segment's files
+     * (segment.c).  Small segments are made at the roll, as they always
+     * were: they roll often, and each roll's pause is short. */
+    if (s->capacity >= SPARE_MIN && upto >= s->capacity / 2 && t->spare == NULL &&
+        !t->spare_wanted && t->flusher_running) {
+        t->spare_wanted = true;
+        pthread_cond_signal(&t->flush_cond);
+    }
     if (!t->preparer_running) {
         /* Started by the first append that asks, not by topic_open(): a
          * handle that never appends (one opened to look, or to delete)
@@ -373,6 +409,11 @@ void topic__bg_stop(topic *t)
     if (t->preparer_running)
         pthread_join(t->preparer, NULL);
     t->flusher_running = t->preparer_running = false;
+    if (t->spare != NULL) {   /* made for a roll that did not come */
+        topic__segment_free(t->spare);
+        t->spare = NULL;
+        topic__spare_unlink(t);
+    }
 }
 
 void topic__bg_destroy(topic *t)

@@ -160,6 +160,20 @@ struct segment *topic__segment_new(uint64_t base);
 int  topic__segment_unlink(topic *t, uint64_t base);
 /* Creates a fresh, empty, preallocated active segment. */
 int  topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segment **out);
+/* The spare segment (segment.c): creates its files under temporary names,
+ * with `reserve` bytes of space and the directory synced, unmapped; on
+ * failure removes them again. */
+int  topic__spare_create(topic *t, size_t capacity, size_t reserve, struct segment **out);
+/* Renames the spare's files to segment `base`'s and maps it: from then on
+ * it is an active segment like one topic__segment_create() made, whose
+ * names need a sync of the directory (topic__dir_sync).  On failure the
+ * caller frees s, removes what is left with topic__spare_unlink(), and
+ * creates the segment the usual way. */
+int  topic__spare_adopt(topic *t, struct segment *s, uint64_t base);
+/* Removes the spare's files, best effort. */
+void topic__spare_unlink(topic *t);
+/* True for the name of one of the spare's files. */
+bool topic__spare_name(const char *name);
 /* Notes whether a sealed segment's batches, which a walk found to end at
  * offset `walked`, fall short of its end offset (the next segment's base):
  * records are missing, and nothing is known of their timestamps. */
@@ -333,6 +347,13 @@ struct topic {
     size_t pf_ready_lo, pf_ready_hi; /* the run of pf_seg's pages it has finished */
     size_t pf_leap;               /* how far past the appends its next step may jump */
     pthread_mutex_t reserve_lock; /* grows a segment's file (segment.c); taken last */
+    /* The next segment's files, made ahead by the flusher (segment.c);
+     * spare and spare_wanted under append_lock. */
+    struct segment *spare;
+    bool spare_wanted;
+    /* Renames in the directory since its last sync: dir_gen counts them,
+     * dir_synced is the count the last successful sync covered. */
+    _Atomic uint64_t dir_gen, dir_synced;
 
     /* Mapping of topic.state.  A reader that found the file missing or not
      * yet written (a writer creating the topic) reads an anonymous page
@@ -436,6 +457,9 @@ void topic__writers_child(void);
 
 /* Makes every record appended so far durable; call without append_lock. */
 int  topic__sync(topic *t);
+/* Syncs the directory if a roll renamed files in it since its last sync:
+ * before a sync that a segment's name must outlive.  Any locks. */
+int  topic__dir_sync(topic *t);
 /* The error of the failed write or sync that made the handle refuse
  * writes (sticky), never TOPIC_EFAILED.  Call without append_lock. */
 int  topic__failure(topic *t);

@@ -26,13 +26,15 @@ void topic__segment_name(char *buf, size_t cap, uint64_t base, const char *ext)
  * below the start offset.  With the log first, the kill left index files
  * that no open ever looked at again (outside tester Q: 51 of them after
  * 300 kills under retention). */
+/* The parts of a segment, in the order they are made. */
+static const char *const part_ext[3] = { ".index", ".timeindex", ".log" };
+
 int topic__segment_unlink(topic *t, uint64_t base)
 {
-    static const char *const ext[3] = { ".index", ".timeindex", ".log" };
     int first = 0;
     for (int k = 0; k < 3; k++) {
         char name[64];
-        topic__segment_name(name, sizeof name, base, ext[k]);
+        topic__segment_name(name, sizeof name, base, part_ext[k]);
         int rc = topic__unlinkat(t->dirfd, name);
         if (rc < 0 && rc != -ENOENT && first == 0)
             first = rc;
@@ -100,25 +102,58 @@ void topic__segment_index_batch_after(topic *t, struct segment *s, size_t pos,
         atomic_store_explicit(&s->max_ts, h->max_ts, memory_order_relaxed);
 }
 
-/* Maps both index files writable, replacing them when `fresh`.  Entries
- * may be added as soon as this returns (the files grow as they are). */
-static int map_indexes(topic *t, struct segment *s, uint32_t cap, bool fresh)
+/* Maps both index files, named idx_name and tidx_name, writable, replacing
+ * them when `fresh`.  Entries may be added as soon as this returns (the
+ * files grow as they are). */
+static int map_indexes_named(topic *t, struct segment *s, uint32_t cap, bool fresh,
+                             const char *const name[2])
 {
-    char name[64];
-    const char *ext[2] = { ".index", ".timeindex" };
     struct index *ix[2] = { &s->idx, &s->tidx };
     for (int i = 0; i < 2; i++) {
-        topic__segment_name(name, sizeof name, s->base, ext[i]);
         if (fresh) {
             /* A directory in the index's place is not removed: the open
              * fails as for any file of the topic that is not a regular
              * one.  A symbolic link, like a FIFO, is replaced. */
-            int rc = topic__unlinkat(t->dirfd, name);
+            int rc = topic__unlinkat(t->dirfd, name[i]);
             if (rc < 0 && rc != -ENOENT)
                 return rc == -EISDIR ? TOPIC_ECORRUPT : rc;
         }
-        TRY(topic__index_map(ix[i], t->dirfd, name, cap, true));
+        TRY(topic__index_map(ix[i], t->dirfd, name[i], cap, true));
     }
+    return 0;
+}
+
+static int map_indexes(topic *t, struct segment *s, uint32_t cap, bool fresh)
+{
+    char idx[64], tidx[64];
+    topic__segment_name(idx, sizeof idx, s->base, part_ext[0]);
+    topic__segment_name(tidx, sizeof tidx, s->base, part_ext[1]);
+    const char *const name[2] = { idx, tidx };
+    return map_indexes_named(t, s, cap, fresh, name);
+}
+
+/* Opens the .log file `name` read-write, without mapping it; *size is its
+ * size. */
+static int open_log(topic *t, struct segment *s, const char *name, size_t capacity, int oflags,
+                    size_t *size)
+{
+    int fd = topic__openat(t->dirfd, name, O_RDWR | oflags, TOPIC__FILE_MODE);
+    if (fd < 0)
+        return fd;
+    s->fd = fd;
+    TRY(topic__fsize_id(fd, size, s->file_id));
+    s->capacity = capacity > *size ? capacity : *size;
+    return 0;
+}
+
+/* Maps an opened .log file of `size` bytes: the whole active reservation of
+ * address space, or its size, if larger. */
+static int map_opened_log(struct segment *s, size_t size)
+{
+    void *p;
+    s->map_len = size > TOPIC__MAP_ACTIVE ? size : TOPIC__MAP_ACTIVE;
+    TRY(topic__mmap(s->map_len, PROT_READ | PROT_WRITE, s->fd, &p));
+    s->map = p;
     return 0;
 }
 
@@ -128,18 +163,9 @@ static int map_indexes(topic *t, struct segment *s, uint32_t cap, bool fresh)
 static int map_log(topic *t, struct segment *s, size_t capacity, int oflags, size_t *size)
 {
     char name[64];
-    topic__segment_name(name, sizeof name, s->base, ".log");
-    int fd = topic__openat(t->dirfd, name, O_RDWR | oflags, TOPIC__FILE_MODE);
-    if (fd < 0)
-        return fd;
-    s->fd = fd;
-    TRY(topic__fsize_id(fd, size, s->file_id));
-    s->capacity = capacity > *size ? capacity : *size;
-    void *p;
-    s->map_len = *size > TOPIC__MAP_ACTIVE ? *size : TOPIC__MAP_ACTIVE;
-    TRY(topic__mmap(s->map_len, PROT_READ | PROT_WRITE, fd, &p));
-    s->map = p;
-    return 0;
+    topic__segment_name(name, sizeof name, s->base, part_ext[2]);
+    TRY(open_log(t, s, name, capacity, oflags, size));
+    return map_opened_log(s, *size);
 }
 
 /*
@@ -232,6 +258,87 @@ int topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segme
     atomic_store(&s->tidx_state, 1);
     atomic_store(&s->loaded, true);
     *out = s;
+    return 0;
+}
+
+/*
+ * The spare: the next segment's three files, made ahead of the roll that
+ * needs them.  A roll that creates its segment does so under append_lock,
+ * and every append waits for it: three files created, the first step of
+ * space allocated and the directory synced.  On ext4 with the sealer's
+ * writeback of the segment just rolled away from in the device's queue,
+ * that took 100-480 ms in one roll of five in bench runs of 100 B appends
+ * (the allocator reading block bitmaps, the directory's sync waiting
+ * behind the writeback).  So when the active segment nears its end
+ * (background.c), the flusher makes the next segment's files under
+ * temporary names, off the append path, and the roll renames them to the
+ * segment's base offset: a rename and a mmap() under the lock.
+ *
+ * The renamed names reach the disk with the directory's next sync, which
+ * topic__dir_sync() (sync.c) makes before anything synced can depend on
+ * them.  The spare's names end in .tmp, so a writer's open removes those a
+ * killed writer left (topic.c), and nothing takes them for a segment.  A
+ * segment made from a spare is born when the spare was: its age for
+ * segment.ms after a reopen counts from there (reopened_born_ms), which
+ * can roll it early, never late.
+ */
+static const char *const spare_name[3] = { "spare.index.tmp", "spare.timeindex.tmp",
+                                           "spare.log.tmp" };
+
+bool topic__spare_name(const char *name)
+{
+    for (int k = 0; k < 3; k++)
+        if (strcmp(name, spare_name[k]) == 0)
+            return true;
+    return false;
+}
+
+void topic__spare_unlink(topic *t)
+{
+    for (int k = 0; k < 3; k++)
+        (void)topic__unlinkat(t->dirfd, spare_name[k]);   /* best effort */
+}
+
+int topic__spare_create(topic *t, size_t capacity, size_t reserve, struct segment **out)
+{
+    struct segment *s = topic__segment_new(0);
+    if (s == NULL)
+        return -ENOMEM;
+    size_t size;
+    int rc = map_indexes_named(t, s, index_cap(t, capacity), true, spare_name);
+    if (rc == 0)
+        rc = open_log(t, s, spare_name[2], capacity, O_CREAT | O_TRUNC, &size);
+    /* Not under reserve_lock: nobody else knows of s, and an allocation
+     * that waits for the disk must not hold up the active segment's. */
+    if (rc == 0)
+        rc = reserve_locked(s, reserve < capacity ? reserve : capacity);
+    if (rc == 0)
+        rc = topic__fsync(t->dirfd);
+    if (rc < 0) {
+        topic__segment_free(s);
+        topic__spare_unlink(t);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int topic__spare_adopt(topic *t, struct segment *s, uint64_t base)
+{
+    for (int k = 0; k < 3; k++) {
+        char name[64];
+        topic__segment_name(name, sizeof name, base, part_ext[k]);
+        TRY(topic__renameat(t->dirfd, spare_name[k], name));
+    }
+    size_t size;
+    TRY(topic__fsize(s->fd, &size));
+    TRY(map_opened_log(s, size));
+    s->base = base;
+    s->writable = s->may_open = true;
+    atomic_store(&s->end, base);
+    s->born_ms = topic__mono_ms();
+    atomic_store(&s->tidx_state, 1);
+    atomic_store(&s->loaded, true);
     return 0;
 }
 

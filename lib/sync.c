@@ -53,6 +53,20 @@ int topic__tell_failure(topic *t, int rc)
 
 /* Seals the oldest segment waiting to be sealed: 1 when it sealed one, 0
  * when none was waiting, or the (sticky) error. */
+int topic__dir_sync(topic *t)
+{
+    uint64_t gen = atomic_load(&t->dir_gen);
+    if (atomic_load(&t->dir_synced) >= gen)
+        return 0;
+    /* Two threads may both sync it: each returns only once a sync that
+     * began after its renames has succeeded. */
+    TRY(topic__fsync(t->dirfd));
+    uint64_t had = atomic_load(&t->dir_synced);
+    while (had < gen && !atomic_compare_exchange_weak(&t->dir_synced, &had, gen))
+        ;
+    return 0;
+}
+
 static int seal_oldest(topic *t)
 {
     pthread_mutex_lock(&t->append_lock);
@@ -64,7 +78,12 @@ static int seal_oldest(topic *t)
     topic__bg_wait_released(t, s);
     /* Nobody writes to s any more and readers stay below its length, so it
      * can be cut and synced without the append lock. */
-    rc = topic__segment_seal(t, s);
+    /* The name of the segment that follows s first: a power loss must not
+     * find s sealed, as the last segment of the topic, with the records
+     * after it in a file whose name was lost. */
+    rc = topic__dir_sync(t);
+    if (rc == 0)
+        rc = topic__segment_seal(t, s);
     if (rc == 0)
         rc = topic__state_sealed(t, atomic_load(&s->end));
     pthread_mutex_lock(&t->append_lock);
@@ -319,8 +338,9 @@ int topic__sync(topic *t)
          * after the active segment's file was removed by hand said the
          * records were durable, and the next open gave their offsets out
          * again. */
+        rc = topic__dir_sync(t);   /* s's name, if a roll renamed it */
         pthread_mutex_lock(&t->seal_lock);
-        if (s->fd >= 0) {
+        if (rc == 0 && s->fd >= 0) {
             rc = topic__fdatasync(s->fd);
             if (rc == 0)
                 rc = topic__segment_linked(t, s);

@@ -140,13 +140,15 @@ static bool parse_segment_name(const char *name, uint64_t *base)
 /* True for the names of the library's own temporary files, which a writer
  * killed between writing one and renaming it leaves behind:
  * "topic.conf.tmp", "<20 digits>.index.tmp" and "<20 digits>.timeindex.tmp"
- * (see topic__write_file_atomic).  Any other *.tmp is someone else's, in a
+ * (see topic__write_file_atomic), and the spare segment's (segment.c).  Any other *.tmp is someone else's, in a
  * directory that may have held files before it became a topic. */
 static bool own_temp_name(const char *name, size_t len)
 {
     static const char conf[] = "topic.conf.tmp", ix[] = ".index.tmp", tix[] = ".timeindex.tmp";
     if (len == sizeof conf - 1)
         return memcmp(name, conf, len) == 0;
+    if (topic__spare_name(name))
+        return true;
     if (len <= 20)
         return false;
     for (size_t i = 0; i < 20; i++)
@@ -848,6 +850,8 @@ static int close_writer(topic *t)
         rc = t->failed;
     if (rc == 0) {
         rc = topic__ftruncate(t->active->fd, (off_t)atomic_load(&t->active->len));
+        if (rc == 0)
+            rc = topic__dir_sync(t);
         if (rc == 0)
             rc = topic__fdatasync(t->active->fd);
         /* As topic__sync (sync.c) asks. */

@@ -3543,6 +3543,150 @@ static int count_segments(const char *dir)
 }
 
 /*
+ * The spare segment (segment.c).  Segments of at least 64 MiB get the next
+ * one's files made by the flusher once they are half full, under the
+ * names spare.*.tmp, and the roll renames them.  Records of 1000 bytes in
+ * batches of 1024: one batch is about 1 MiB of log.
+ */
+#define SPARE_SEGMENT "67108864"
+#define SPARE_BATCH 1024
+#define SPARE_VLEN 1000
+
+static void spare_append(topic *t, int batches)
+{
+    for (int i = 0; i < batches; i++) {
+        uint64_t first = topic_end_offset(t), got = UINT64_MAX;
+        assert_ok(tu_append_fill_batch(t, SPARE_BATCH, SPARE_VLEN, first, SEED, &got));
+        assert_u64(got, first);
+    }
+}
+
+static void spare_check(topic *t, uint64_t from, uint64_t to, uint64_t step)
+{
+    static unsigned char buf[SPARE_VLEN];
+    for (uint64_t o = from; o < to; o += step) {
+        size_t len = 0;
+        int rc = topic_read(t, o, buf, sizeof buf, &len);
+        if (rc != 0)
+            fail_msg("topic_read(%" PRIu64 ") = %d (%s)", o, rc, topic_strerror(rc));
+        assert_int_equal(len, SPARE_VLEN);
+        assert_true(tu_check_fill(o, SEED, buf, len));
+    }
+}
+
+/* Waits for the spare's log to exist with its first reservation made;
+ * the inode number, or 0 after the time limit. */
+static ino_t spare_wait(const char *dir)
+{
+    char *path = tu_path(dir, "spare.log.tmp");
+    uint64_t until = tu_mono_us() + tu_limit_us(20000000);
+    struct stat st;
+    ino_t ino = 0;
+    while (tu_mono_us() < until) {
+        if (stat(path, &st) == 0 && st.st_size > 0) {
+            ino = st.st_ino;
+            break;
+        }
+        tu_sleep_us(5000);
+    }
+    free(path);
+    /* Past the size, the flusher syncs the directory and hands the spare
+     * over; neither waits for anything here. */
+    tu_sleep_us(tu_limit_us(300000));
+    return ino;
+}
+
+/* The roll takes the spare: the new segment's log is the spare's file,
+ * every record reads back before and after a reopen, and a clean close
+ * leaves no temporary file behind. */
+static void test_spare_segment_taken_by_the_roll(void **state)
+{
+    fx *f = *state;
+    char *dir = tu_path(f->root, "spare");
+    topic *t = open_with(dir, TOPIC_CREATE, "segment.bytes", SPARE_SEGMENT, NULL);
+    spare_append(t, 36);   /* past half of the segment */
+    ino_t spare = spare_wait(dir);
+    assert_true(spare != 0);
+    assert_int_equal(count_segments(dir), 1);
+    int batches = 0;
+    while (count_segments(dir) < 2) {
+        assert_true(++batches < 64);
+        spare_append(t, 1);
+    }
+    uint64_t end = topic_end_offset(t);
+    uint64_t *bases = NULL;
+    assert_int_equal(tu_list_segments(dir, &bases), 2);
+    assert_true(bases[1] > 0 && bases[1] < end);
+    char *log = tu_segment_path(dir, bases[1], "log");
+    struct stat st;
+    assert_int_equal(stat(log, &st), 0);
+    assert_true(st.st_ino == spare);
+    free(log);
+    /* The new segment is far from half full: no spare yet. */
+    assert_int_equal(tu_count_suffix(dir, ".tmp"), 0);
+    spare_check(t, 0, end, 97);
+    spare_check(t, bases[1] - 2, bases[1] + 2, 1);   /* either side of the roll */
+    assert_ok(topic_close(t));
+    assert_int_equal(tu_count_suffix(dir, ".tmp"), 0);
+
+    t = open_with(dir, 0, NULL);
+    assert_u64(topic_end_offset(t), end);
+    spare_check(t, 0, end, 89);
+    spare_append(t, 1);
+    spare_check(t, end, end + SPARE_BATCH, 1);
+    assert_ok(topic_close(t));
+    free(bases);
+    free(dir);
+}
+
+static int spare_killed_writer(void *arg)
+{
+    const char *dir = arg;
+    topic *t = NULL;
+    topic_config *c = topic_config_new();
+    if (c == NULL || topic_config_set(c, "segment.bytes", SPARE_SEGMENT) != 0 ||
+        topic_open(dir, TOPIC_CREATE, c, &t) != 0)
+        return 10;
+    topic_config_free(c);
+    for (int i = 0; i < 36; i++)
+        if (tu_append_fill_batch(t, SPARE_BATCH, SPARE_VLEN, topic_end_offset(t), SEED, NULL) != 0)
+            return 11;
+    if (spare_wait(dir) == 0)
+        return 12;
+    tu_die(0);   /* killed, its spare made and never used */
+}
+
+/* A writer killed with a spare made: readers go by the segments alone, and
+ * the next writer removes the spare's files and goes on where the dead
+ * one stopped. */
+static void test_spare_left_by_killed_writer(void **state)
+{
+    fx *f = *state;
+    char *dir = tu_path(f->root, "spare-killed");
+    int child = tu_run_child(spare_killed_writer, dir, 60000);
+    if (child != 0)
+        fail_msg("the writer's child returned %d", child);
+    uint64_t end = 36 * SPARE_BATCH;
+    assert_int_equal(tu_count_suffix(dir, ".tmp"), 3);
+
+    topic *r = open_with(dir, TOPIC_RDONLY, NULL);
+    assert_u64(topic_end_offset(r), end);
+    spare_check(r, 0, end, 101);
+    assert_ok(topic_close(r));
+    assert_int_equal(tu_count_suffix(dir, ".tmp"), 3);   /* not a reader's to remove */
+
+    topic *t = open_with(dir, 0, NULL);
+    assert_int_equal(tu_count_suffix(dir, ".tmp"), 0);
+    assert_int_equal(count_segments(dir), 1);
+    assert_u64(topic_end_offset(t), end);
+    spare_check(t, 0, end, 101);
+    spare_append(t, 1);
+    spare_check(t, end - 1, end + SPARE_BATCH, 1);
+    assert_ok(topic_close(t));
+    free(dir);
+}
+
+/*
  * A roll that fails, at each of the calls it makes, while appends go on.
  * A failure after the new segment's files existed (the list of segments
  * could not grow: a failed realloc at the 17th) used to leave them behind,
@@ -5581,6 +5725,8 @@ int main(void)
         T(test_rdonly_sees_deleted_start),
     T(test_rdonly_follows_past_deleted_segments),
     T(test_failed_roll_loses_nothing),
+    T(test_spare_segment_taken_by_the_roll),
+    T(test_spare_left_by_killed_writer),
     T(test_full_tmpfs),
     T(test_rdonly_last_segment_cut_short),
     T(test_last_segment_removed),
