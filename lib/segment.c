@@ -232,6 +232,16 @@ size_t topic__segment_reserve_shut(topic *t, struct segment *s)
     return have;
 }
 
+/* A new, empty active segment at `base`, born now, its files in place. */
+static void fresh_active(struct segment *s, uint64_t base)
+{
+    s->writable = s->may_open = true;
+    atomic_store(&s->end, base);
+    s->born_ms = topic__mono_ms();
+    atomic_store(&s->tidx_state, 1);
+    atomic_store(&s->loaded, true);
+}
+
 int topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segment **out)
 {
     struct segment *s = topic__segment_new(base);
@@ -252,11 +262,7 @@ int topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segme
         topic__segment_unlink(t, base);   /* best effort: rc is what matters */
         return rc;
     }
-    s->writable = s->may_open = true;
-    atomic_store(&s->end, base);
-    s->born_ms = topic__mono_ms();
-    atomic_store(&s->tidx_state, 1);
-    atomic_store(&s->loaded, true);
+    fresh_active(s, base);
     *out = s;
     return 0;
 }
@@ -334,11 +340,7 @@ int topic__spare_adopt(topic *t, struct segment *s, uint64_t base)
     TRY(topic__fsize(s->fd, &size));
     TRY(map_opened_log(s, size));
     s->base = base;
-    s->writable = s->may_open = true;
-    atomic_store(&s->end, base);
-    s->born_ms = topic__mono_ms();
-    atomic_store(&s->tidx_state, 1);
-    atomic_store(&s->loaded, true);
+    fresh_active(s, base);
     return 0;
 }
 
