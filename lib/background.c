@@ -197,17 +197,8 @@ static void prepare_step(topic *t)
      * roll has shut the segment's reservation (and kept the pages up to
      * it mapped).  Nobody shrinks s while prep_cur points at it. */
     size_t have = atomic_load_explicit(&s->reserved, memory_order_acquire) & ~PAGE_MASK;
-    /* Further ahead still: an allocation can wait for the disk (ext4
-     * reading its block bitmaps behind a sync's writeback, 20-260 ms in
-     * bench runs), and one that the appends reach first holds them up,
-     * in the allocation or behind reserve_lock.  Keeping two to three of
-     * the preparer's distances allocated past the pages it prepares lets
-     * such a wait fall on this thread alone. */
-    size_t ahead = target > at ? target - at : 0, far = target + 3 * ahead;
-    if (far > s->capacity)
-        far = target > s->capacity ? target : s->capacity;   /* the file's limit */
-    if (from + n > have || have < target + ahead)
-        have = topic__segment_reserve_ahead(t, s, far) & ~PAGE_MASK;
+    if (from + n > have)
+        have = topic__segment_reserve_ahead(t, s, target) & ~PAGE_MASK;
     bool whole = from + n <= have;
     if (!whole)
         n = have > from ? have - from : 0;
