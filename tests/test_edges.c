@@ -3592,7 +3592,7 @@ static ino_t spare_wait(const char *dir)
     free(path);
     /* Past the size, the flusher syncs the directory and hands the spare
      * over; neither waits for anything here. */
-    tu_sleep_us(tu_limit_us(300000));
+    tu_sleep_us(tu_limit_us(1000000));
     return ino;
 }
 
