@@ -419,29 +419,40 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 /* Baselines                                                                 */
 
 /*
- * CPU seconds of the whole process (every thread: an appender, libtopic's
- * page preparer and flusher) in user and in kernel mode.  The append runs
- * report what they used: on the VMs this was written on, a slow run is one
- * whose kernel time grew (the pages of a fresh file cost several times more
- * to set up in some runs than in others), not its user time.
+ * CPU seconds in user and in kernel mode, of the whole process (every
+ * thread: an appender, libtopic's page preparer and flusher) and of the
+ * calling thread alone.  The append runs report both: on the VMs this was
+ * written on, a slow run is one whose kernel time grew (the pages of a
+ * fresh file cost several times more to set up in some runs than in
+ * others), not its user time, and the appending thread's own kernel time
+ * tells whether it took page faults itself because the preparer fell
+ * behind (0.03-0.05 s in fast runs of 100 B appends, 0.3-0.8 s in slow
+ * ones, 2026-11-29).
  */
 struct cpu_use {
-    double user_s, sys_s;
+    double user_s, sys_s;             /* the process */
+    double thread_user_s, thread_sys_s; /* the calling thread */
 };
+
+static double tv_s(struct timeval tv)
+{
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
 
 static struct cpu_use cpu_now(void)
 {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
+    struct rusage ru, th;
+    if (getrusage(RUSAGE_SELF, &ru) != 0 || getrusage(RUSAGE_THREAD, &th) != 0)
         die("getrusage: %s", strerror(errno));
-    return (struct cpu_use){ (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
-                             (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6 };
+    return (struct cpu_use){ tv_s(ru.ru_utime), tv_s(ru.ru_stime), tv_s(th.ru_utime),
+                             tv_s(th.ru_stime) };
 }
 
 static struct cpu_use cpu_since(struct cpu_use a)
 {
     struct cpu_use b = cpu_now();
-    return (struct cpu_use){ b.user_s - a.user_s, b.sys_s - a.sys_s };
+    return (struct cpu_use){ b.user_s - a.user_s, b.sys_s - a.sys_s,
+                             b.thread_user_s - a.thread_user_s, b.thread_sys_s - a.thread_sys_s };
 }
 
 /* write() `total` bytes in 64 KiB chunks to a fresh file; no fsync.  *cpu
@@ -1800,9 +1811,10 @@ static void run_append_workload(const struct opts *o, const char *scratch,
         uint64_t logb;
         count_logs(dir, &nseg, &logb);
         progress(w->name, r, o->runs, "%.0f records/s, %.1f MB/s, close %.1f ms; "
-                 "%zu segment(s), %.1f MB of *.log; CPU user %.2f s, sys %.2f s",
+                 "%zu segment(s), %.1f MB of *.log; CPU user %.2f s, sys %.2f s "
+                 "(appending thread: user %.2f s, sys %.2f s)",
                  recs, mbps, res.close_s * 1e3, nseg, (double)logb / MB,
-                 res.cpu.user_s, res.cpu.sys_s);
+                 res.cpu.user_s, res.cpu.sys_s, res.cpu.thread_user_s, res.cpu.thread_sys_s);
         rm_rf(dir);
         free(dir);
     }
