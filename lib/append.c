@@ -34,7 +34,8 @@ static int check_records(const topic *t, const topic_record *recs, size_t n, int
 }
 
 /* The next segment: the spare the flusher made ahead (segment.c), renamed,
- * when there is one of the right size; else one made here. */
+ * when there is one; else one made here.  The spare was made with this
+ * handle's segment.bytes, which does not change while it is open. */
 static int next_segment(topic *t, uint64_t base, size_t capacity, struct segment **out)
 {
     struct segment *sp = t->spare;
@@ -43,7 +44,7 @@ static int next_segment(topic *t, uint64_t base, size_t capacity, struct segment
         /* Counted before the renames: after a failed one, the new names
          * made so far are the fresh segment's to replace. */
         atomic_fetch_add(&t->dir_gen, 1);
-        if (sp->capacity == capacity && topic__spare_adopt(t, sp, base) == 0) {
+        if (topic__spare_adopt(t, sp, base) == 0) {
             *out = sp;
             return 0;
         }

@@ -166,7 +166,7 @@ int  topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segm
 int  topic__spare_create(topic *t, size_t capacity, size_t reserve, struct segment **out);
 /* Renames the spare's files to segment `base`'s and maps it: from then on
  * it is an active segment like one topic__segment_create() made, whose
- * names need a sync of the directory (topic__dir_sync).  On failure the
+ * names need a sync of the directory (sync.c).  On failure the
  * caller frees s, removes what is left with topic__spare_unlink(), and
  * creates the segment the usual way. */
 int  topic__spare_adopt(topic *t, struct segment *s, uint64_t base);
@@ -351,9 +351,11 @@ struct topic {
      * spare and spare_wanted under append_lock. */
     struct segment *spare;
     bool spare_wanted;
-    /* Renames in the directory since its last sync: dir_gen counts them,
-     * dir_synced is the count the last successful sync covered. */
-    _Atomic uint64_t dir_gen, dir_synced;
+    /* Rolls that renamed the spare's files (dir_gen, under append_lock),
+     * and how many of them the directory's last sync covered (dir_synced,
+     * under seal_lock); see sync.c. */
+    _Atomic uint64_t dir_gen;
+    uint64_t dir_synced;
 
     /* Mapping of topic.state.  A reader that found the file missing or not
      * yet written (a writer creating the topic) reads an anonymous page
@@ -457,9 +459,6 @@ void topic__writers_child(void);
 
 /* Makes every record appended so far durable; call without append_lock. */
 int  topic__sync(topic *t);
-/* Syncs the directory if a roll renamed files in it since its last sync:
- * before a sync that a segment's name must outlive.  Any locks. */
-int  topic__dir_sync(topic *t);
 /* The error of the failed write or sync that made the handle refuse
  * writes (sticky), never TOPIC_EFAILED.  Call without append_lock. */
 int  topic__failure(topic *t);

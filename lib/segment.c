@@ -26,7 +26,6 @@ void topic__segment_name(char *buf, size_t cap, uint64_t base, const char *ext)
  * below the start offset.  With the log first, the kill left index files
  * that no open ever looked at again (outside tester Q: 51 of them after
  * 300 kills under retention). */
-/* The parts of a segment, in the order they are made. */
 static const char *const part_ext[3] = { ".index", ".timeindex", ".log" };
 
 int topic__segment_unlink(topic *t, uint64_t base)
@@ -235,6 +234,7 @@ size_t topic__segment_reserve_shut(topic *t, struct segment *s)
 /* A new, empty active segment at `base`, born now, its files in place. */
 static void fresh_active(struct segment *s, uint64_t base)
 {
+    s->base = base;
     s->writable = s->may_open = true;
     atomic_store(&s->end, base);
     s->born_ms = topic__mono_ms();
@@ -281,8 +281,7 @@ int topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segme
  * segment's base offset: a rename and a mmap() under the lock.
  *
  * The renamed names reach the disk with the directory's next sync, which
- * topic__dir_sync() (sync.c) makes before anything synced can depend on
- * them.  The spare's names end in .tmp, so a writer's open removes those a
+ * the sealer (sync.c) makes before anything synced can depend on them.  The spare's names end in .tmp, so a writer's open removes those a
  * killed writer left (topic.c), and nothing takes them for a segment.  A
  * segment made from a spare is born when the spare was: its age for
  * segment.ms after a reopen counts from there (reopened_born_ms), which
@@ -339,7 +338,6 @@ int topic__spare_adopt(topic *t, struct segment *s, uint64_t base)
     size_t size;
     TRY(topic__fsize(s->fd, &size));
     TRY(map_opened_log(s, size));
-    s->base = base;
     fresh_active(s, base);
     return 0;
 }

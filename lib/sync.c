@@ -51,22 +51,27 @@ int topic__tell_failure(topic *t, int rc)
     return rc;
 }
 
-/* Seals the oldest segment waiting to be sealed: 1 when it sealed one, 0
- * when none was waiting, or the (sticky) error. */
-int topic__dir_sync(topic *t)
+/*
+ * Syncs the directory if a roll renamed the spare's files in it since its
+ * last sync (segment.c); under seal_lock.  Every roll queues the segment
+ * it rolled away from for sealing, and seal_oldest calls this before that
+ * seal; topic__sync and close_writer seal every queued segment before they
+ * sync the active one.  So no sync, and no seal that makes the next
+ * segment the one recovery continues from, comes before the new names are
+ * on the disk.
+ */
+static int dir_sync(topic *t)
 {
     uint64_t gen = atomic_load(&t->dir_gen);
-    if (atomic_load(&t->dir_synced) >= gen)
+    if (t->dir_synced >= gen)
         return 0;
-    /* Two threads may both sync it: each returns only once a sync that
-     * began after its renames has succeeded. */
     TRY(topic__fsync(t->dirfd));
-    uint64_t had = atomic_load(&t->dir_synced);
-    while (had < gen && !atomic_compare_exchange_weak(&t->dir_synced, &had, gen))
-        ;
+    t->dir_synced = gen;
     return 0;
 }
 
+/* Seals the oldest segment waiting to be sealed: 1 when it sealed one, 0
+ * when none was waiting, or the (sticky) error. */
 static int seal_oldest(topic *t)
 {
     pthread_mutex_lock(&t->append_lock);
@@ -81,7 +86,7 @@ static int seal_oldest(topic *t)
     /* The name of the segment that follows s first: a power loss must not
      * find s sealed, as the last segment of the topic, with the records
      * after it in a file whose name was lost. */
-    rc = topic__dir_sync(t);
+    rc = dir_sync(t);
     if (rc == 0)
         rc = topic__segment_seal(t, s);
     if (rc == 0)
@@ -338,9 +343,8 @@ int topic__sync(topic *t)
          * after the active segment's file was removed by hand said the
          * records were durable, and the next open gave their offsets out
          * again. */
-        rc = topic__dir_sync(t);   /* s's name, if a roll renamed it */
         pthread_mutex_lock(&t->seal_lock);
-        if (rc == 0 && s->fd >= 0) {
+        if (s->fd >= 0) {
             rc = topic__fdatasync(s->fd);
             if (rc == 0)
                 rc = topic__segment_linked(t, s);

@@ -140,8 +140,9 @@ static bool parse_segment_name(const char *name, uint64_t *base)
 /* True for the names of the library's own temporary files, which a writer
  * killed between writing one and renaming it leaves behind:
  * "topic.conf.tmp", "<20 digits>.index.tmp" and "<20 digits>.timeindex.tmp"
- * (see topic__write_file_atomic), and the spare segment's (segment.c).  Any other *.tmp is someone else's, in a
- * directory that may have held files before it became a topic. */
+ * (see topic__write_file_atomic), and the spare segment's (segment.c).
+ * Any other *.tmp is someone else's, in a directory that may have held
+ * files before it became a topic. */
 static bool own_temp_name(const char *name, size_t len)
 {
     static const char conf[] = "topic.conf.tmp", ix[] = ".index.tmp", tix[] = ".timeindex.tmp";
@@ -850,8 +851,6 @@ static int close_writer(topic *t)
         rc = t->failed;
     if (rc == 0) {
         rc = topic__ftruncate(t->active->fd, (off_t)atomic_load(&t->active->len));
-        if (rc == 0)
-            rc = topic__dir_sync(t);
         if (rc == 0)
             rc = topic__fdatasync(t->active->fd);
         /* As topic__sync (sync.c) asks. */
