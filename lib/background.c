@@ -51,7 +51,9 @@
 #define PREPARE_STEP      (1u << 20)    /* one madvise() call; the lock is free between */
 #define PREPARE_LEAP      (4u << 20)    /* how far past an appender that overtook it */
 #define PAGE_MASK     ((size_t)4095)
-#define SPARE_MIN     ((size_t)64 << 20)  /* segments this large get a spare made ahead */
+
+/* Segments this large get a spare made ahead of their roll (internal.h). */
+size_t topic__spare_min = (size_t)64 << 20;
 
 static void deadline_after(struct timespec *ts, int64_t ms)
 {
@@ -241,7 +243,7 @@ void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mo
     /* Half full: time for the flusher to make the next segment's files
      * (segment.c).  Small segments are made at the roll, as they always
      * were: they roll often, and each roll's pause is short. */
-    if (s->capacity >= SPARE_MIN && upto >= s->capacity / 2 && t->spare == NULL &&
+    if (s->capacity >= topic__spare_min && upto >= s->capacity / 2 && t->spare == NULL &&
         !t->spare_wanted && t->flusher_running) {
         t->spare_wanted = true;
         pthread_cond_signal(&t->flush_cond);

@@ -486,6 +486,12 @@ int  topic__bg_flusher(topic *t);
 void topic__bg_stop(topic *t);
 /* Under append_lock: s was rolled away from; the flusher will seal it. */
 void topic__bg_seal_later(topic *t, struct segment *s);
+/* Active segments of at least this many bytes get a spare made ahead of
+ * their roll (64 MiB).  A variable rather than a constant only so that
+ * tests linked with the static library can give small segments spares too,
+ * and put the spare through their crash and power-loss runs; set it before
+ * a writer opens. */
+extern size_t topic__spare_min;
 /* Under append_lock: the active segment s is filled up to `upto`; mono_ms
  * is the monotonic clock's reading for this append. */
 void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mono_ms);

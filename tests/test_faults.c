@@ -16,10 +16,14 @@
  *     reopened handle writes again;
  *  3. short writes and EINTR lose and damage nothing;
  *  4. a full disk when the next segment is created fails that append with
- *     -ENOSPC, loses nothing and is not sticky;
+ *     -ENOSPC, loses nothing and is not sticky; a spare segment the flusher
+ *     cannot make, or a roll cannot rename, is no error at all;
  *  5. power loss at every crash point (around every sync, after every step
- *     of a roll) of workloads under flush.messages=1 and under explicit
- *     topic_sync calls.
+ *     of a roll) of workloads under flush.messages=1, under explicit
+ *     topic_sync calls, and with every roll taking a spare segment.
+ *
+ * The library makes spares only for segments of 64 MiB and more; these
+ * tests lower that limit (topic__spare_min) in the children that want them.
  *
  * Every run that injects faults runs in a child process (a crash or a hang
  * is that run's failure, and the other runs go on).  fsync/fdatasync only
@@ -60,6 +64,7 @@
 #include <cmocka.h>
 
 #include "topic.h"
+#include "internal.h"   /* topic__spare_min */
 #include "faults.h"
 #include "testutil.h"
 #include "topic_asserts.h"
@@ -87,6 +92,7 @@ typedef struct shared {
     int fired;                /* fault-loop child: its fault fired */
     long runs, fired_runs, images, points;
     long recovery_runs, recovery_points, recovery_images;
+    long spare_renames;       /* power-loss child: crash points after a spare's rename */
     uint64_t records;
     char scenario[512];       /* what the current child is doing */
 } shared;
@@ -1080,6 +1086,24 @@ static void test_short_writes_eintr(void **state)
 /* ------------------------------------------------------------------------ */
 /* 4. ENOSPC when the next segment is created                                */
 
+/*
+ * With spares (topic__spare_min lowered): gives the flusher up to 10 ms
+ * after each append to make the next segment's spare, when there is none,
+ * so that most rolls take one rather than only those the flusher happened
+ * to be ready for.  The workload goes on either way.
+ */
+static bool await_spares;
+
+static void await_spare(void)
+{
+    if (!await_spares)
+        return;
+    char *p = tu_path(tdir, "spare.log.tmp");
+    for (int i = 0; i < 100 && access(p, F_OK) != 0; i++)
+        tu_sleep_us(100);
+    free(p);
+}
+
 static const char *const enospc_kv[] = { "segment.bytes", "4096", "flush.ms", "0", NULL };
 
 /* k == 0: the disk is full from the creation of the second segment on
@@ -1154,6 +1178,74 @@ static void test_enospc_at_roll(void **state)
         isolated(enospc_child, &k, 60);
     }
     end_test("enospc_at_roll");
+}
+
+/*
+ * Failures while the flusher makes a spare segment, or while the roll
+ * renames one (every segment gets a spare here: topic__spare_min = 0).
+ * Neither is the appends' error: a spare that cannot be made is not made,
+ * and a roll whose spare cannot be renamed makes its segment itself.  Every
+ * append succeeds, every record reads back, and no spare file outlives the
+ * close.
+ */
+struct spare_fault {
+    const char *what;
+    int kind;
+    const char *suffix;
+    int err;
+    bool persistent;
+};
+
+static const struct spare_fault spare_faults[] = {
+    { "one fallocate of a spare fails (ENOSPC)", TF_FALLOCATE, "spare.log.tmp", ENOSPC, false },
+    { "every fallocate of a spare fails (EDQUOT)", TF_FALLOCATE, "spare.log.tmp", EDQUOT, true },
+    { "a spare's first rename fails (EIO)", TF_RENAMEAT, ".index", EIO, false },
+    { "a spare's second rename fails (EIO)", TF_RENAMEAT, ".timeindex", EIO, false },
+    { "a spare's last rename fails (ENOSPC)", TF_RENAMEAT, ".log", ENOSPC, false },
+};
+
+static void spare_fault_child(void *arg)
+{
+    const struct spare_fault *f = arg;
+    topic_config *conf = make_conf(enospc_kv);
+    tu_rmrf(tdir);
+    tf_reset();
+    topic__spare_min = 0;   /* this child only */
+    await_spares = true;
+    model_init(&M, false);
+    M.next_id = 1;   /* record 0 is bigger than a segment: not for this test */
+    topic *t = NULL;
+    int rc = topic_open(tdir, TOPIC_CREATE, conf, &t);
+    REQUIRE(rc == 0, "[%s] topic_open = %d", scenario, rc);
+    tf_arm_suffix(f->kind, f->suffix, 1, f->err, f->persistent);
+    for (int i = 0; i < 120; i++) {
+        if ((rc = w_append(&M, t)) != 0)
+            failf("[%s] append %d = %d (%s): a spare's failure is not the appends'", scenario,
+                  i, rc, topic_strerror(rc));
+        await_spare();
+    }
+    if (tf_fired() == 0)
+        failf("[%s] the fault never fired: no spare was made or taken", scenario);
+    tf_disarm();
+    check_all(t, &M, scenario);
+    if ((rc = w_close(&M, t)) != 0)
+        failf("[%s] topic_close = %d (%s)", scenario, rc, topic_strerror(rc));
+    if (tu_count_suffix(tdir, ".tmp") != 0)
+        failf("[%s] %d *.tmp files after the close", scenario, tu_count_suffix(tdir, ".tmp"));
+    vexp e = { .must = M.n, .maxend = M.n, .exact = true, .g_live = true, .g_ok = NONE };
+    verify_dir(tdir, &M, &e, scenario);
+    await_spares = false;
+    topic_config_free(conf);
+}
+
+static void test_spare_faults(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof spare_faults / sizeof spare_faults[0]; k++) {
+        snprintf(scenario, sizeof scenario, "spare segments: %s", spare_faults[k].what);
+        isolated(spare_fault_child, (void *)&spare_faults[k], 60);
+    }
+    end_test("spare_faults");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1431,6 +1523,7 @@ static void crash_workload(model *m, const topic_config *conf, int rounds)
         for (int i = 0; i < 30; i++) {
             rc = i % 7 == 3 ? w_batch(m, t, 2 + (size_t)(i % 3)) : w_append(m, t);
             REQUIRE(rc == 0, "append: %s", m->first_error);
+            await_spare();
             if (!m->fm1 && i % 10 == 9)
                 REQUIRE(w_sync(m, t) == 0, "sync: %s", m->first_error);
             if (i % 13 == 5)
@@ -1453,6 +1546,7 @@ typedef struct pl_test {
     const char *name;
     const char *const *kv;
     bool fm1;
+    bool spares;   /* every segment gets a spare made ahead (topic__spare_min = 0) */
 } pl_test;
 
 /* A crash image to recover from (and to lose power in again). */
@@ -1517,11 +1611,18 @@ static void power_loss_child(void *arg)
 {
     const pl_test *p = arg;
     topic_config *conf = make_conf(p->kv);
-    uint64_t seed = SEED ^ (p->fm1 ? 1u : 2u);
+    uint64_t seed = SEED ^ (p->fm1 ? 1u : 2u) ^ (p->spares ? 4u : 0u);
+    if (p->spares)
+        topic__spare_min = 0;   /* this child only */
+    await_spares = p->spares;
     model_init(&M, p->fm1);
     crash_workload(&M, conf, 3);
+    await_spares = false;
     sh->records = M.n;
     sh->points = (long)pl_ncaptures();
+    for (size_t i = 0; i < pl_ncaptures(); i++)
+        if (strncmp(pl_capture_why(i), "renameat spare.", 15) == 0)
+            sh->spare_renames++;
     sh->images = verify_captures(&M, 1 + iterations(), seed, p->name);
     /* Some of the images again, this time losing power while recovering. */
     size_t nrec = 8 * (size_t)iterations();
@@ -1570,6 +1671,15 @@ static void power_loss_test(const pl_test *p)
            sh->recovery_images, now_s() - t0);
     if (sh->points < 100)
         failf("%s: only %ld crash points", p->name, sh->points);
+    /* A roll that comes before the flusher has the spare ready makes its
+     * segment itself; at least one must have taken a spare, or the test
+     * tests nothing new. */
+    if (p->spares) {
+        printf("  %s: %ld crash points after the rename of a spare's file\n", p->name,
+               sh->spare_renames);
+        if (sh->spare_renames < 3)
+            failf("%s: no roll took a spare", p->name);
+    }
     end_test(p->name);
 }
 
@@ -1578,7 +1688,7 @@ static void test_power_loss_flush_messages(void **state)
     (void)state;
     static const char *const kv[] = { "segment.bytes", "4096", "flush.messages", "1",
                                       "flush.ms", "0", "index.interval.bytes", "512", NULL };
-    static const pl_test p = { "power loss, flush.messages=1", kv, true };
+    static const pl_test p = { "power loss, flush.messages=1", kv, true, false };
     power_loss_test(&p);
 }
 
@@ -1586,7 +1696,23 @@ static void test_power_loss_explicit_sync(void **state)
 {
     (void)state;
     static const char *const kv[] = { "segment.bytes", "4096", "compression.type", "lz4", NULL };
-    static const pl_test p = { "power loss, default policy and topic_sync", kv, false };
+    static const pl_test p = { "power loss, default policy and topic_sync", kv, false, false };
+    power_loss_test(&p);
+}
+
+/*
+ * The next segment made ahead by the flusher and renamed at the roll
+ * (segment.c), which the library does only for segments of 64 MiB and more:
+ * crash points while the flusher makes the spare's three files, between
+ * their renames, and before the directory's sync that makes the new names
+ * durable.  A power loss must not lose a record a sync covered, nor leave
+ * a renamed name that recovery takes for a segment with the wrong records.
+ */
+static void test_power_loss_spare_segments(void **state)
+{
+    (void)state;
+    static const char *const kv[] = { "segment.bytes", "4096", NULL };
+    static const pl_test p = { "power loss, spare segments and topic_sync", kv, false, true };
     power_loss_test(&p);
 }
 
@@ -1623,10 +1749,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fsyncgate_flusher, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_short_writes_eintr, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_enospc_at_roll, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_spare_faults, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_unload_idle_segments, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_batch_pwrite, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_power_loss_flush_messages, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_power_loss_explicit_sync, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_power_loss_spare_segments, fx_setup, fx_teardown),
     };
     setvbuf(stdout, NULL, _IOLBF, 0);
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
