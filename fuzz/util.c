@@ -31,18 +31,29 @@ static void empty_dir(const char *dir)
     closedir(d);
 }
 
+static char scratch[64];
+
+/* The scratch directory goes when the process exits: the replay drivers of
+ * `make check` and libFuzzer's timed runs both end with exit().  A run that
+ * crashes leaves the last input's topic behind, which helps. */
+static void remove_scratch(void)
+{
+    empty_dir(scratch);
+    rmdir(scratch);
+}
+
 const char *fuzz_scratch(void)
 {
-    static char dir[64];
-    if (dir[0] == '\0') {
+    if (scratch[0] == '\0') {
         /* tmpfs where there is one: the targets sync a lot, and the disk is
          * not what is being tested. */
-        snprintf(dir, sizeof dir, "%s/libtopic-fuzz-%d",
+        snprintf(scratch, sizeof scratch, "%s/libtopic-fuzz-%d",
                  access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp", (int)getpid());
-        mkdir(dir, 0755);
+        mkdir(scratch, 0755);
+        atexit(remove_scratch);
     }
-    empty_dir(dir);
-    return dir;
+    empty_dir(scratch);
+    return scratch;
 }
 
 void fuzz_write(const char *dir, const char *name, const void *data, size_t size)
