@@ -10,8 +10,11 @@
  * see a prefix of the log in offset order with no gaps, and that each
  * thread's records appear in the order the thread appended them.
  *
- * A third test checks group commit's promise under flush.messages=1: no
- * thread's append returns before an fdatasync that covers its record.
+ * The workload runs under the default policy, again with every segment
+ * given a spare made ahead by the flusher (segment.c), and under
+ * flush.messages=1.  Another test checks group commit's promise under
+ * flush.messages=1: no thread's append returns before an fdatasync that
+ * covers its record.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +28,7 @@
 #include <cmocka.h>
 
 #include "topic.h"
+#include "internal.h"   /* topic__spare_min */
 #include "os.h"
 #include "testutil.h"
 
@@ -215,6 +219,18 @@ static void test_shared_handle_default_policy(void **state)
     run("0");
 }
 
+/* With every segment given a spare made ahead by the flusher (the library
+ * does so only from 64 MiB): the flusher makes the next segment's files
+ * while four threads append and four read, and the roll renames them. */
+static void test_shared_handle_spares(void **state)
+{
+    (void)state;
+    size_t keep = topic__spare_min;
+    topic__spare_min = 0;
+    run("0");
+    topic__spare_min = keep;
+}
+
 /* Durable appends from four threads: group commit under contention. */
 static void test_shared_handle_durable(void **state)
 {
@@ -387,6 +403,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_handle_default_policy),
+        cmocka_unit_test(test_shared_handle_spares),
         cmocka_unit_test(test_shared_handle_durable),
         cmocka_unit_test(test_group_commit_acks_only_synced),
         cmocka_unit_test(test_racing_creators),
