@@ -258,6 +258,23 @@ static void publish_append(topic *t, struct segment *s, size_t len, uint64_t end
 }
 
 /*
+ * Space in the active segment up to `upto`.  On a full disk the spare
+ * (segment.c) holds space that only the next segment would use, up to a
+ * step and the preparer's distance: it goes, and the reservation is tried
+ * again, so that the disk's last megabytes take this segment's appends
+ * rather than wait in a file for a roll that a full disk may never allow.
+ */
+static int reserve(topic *t, struct segment *s, size_t upto)
+{
+    int rc = topic__segment_reserve(t, s, upto);
+    if ((rc == -ENOSPC || rc == -EDQUOT) && t->spare != NULL) {
+        topic__bg_drop_spare(t);
+        rc = topic__segment_reserve(t, s, upto);
+    }
+    return rc;
+}
+
+/*
  * topic_append()'s record, into the open batch (joining the one there is,
  * or starting one), under append_lock; *done is false when it does not
  * belong in one (too large), after sealing any that was open.
@@ -274,7 +291,7 @@ static int append_open(topic *t, const void *value, size_t vlen, int64_t now, in
         size_t rsize = topic__value_record_size(vlen, now, t->open.first_ts);
         if (len - pos + rsize <= OPEN_MAX && !needs_roll(t, s, rsize, mono) &&
             t->open.count < UINT32_MAX) {
-            TRY(topic__segment_reserve(t, s, len + rsize));
+            TRY(reserve(t, s, len + rsize));
             topic__bg_prepare(t, s, len + rsize, mono);
             uint8_t *rec = t->open.copy + (len - pos);
             topic__value_record_encode(rec, value, vlen, now, t->open.first_ts);
@@ -302,7 +319,7 @@ static int append_open(topic *t, const void *value, size_t vlen, int64_t now, in
         s = t->active;
         len = atomic_load_explicit(&s->len, memory_order_relaxed);
     }
-    TRY(topic__segment_reserve(t, s, len + size));
+    TRY(reserve(t, s, len + size));
     topic__bg_prepare(t, s, len + size, mono);
     uint8_t *copy = t->open.copy;
     topic__open_header(copy, base, now);
@@ -385,7 +402,7 @@ static int append_locked(topic *t, const topic_record *recs, size_t n, const voi
         TRY(roll(t, size));
     struct segment *s = t->active;
     size_t pos = atomic_load_explicit(&s->len, memory_order_relaxed);
-    TRY(topic__segment_reserve(t, s, pos + size));
+    TRY(reserve(t, s, pos + size));
     uint64_t base = atomic_load_explicit(&t->end, memory_order_relaxed);
     topic__bg_prepare(t, s, pos + size, mono);
     if (recs == NULL) {

@@ -402,11 +402,16 @@ void topic__bg_stop(topic *t)
     if (t->preparer_running)
         pthread_join(t->preparer, NULL);
     t->flusher_running = t->preparer_running = false;
-    if (t->spare != NULL) {   /* made for a roll that did not come */
-        topic__segment_free(t->spare);
-        t->spare = NULL;
-        topic__spare_unlink(t);
-    }
+    topic__bg_drop_spare(t);   /* made for a roll that did not come */
+}
+
+void topic__bg_drop_spare(topic *t)
+{
+    if (t->spare == NULL)
+        return;
+    topic__segment_free(t->spare);
+    t->spare = NULL;
+    topic__spare_unlink(t);
 }
 
 void topic__bg_destroy(topic *t)

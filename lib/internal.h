@@ -492,6 +492,9 @@ void topic__bg_seal_later(topic *t, struct segment *s);
  * and put the spare through their crash and power-loss runs; set it before
  * a writer opens. */
 extern size_t topic__spare_min;
+/* Under append_lock (or with the threads stopped): removes the spare, if one
+ * is made, giving its space back to the file system. */
+void topic__bg_drop_spare(topic *t);
 /* Under append_lock: the active segment s is filled up to `upto`; mono_ms
  * is the monotonic clock's reading for this append. */
 void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mono_ms);

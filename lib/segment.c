@@ -192,14 +192,27 @@ size_t topic__reserve_target(const struct segment *s, size_t reserved, size_t up
     return want > upto ? want : upto;
 }
 
-/* Under reserve_lock. */
+/*
+ * Under reserve_lock.  A file system with less than a step left still takes
+ * what fits in it: the reservation falls back to the pages that [have,
+ * upto) lies on.  With steps only, a 40 MiB tmpfs refused 100-byte appends
+ * with -ENOSPC while 7.6 MB of it were free.
+ */
 static int reserve_locked(struct segment *s, size_t upto)
 {
     size_t have = atomic_load_explicit(&s->reserved, memory_order_relaxed);
     if (upto <= have)
         return 0;
     size_t want = topic__reserve_target(s, have, upto);
-    TRY(topic__fallocate_range(s->fd, (off_t)have, (off_t)(want - have)));
+    int rc = topic__fallocate_range(s->fd, (off_t)have, (off_t)(want - have));
+    if (rc == -ENOSPC || rc == -EDQUOT) {
+        size_t need = (upto + 4095) & ~(size_t)4095;
+        if (need < want) {
+            rc = topic__fallocate_range(s->fd, (off_t)have, (off_t)(need - have));
+            want = need;
+        }
+    }
+    TRY(rc);
     atomic_store_explicit(&s->reserved, want, memory_order_release);
     return 0;
 }
