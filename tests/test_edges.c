@@ -3766,16 +3766,25 @@ static void test_failed_roll_loses_nothing(void **state)
  * must allocate a page, so the writer (and a waiting reader) died of SIGBUS.
  * Needs a tmpfs of its own, so root: skipped elsewhere.
  */
+/* Mounts a tmpfs of `size` (mount(8)'s size= option) at f->dir + "-mnt",
+ * named in mnt; skips the test where that is not allowed (not root). */
+static void mount_tmpfs(fx *f, const char *size, char *mnt, size_t cap)
+{
+    char opts[32];
+    snprintf(mnt, cap, "%s-mnt", f->dir);
+    snprintf(opts, sizeof opts, "size=%s", size);
+    assert_int_equal(mkdir(mnt, 0755), 0);
+    if (mount("tmpfs", mnt, "tmpfs", 0, opts) != 0) {
+        rmdir(mnt);
+        skip();
+    }
+}
+
 static void test_full_tmpfs(void **state)
 {
     fx *f = *state;
     char mnt[PATH_MAX], dir[PATH_MAX + 8], filler[PATH_MAX + 8];
-    snprintf(mnt, sizeof mnt, "%s-mnt", f->dir);
-    assert_int_equal(mkdir(mnt, 0755), 0);
-    if (mount("tmpfs", mnt, "tmpfs", 0, "size=1m") != 0) {
-        rmdir(mnt);
-        skip();
-    }
+    mount_tmpfs(f, "1m", mnt, sizeof mnt);
     snprintf(dir, sizeof dir, "%s/t", mnt);
     snprintf(filler, sizeof filler, "%s/filler", mnt);
     topic *t = open_with(dir, TOPIC_CREATE, "segment.bytes", "65536", NULL);
@@ -3833,12 +3842,7 @@ static bool spare_pending(topic *t)
 static void fill_tmpfs(fx *f, const char *segment_bytes, size_t spare_min)
 {
     char mnt[PATH_MAX], dir[PATH_MAX + 8], spare[PATH_MAX + 24];
-    snprintf(mnt, sizeof mnt, "%s-mnt", f->dir);
-    assert_int_equal(mkdir(mnt, 0755), 0);
-    if (mount("tmpfs", mnt, "tmpfs", 0, "size=24m") != 0) {
-        rmdir(mnt);
-        skip();
-    }
+    mount_tmpfs(f, "24m", mnt, sizeof mnt);
     snprintf(dir, sizeof dir, "%s/t", mnt);
     snprintf(spare, sizeof spare, "%s/spare.log.tmp", dir);
     size_t keep = topic__spare_min;
