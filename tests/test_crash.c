@@ -42,7 +42,7 @@
 #include <xxhash.h>
 
 #include "topic.h"
-#include "internal.h"   /* topic__spare_min */
+#include "faults.h"   /* tf_spares */
 #include "testutil.h"
 #include "topic_asserts.h"
 
@@ -536,6 +536,7 @@ static int fx_setup(void **state)
 static int fx_teardown(void **state)
 {
     fx *f = *state;
+    tf_spares(false);
     if (phase[0])
         print_message("test stopped during: %s\n", phase);
     phase[0] = 0;
@@ -571,11 +572,9 @@ static void test_crash_kill9_spares(void **state)
 {
     fx *f = *state;
     crash_stats st;
-    size_t keep = topic__spare_min;
-    topic__spare_min = 0;   /* forked writers inherit it */
+    tf_spares(true);   /* forked writers inherit it; fx_teardown undoes it */
     unsigned long n = iterations() / 2 ? iterations() / 2 : 1;
     crash_loop(f->dir, n, base_seed() ^ 0x5a5a, 0, &st);
-    topic__spare_min = keep;
     report("kill -9 writer, spare segments", &st, f->dir);
     /* A spare exists from soon after half of each segment to its roll:
      * about one kill in ten finds one (9 of 100 here), unless spares are

@@ -64,7 +64,7 @@
 #include <cmocka.h>
 
 #include "topic.h"
-#include "internal.h"   /* topic__spare_min */
+#include "internal.h"   /* the writer's spare_wanted, under its append_lock */
 #include "faults.h"
 #include "testutil.h"
 #include "topic_asserts.h"
@@ -1215,7 +1215,7 @@ static void spare_fault_child(void *arg)
     topic_config *conf = make_conf(enospc_kv);
     tu_rmrf(tdir);
     tf_reset();
-    topic__spare_min = 0;   /* this child only */
+    tf_spares(true);   /* this child only */
     await_spares = true;
     model_init(&M, false);
     M.next_id = 1;   /* record 0 is bigger than a segment: not for this test */
@@ -1618,7 +1618,7 @@ static void power_loss_child(void *arg)
     topic_config *conf = make_conf(p->kv);
     uint64_t seed = SEED ^ (p->fm1 ? 1u : 2u) ^ (p->spares ? 4u : 0u);
     if (p->spares)
-        topic__spare_min = 0;   /* this child only */
+        tf_spares(true);   /* this child only */
     await_spares = p->spares;
     model_init(&M, p->fm1);
     crash_workload(&M, conf, 3);

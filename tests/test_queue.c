@@ -59,7 +59,7 @@
 #include <xxhash.h>
 
 #include "topic.h"
-#include "internal.h"   /* topic__spare_min */
+#include "faults.h"   /* tf_spares */
 #include "testutil.h"
 #include "topic_asserts.h"
 
@@ -145,6 +145,7 @@ static int fx_teardown(void **state)
 {
     fx *f = *state;
     alarm(0);
+    tf_spares(false);
     for (int i = 0; i < MAX_TRACKED; i++)
         if (g_open[i] != NULL) {
             topic_close(g_open[i]);
@@ -2513,10 +2514,8 @@ static void test_follower_across_many_rolls(void **state)
 static void test_follower_across_rolls_with_spares(void **state)
 {
     WATCHDOG(60);
-    size_t keep = topic__spare_min;
-    topic__spare_min = 0;
+    tf_spares(true);   /* fx_teardown undoes it */
     follower_across_rolls(*state, true);
-    topic__spare_min = keep;
 }
 
 /* ======================================================================== */

@@ -28,8 +28,8 @@
 #include <cmocka.h>
 
 #include "topic.h"
-#include "internal.h"   /* topic__spare_min */
 #include "os.h"
+#include "faults.h"   /* tf_spares */
 #include "testutil.h"
 
 enum { WRITERS = 4, READERS = 4, PER_WRITER = 3000 };
@@ -225,10 +225,15 @@ static void test_shared_handle_default_policy(void **state)
 static void test_shared_handle_spares(void **state)
 {
     (void)state;
-    size_t keep = topic__spare_min;
-    topic__spare_min = 0;
+    tf_spares(true);   /* spares_off undoes it */
     run("0");
-    topic__spare_min = keep;
+}
+
+static int spares_off(void **state)
+{
+    (void)state;
+    tf_spares(false);
+    return 0;
 }
 
 /* Durable appends from four threads: group commit under contention. */
@@ -403,7 +408,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_handle_default_policy),
-        cmocka_unit_test(test_shared_handle_spares),
+        cmocka_unit_test_teardown(test_shared_handle_spares, spares_off),
         cmocka_unit_test(test_shared_handle_durable),
         cmocka_unit_test(test_group_commit_acks_only_synced),
         cmocka_unit_test(test_racing_creators),

@@ -44,6 +44,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "internal.h"   /* topic__spare_min */
 #include "os.h"
 #include "testutil.h"
 
@@ -1069,6 +1070,17 @@ bool tf_fired_all_exempt(void)
 const char *tf_fired_desc(void)
 {
     return atomic_load(&fired_nonexempt) ? first_nonexempt_desc : first_desc;
+}
+
+void tf_spares(bool every_segment)
+{
+    static size_t limit;
+    static bool saved;
+    if (!saved) {
+        limit = topic__spare_min;
+        saved = true;
+    }
+    topic__spare_min = every_segment ? 0 : limit;
 }
 
 char *tf_mkdtemp(const char *tag)

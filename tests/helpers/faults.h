@@ -85,6 +85,13 @@ void tf_short_io(uint64_t seed, unsigned eintr_pct, unsigned short_pct, unsigned
 long tf_short_count(void);
 long tf_eintr_count(void);
 
+/* Every segment a writer opened from now on makes gets a spare made ahead
+ * of its roll (true: topic__spare_min = 0), which the library otherwise
+ * does only for segments of 64 MiB and more; or the library's limit again
+ * (false).  Fixtures' teardowns call it with false, so that a test that an
+ * assertion ended early leaves the others the library's limit. */
+void tf_spares(bool every_segment);
+
 /* Like tu_mkdtemp, but in $TOPIC_FAULT_TMPDIR, else /dev/shm when it is
  * usable (these tests make thousands of small topics: a RAM file system
  * keeps them fast), else /tmp. */
