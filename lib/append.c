@@ -107,6 +107,7 @@ static int roll(topic *t, size_t need)
     topic__bg_seal_later(t, old);
     topic__segment_put(old);
     t->active = s;
+    t->spare_refused = false;   /* the new segment may have one */
     topic__publish(t);
     return 0;
 }
@@ -269,6 +270,7 @@ static int reserve(topic *t, struct segment *s, size_t upto)
     int rc = topic__segment_reserve(t, s, upto);
     if ((rc == -ENOSPC || rc == -EDQUOT) && t->spare != NULL) {
         topic__bg_drop_spare(t);
+        t->spare_refused = true;   /* or the flusher makes it again */
         rc = topic__segment_reserve(t, s, upto);
     }
     return rc;

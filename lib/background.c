@@ -104,11 +104,15 @@ static void *flusher_main(void *arg)
             pthread_mutex_unlock(&t->append_lock);
             struct segment *sp = NULL;
             /* A spare that cannot be made is no error: the roll makes
-             * the segment itself, and reports what fails then. */
-            (void)topic__spare_create(t, cap, reserve, &sp);
+             * the segment itself, and reports what fails then.  Asking
+             * again at every append until the roll made a full disk try
+             * (three files, a failed fallocate, three unlinks) dozens of
+             * times per segment. */
+            int rc = topic__spare_create(t, cap, reserve, &sp);
             pthread_mutex_lock(&t->append_lock);
-            t->spare = sp;   /* or none: a later append asks again */
+            t->spare = sp;
             t->spare_wanted = false;
+            t->spare_refused = rc < 0;
             continue;
         }
         /* flush.ms counts from the oldest record not yet synced. */
@@ -244,7 +248,7 @@ void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mo
      * (segment.c).  Small segments are made at the roll, as they always
      * were: they roll often, and each roll's pause is short. */
     if (s->capacity >= topic__spare_min && upto >= s->capacity / 2 && t->spare == NULL &&
-        !t->spare_wanted && t->flusher_running) {
+        !t->spare_wanted && !t->spare_refused && t->flusher_running) {
         t->spare_wanted = true;
         pthread_cond_signal(&t->flush_cond);
     }

@@ -348,9 +348,11 @@ struct topic {
     size_t pf_leap;               /* how far past the appends its next step may jump */
     pthread_mutex_t reserve_lock; /* grows a segment's file (segment.c); taken last */
     /* The next segment's files, made ahead by the flusher (segment.c);
-     * spare and spare_wanted under append_lock. */
+     * spare, spare_wanted and spare_refused under append_lock.  A spare the
+     * flusher could not make, or that a full disk took back (append.c), is
+     * not asked for again until the next roll (spare_refused). */
     struct segment *spare;
-    bool spare_wanted;
+    bool spare_wanted, spare_refused;
     /* Rolls that renamed the spare's files (dir_gen, under append_lock),
      * and how many of them the directory's last sync covered (dir_synced,
      * under seal_lock); see sync.c. */

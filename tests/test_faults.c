@@ -1231,6 +1231,12 @@ static void spare_fault_child(void *arg)
     }
     if (tf_fired() == 0)
         failf("[%s] the fault never fired: no spare was made or taken", scenario);
+    /* A spare that could not be made is not asked for again until the
+     * next roll: at most one try per segment. */
+    int segments = tu_count_suffix(tdir, ".log");
+    if (tf_fired() > segments)
+        failf("[%s] %ld failed calls for %d segments: the spare was tried again and again",
+              scenario, tf_fired(), segments);
     tf_disarm();
     check_all(t, &M, scenario);
     if ((rc = w_close(&M, t)) != 0)
