@@ -285,7 +285,8 @@ void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mo
     t->pf_asked_seg = s;
     t->pf_next = want > t->pf_ahead / 2 ? want - t->pf_ahead / 2 : 0;
     pthread_mutex_lock(&t->prep_lock);
-    if (t->pf_seg != s || t->pf_done < upto + t->pf_ahead / 4) {   /* not well ahead */
+    if ((t->pf_seg != s || t->pf_done < upto + t->pf_ahead / 4) &&   /* not well ahead */
+        !atomic_load_explicit(&s->reserve_small, memory_order_relaxed)) {   /* disk not short */
         pthread_mutex_unlock(&t->prep_lock);
         (void)topic__segment_reserve(t, s, want);
         pthread_mutex_lock(&t->prep_lock);

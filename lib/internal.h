@@ -137,6 +137,8 @@ struct segment {
     _Atomic size_t reserved;      /* writer: bytes of the file allocated (<= map_len);
                                    * grows under topic.reserve_lock */
     bool reserve_shut;            /* under reserve_lock: rolled away from, grows no more */
+    _Atomic bool reserve_small;   /* set under reserve_lock: a step found the disk short,
+                                   * and only what appends write is reserved */
     _Atomic size_t dropped;       /* writer: page tables dropped below this (sync.c) */
     struct segment *next_unsealed; /* see topic.unsealed */
     bool follow;                  /* a reader's view of a segment that may grow */

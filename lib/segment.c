@@ -196,18 +196,30 @@ size_t topic__reserve_target(const struct segment *s, size_t reserved, size_t up
  * Under reserve_lock.  A file system with less than a step left still takes
  * what fits in it: the reservation falls back to the pages that [have,
  * upto) lies on.  With steps only, a 40 MiB tmpfs refused 100-byte appends
- * with -ENOSPC while 7.6 MB of it were free.
+ * with -ENOSPC while 7.6 MB of it were free.  From the first step that
+ * fails on, the segment asks for 64 KiB at a time: a failing 16 MiB
+ * fallocate costs the file system as much as the space it finds (tmpfs
+ * allocates, then gives back), and filling the last 16 MiB of a tmpfs
+ * with a step tried at every page took 8 s.
  */
+#define RESERVE_SMALL ((size_t)64 << 10)
+
 static int reserve_locked(struct segment *s, size_t upto)
 {
     size_t have = atomic_load_explicit(&s->reserved, memory_order_relaxed);
     if (upto <= have)
         return 0;
     size_t want = topic__reserve_target(s, have, upto);
+    if (atomic_load_explicit(&s->reserve_small, memory_order_relaxed)) {
+        size_t small = (upto + RESERVE_SMALL - 1) & ~(RESERVE_SMALL - 1);
+        if (small < want)
+            want = small;
+    }
     int rc = topic__fallocate_range(s->fd, (off_t)have, (off_t)(want - have));
     if (rc == -ENOSPC || rc == -EDQUOT) {
         size_t need = (upto + 4095) & ~(size_t)4095;
         if (need < want) {
+            atomic_store_explicit(&s->reserve_small, true, memory_order_relaxed);
             rc = topic__fallocate_range(s->fd, (off_t)have, (off_t)(need - have));
             want = need;
         }
@@ -228,7 +240,9 @@ int topic__segment_reserve_more(topic *t, struct segment *s, size_t upto)
 size_t topic__segment_reserve_ahead(topic *t, struct segment *s, size_t upto)
 {
     pthread_mutex_lock(&t->reserve_lock);
-    if (!s->reserve_shut)
+    /* On a disk short of space, the appends reserve what they write, and
+     * each try to reserve ahead of them would cost as much as it found. */
+    if (!s->reserve_shut && !atomic_load_explicit(&s->reserve_small, memory_order_relaxed))
         (void)reserve_locked(s, upto);
     size_t have = atomic_load_explicit(&s->reserved, memory_order_relaxed);
     pthread_mutex_unlock(&t->reserve_lock);
