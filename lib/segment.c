@@ -308,7 +308,8 @@ int topic__segment_create(topic *t, uint64_t base, size_t capacity, struct segme
  * segment's base offset: a rename and a mmap() under the lock.
  *
  * The renamed names reach the disk with the directory's next sync, which
- * the sealer (sync.c) makes before anything synced can depend on them.  The spare's names end in .tmp, so a writer's open removes those a
+ * the sealer (sync.c) makes before anything synced can depend on them.
+ * The spare's names end in .tmp, so a writer's open removes those a
  * killed writer left (topic.c), and nothing takes them for a segment.  A
  * segment made from a spare is born when the spare was: its age for
  * segment.ms after a reopen counts from there (reopened_born_ms), which

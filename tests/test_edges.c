@@ -3837,15 +3837,6 @@ static void test_full_tmpfs(void **state)
  * and no spare is left.  Needs a tmpfs of its own, so root: skipped
  * elsewhere.
  */
-/* Whether the writer has asked its flusher for a spare not made yet. */
-static bool spare_pending(topic *t)
-{
-    pthread_mutex_lock(&t->append_lock);
-    bool asked = t->spare_wanted;
-    pthread_mutex_unlock(&t->append_lock);
-    return asked;
-}
-
 static void fill_tmpfs(fx *f, const char *segment_bytes, bool spares)
 {
     char mnt[PATH_MAX], dir[PATH_MAX + 8], spare[PATH_MAX + 24];
@@ -3861,8 +3852,7 @@ static void fill_tmpfs(fx *f, const char *segment_bytes, bool spares)
         if (rc == -ENOSPC) {
             /* A spare the flusher was making just then may hold the space
              * now; the next append gives it back and goes on. */
-            for (int i = 0; i < 5000 && spare_pending(t); i++)
-                tu_sleep_us(1000);
+            tf_await_spare(t, 5000);
             rc = put_next(t, NULL);
         }
         if (!saw_spare && topic_end_offset(t) % 64 == 0)

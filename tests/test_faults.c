@@ -64,7 +64,6 @@
 #include <cmocka.h>
 
 #include "topic.h"
-#include "internal.h"   /* the writer's spare_wanted, under its append_lock */
 #include "faults.h"
 #include "testutil.h"
 #include "topic_asserts.h"
@@ -1086,27 +1085,14 @@ static void test_short_writes_eintr(void **state)
 /* ------------------------------------------------------------------------ */
 /* 4. ENOSPC when the next segment is created                                */
 
-/*
- * With spares (topic__spare_min lowered): after each append, waits (up to
- * 5 s) while the writer has asked its flusher for a spare that is not made
- * yet, so that every roll after the request takes the spare, however slowly
- * the flusher gets to it (under ASan on a busy machine it took more than
- * 10 ms).  The request and its state are the writer's, under append_lock.
- */
+/* With spares: after each append, the workload waits for the spare the
+ * writer asked for, so that every roll after the request takes it. */
 static bool await_spares;
 
 static void await_spare(topic *t)
 {
-    if (!await_spares)
-        return;
-    for (int i = 0; i < 50000; i++) {
-        pthread_mutex_lock(&t->append_lock);
-        bool asked = t->spare_wanted;
-        pthread_mutex_unlock(&t->append_lock);
-        if (!asked)
-            return;
-        tu_sleep_us(100);
-    }
+    if (await_spares)
+        tf_await_spare(t, 5000);
 }
 
 static const char *const enospc_kv[] = { "segment.bytes", "4096", "flush.ms", "0", NULL };

@@ -1083,6 +1083,18 @@ void tf_spares(bool every_segment)
     topic__spare_min = every_segment ? 0 : limit;
 }
 
+void tf_await_spare(topic *t, int timeout_ms)
+{
+    for (int i = 0; i < timeout_ms * 10; i++) {
+        pthread_mutex_lock(&t->append_lock);
+        bool asked = t->spare_wanted;
+        pthread_mutex_unlock(&t->append_lock);
+        if (!asked)
+            return;
+        tu_sleep_us(100);
+    }
+}
+
 char *tf_mkdtemp(const char *tag)
 {
     const char *base = getenv("TOPIC_FAULT_TMPDIR");

@@ -34,6 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "topic.h"
+
 enum tf_kind {
     TF_OPENAT, TF_CLOSE, TF_PREAD, TF_PWRITE, TF_FSYNC, TF_FDATASYNC, TF_FALLOCATE,
     TF_FTRUNCATE, TF_RENAMEAT, TF_UNLINKAT, TF_MMAP, TF_MUNMAP, TF_MADVISE, TF_FLOCK,
@@ -91,6 +93,11 @@ long tf_eintr_count(void);
  * (false).  Fixtures' teardowns call it with false, so that a test that an
  * assertion ended early leaves the others the library's limit. */
 void tf_spares(bool every_segment);
+/* Waits up to timeout_ms while writer t has asked its flusher for a spare
+ * that is not made yet (spare_wanted, read under append_lock), so that the
+ * next roll takes it however slowly the flusher gets to it (under ASan on a
+ * busy machine it took more than 10 ms). */
+void tf_await_spare(topic *t, int timeout_ms);
 
 /* Like tu_mkdtemp, but in $TOPIC_FAULT_TMPDIR, else /dev/shm when it is
  * usable (these tests make thousands of small topics: a RAM file system
