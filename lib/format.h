@@ -327,6 +327,44 @@ static inline int topic__record_decode(const uint8_t **pos, const uint8_t *end, 
     *pos = p + vlen;
     return 0;
 }
+/*
+ * topic__record_decode for the usual record, whose timestamp delta and key
+ * length take a byte each and whose value length takes one or two: short
+ * enough code for a cursor's step to stay a leaf function (cursor.c).
+ * False, with nothing changed, for any other record, which the caller
+ * decodes the general way (and so finds damage reported as such); where it
+ * returns true, the record is the one topic__record_decode gives.
+ */
+static inline bool topic__record_decode_short(const uint8_t **pos, const uint8_t *end,
+                                              int64_t first_ts, struct record_view *r)
+{
+    const uint8_t *p = *pos;
+    size_t avail = (size_t)(end - p);
+    if (avail < 3 || ((p[0] | p[1]) & 0x80))
+        return false;
+    size_t klen = p[1];   /* 0: no key; k + 1: a key of k bytes */
+    size_t kbytes = klen ? klen - 1 : 0;
+    if (kbytes > avail - 3)   /* room for the key and a byte of value length */
+        return false;
+    const uint8_t *q = p + 2 + kbytes;
+    size_t vlen = q[0];
+    q++;
+    if (vlen >= 0x80) {
+        if (q >= end || *q >= 0x80)
+            return false;
+        vlen = (vlen & 0x7f) | (size_t)*q << 7;
+        q++;
+    }
+    if (vlen > (size_t)(end - q))
+        return false;
+    r->key = klen ? p + 2 : NULL;
+    r->key_len = kbytes;
+    r->value = q;
+    r->value_len = vlen;
+    r->ts = (int64_t)((uint64_t)first_ts + (((uint64_t)p[0] >> 1) ^ (0 - ((uint64_t)p[0] & 1))));
+    *pos = q + vlen;
+    return true;
+}
 /* topic__batch_records for a compressed batch (compress.c). */
 int  topic__batch_unpack(const uint8_t *p, const struct batch_header *h, struct zbuf *z,
                          const uint8_t **begin, const uint8_t **end);

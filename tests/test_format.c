@@ -269,6 +269,83 @@ static void test_decode_bounds(void **state)
     assert_int_equal(topic__record_decode(&p, key + sizeof key, 0, &r), TOPIC_ECORRUPT);
 }
 
+/* Both decoders on bytes [p, end): the short one must give what the general
+ * one gives, or decline and leave *pos alone.  Returns whether it took it. */
+static bool short_agrees(const uint8_t *p, const uint8_t *end, int64_t first_ts)
+{
+    const uint8_t *ps = p, *pg = p;
+    struct record_view rs, rg;
+    memset(&rs, 0, sizeof rs);
+    memset(&rg, 0, sizeof rg);
+    bool took = topic__record_decode_short(&ps, end, first_ts, &rs);
+    int rc = topic__record_decode(&pg, end, first_ts, &rg);
+    if (!took) {
+        assert_ptr_equal(ps, p);
+        return false;
+    }
+    assert_int_equal(rc, 0);
+    assert_ptr_equal(ps, pg);
+    assert_true(rs.ts == rg.ts);
+    assert_ptr_equal(rs.key, rg.key);
+    assert_int_equal(rs.key_len, rg.key_len);
+    assert_ptr_equal(rs.value, rg.value);
+    assert_int_equal(rs.value_len, rg.value_len);
+    return true;
+}
+
+/*
+ * The cursor's short decoder (format.h) against the general one: on the
+ * records writers make (keys of 0 to 130 bytes, values of 0 to 20000,
+ * timestamps before and after the batch's first) cut at every length, and
+ * on random bytes.  It must take the usual records whole, and never give
+ * anything the general decoder would not.
+ */
+static void test_short_decode_agrees(void **state)
+{
+    (void)state;
+    static uint8_t buf[32768], val[20000];
+    for (size_t i = 0; i < sizeof val; i++)
+        val[i] = (uint8_t)(i * 7);
+    static const size_t klens[] = { 0, 1, 2, 126, 127, 130 };
+    static const size_t vlens[] = { 0, 1, 100, 127, 128, 1024, 16383, 16384, 20000 };
+    static const int64_t deltas[] = { 0, 1, -1, 63, -64, 64, -65, 100000 };
+    size_t taken = 0;
+    for (size_t k = 0; k < sizeof klens / sizeof klens[0]; k++)
+        for (size_t v = 0; v < sizeof vlens / sizeof vlens[0]; v++)
+            for (size_t d = 0; d < sizeof deltas / sizeof deltas[0]; d++) {
+                /* klens[k] == 0 stands for no key at all; 1 for an empty one. */
+                topic_record r = { 0, NOW + deltas[d], klens[k] ? val : NULL,
+                                   klens[k] ? klens[k] - 1 : 0, val, vlens[v] };
+                size_t n = topic__records_size(&r, 1, NOW, NOW);
+                assert_true(n <= sizeof buf);
+                topic__records_encode(buf, &r, 1, NOW, NOW);
+                bool usual = klens[k] < 128 && vlens[v] < 16384 && deltas[d] >= -64 &&
+                             deltas[d] < 64;
+                /* Whole, and with bytes of the next record after it. */
+                assert_true(short_agrees(buf, buf + n, NOW) == usual);
+                assert_true(short_agrees(buf, buf + n + 3, NOW) == usual);
+                taken += usual;
+                /* Cut short anywhere: the general decoder reports damage,
+                 * and the short one must decline. */
+                size_t step = n > 400 ? n / 97 : 1;
+                for (size_t cut = 0; cut < n; cut += step)
+                    assert_false(short_agrees(buf, buf + cut, NOW));
+            }
+    assert_true(taken > 0);
+    /* Random bytes, mostly small ones, as a damaged batch holds. */
+    tu_rng rng;
+    tu_rng_seed(&rng, 12345);
+    for (int i = 0; i < 200000; i++) {
+        uint8_t b[24];
+        size_t len = (size_t)tu_rng_below(&rng, sizeof b);
+        for (size_t j = 0; j < len; j++) {
+            uint64_t x = tu_rng_next(&rng);
+            b[j] = (uint8_t)(x & 1 ? x >> 8 : (x >> 8) % 6);
+        }
+        short_agrees(b, b + len, NOW);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_header_rejects),
         cmocka_unit_test(test_every_bit_flip_detected),
         cmocka_unit_test(test_decode_bounds),
+        cmocka_unit_test(test_short_decode_agrees),
     };
     return cmocka_run_group_tests_name("format", tests, NULL, NULL);
 }
