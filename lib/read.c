@@ -227,7 +227,8 @@ TOPIC_API int topic_read(topic *t, uint64_t offset, void *buf, size_t cap, size_
     struct record_view r = { 0 };
     int rc = topic__batch_records(ref.seg->map + ref.pos, &ref.h, &z, &pos, &bend);
     for (uint64_t i = ref.h.base_offset; i <= offset && rc == 0; i++)
-        rc = topic__record_decode(&pos, bend, ref.h.first_ts, &r);
+        if (!topic__record_decode_short(&pos, bend, ref.h.first_ts, &r))
+            rc = topic__record_decode(&pos, bend, ref.h.first_ts, &r);
     if (rc == 0) {
         *len = r.value_len;
         if (r.value_len > cap)
