@@ -189,10 +189,12 @@ static __attribute__((noinline)) int next_slow(topic_cursor *c, topic_record *re
  * verified before: no search, no checksum, and none of the calls that made
  * the whole function save registers and keep a stack frame at every
  * record.  Kept apart from next_slow, with the short decoder (format.h), a
- * scan of 100-byte single appends costs 154 instructions a record instead
- * of 178, checksums included (callgrind).  A read-only handle's start
- * offset needs a look at the writer's (topic_start_offset), so it takes
- * the slow path, as does a record the short decoder declines.
+ * scan of 100-byte single appends costs 155 instructions a record instead
+ * of 178, checksums included (callgrind).  A read-only handle checks that
+ * the writer has not moved the start offset past its own view, which
+ * topic_start_offset() does with a hash of the stored start at every
+ * record: 181 instead of 270 for such a handle.  A record the short
+ * decoder declines, a moved start and anything else take the slow path.
  */
 TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec)
 {
@@ -202,7 +204,7 @@ TOPIC_API int topic_cursor_next(topic_cursor *c, topic_record *rec)
     const topic *t = c->t;
     struct record_view r;
     if (b->seg != NULL && c->roff == c->next && c->next - b->h.base_offset < b->h.count &&
-        !(t->flags & TOPIC_RDONLY) &&
+        (!(t->flags & TOPIC_RDONLY) || topic__live_start_unmoved(c->t)) &&
         c->next >= atomic_load_explicit(&t->start, memory_order_acquire) &&
         topic__record_decode_short(&c->rp, c->rend, b->h.first_ts, &r)) {
         __builtin_prefetch(c->rp + c->ahead);

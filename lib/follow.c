@@ -188,6 +188,15 @@ uint64_t topic__live_start(topic *t)
     return live > stored ? live : stored;
 }
 
+/* topic__live_start(t) <= t->start, known without it: the stored start is
+ * at most its raw value, whatever its check says. */
+bool topic__live_start_unmoved(topic *t)
+{
+    uint64_t start = atomic_load_explicit(&t->start, memory_order_acquire);
+    return __atomic_load_n(&live_area(t)->start, __ATOMIC_ACQUIRE) <= start &&
+           __atomic_load_n(&topic__state_page(t)->start_offset, __ATOMIC_ACQUIRE) <= start;
+}
+
 static bool live_read(topic *t, struct live_view *v);
 
 /*

@@ -589,6 +589,10 @@ void topic__refresh(topic *t);
 /* The start offset the writer published (one load: readers check it on
  * every read, so that deleted records are gone for them at once). */
 uint64_t topic__live_start(topic *t);
+/* Whether topic_start_offset(t) of a reader is t->start as it stands:
+ * neither the live area nor topic.state holds a start above it.  The
+ * cursor's per-record check, without the stored start's hash. */
+bool topic__live_start_unmoved(topic *t);
 int  topic__follow_open_last(topic *t, struct segment *s);
 int  topic__follow_load(topic *t, struct segment *s);
 /* The active segment a live writer published, UINT64_MAX if none; read it

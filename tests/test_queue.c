@@ -2860,6 +2860,52 @@ static void test_delete_before_cursors_same_process(void **state)
 }
 
 /*
+ * A deletion inside a batch that cursors are in the middle of: the next
+ * call of each returns TOPIC_EGONE, through the writer's handle and a
+ * read-only one alike, and a seek to the new start reads on.  Cursors hand
+ * out most records without looking up their batch again (cursor.c); the
+ * start offset must still be checked at every record, and a read-only
+ * handle learns it from the writer's live area.
+ */
+static void test_delete_before_inside_a_batch(void **state)
+{
+    fx *f = *state;
+    WATCHDOG(30);
+    topic *t = create_with(f->dir, NULL);
+    append_simple(t, 40);
+    topic *r = open_ok(f->dir, TOPIC_RDONLY, NULL);
+    topic_cursor *cw, *cr;
+    topic_record rec;
+    assert_ok(topic_cursor_open(t, 0, &cw));
+    assert_ok(topic_cursor_open(r, 0, &cr));
+    for (uint64_t o = 0; o < 2; o++) {
+        assert_ok(topic_cursor_next(cw, &rec));
+        assert_true(rec_simple_ok(&rec, o));
+        assert_ok(topic_cursor_next(cr, &rec));
+        assert_true(rec_simple_ok(&rec, o));
+    }
+    /* Both stand at offset 2, inside the first batch; the deletion takes
+     * records 2 and 3 from under them, and not the batch. */
+    assert_ok(topic_delete_before(t, 4));
+    assert_int_equal(topic_cursor_next(cw, &rec), TOPIC_EGONE);
+    assert_int_equal(topic_cursor_next(cr, &rec), TOPIC_EGONE);
+    assert_u64(topic_start_offset(r), 4);
+    for (int i = 0; i < 2; i++) {
+        topic_cursor *c = i ? cr : cw;
+        assert_ok(topic_cursor_seek(c, 4));
+        for (uint64_t o = 4; o < 40; o++) {
+            assert_ok(topic_cursor_next(c, &rec));
+            assert_true(rec_simple_ok(&rec, o));
+        }
+        assert_int_equal(topic_cursor_next(c, &rec), TOPIC_END);
+    }
+    topic_cursor_close(cw);
+    topic_cursor_close(cr);
+    assert_ok(close_t(r));
+    assert_ok(close_t(t));
+}
+
+/*
  * The contract of topic_delete_before: "records below it read as
  * TOPIC_EGONE from now on, in every handle and process".  A read-only handle
  * that had already read (mapped) the deleted segment is asked for one.
@@ -4805,6 +4851,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_delete_before_seek_time, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_kill9, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_cursors_same_process, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_before_inside_a_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_rdonly_read_is_gone, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_cursor_other_process, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_before_concurrent_readers, fx_setup, fx_teardown),
