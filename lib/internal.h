@@ -586,8 +586,10 @@ void topic__publish(topic *t);
 void topic__publish_boot(topic *t);
 /* Reader: learns about new records, if there are any. */
 void topic__refresh(topic *t);
-/* The start offset the writer published (one load: readers check it on
- * every read, so that deleted records are gone for them at once). */
+/* The start offset the writer published: the larger of the live area's
+ * and topic.state's, whose check costs a hash.  Readers look at every read
+ * and every record, so that deleted records are gone for them at once;
+ * topic__live_start_unmoved tells most of those looks the answer first. */
 uint64_t topic__live_start(topic *t);
 /* Whether topic_start_offset(t) of a reader is t->start as it stands:
  * neither the live area nor topic.state holds a start above it.  The

@@ -140,7 +140,8 @@ int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
             return err < 0 ? err : TOPIC_END;
         }
     }
-    if ((t->flags & TOPIC_RDONLY) && topic__live_start(t) > atomic_load(&t->start))
+    if ((t->flags & TOPIC_RDONLY) && !topic__live_start_unmoved(t) &&
+        topic__live_start(t) > atomic_load(&t->start))
         topic__refresh(t);   /* the writer deleted records since */
     if (offset < atomic_load_explicit(&t->start, memory_order_acquire))
         return TOPIC_EGONE;

@@ -894,7 +894,8 @@ TOPIC_API uint64_t topic_start_offset(topic *t)
 {
     if (t == NULL)
         return 0;
-    if ((t->flags & TOPIC_RDONLY) && topic__live_start(t) > atomic_load(&t->start))
+    if ((t->flags & TOPIC_RDONLY) && !topic__live_start_unmoved(t) &&
+        topic__live_start(t) > atomic_load(&t->start))
         topic__refresh(t);   /* the writer deleted records since */
     return atomic_load_explicit(&t->start, memory_order_acquire);
 }
