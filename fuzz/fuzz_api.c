@@ -162,10 +162,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 7: {
-            /* A reader in the same process sees what the model says. */
+            /* A reader in the same process sees what the model says, by
+             * offset and through a cursor. */
             topic *r = open_topic(dir, TOPIC_RDONLY, NULL);
             CHECK(topic_end_offset(r) == m.n);
             check_read(r, &m, o);
+            check_cursor(r, &m, o, 40);
             topic_close(r);
             break;
         }
