@@ -140,10 +140,7 @@ int topic__locate(topic *t, uint64_t offset, struct batch_ref *ref)
             return err < 0 ? err : TOPIC_END;
         }
     }
-    if ((t->flags & TOPIC_RDONLY) && !topic__live_start_unmoved(t) &&
-        topic__live_start(t) > atomic_load(&t->start))
-        topic__refresh(t);   /* the writer deleted records since */
-    if (offset < atomic_load_explicit(&t->start, memory_order_acquire))
+    if (offset < topic_start_offset(t))   /* where a reader learns of deletions */
         return TOPIC_EGONE;
     struct segment *s = topic__segment_get(t, offset);
     if (s == NULL)
@@ -228,8 +225,7 @@ TOPIC_API int topic_read(topic *t, uint64_t offset, void *buf, size_t cap, size_
     struct record_view r = { 0 };
     int rc = topic__batch_records(ref.seg->map + ref.pos, &ref.h, &z, &pos, &bend);
     for (uint64_t i = ref.h.base_offset; i <= offset && rc == 0; i++)
-        if (!topic__record_decode_short(&pos, bend, ref.h.first_ts, &r))
-            rc = topic__record_decode(&pos, bend, ref.h.first_ts, &r);
+        rc = topic__record_decode(&pos, bend, ref.h.first_ts, &r);
     if (rc == 0) {
         *len = r.value_len;
         if (r.value_len > cap)

@@ -278,7 +278,7 @@ static bool short_agrees(const uint8_t *p, const uint8_t *end, int64_t first_ts)
     memset(&rs, 0, sizeof rs);
     memset(&rg, 0, sizeof rg);
     bool took = topic__record_decode_short(&ps, end, first_ts, &rs);
-    int rc = topic__record_decode(&pg, end, first_ts, &rg);
+    int rc = topic__record_decode_general(&pg, end, first_ts, &rg);
     if (!took) {
         assert_ptr_equal(ps, p);
         return false;
