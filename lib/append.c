@@ -254,7 +254,7 @@ static void publish_append(topic *t, struct segment *s, size_t len, uint64_t end
     if (t->unsynced_since_ms == 0) {
         t->unsynced_since_ms = mono;
         if (t->cfg.v[TOPIC_K_FLUSH_MS] > 0)
-            pthread_cond_signal(&t->flush_cond);   /* its flush.ms starts now */
+            topic__flush_signal(t);   /* its flush.ms starts now */
     }
 }
 
@@ -457,14 +457,14 @@ static int append(topic *t, const topic_record *recs, size_t n, const void *valu
         while (now_in > peak && !atomic_compare_exchange_weak(&t->durable_peak, &peak, now_in))
             ;
     }
-    pthread_mutex_lock(&t->append_lock);
+    topic__lock(&t->append_lock);
     int rc = append_locked(t, recs, n, value, vlen, first);
     if (recs != NULL)   /* only these grow the lz4 scratch (compress) */
         give_back_scratch(t);
     bool sync = rc == 0 && t->cfg.v[TOPIC_K_FLUSH_MESSAGES] > 0 &&
                 atomic_load(&t->end) - t->synced_end >= (uint64_t)t->cfg.v[TOPIC_K_FLUSH_MESSAGES];
     bool seal = rc == 0 && t->nunsealed > MAX_UNSEALED;
-    pthread_mutex_unlock(&t->append_lock);
+    topic__unlock(&t->append_lock);
     /* Each segment waiting for the flusher holds a reservation of address
      * space (TOPIC__MAP_ACTIVE); an appender that rolls faster than the
      * flusher seals (tiny segments, a slow disk) helps it.  The records

@@ -81,18 +81,18 @@ static void *flusher_main(void *arg)
     int64_t period = t->cfg.v[TOPIC_K_FLUSH_MS];
     bool retention = topic__has_retention(t);
     int64_t next_retention = topic__mono_ms() + 1000;
-    pthread_mutex_lock(&t->append_lock);
+    topic__lock(&t->append_lock);
     while (!t->bg_stopping) {
         int64_t now = topic__mono_ms();
         if (t->unsealed != NULL && t->failed == 0) {
-            pthread_mutex_unlock(&t->append_lock);
+            topic__unlock(&t->append_lock);
             /* Retention after each seal, not after the whole backlog:
              * under appends faster than the disk syncs, the backlog never
              * empties, and the log would grow past retention.bytes by
              * many segments before anything was deleted. */
             if (topic__seal_one(t) > 0 && retention)
                 topic__apply_retention(t);
-            pthread_mutex_lock(&t->append_lock);
+            topic__lock(&t->append_lock);
             continue;
         }
         /* spare_wanted stays set while the spare is made, so that no
@@ -101,7 +101,7 @@ static void *flusher_main(void *arg)
             size_t cap = (size_t)t->cfg.v[TOPIC_K_SEGMENT_BYTES];
             /* What the first appends to it reserve (topic__bg_prepare). */
             size_t reserve = TOPIC__RESERVE_STEP + t->pf_ahead;
-            pthread_mutex_unlock(&t->append_lock);
+            topic__unlock(&t->append_lock);
             struct segment *sp = NULL;
             /* A spare that cannot be made is no error: the roll makes
              * the segment itself, and reports what fails then.  Asking
@@ -109,7 +109,7 @@ static void *flusher_main(void *arg)
              * (three files, a failed fallocate, three unlinks) dozens of
              * times per segment. */
             int rc = topic__spare_create(t, cap, reserve, &sp);
-            pthread_mutex_lock(&t->append_lock);
+            topic__lock(&t->append_lock);
             t->spare = sp;
             t->spare_wanted = false;
             t->spare_refused = rc < 0;
@@ -118,23 +118,23 @@ static void *flusher_main(void *arg)
         /* flush.ms counts from the oldest record not yet synced. */
         if (period > 0 && t->unsynced_since_ms != 0 && t->failed == 0 &&
             now - t->unsynced_since_ms >= period) {
-            pthread_mutex_unlock(&t->append_lock);
+            topic__unlock(&t->append_lock);
             topic__sync(t);
             topic__groups_sync(t);   /* positions committed through this handle */
-            pthread_mutex_lock(&t->append_lock);
+            topic__lock(&t->append_lock);
             continue;
         }
         if (period > 0 && t->commits_since_ms != 0 && now - t->commits_since_ms >= period) {
             t->commits_since_ms = 0;
-            pthread_mutex_unlock(&t->append_lock);
+            topic__unlock(&t->append_lock);
             topic__groups_sync(t);
-            pthread_mutex_lock(&t->append_lock);
+            topic__lock(&t->append_lock);
             continue;
         }
         if (retention && now >= next_retention) {
-            pthread_mutex_unlock(&t->append_lock);
+            topic__unlock(&t->append_lock);
             topic__apply_retention(t);
-            pthread_mutex_lock(&t->append_lock);
+            topic__lock(&t->append_lock);
             next_retention = topic__mono_ms() + 1000;
             continue;
         }
@@ -151,12 +151,12 @@ static void *flusher_main(void *arg)
         if (wait >= 0) {
             struct timespec ts;
             deadline_after(&ts, wait);
-            pthread_cond_timedwait(&t->flush_cond, &t->append_lock, &ts);
+            topic__flush_sleep(t, &ts);
         } else {
-            pthread_cond_wait(&t->flush_cond, &t->append_lock);
+            topic__flush_sleep(t, NULL);
         }
     }
-    pthread_mutex_unlock(&t->append_lock);
+    topic__unlock(&t->append_lock);
     return NULL;
 }
 
@@ -250,7 +250,7 @@ void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mo
     if (s->capacity >= topic__spare_min && upto >= s->capacity / 2 && t->spare == NULL &&
         !t->spare_wanted && !t->spare_refused && t->flusher_running) {
         t->spare_wanted = true;
-        pthread_cond_signal(&t->flush_cond);
+        topic__flush_signal(t);
     }
     if (!t->preparer_running) {
         /* Started by the first append that asks, not by topic_open(): a
@@ -341,21 +341,16 @@ void topic__bg_seal_later(topic *t, struct segment *s)
     *t->unsealed_tail = s;
     t->unsealed_tail = &s->next_unsealed;
     t->nunsealed++;
-    pthread_cond_signal(&t->flush_cond);
+    topic__flush_signal(t);
 }
 
 void topic__bg_init(topic *t)
 {
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&t->flush_cond, &attr);
-    pthread_condattr_destroy(&attr);
     pthread_cond_init(&t->prep_cond, NULL);
     pthread_cond_init(&t->prep_idle, NULL);
     pthread_mutex_init(&t->prep_lock, NULL);
     pthread_mutex_init(&t->reserve_lock, NULL);
-    pthread_mutex_init(&t->append_lock, NULL);
+    t->append_lock = (struct topic_lock){ 0, 0, 0, 0 };
     pthread_mutex_init(&t->seal_lock, NULL);
     pthread_mutex_init(&t->drop_lock, NULL);
     pthread_mutex_init(&t->group_lock, NULL);
@@ -394,10 +389,10 @@ int topic__bg_start(topic *t)
 
 void topic__bg_stop(topic *t)
 {
-    pthread_mutex_lock(&t->append_lock);
+    topic__lock(&t->append_lock);
     t->bg_stopping = true;
-    pthread_cond_signal(&t->flush_cond);
-    pthread_mutex_unlock(&t->append_lock);
+    topic__flush_signal(t);
+    topic__unlock(&t->append_lock);
     pthread_mutex_lock(&t->prep_lock);
     t->prep_stopping = true;
     pthread_cond_signal(&t->prep_cond);
@@ -421,12 +416,10 @@ void topic__bg_drop_spare(topic *t)
 
 void topic__bg_destroy(topic *t)
 {
-    pthread_cond_destroy(&t->flush_cond);
     pthread_cond_destroy(&t->prep_cond);
     pthread_cond_destroy(&t->prep_idle);
     pthread_mutex_destroy(&t->prep_lock);
     pthread_mutex_destroy(&t->reserve_lock);
-    pthread_mutex_destroy(&t->append_lock);
     pthread_mutex_destroy(&t->seal_lock);
     pthread_mutex_destroy(&t->drop_lock);
     pthread_mutex_destroy(&t->group_lock);

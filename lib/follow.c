@@ -819,10 +819,10 @@ void topic__refresh(topic *t)
     if (!(t->flags & TOPIC_RDONLY))
         return;
     if (atomic_load_explicit(&t->state_pending, memory_order_acquire)) {
-        pthread_mutex_lock(&t->append_lock);
+        topic__lock(&t->append_lock);
         if (atomic_load(&t->state_pending) && topic__state_attach(t))
             atomic_store_explicit(&t->state_pending, false, memory_order_release);
-        pthread_mutex_unlock(&t->append_lock);
+        topic__unlock(&t->append_lock);
     }
     /* The writer deleted old records: let go of their segments.  The start
      * offset is taken outside the sequence lock (topic__live_start), as
@@ -831,17 +831,17 @@ void topic__refresh(topic *t)
      * the next writer opens. */
     uint64_t start = topic__live_start(t);
     if (start > atomic_load_explicit(&t->start, memory_order_acquire)) {
-        pthread_mutex_lock(&t->append_lock);
+        topic__lock(&t->append_lock);
         if (start > atomic_load(&t->start))
             atomic_store_explicit(&t->start, start, memory_order_release);
-        pthread_mutex_unlock(&t->append_lock);
+        topic__unlock(&t->append_lock);
         topic__drop_gone(t);
     }
     if (!live_read(t, &v))
         return;
     if (v.end <= atomic_load_explicit(&t->end, memory_order_acquire))
         return;
-    pthread_mutex_lock(&t->append_lock);
+    topic__lock(&t->append_lock);
     struct segment *s = t->active;
     if (v.end > atomic_load(&t->end)) {
         /* A roll that fails (out of descriptors or address space) is tried
@@ -882,5 +882,5 @@ void topic__refresh(topic *t)
         if (s != NULL && s->walked_end > atomic_load(&t->end))
             atomic_store_explicit(&t->end, s->walked_end, memory_order_release);
     }
-    pthread_mutex_unlock(&t->append_lock);
+    topic__unlock(&t->append_lock);
 }

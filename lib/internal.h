@@ -267,6 +267,36 @@ struct seglist {
     _Atomic unsigned unloads;     /* segments unloaded by topic__seglist_unload_idle */
 };
 
+/*
+ * The writer's append lock (lock.c): taken with one exchange, let go with a
+ * plain store, which a pthread_mutex_t cannot do.  All zeros is unlocked.
+ */
+struct topic_lock {
+    _Atomic uint32_t held;        /* 1 while a thread holds it; a futex */
+    _Atomic uint32_t sleepers;    /* threads that may sleep on `held` */
+    /* Sleeps, and those that ended by the clock rather than a wake-up:
+     * for the tests (test_threads.c), which hold the second to be rare. */
+    _Atomic uint32_t naps, naps_timed_out;
+};
+
+void topic__lock_slow(struct topic_lock *l);
+void topic__lock_wake(struct topic_lock *l);
+
+static inline void topic__lock(struct topic_lock *l)
+{
+    if (atomic_exchange_explicit(&l->held, 1, memory_order_acquire) != 0)
+        topic__lock_slow(l);
+}
+
+/* The load of `sleepers` may be seen before the store: see lock.c for
+ * why that only delays a sleeper, and by how much. */
+static inline void topic__unlock(struct topic_lock *l)
+{
+    atomic_store_explicit(&l->held, 0, memory_order_release);
+    if (atomic_load_explicit(&l->sleepers, memory_order_relaxed) != 0)
+        topic__lock_wake(l);
+}
+
 /* A thread in topic__sync(), on the list t->waiters (sync.c). */
 struct sync_waiter {
     uint64_t want;                /* its records end here */
@@ -289,7 +319,7 @@ struct topic {
     _Atomic uint64_t end;         /* offset the next append gets */
     _Atomic uint64_t start;       /* first offset still stored */
 
-    pthread_mutex_t append_lock;  /* serialises the whole write path */
+    struct topic_lock append_lock; /* serialises the whole write path */
     struct segment *active;       /* writer only, under append_lock */
     struct open_batch {           /* the active segment's open batch (append.c) */
         uint64_t base;            /* its first offset */
@@ -332,7 +362,9 @@ struct topic {
     pthread_t flusher, preparer;
     bool flusher_running, preparer_running, bg_stopping;
     bool preparer_wanted;         /* start the preparer at the first append */
-    pthread_cond_t flush_cond;    /* wakes the flusher: a segment to seal, or stop */
+    _Atomic uint32_t flush_seq;   /* wakes the flusher (topic__flush_signal): a
+                                   * segment to seal, or stop; a futex */
+    bool flusher_asleep;          /* it sleeps on flush_seq (topic__flush_sleep) */
     const struct segment *pf_asked_seg; /* the segment the appender last asked the
                                          * preparer for */
     size_t pf_next;               /* appends up to here in it need not ask again */
@@ -484,6 +516,11 @@ void topic__mark_lost_end(topic *t);
 void topic__bg_init(topic *t);
 void topic__bg_destroy(topic *t);
 int  topic__bg_start(topic *t);
+/* Under append_lock: wakes the flusher to look at its work (lock.c). */
+void topic__flush_signal(topic *t);
+/* The flusher, under append_lock: lets go of it and sleeps until a signal
+ * or the CLOCK_MONOTONIC deadline (NULL: none), then takes it again. */
+void topic__flush_sleep(topic *t, const struct timespec *deadline);
 /* Starts "topic-flush" if it is not running yet; under append_lock.  Returns
  * 0, or the negative errno of pthread_create (-EAGAIN). */
 int  topic__bg_flusher(topic *t);

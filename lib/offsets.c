@@ -436,13 +436,13 @@ TOPIC_API int topic_commit(topic *t, const char *group, uint64_t offset)
     if (dirty && !(t->flags & TOPIC_RDONLY) && t->cfg.v[TOPIC_K_FLUSH_MS] > 0) {
         /* The writer's flusher syncs it within flush.ms even if no other
          * commit or append follows; the first such commit starts it. */
-        pthread_mutex_lock(&t->append_lock);
+        topic__lock(&t->append_lock);
         int started = 0;
         if (t->commits_since_ms == 0 && (started = topic__bg_flusher(t)) == 0) {
             t->commits_since_ms = topic__mono_ms();
-            pthread_cond_signal(&t->flush_cond);
+            topic__flush_signal(t);
         }
-        pthread_mutex_unlock(&t->append_lock);
+        topic__unlock(&t->append_lock);
         /* No thread to keep the promise later: keep it now. */
         if (started < 0)
             rc = topic__groups_sync(t);

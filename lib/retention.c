@@ -62,7 +62,7 @@ TOPIC_API int topic_delete_before(topic *t, uint64_t offset)
         return TOPIC_ERDONLY;
     if (topic__forked(t))
         return TOPIC_EFAILED;   /* the parent's handle (see topic_close) */
-    pthread_mutex_lock(&t->append_lock);
+    topic__lock(&t->append_lock);
     int rc = t->failed ? TOPIC_EFAILED : 0;
     if (rc == 0 && offset > atomic_load(&t->end))
         rc = -EINVAL;
@@ -70,7 +70,7 @@ TOPIC_API int topic_delete_before(topic *t, uint64_t offset)
         rc = move_start(t, offset);
     if (rc < 0 && rc == t->failed)
         t->failure_told = true;   /* see topic__tell_failure */
-    pthread_mutex_unlock(&t->append_lock);
+    topic__unlock(&t->append_lock);
     return rc < 0 ? rc : topic__drop_gone(t);
 }
 
@@ -137,8 +137,8 @@ int topic__apply_retention(topic *t)
     uint64_t start = retention_start(t);
     if (start <= atomic_load(&t->start))
         return 0;
-    pthread_mutex_lock(&t->append_lock);
+    topic__lock(&t->append_lock);
     int rc = move_start(t, start);
-    pthread_mutex_unlock(&t->append_lock);
+    topic__unlock(&t->append_lock);
     return rc < 0 ? rc : topic__drop_gone(t);
 }

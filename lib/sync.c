@@ -32,9 +32,9 @@ static void fail(topic *t, int rc)
 
 int topic__failure(topic *t)
 {
-    pthread_mutex_lock(&t->append_lock);
+    topic__lock(&t->append_lock);
     int rc = t->failed < 0 && t->failed != TOPIC_EFAILED ? t->failed : -EIO;
-    pthread_mutex_unlock(&t->append_lock);
+    topic__unlock(&t->append_lock);
     return rc;
 }
 
@@ -42,12 +42,12 @@ int topic__tell_failure(topic *t, int rc)
 {
     if (rc >= 0)
         return rc;
-    pthread_mutex_lock(&t->append_lock);
+    topic__lock(&t->append_lock);
     if (rc == TOPIC_EFAILED && !t->failure_told && t->failed < 0 && t->failed != TOPIC_EFAILED)
         rc = t->failed;
     if (rc == t->failed)
         t->failure_told = true;
-    pthread_mutex_unlock(&t->append_lock);
+    topic__unlock(&t->append_lock);
     return rc;
 }
 
@@ -74,10 +74,10 @@ static int dir_sync(topic *t)
  * when none was waiting, or the (sticky) error. */
 static int seal_oldest(topic *t)
 {
-    pthread_mutex_lock(&t->append_lock);
+    topic__lock(&t->append_lock);
     struct segment *s = t->unsealed;
     int rc = t->failed ? TOPIC_EFAILED : 0;
-    pthread_mutex_unlock(&t->append_lock);
+    topic__unlock(&t->append_lock);
     if (s == NULL || rc < 0)
         return rc;
     topic__bg_wait_released(t, s);
@@ -91,7 +91,7 @@ static int seal_oldest(topic *t)
         rc = topic__segment_seal(t, s);
     if (rc == 0)
         rc = topic__state_sealed(t, atomic_load(&s->end));
-    pthread_mutex_lock(&t->append_lock);
+    topic__lock(&t->append_lock);
     if (rc < 0) {
         fail(t, rc);
     } else {
@@ -100,7 +100,7 @@ static int seal_oldest(topic *t)
         if (t->unsealed == NULL)
             t->unsealed_tail = &t->unsealed;
     }
-    pthread_mutex_unlock(&t->append_lock);
+    topic__unlock(&t->append_lock);
     if (rc < 0)
         return rc;
     topic__segment_put(s);
@@ -219,9 +219,9 @@ static void gather(topic *t)
             atomic_store(&t->durable_peak, inflight > here ? inflight : here);
             break;
         }
-        pthread_mutex_unlock(&t->append_lock);
+        topic__unlock(&t->append_lock);
         sched_yield();
-        pthread_mutex_lock(&t->append_lock);
+        topic__lock(&t->append_lock);
     }
 }
 
@@ -293,21 +293,21 @@ static void sync_gen_wake(topic *t)
  */
 int topic__sync(topic *t)
 {
-    pthread_mutex_lock(&t->append_lock);
+    topic__lock(&t->append_lock);
     uint64_t want = atomic_load(&t->end);
     struct sync_waiter me = { want, t->waiters, false };
     t->waiters = &me;
     while (t->syncing && t->synced_end < want && !t->failed) {
         uint32_t gen = atomic_load(&t->sync_gen);
         int64_t last = t->last_sync_ns;
-        pthread_mutex_unlock(&t->append_lock);
+        topic__unlock(&t->append_lock);
         sync_gen_wait(t, gen, last);
         if (atomic_load_explicit(&me.covered, memory_order_acquire))
             return 0;
-        pthread_mutex_lock(&t->append_lock);
+        topic__lock(&t->append_lock);
     }
     if (atomic_load_explicit(&me.covered, memory_order_relaxed)) {
-        pthread_mutex_unlock(&t->append_lock);   /* covered while it took the lock */
+        topic__unlock(&t->append_lock);   /* covered while it took the lock */
         return 0;
     }
     if (t->failed || t->synced_end >= want) {
@@ -315,7 +315,7 @@ int topic__sync(topic *t)
         int rc = t->failed ? TOPIC_EFAILED : 0;
         if (t->synced_end >= atomic_load(&t->end))
             t->unsynced_since_ms = 0;   /* nothing left for the flusher */
-        pthread_mutex_unlock(&t->append_lock);
+        topic__unlock(&t->append_lock);
         return rc;
     }
     t->syncing = true;
@@ -327,7 +327,7 @@ int topic__sync(topic *t)
     uint64_t target = atomic_load(&t->end);
     struct segment *s = t->active;
     topic__segment_ref(s);
-    pthread_mutex_unlock(&t->append_lock);
+    topic__unlock(&t->append_lock);
 
     /* Records below target are in s or in segments rolled away from before
      * it.  If s is rolled away from and sealed meanwhile, the seal synced it
@@ -356,7 +356,7 @@ int topic__sync(topic *t)
     int64_t took = mono_ns() - sync_start;
     topic__segment_put(s);
 
-    pthread_mutex_lock(&t->append_lock);
+    topic__lock(&t->append_lock);
     leave(t, &me);
     if (rc < 0) {
         fail(t, rc);   /* the waiters find it when they take the lock */
@@ -370,7 +370,7 @@ int topic__sync(topic *t)
     }
     t->last_sync_ns = took;
     t->syncing = false;
-    pthread_mutex_unlock(&t->append_lock);
+    topic__unlock(&t->append_lock);
     sync_gen_wake(t);
     return rc;
 }

@@ -790,10 +790,10 @@ static int open_once(const char *dir, int flags, const topic_config *conf, topic
          * recovered position under the last boot's id, which the next
          * writer does not rely on, rather than a position of an earlier
          * boot under this one's (topic__live_last). */
-        pthread_mutex_lock(&t->append_lock);
+        topic__lock(&t->append_lock);
         topic__publish(t);
         topic__publish_boot(t);
-        pthread_mutex_unlock(&t->append_lock);
+        topic__unlock(&t->append_lock);
     }
     topic__handles_add(t);
     *out = t;
@@ -841,10 +841,10 @@ static int close_writer(topic *t)
      * is the flusher's kind (sticky, in t->failed), reported below. */
     if (rc == 0 && topic__has_retention(t))
         topic__apply_retention(t);
-    pthread_mutex_lock(&t->append_lock);
+    topic__lock(&t->append_lock);
     topic__open_seal(t);
     if (rc == 0 && nothing_to_sync(t)) {
-        pthread_mutex_unlock(&t->append_lock);
+        topic__unlock(&t->append_lock);
         return 0;
     }
     if (rc == 0)
@@ -865,7 +865,7 @@ static int close_writer(topic *t)
     }
     if (rc == 0)
         rc = topic__state_mark(t, true);
-    pthread_mutex_unlock(&t->append_lock);
+    topic__unlock(&t->append_lock);
     return rc;
 }
 

@@ -14,7 +14,8 @@
  * given a spare made ahead by the flusher (segment.c), and under
  * flush.messages=1.  Another test checks group commit's promise under
  * flush.messages=1: no thread's append returns before an fdatasync that
- * covers its record.
+ * covers its record.  The last one holds the append lock itself (lock.c)
+ * to its promise: one holder at a time, and no taker left asleep.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +29,7 @@
 #include <cmocka.h>
 
 #include "topic.h"
+#include "internal.h"   /* struct topic_lock */
 #include "os.h"
 #include "faults.h"   /* tf_spares */
 #include "testutil.h"
@@ -404,6 +406,71 @@ static void test_racing_creators(void **state)
     assert_int_equal(lost, 0);
 }
 
+/*
+ * The append lock, taken by LOCKERS threads LOCK_ROUNDS times each.  The
+ * holder checks that nobody else is inside and bumps a counter that only
+ * the lock guards; one round in LOCK_LONG_EVERY it stays 200 us, so that
+ * the others spin out and sleep, and the releases must wake them: at most
+ * one sleep in 20 may end by the lock's 1 ms clock instead.  A taker's wait
+ * longer than LOCK_STUCK_MS would be a sleeper that not even the clock
+ * woke.
+ */
+enum { LOCKERS = 4, LOCK_ROUNDS = 20000, LOCK_LONG_EVERY = 500, LOCK_STUCK_MS = 500 };
+
+struct lock_test {
+    struct topic_lock lock;
+    int inside;                /* guarded by lock only */
+    uint64_t count;            /* guarded by lock only */
+    atomic_int overlaps;
+    atomic_llong longest_wait_us;
+};
+
+static void *locker(void *arg)
+{
+    struct lock_test *lt = arg;
+    for (int i = 0; i < LOCK_ROUNDS; i++) {
+        uint64_t t0 = tu_mono_us();
+        topic__lock(&lt->lock);
+        long long waited = (long long)(tu_mono_us() - t0);
+        long long seen = atomic_load(&lt->longest_wait_us);
+        while (waited > seen && !atomic_compare_exchange_weak(&lt->longest_wait_us, &seen, waited))
+            ;
+        if (lt->inside++ != 0)
+            atomic_fetch_add(&lt->overlaps, 1);
+        lt->count++;
+        if (i % LOCK_LONG_EVERY == 0)
+            tu_sleep_us(200);
+        lt->inside--;
+        topic__unlock(&lt->lock);
+    }
+    return NULL;
+}
+
+static void test_append_lock_excludes(void **state)
+{
+    (void)state;
+    struct lock_test lt = { .lock = { 0, 0, 0, 0 } };
+    pthread_t th[LOCKERS];
+    for (int i = 0; i < LOCKERS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, locker, &lt), 0);
+    for (int i = 0; i < LOCKERS; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(atomic_load(&lt.overlaps), 0);
+    assert_int_equal(lt.count, (uint64_t)LOCKERS * LOCK_ROUNDS);
+    assert_int_equal(atomic_load(&lt.lock.held), 0);
+    assert_int_equal(atomic_load(&lt.lock.sleepers), 0);
+    long long longest = atomic_load(&lt.longest_wait_us);
+    unsigned naps = atomic_load(&lt.lock.naps), late = atomic_load(&lt.lock.naps_timed_out);
+    print_message("append lock: %d takes by %d threads, %u sleeps, %u of them ended by the "
+                  "clock, longest wait %lld us\n", LOCKERS * LOCK_ROUNDS, LOCKERS, naps, late,
+                  longest);
+    assert_true(longest < LOCK_STUCK_MS * 1000LL);
+    /* The long holds make the others sleep; each release wakes one.  A
+     * release that woke nobody would leave them all to the clock. */
+    assert_true(naps > 0);
+    assert_true(late * 20 <= naps);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -412,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_shared_handle_durable),
         cmocka_unit_test(test_group_commit_acks_only_synced),
         cmocka_unit_test(test_racing_creators),
+        cmocka_unit_test(test_append_lock_excludes),
     };
     return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
 }

@@ -1086,9 +1086,9 @@ void tf_spares(bool every_segment)
 void tf_await_spare(topic *t, int timeout_ms)
 {
     for (int i = 0; i < timeout_ms * 10; i++) {
-        pthread_mutex_lock(&t->append_lock);
+        topic__lock(&t->append_lock);
         bool asked = t->spare_wanted;
-        pthread_mutex_unlock(&t->append_lock);
+        topic__unlock(&t->append_lock);
         if (!asked)
             return;
         tu_sleep_us(100);
