@@ -7,15 +7,17 @@
 
 #include "internal.h"
 
-/* Checks the caller's records; fills the batch's timestamps and size. */
+/* Checks the caller's records; fills the batch's timestamps and size, in
+ * the same pass: a pass of its own for the size cost a batch of 1000 x
+ * 100 B 5 more instructions per record, 145 instead of 140 (callgrind). */
 static int check_records(const topic *t, const topic_record *recs, size_t n, int64_t now,
                          int64_t *first_ts, int64_t *max_ts, size_t *size)
 {
     uint64_t max = (uint64_t)t->cfg.v[TOPIC_K_MAX_MESSAGE], total = 0;
     if (n > UINT32_MAX)
         return TOPIC_ETOOBIG;
-    *first_ts = topic__rec_ts(&recs[0], now);
-    *max_ts = INT64_MIN;
+    int64_t first = topic__rec_ts(&recs[0], now), top = INT64_MIN;
+    size_t bytes = TOPIC__HEADER_SIZE;
     for (size_t i = 0; i < n; i++) {
         const topic_record *r = &recs[i];
         if ((r->key == NULL && r->key_len) || (r->value == NULL && r->value_len))
@@ -26,11 +28,14 @@ static int check_records(const topic *t, const topic_record *recs, size_t n, int
         if (total > max)
             return TOPIC_ETOOBIG;
         int64_t ts = topic__rec_ts(r, now);
-        if (ts > *max_ts)
-            *max_ts = ts;
+        if (ts > top)
+            top = ts;
+        bytes += topic__record_size(r, ts, first);
     }
-    *size = TOPIC__HEADER_SIZE + topic__records_size(recs, n, *first_ts, now);
-    return *size > TOPIC__MAX_BATCH ? TOPIC_ETOOBIG : 0;
+    *first_ts = first;
+    *max_ts = top;
+    *size = bytes;
+    return bytes > TOPIC__MAX_BATCH ? TOPIC_ETOOBIG : 0;
 }
 
 /* The next segment: the spare the flusher made ahead (segment.c), renamed,

@@ -80,12 +80,8 @@ static uint64_t batch_sum(const uint8_t *p, size_t length)
 size_t topic__records_size(const topic_record *recs, size_t n, int64_t first_ts, int64_t now)
 {
     size_t size = 0;
-    for (size_t i = 0; i < n; i++) {
-        const topic_record *r = &recs[i];
-        size += topic__varint_size(topic__ts_delta(topic__rec_ts(r, now), first_ts));
-        size += topic__varint_size(r->key ? (uint64_t)r->key_len + 1 : 0) + (r->key ? r->key_len : 0);
-        size += topic__varint_size(r->value_len) + r->value_len;
-    }
+    for (size_t i = 0; i < n; i++)
+        size += topic__record_size(&recs[i], topic__rec_ts(&recs[i], now), first_ts);
     return size;
 }
 

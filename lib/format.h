@@ -201,6 +201,16 @@ static inline size_t topic__value_batch_size(size_t len)
     return TOPIC__HEADER_SIZE + 2 + topic__varint_size(len) + len;
 }
 
+/* The bytes record r takes in a batch whose first timestamp is first_ts,
+ * its own timestamp being ts. */
+static inline size_t topic__record_size(const topic_record *r, int64_t ts, int64_t first_ts)
+{
+    size_t key = r->key ? r->key_len : 0;
+    return topic__varint_size(topic__ts_delta(ts, first_ts)) +
+           topic__varint_size(r->key ? (uint64_t)key + 1 : 0) + key +
+           topic__varint_size(r->value_len) + r->value_len;
+}
+
 /* The bytes one record with no key takes in an open batch whose first
  * timestamp is first_ts. */
 static inline size_t topic__value_record_size(size_t len, int64_t ts, int64_t first_ts)
