@@ -81,12 +81,25 @@ TOPIC_API uint64_t topic_cursor_offset(const topic_cursor *c)
  * records of 100 B per batch: 18.0 to 15.8 ns a record).  The prefetch is a
  * hint: it never faults, even past the end of the mapping.  A compressed
  * batch's records are in c->z, not in the map, so it prefetches nothing.
+ *
+ * Small batches are prefetched at least PREFETCH_MIN ahead.  At one batch's
+ * length, the open batches of single appends (up to 1 KiB, about 9 records
+ * of 100 B) were prefetched a few records before their checksum read them,
+ * too late for memory.  Passes over one topic of 1 M such records, taking
+ * turns between distances, ran at 57-64 M records/s at a batch's length,
+ * 68-75 M at 2 KiB, 69-77 M at 3 KiB and 66-77 M at 4 KiB (three runs,
+ * 2026-11-30).  Large batches keep their own length: for batches of 1000
+ * records, twice it was no faster and four times it slower.
  */
+#define PREFETCH_MIN ((size_t)3 << 10)
+
 static int enter_batch(topic_cursor *c)
 {
     c->roff = c->b.h.base_offset;
-    c->ahead = (c->b.h.attributes & TOPIC__ATTR_COMPRESSION_MASK) == TOPIC__COMPRESS_NONE
-                   ? c->b.h.length : 0;
+    size_t len = c->b.h.length;
+    c->ahead = (c->b.h.attributes & TOPIC__ATTR_COMPRESSION_MASK) != TOPIC__COMPRESS_NONE ? 0
+               : len > PREFETCH_MIN                                                   ? len
+                                                                                      : PREFETCH_MIN;
     return topic__batch_records(c->b.seg->map + c->b.pos, &c->b.h, &c->z, &c->rp, &c->rend);
 }
 
