@@ -29,9 +29,7 @@
  */
 #include <errno.h>
 #include <linux/futex.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -46,12 +44,6 @@
 #define cpu_relax() ((void)0)
 #endif
 
-static long futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *timeout,
-                  uint32_t bitset)
-{
-    return syscall(SYS_futex, (uint32_t *)word, op, val, timeout, NULL, bitset);
-}
-
 void topic__lock_slow(struct topic_lock *l)
 {
     for (int i = 0; i < SPINS; i++) {
@@ -64,7 +56,7 @@ void topic__lock_slow(struct topic_lock *l)
     while (atomic_exchange_explicit(&l->held, 1, memory_order_acquire) != 0) {
         const struct timespec nap = { 0, NAP_NS };
         atomic_fetch_add_explicit(&l->naps, 1, memory_order_relaxed);
-        if (futex(&l->held, FUTEX_WAIT_PRIVATE, 1, &nap, 0) < 0 && errno == ETIMEDOUT)
+        if (topic__futex(&l->held, FUTEX_WAIT_PRIVATE, 1, &nap, 0) < 0 && errno == ETIMEDOUT)
             atomic_fetch_add_explicit(&l->naps_timed_out, 1, memory_order_relaxed);
     }
     atomic_fetch_sub_explicit(&l->sleepers, 1, memory_order_relaxed);
@@ -72,7 +64,7 @@ void topic__lock_slow(struct topic_lock *l)
 
 void topic__lock_wake(struct topic_lock *l)
 {
-    (void)futex(&l->held, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
+    (void)topic__futex(&l->held, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
 }
 
 /*
@@ -89,7 +81,7 @@ void topic__flush_sleep(topic *t, const struct timespec *deadline)
     topic__unlock(&t->append_lock);
     /* An absolute CLOCK_MONOTONIC deadline, or none.  An early return (a
      * signal, EINTR) only makes the flusher look at its work again. */
-    (void)futex(&t->flush_seq, FUTEX_WAIT_BITSET_PRIVATE, seen, deadline,
+    (void)topic__futex(&t->flush_seq, FUTEX_WAIT_BITSET_PRIVATE, seen, deadline,
                 FUTEX_BITSET_MATCH_ANY);
     topic__lock(&t->append_lock);
     t->flusher_asleep = false;
@@ -101,6 +93,6 @@ void topic__flush_signal(topic *t)
                           memory_order_relaxed);
     if (t->flusher_asleep) {
         t->flusher_asleep = false;   /* one wake-up per sleep is enough */
-        (void)futex(&t->flush_seq, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
+        (void)topic__futex(&t->flush_seq, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
     }
 }

@@ -11,6 +11,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "os.h"
@@ -179,6 +180,12 @@ int topic__fallocate_range(int fd, off_t off, off_t len)
     if (errno == EOPNOTSUPP || errno == ENOSYS)
         return fill_zeros(fd, off, off + len);
     return topic__neg_errno();
+}
+
+long topic__futex(void *word, int op, uint32_t val, const struct timespec *timeout,
+                  uint32_t bitset)
+{
+    return syscall(SYS_futex, word, op, val, timeout, NULL, bitset);
 }
 
 int topic__ftruncate(int fd, off_t len)

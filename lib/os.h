@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* madvise() advice of Linux 5.14; older kernels refuse it with EINVAL. */
 #ifndef MADV_POPULATE_WRITE
@@ -108,6 +109,11 @@ void *topic__calloc(size_t n, size_t size);
 void *topic__realloc(void *p, size_t n);
 void  topic__free(void *p);
 char *topic__strdup(const char *s);
+/* futex(2) on the 32-bit word at `word`: the library's sleeps and wake-ups
+ * (the append lock, group commit, topic_wait).  Outside the table: there
+ * is no failure of it to inject that a caller does not already retry. */
+long  topic__futex(void *word, int op, uint32_t val, const struct timespec *timeout,
+                   uint32_t bitset);
 /* Writes a whole small file durably: temp file, fsync, rename, fsync dir. */
 int   topic__write_file_atomic(int dirfd, const char *name, const void *buf, size_t n);
 /* Reads a whole small file into a NUL-terminated malloc'd buffer. */

@@ -18,7 +18,6 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -267,7 +266,7 @@ static void sync_gen_wait(topic *t, uint32_t seen, int64_t last_sync_ns)
     int64_t deadline = mono_ns() + (budget > 1000000 ? 1000000 : budget);
     while (atomic_load_explicit(&t->sync_gen, memory_order_acquire) == seen) {
         if (mono_ns() >= deadline) {
-            syscall(SYS_futex, (uint32_t *)&t->sync_gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+            topic__futex(&t->sync_gen, FUTEX_WAIT_PRIVATE, seen, NULL, 0);
             return;
         }
         sched_yield();
@@ -277,7 +276,7 @@ static void sync_gen_wait(topic *t, uint32_t seen, int64_t last_sync_ns)
 static void sync_gen_wake(topic *t)
 {
     atomic_fetch_add(&t->sync_gen, 1);
-    syscall(SYS_futex, (uint32_t *)&t->sync_gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    topic__futex(&t->sync_gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, 0);
 }
 
 /*

@@ -30,7 +30,6 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,16 +66,11 @@ void topic__wait_close(topic *t)
     t->wait = NULL;
 }
 
-static long futex(uint32_t *word, int op, uint32_t val, const struct timespec *timeout)
-{
-    return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
-}
-
 /* Bumps `wake` and wakes every sleeper; returns how many woke. */
 static long wake_all(struct wait_page *w)
 {
     __atomic_fetch_add(&w->wake, 1, __ATOMIC_SEQ_CST);
-    return futex(&w->wake, FUTEX_WAKE, INT_MAX, NULL);
+    return topic__futex(&w->wake, FUTEX_WAKE, INT_MAX, NULL, 0);
 }
 
 void topic__wait_wake(topic *t, uint32_t cur)
@@ -131,7 +125,7 @@ static void sleep_once(topic *t, uint64_t offset, int64_t ms)
     uint32_t seen = __atomic_load_n(&w->wake, __ATOMIC_SEQ_CST);
     uint32_t epoch = __atomic_fetch_add(&w->waiters, 1, __ATOMIC_SEQ_CST) & ~WAITERS_MASK;
     if (!arrived(t, offset))
-        futex(&w->wake, FUTEX_WAIT, seen, &ts);
+        topic__futex(&w->wake, FUTEX_WAIT, seen, &ts, 0);
     /* Leave the count of the epoch registered in, unless a writer has
      * started a new one since (and counted this waiter out already). */
     uint32_t cur = __atomic_load_n(&w->waiters, __ATOMIC_RELAXED);
