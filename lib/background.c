@@ -282,8 +282,18 @@ void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mo
     size_t want = (upto + t->pf_ahead) & ~PAGE_MASK, limit = s->capacity & ~PAGE_MASK;
     if (want > limit)
         want = limit;
+    t->pf_asks++;
     t->pf_asked_seg = s;
-    t->pf_next = want > t->pf_ahead / 2 ? want - t->pf_ahead / 2 : 0;
+    /* Once the request reaches the end of the segment there is nothing
+     * more to ask for in it, except the spare at its half (above).  The
+     * appends of its last half distance used to ask again each time, every
+     * one taking prep_lock and checking the reservation: the last 32 MiB
+     * of every segment at the largest distance, and every append to a
+     * segment of under twice the distance. */
+    size_t next = want == limit ? SIZE_MAX : want > t->pf_ahead / 2 ? want - t->pf_ahead / 2 : 0;
+    if (s->capacity >= topic__spare_min && upto < s->capacity / 2 && next > s->capacity / 2)
+        next = s->capacity / 2;
+    t->pf_next = next;
     pthread_mutex_lock(&t->prep_lock);
     if ((t->pf_seg != s || t->pf_done < upto + t->pf_ahead / 4) &&   /* not well ahead */
         !atomic_load_explicit(&s->reserve_small, memory_order_relaxed)) {   /* disk not short */

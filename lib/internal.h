@@ -370,6 +370,7 @@ struct topic {
     size_t pf_next;               /* appends up to here in it need not ask again */
     size_t pf_ahead;              /* how far past the appends it prepares */
     int64_t pf_asked_ms;          /* when it last asked (monotonic) */
+    uint64_t pf_asks;             /* how many times it asked, for the tests */
     /* The page preparer's own state, under prep_lock (after append_lock). */
     pthread_mutex_t prep_lock;
     pthread_cond_t prep_cond;     /* wakes the preparer: pages to prepare, or stop */

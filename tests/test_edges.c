@@ -5428,6 +5428,28 @@ static void test_disk_full_mid_segment(void **state)
     assert_ok(topic_close(t));
 }
 
+/*
+ * The appender asks the page preparer for more each time its appends have
+ * used up half the distance asked for, and not once the request reaches
+ * the end of the segment.  The appends of a segment's last half distance
+ * used to ask again every time (taking the preparer's lock and checking
+ * the reservation): every append past the first 8 MiB of a 16 MiB segment.
+ * About 14 MB of records here, in one segment: three requests, a few more
+ * should the distance shrink.
+ */
+static void test_preparer_asked_sparingly(void **state)
+{
+    fx *f = *state;
+    topic *t = open_with(f->dir, TOPIC_CREATE, "segment.bytes", "16777216", NULL);
+    put_ok(t, 45000);
+    assert_true(t->pf_asks > 0);
+    if (t->pf_asks > 20)
+        fail_msg("%" PRIu64 " requests to the preparer for 45000 appends", t->pf_asks);
+    for (uint64_t o = 0; o < 45000; o += 97)
+        check_value(t, o);
+    assert_ok(topic_close(t));
+}
+
 /* An index that cannot grow (full disk) loses entries, never records:
  * lookups walk further. */
 static void test_index_cannot_grow(void **state)
@@ -5834,6 +5856,7 @@ int main(void)
         T(test_start_past_end_after_power_loss),
         T(test_links_in_the_directory_are_not_followed),
         T(test_disk_full_mid_segment),
+        T(test_preparer_asked_sparingly),
         T(test_threads_start_with_the_first_append),
         T(test_flush_ms_at_its_largest),
         T(test_cursor_record_outlives_seal_of_deleted_segment),
