@@ -961,6 +961,24 @@ static void test_rolled_segment_removed_under_writer(void **state)
     }
 }
 
+/* Waits, at most 10 s, until the page preparer has prepared what it was
+ * asked for (background.c), so that it has nothing left to do to the
+ * active file; *target is how far that was.  False if it never got there. */
+static bool preparer_idle(topic *t, size_t *target)
+{
+    bool idle = false;
+    for (int i = 0; i < 10000; i++) {
+        pthread_mutex_lock(&t->prep_lock);
+        *target = t->pf_target;
+        idle = t->pf_seg == NULL || t->pf_done >= t->pf_target;
+        pthread_mutex_unlock(&t->prep_lock);
+        if (idle)
+            break;
+        usleep(1000);
+    }
+    return idle;
+}
+
 /* What a writer in a child does to the active .log before it dies. */
 enum { LOG_UNLINK, LOG_CUT, LOG_OLD_COPY };
 
@@ -991,6 +1009,11 @@ static int killed_writer_run(void *arg)
             return 11;
     if (topic_commit(t, "g", topic_end_offset(t)) != 0)
         return 12;
+    /* The preparer allocates the file ahead of the appends, which extends
+     * it: one still at work would lengthen a file cut here again. */
+    size_t target;
+    if (!preparer_idle(t, &target))
+        return 15;
     char *log = tu_segment_path(k->dir, k->active, "log");
     char *tmp = tu_path(k->dir, "older-copy");
     int rc = 0;
@@ -5463,16 +5486,7 @@ static void test_preparer_keeps_file_end_ahead(void **state)
     topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
     put_ok(t, 20000);   /* about 6 MB of a 1 GiB segment */
     size_t target = 0;
-    bool idle = false;
-    for (int i = 0; i < 10000 && !idle; i++) {
-        pthread_mutex_lock(&t->prep_lock);
-        target = t->pf_target;
-        idle = t->pf_seg != NULL && t->pf_done >= t->pf_target;
-        pthread_mutex_unlock(&t->prep_lock);
-        if (!idle)
-            usleep(1000);
-    }
-    assert_true(idle);
+    assert_true(preparer_idle(t, &target));
     assert_true(target > 0);
     struct stat st;
     assert_int_equal(fstat(t->active->fd, &st), 0);
