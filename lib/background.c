@@ -50,7 +50,6 @@
 #define PREPARE_SLOW_MS   1000          /* half of it used this slowly: less far */
 #define PREPARE_STEP      (1u << 20)    /* one madvise() call; the lock is free between */
 #define PREPARE_LEAP      (4u << 20)    /* how far past an appender that overtook it */
-#define PREPARE_EOF_GAP   ((size_t)16 << 20)  /* the file's end kept this far past its pages */
 #define PAGE_MASK     ((size_t)4095)
 
 /* Segments this large get a spare made ahead of their roll (internal.h). */
@@ -202,25 +201,10 @@ static void prepare_step(topic *t)
     /* The space first: pages past the allocated part of the file would
      * raise SIGBUS.  It stops short where the disk is full, or where a
      * roll has shut the segment's reservation (and kept the pages up to
-     * it mapped).  Nobody shrinks s while prep_cur points at it.
-     *
-     * The file's end is kept PREPARE_EOF_GAP past the pages, not just past
-     * them.  Pages the kernel brings in near the end of a file come in
-     * small folios, and then it maps them 4 KiB at a time; away from the
-     * end they come in folios of 2 MiB, mapped whole.  Populating 1 GiB of
-     * a file on ext4 (Linux 6.18) in 1 MiB steps, here: 2.5-2.7 GB/s when
-     * the file grew in 16 MiB steps just ahead of the pages, 7.7-8.4 GB/s
-     * when its end stayed 8 MiB or more ahead (4 MiB was not enough).
-     * For appends of 100 bytes, the preparer's system time per GB of log
-     * fell from 0.35-0.61 s to 0.13-0.17 s and its page faults from
-     * 20,000-48,000 to 2,400-3,500, and 94% of the segment was mapped in
-     * 2 MiB pages, which random reads gain from too. */
+     * it mapped).  Nobody shrinks s while prep_cur points at it. */
     size_t have = atomic_load_explicit(&s->reserved, memory_order_acquire) & ~PAGE_MASK;
-    size_t eof = target + PREPARE_EOF_GAP, cap = s->capacity & ~PAGE_MASK;
-    if (eof > cap)
-        eof = cap;
-    if (from + n > have || (eof > have && from + n + PREPARE_EOF_GAP > have))
-        have = topic__segment_reserve_ahead(t, s, eof) & ~PAGE_MASK;
+    if (from + n > have)
+        have = topic__segment_reserve_ahead(t, s, target) & ~PAGE_MASK;
     bool whole = from + n <= have;
     if (!whole)
         n = have > from ? have - from : 0;

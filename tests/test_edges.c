@@ -5473,29 +5473,6 @@ static void test_preparer_asked_sparingly(void **state)
     assert_ok(topic_close(t));
 }
 
-/*
- * The preparer keeps the end of the active segment's file at least 16 MiB
- * past the pages it prepares (background.c).  Within that distance of the
- * end the kernel gives the file small pages, which cost it three times as
- * much to prepare and the appender a TLB entry per 4 KiB.  Checked once the
- * preparer has done what it was asked for.
- */
-static void test_preparer_keeps_file_end_ahead(void **state)
-{
-    fx *f = *state;
-    topic *t = open_with(f->dir, TOPIC_CREATE, NULL);
-    put_ok(t, 20000);   /* about 6 MB of a 1 GiB segment */
-    size_t target = 0;
-    assert_true(preparer_idle(t, &target));
-    assert_true(target > 0);
-    struct stat st;
-    assert_int_equal(fstat(t->active->fd, &st), 0);
-    if ((uint64_t)st.st_size < (uint64_t)target + ((uint64_t)16 << 20))
-        fail_msg("the file ends at %" PRIu64 ", pages are prepared up to %zu",
-                 (uint64_t)st.st_size, target);
-    assert_ok(topic_close(t));
-}
-
 /* An index that cannot grow (full disk) loses entries, never records:
  * lookups walk further. */
 static void test_index_cannot_grow(void **state)
@@ -5903,7 +5880,6 @@ int main(void)
         T(test_links_in_the_directory_are_not_followed),
         T(test_disk_full_mid_segment),
         T(test_preparer_asked_sparingly),
-        T(test_preparer_keeps_file_end_ahead),
         T(test_threads_start_with_the_first_append),
         T(test_flush_ms_at_its_largest),
         T(test_cursor_record_outlives_seal_of_deleted_segment),
