@@ -963,13 +963,12 @@ static void test_rolled_segment_removed_under_writer(void **state)
 
 /* Waits, at most 10 s, until the page preparer has prepared what it was
  * asked for (background.c), so that it has nothing left to do to the
- * active file; *target is how far that was.  False if it never got there. */
-static bool preparer_idle(topic *t, size_t *target)
+ * active file.  False if it never got there. */
+static bool preparer_idle(topic *t)
 {
     bool idle = false;
     for (int i = 0; i < 10000; i++) {
         pthread_mutex_lock(&t->prep_lock);
-        *target = t->pf_target;
         idle = t->pf_seg == NULL || t->pf_done >= t->pf_target;
         pthread_mutex_unlock(&t->prep_lock);
         if (idle)
@@ -1011,8 +1010,7 @@ static int killed_writer_run(void *arg)
         return 12;
     /* The preparer allocates the file ahead of the appends, which extends
      * it: one still at work would lengthen a file cut here again. */
-    size_t target;
-    if (!preparer_idle(t, &target))
+    if (!preparer_idle(t))
         return 15;
     char *log = tu_segment_path(k->dir, k->active, "log");
     char *tmp = tu_path(k->dir, "older-copy");
