@@ -247,8 +247,9 @@ void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mo
     /* Half full: time for the flusher to make the next segment's files
      * (segment.c).  Small segments are made at the roll, as they always
      * were: they roll often, and each roll's pause is short. */
-    if (s->capacity >= topic__spare_min && upto >= s->capacity / 2 && t->spare == NULL &&
-        !t->spare_wanted && !t->spare_refused && t->flusher_running) {
+    size_t half = s->capacity >= topic__spare_min ? s->capacity / 2 : 0;
+    if (half > 0 && upto >= half && t->spare == NULL && !t->spare_wanted && !t->spare_refused &&
+        t->flusher_running) {
         t->spare_wanted = true;
         topic__flush_signal(t);
     }
@@ -291,8 +292,8 @@ void topic__bg_prepare_more(topic *t, struct segment *s, size_t upto, int64_t mo
      * of every segment at the largest distance, and every append to a
      * segment of under twice the distance. */
     size_t next = want == limit ? SIZE_MAX : want > t->pf_ahead / 2 ? want - t->pf_ahead / 2 : 0;
-    if (s->capacity >= topic__spare_min && upto < s->capacity / 2 && next > s->capacity / 2)
-        next = s->capacity / 2;
+    if (upto < half && next > half)
+        next = half;
     t->pf_next = next;
     pthread_mutex_lock(&t->prep_lock);
     if ((t->pf_seg != s || t->pf_done < upto + t->pf_ahead / 4) &&   /* not well ahead */

@@ -19,7 +19,6 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "internal.h"
 

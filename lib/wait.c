@@ -31,7 +31,6 @@
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "internal.h"
 
